@@ -1,0 +1,6 @@
+//! fediprobe: synthetic user-journey probes for Mastodon.
+//!
+//! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
+
+pub mod secret;
+pub mod spec;
