@@ -1,1 +1,26 @@
-//! placeholder
+//! The journey spec: configuration and journey files, parsed and validated.
+//!
+//! This module owns everything between a YAML file on disk and the typed
+//! [`Config`] and [`Journey`] values the runner executes: the YAML tree with
+//! positions ([`yaml`]), the typed models ([`config`], [`journey`]), variable
+//! templates ([`template`]), rustc-style diagnostics ([`diag`]), and the check of
+//! schedules against Mastodon's rate limits ([`limits`]).
+//!
+//! **Invariant: nothing here touches the network or reads the clock.** It reads
+//! files, and nothing else, so `fediprobe check` is safe to run anywhere. Every
+//! problem found is reported as a [`Diagnostic`] with file, line and column, and
+//! parsing carries on after an error so that one run of `check` lists them all.
+
+pub mod config;
+pub mod diag;
+pub mod journey;
+pub mod limits;
+pub mod load;
+pub mod template;
+pub mod values;
+pub mod yaml;
+
+pub use config::{Config, InstanceConfig, RemoteWriteConfig, TokenSource};
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use journey::{Journey, Step, StepKind};
+pub use load::{Loaded, load_config, load_journey_paths, parse_journey_str};

@@ -1,0 +1,307 @@
+//! The configuration file (`fediprobe.yaml`): who the probe is, which instances
+//! it measures and with which tokens, where the journeys are, and where samples go.
+//!
+//! ```yaml
+//! probe:
+//!   region: eu-west              # required: the vantage point, a label on every sample
+//!   name: eu-west-1              # default: the region; spreads schedules between probes
+//! instances:
+//!   main:
+//!     url: https://mastodon.example
+//!     account: fediprobe         # the probe account's user name (a label on every sample)
+//!     token: { env: FEDIPROBE_MAIN_TOKEN }   # or { file: /var/run/secrets/fediprobe/main }
+//! journeys: [journeys/]          # default: journeys/ beside this file
+//! remote_write:                  # optional
+//!   url: http://victoria-metrics:8428/api/v1/write
+//!   bearer_token: { env: VM_TOKEN }          # or basic_auth: { username: u, password: { env: P } }
+//!   headers: { X-Scope-OrgID: mastodon }
+//!   timeout: 10s                 # default 10s, per push request
+//!   flush_timeout: 30s           # default 30s, how long `once` waits to deliver before spooling
+//!   spool_dir: /var/lib/fediprobe/spool      # default: none (samples not delivered are lost)
+//!   spool_max_bytes: 268435456   # default 256 MiB
+//!   queue_capacity: 100000       # default 100000 samples in memory
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::diag::Pos;
+use super::values;
+use super::yaml::{Node, Reader, Value};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub probe: ProbeIdentity,
+    pub instances: Vec<InstanceConfig>,
+    /// Journey files or folders, relative paths resolved against the config's folder.
+    pub journeys: Vec<PathBuf>,
+    pub remote_write: Option<RemoteWriteConfig>,
+}
+
+impl Config {
+    pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeIdentity {
+    /// The vantage point, e.g. `eu-west`.
+    pub region: String,
+    /// This probe's own name; defaults to the region.
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub url: url::Url,
+    /// The probe account's user name on this instance.
+    pub account: String,
+    pub token: TokenSource,
+    pub pos: Pos,
+}
+
+/// Where a secret comes from. Never the config file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Env(name) => write!(f, "environment variable {name}"),
+            TokenSource::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteWriteConfig {
+    pub url: url::Url,
+    pub auth: Option<RemoteWriteAuth>,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub flush_timeout: Duration,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub queue_capacity: usize,
+}
+
+pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub enum RemoteWriteAuth {
+    Basic { username: String, password: TokenSource },
+    Bearer(TokenSource),
+}
+
+const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write"];
+const PROBE_KEYS: &[&str] = &["region", "name"];
+const INSTANCE_KEYS: &[&str] = &["url", "account", "token"];
+const REMOTE_WRITE_KEYS: &[&str] = &[
+    "url", "basic_auth", "bearer_token", "headers", "timeout", "flush_timeout", "spool_dir", "spool_max_bytes",
+    "queue_capacity",
+];
+
+pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
+    let errors_before = reader.diagnostics.error_count();
+    let fields = reader.map(root, "the config", CONFIG_KEYS)?;
+    let base = reader.path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let probe = fields.require(reader, "probe", "the config").and_then(|n| read_probe(reader, n));
+    let mut instances = Vec::new();
+    if let Some(n) = fields.require(reader, "instances", "the config") {
+        for (name, key, value) in reader.pairs(n, "`instances`") {
+            if !values::is_valid_name(&name) {
+                reader.error_hint(key, format!("instance name `{name}` is not a valid name"), "use lower-case letters, digits, `-` and `_`");
+                continue;
+            }
+            if let Some(instance) = read_instance(reader, name, key.pos, value) {
+                instances.push(instance);
+            }
+        }
+        if instances.is_empty() && !reader.diagnostics.has_errors() {
+            reader.error(n, "no instances are configured");
+        }
+    }
+    let journeys = match fields.get("journeys") {
+        None => vec![base.join("journeys")],
+        Some(n) => {
+            let items: Vec<&Node> = match &n.value {
+                Value::Seq(items) => items.iter().collect(),
+                _ => vec![n],
+            };
+            items.into_iter().filter_map(|i| reader.string(i, "a journey path")).map(|p| base.join(p)).collect()
+        }
+    };
+    let remote_write = match fields.get("remote_write") {
+        None => Some(None),
+        Some(n) => read_remote_write(reader, n, &base).map(Some),
+    };
+    if reader.diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Config { file: reader.path().to_path_buf(), probe: probe?, instances, journeys, remote_write: remote_write? })
+}
+
+fn read_probe(reader: &mut Reader<'_>, node: &Node) -> Option<ProbeIdentity> {
+    let fields = reader.map(node, "`probe`", PROBE_KEYS)?;
+    let region = fields.require(reader, "region", "`probe`").and_then(|n| values::name(reader, n, "region"))?;
+    let name = match fields.get("name") {
+        Some(n) => values::name(reader, n, "probe name")?,
+        None => region.clone(),
+    };
+    Some(ProbeIdentity { region, name })
+}
+
+fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -> Option<InstanceConfig> {
+    let fields = reader.map(node, &format!("instance `{name}`"), INSTANCE_KEYS)?;
+    let url = fields.require(reader, "url", "the instance").and_then(|n| {
+        let text = reader.string(n, "`url`")?;
+        match url::Url::parse(&text) {
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+                if u.query().is_some() || u.path() != "/" {
+                    reader.error_hint(n, "an instance URL is just scheme and host", format!("write `{}://{}`", u.scheme(), u.authority()));
+                    return None;
+                }
+                Some(u)
+            }
+            Ok(_) => {
+                reader.error_hint(n, format!("`{text}` is not an http(s) URL"), "e.g. `https://mastodon.example`");
+                None
+            }
+            Err(e) => {
+                reader.error_hint(n, format!("`{text}` is not a URL: {e}"), "e.g. `https://mastodon.example`");
+                None
+            }
+        }
+    });
+    let account = fields.require(reader, "account", "the instance").and_then(|n| {
+        let text = reader.string(n, "`account`")?;
+        let text = text.trim_start_matches('@').to_owned();
+        if text.is_empty() || !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            reader.error_hint(n, format!("`{text}` is not a Mastodon user name"), "the probe account's local user name, e.g. `fediprobe`");
+            return None;
+        }
+        Some(text)
+    });
+    let token = fields.require(reader, "token", "the instance").and_then(|n| read_secret_source(reader, n, "`token`"));
+    Some(InstanceConfig { name, url: url?, account: account?, token: token?, pos })
+}
+
+/// Reads `{ env: NAME }` or `{ file: PATH }`. An inline value is refused: config
+/// files get committed, copied into ConfigMaps and pasted into tickets.
+pub fn read_secret_source(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<TokenSource> {
+    if let Value::Str(_) = node.value {
+        reader.error_hint(
+            node,
+            format!("{what} must not be written into the config"),
+            "give where to read it: `{ env: FEDIPROBE_TOKEN }` or `{ file: /var/run/secrets/fediprobe/token }`",
+        );
+        return None;
+    }
+    let fields = reader.map(node, what, &["env", "file"])?;
+    match (fields.get("env"), fields.get("file")) {
+        (Some(e), None) => {
+            let name = reader.string(e, "`env`")?;
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                reader.error(e, format!("`{name}` is not an environment variable name"));
+                return None;
+            }
+            Some(TokenSource::Env(name))
+        }
+        (None, Some(f)) => {
+            let path = reader.string(f, "`file`")?;
+            let base = reader.path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            Some(TokenSource::File(base.join(path)))
+        }
+        _ => {
+            reader.error_hint(node, format!("{what} needs exactly one of `env` or `file`"), "e.g. `{ env: FEDIPROBE_TOKEN }`");
+            None
+        }
+    }
+}
+
+fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Path) -> Option<RemoteWriteConfig> {
+    let fields = reader.map(node, "`remote_write`", REMOTE_WRITE_KEYS)?;
+    let url = fields.require(reader, "url", "`remote_write`").and_then(|n| {
+        let text = reader.string(n, "`url`")?;
+        match url::Url::parse(&text) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+            _ => {
+                reader.error_hint(n, format!("`{text}` is not an http(s) URL"), "e.g. `http://victoria-metrics:8428/api/v1/write`");
+                None
+            }
+        }
+    });
+    let auth = match (fields.get("basic_auth"), fields.get("bearer_token")) {
+        (Some(_), Some(b)) => {
+            reader.error(b, "use `basic_auth` or `bearer_token`, not both");
+            None
+        }
+        (Some(b), None) => {
+            let bf = reader.map(b, "`basic_auth`", &["username", "password"])?;
+            let username = bf.require(reader, "username", "`basic_auth`").and_then(|n| reader.string(n, "`username`"));
+            let password = bf.require(reader, "password", "`basic_auth`").and_then(|n| read_secret_source(reader, n, "`password`"));
+            Some(Some(RemoteWriteAuth::Basic { username: username?, password: password? }))
+        }
+        (None, Some(t)) => read_secret_source(reader, t, "`bearer_token`").map(|s| Some(RemoteWriteAuth::Bearer(s))),
+        (None, None) => Some(None),
+    };
+    let headers = fields
+        .get("headers")
+        .map(|n| {
+            reader
+                .pairs(n, "`headers`")
+                .into_iter()
+                .filter_map(|(k, key, v)| {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        reader.error_hint(key, "`Authorization` must not be written into the config", "use `bearer_token` or `basic_auth`");
+                        return None;
+                    }
+                    reader.scalar_text(v, "a header value").map(|v| (k, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let timeout = fields.get("timeout").map(|n| values::duration(reader, n, "`timeout`")).unwrap_or(Some(DEFAULT_PUSH_TIMEOUT));
+    let flush_timeout =
+        fields.get("flush_timeout").map(|n| values::duration(reader, n, "`flush_timeout`")).unwrap_or(Some(DEFAULT_FLUSH_TIMEOUT));
+    let spool_dir = fields.get("spool_dir").and_then(|n| reader.string(n, "`spool_dir`")).map(|p| base.join(p));
+    let spool_max_bytes = match fields.get("spool_max_bytes") {
+        None => Some(DEFAULT_SPOOL_MAX_BYTES),
+        Some(n) => positive_int(reader, n, "`spool_max_bytes`"),
+    };
+    let queue_capacity = match fields.get("queue_capacity") {
+        None => Some(DEFAULT_QUEUE_CAPACITY),
+        Some(n) => positive_int(reader, n, "`queue_capacity`").map(|v| v as usize),
+    };
+    Some(RemoteWriteConfig {
+        url: url?,
+        auth: auth?,
+        headers,
+        timeout: timeout?,
+        flush_timeout: flush_timeout?,
+        spool_dir,
+        spool_max_bytes: spool_max_bytes?,
+        queue_capacity: queue_capacity?,
+    })
+}
+
+fn positive_int(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<u64> {
+    match node.value {
+        Value::Int(i) if i > 0 => Some(i as u64),
+        _ => {
+            reader.error(node, format!("{what} must be a whole number above zero"));
+            None
+        }
+    }
+}

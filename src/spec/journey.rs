@@ -1,0 +1,762 @@
+//! The journey model (what a journey file says) and its parser.
+//!
+//! A journey names its target instance, its cron schedule, its SLO and a list of
+//! steps, plus cleanup steps that always run. Each field documents its default.
+//! Parsed types carry source positions; what a run produced lives in
+//! `crate::runner`, never here.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+use super::diag::Pos;
+use super::template::{JsonTemplate, Template, Var};
+use super::values::{self, Objective};
+use super::yaml::{Node, Reader, Value};
+
+/// Default journey deadline: the whole run, all steps (cleanup has its own budget).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+/// Default timeout of one request (one attempt, for a poll).
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default interval between a poll's attempts.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default SLO window.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+
+/// What a journey's duration covers, unless the journey says otherwise.
+pub const DEFAULT_MEASURES: &str = "from the first request's first byte sent to the last step's last \
+response byte read, at the probe, including DNS, TCP and TLS on a fresh connection; cleanup excluded";
+
+#[derive(Debug, Clone)]
+pub struct Journey {
+    pub name: String,
+    pub description: Option<String>,
+    /// What the journey's duration covers, stated for the dashboards and the report.
+    pub measures: String,
+    pub file: PathBuf,
+    /// The instance the journey's samples are labelled with, and the default target of its steps.
+    pub instance: String,
+    pub instance_pos: Pos,
+    pub schedule: Schedule,
+    pub slo: Slo,
+    /// Default 60 s: the whole run (not cleanup) must end within it.
+    pub deadline: Duration,
+    pub steps: Vec<Step>,
+    /// Run after the steps whatever happened, e.g. delete what the journey posted.
+    pub cleanup: Vec<Step>,
+}
+
+impl Journey {
+    /// Every instance the journey talks to (its own first), with where it is named.
+    pub fn instances(&self) -> Vec<(&str, Pos)> {
+        let mut out = vec![(self.instance.as_str(), self.instance_pos)];
+        for step in self.steps.iter().chain(&self.cleanup) {
+            if let Some((name, pos)) = &step.instance {
+                if !out.iter().any(|(n, _)| n == name) {
+                    out.push((name.as_str(), *pos));
+                }
+            }
+        }
+        out
+    }
+
+    /// The instance a step talks to.
+    pub fn step_instance<'a>(&'a self, step: &'a Step) -> &'a str {
+        step.instance.as_ref().map(|(n, _)| n.as_str()).unwrap_or(&self.instance)
+    }
+}
+
+/// A cron schedule in Kubernetes CronJob syntax (5 fields; an optional leading
+/// seconds field is accepted), evaluated in UTC.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub text: String,
+    pub cron: Cron,
+    pub pos: Pos,
+}
+
+impl Schedule {
+    pub fn parse(text: &str) -> Result<Cron, String> {
+        let fields = text.split_whitespace().count();
+        if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!("a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"));
+        }
+        CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(text)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Schedule { text: s.to_owned(), cron: Schedule::parse(s)?, pos: Pos::default() })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Slo {
+    /// Share of runs that must succeed, e.g. 99.5%.
+    pub availability: Objective,
+    /// Share of runs that must succeed within a threshold, e.g. 95% within 300 ms.
+    pub latency: Option<LatencyObjective>,
+    /// The rolling window, 30 days unless set (whole days, 7 to 90).
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LatencyObjective {
+    pub threshold: Duration,
+    pub objective: Objective,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub pos: Pos,
+    /// Another instance than the journey's, for journeys that span two.
+    pub instance: Option<(String, Pos)>,
+    /// Default 10 s: one request (one attempt of a poll).
+    pub timeout: Duration,
+    pub kind: StepKind,
+    pub expect: Expect,
+    pub captures: Vec<Capture>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Request(RequestSpec),
+    Poll(PollSpec),
+}
+
+impl StepKind {
+    pub fn request(&self) -> &RequestSpec {
+        match self {
+            StepKind::Request(r) => r,
+            StepKind::Poll(p) => &p.request,
+        }
+    }
+}
+
+pub const STEP_KINDS: &[&str] = &["request", "poll"];
+
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    /// Default GET.
+    pub method: http::Method,
+    /// Path on the instance, starting with `/`.
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Body>,
+    /// Default false: a redirect is a response like any other, as a probe must see it.
+    pub follow_redirects: bool,
+    /// Default true: send the instance's token as `Authorization: Bearer`.
+    pub auth: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Form(Vec<(String, Template)>),
+    Json(JsonTemplate),
+}
+
+#[derive(Debug, Clone)]
+pub struct PollSpec {
+    pub request: RequestSpec,
+    /// Default 1 s between attempts.
+    pub interval: Duration,
+    /// How long to keep trying (bounded by the journey deadline too).
+    pub within: Duration,
+}
+
+/// What a response must look like.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Accepted statuses; empty means any 2xx.
+    pub status: Vec<u16>,
+    pub headers: Vec<HeaderAssert>,
+    pub json: Vec<JsonAssert>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderAssert {
+    pub name: String,
+    pub predicate: Predicate,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub struct JsonAssert {
+    pub path_text: String,
+    pub path: serde_json_path::JsonPath,
+    pub predicate: Predicate,
+    pub pos: Pos,
+}
+
+/// One test of a value. For a JSONPath that matches several values, the
+/// assertion holds when it holds for any of them (`exists` and `count` look at the whole match).
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    Equals(JsonTemplate),
+    NotEquals(JsonTemplate),
+    Contains(Template),
+    Matches(regex::Regex),
+    Exists(bool),
+    Type(JsonType),
+    MinLength(usize),
+    Count(usize),
+}
+
+impl Predicate {
+    pub const KEYS: &'static [&'static str] =
+        &["equals", "not_equals", "contains", "matches", "exists", "type", "min_length", "count"];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    Number,
+    Boolean,
+    Array,
+    Object,
+    Null,
+}
+
+impl JsonType {
+    pub const NAMES: &'static [&'static str] = &["string", "number", "boolean", "array", "object", "null"];
+
+    pub fn of(value: &serde_json::Value) -> JsonType {
+        match value {
+            serde_json::Value::Null => JsonType::Null,
+            serde_json::Value::Bool(_) => JsonType::Boolean,
+            serde_json::Value::Number(_) => JsonType::Number,
+            serde_json::Value::String(_) => JsonType::String,
+            serde_json::Value::Array(_) => JsonType::Array,
+            serde_json::Value::Object(_) => JsonType::Object,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub name: String,
+    pub source: CaptureSource,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureSource {
+    Json { text: String, path: serde_json_path::JsonPath },
+    Header(String),
+}
+
+const JOURNEY_KEYS: &[&str] =
+    &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
+const STEP_KEYS: &[&str] = &["name", "request", "poll", "expect", "capture", "timeout", "instance"];
+const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
+const POLL_KEYS: &[&str] = &["request", "interval", "within"];
+const EXPECT_KEYS: &[&str] = &["status", "headers", "json"];
+const SLO_KEYS: &[&str] = &["availability", "latency", "window"];
+const LATENCY_KEYS: &[&str] = &["threshold", "objective"];
+
+/// Reads a journey from its YAML tree; problems go to `reader`'s diagnostics.
+/// Returns `None` when an error makes the journey unusable.
+pub fn read_journey(reader: &mut Reader<'_>, root: &Node) -> Option<Journey> {
+    let errors_before = reader.diagnostics.error_count();
+    let fields = reader.map(root, "a journey", JOURNEY_KEYS)?;
+    let name = fields.require(reader, "name", "the journey").and_then(|n| values::name(reader, n, "journey name"));
+    let description = fields.get("description").and_then(|n| reader.string(n, "`description`"));
+    let measures = fields
+        .get("measures")
+        .and_then(|n| reader.string(n, "`measures`"))
+        .unwrap_or_else(|| DEFAULT_MEASURES.to_owned());
+    let instance_node = fields.require(reader, "instance", "the journey");
+    let instance = instance_node.and_then(|n| values::name(reader, n, "instance name"));
+    let schedule = fields.require(reader, "schedule", "the journey").and_then(|n| read_schedule(reader, n));
+    let slo = fields.require(reader, "slo", "the journey").and_then(|n| read_slo(reader, n));
+    let deadline = match fields.get("deadline") {
+        Some(n) => values::duration(reader, n, "`deadline`"),
+        None => Some(DEFAULT_DEADLINE),
+    };
+
+    let mut known_captures: Vec<String> = Vec::new();
+    let mut step_names: Vec<(String, Pos)> = Vec::new();
+    let steps = match fields.require(reader, "steps", "the journey") {
+        Some(n) => read_steps(reader, n, "steps", &mut known_captures, &mut step_names),
+        None => Vec::new(),
+    };
+    if let Some(n) = fields.get("steps") {
+        if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
+            reader.error(n, "a journey needs at least one step");
+        }
+    }
+    // Cleanup sees every capture of the steps; a cleanup step whose variables were
+    // never captured (its step failed first) is skipped at run time.
+    let cleanup = match fields.get("cleanup") {
+        Some(n) => read_steps(reader, n, "cleanup", &mut known_captures, &mut step_names),
+        None => Vec::new(),
+    };
+
+    if let (Some(deadline), true) = (deadline, reader.diagnostics.error_count() == errors_before) {
+        for step in &steps {
+            if step.timeout > deadline {
+                let title = format!(
+                    "step `{}` may take {} but the journey's deadline is {}",
+                    step.name,
+                    humantime::format_duration(step.timeout),
+                    humantime::format_duration(deadline)
+                );
+                let node = Node { pos: step.pos, width: 1, value: Value::Null };
+                reader.warning(&node, title, Some("lower the step's `timeout` or raise `deadline`".into()));
+            }
+        }
+    }
+
+    if reader.diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Journey {
+        name: name?,
+        description,
+        measures,
+        file: reader.path().to_path_buf(),
+        instance: instance?,
+        instance_pos: instance_node?.pos,
+        schedule: schedule?,
+        slo: slo?,
+        deadline: deadline?,
+        steps,
+        cleanup,
+    })
+}
+
+fn read_schedule(reader: &mut Reader<'_>, node: &Node) -> Option<Schedule> {
+    let text = reader.string(node, "`schedule`")?;
+    match Schedule::parse(&text) {
+        Ok(cron) => Some(Schedule { text, cron, pos: node.pos }),
+        Err(e) => {
+            reader.error_hint(
+                node,
+                format!("`{text}` is not a valid schedule: {e}"),
+                "use Kubernetes CronJob syntax, e.g. `*/5 * * * *` for every five minutes (times are UTC)",
+            );
+            None
+        }
+    }
+}
+
+fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
+    let fields = reader.map(node, "`slo`", SLO_KEYS)?;
+    let availability =
+        fields.require(reader, "availability", "`slo`").and_then(|n| values::objective(reader, n, "availability"));
+    let latency = match fields.get("latency") {
+        None => Some(None),
+        Some(n) => {
+            let lf = reader.map(n, "`latency`", LATENCY_KEYS)?;
+            let threshold =
+                lf.require(reader, "threshold", "`latency`").and_then(|t| values::duration(reader, t, "`threshold`"));
+            let objective = lf
+                .require(reader, "objective", "`latency`")
+                .and_then(|o| values::objective(reader, o, "latency objective"));
+            Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
+        }
+    };
+    let window = match fields.get("window") {
+        None => Some(DEFAULT_WINDOW),
+        Some(n) => values::duration(reader, n, "`window`").and_then(|w| {
+            let days = w.as_secs() / 86_400;
+            if w.as_secs() % 86_400 != 0 || !(7..=90).contains(&days) {
+                reader.error_hint(n, "an SLO window is a whole number of days from 7 to 90", "the usual windows are `28d`, `30d` and `90d`");
+                None
+            } else {
+                Some(w)
+            }
+        }),
+    };
+    Some(Slo { availability: availability?, latency: latency?, window: window? })
+}
+
+fn read_steps(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    what: &str,
+    known_captures: &mut Vec<String>,
+    step_names: &mut Vec<(String, Pos)>,
+) -> Vec<Step> {
+    let Some(items) = reader.seq(node, &format!("`{what}`")) else {
+        return Vec::new();
+    };
+    let mut steps = Vec::new();
+    for item in items {
+        if let Some(step) = read_step(reader, item, known_captures) {
+            if let Some((_, first)) = step_names.iter().find(|(n, _)| *n == step.name) {
+                let title = format!("two steps are named `{}`", step.name);
+                let hint = format!("the first is at line {}; step names label metrics and must be unique", first.line);
+                reader.error_hint(item, title, hint);
+            }
+            step_names.push((step.name.clone(), step.pos));
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<String>) -> Option<Step> {
+    // A key that looks like a misspelt step kind is reported as such ("unknown step
+    // kind `reqest`"), and then accepted as known so it is not reported twice.
+    let errors_before = reader.diagnostics.error_count();
+    let mut known: Vec<&str> = STEP_KEYS.to_vec();
+    if let Value::Map(entries) = &node.value {
+        for (key, _) in entries {
+            if let Value::Str(k) = &key.value {
+                if !STEP_KEYS.contains(&k.as_str()) {
+                    if let Some(kind) = super::diag::did_you_mean(k, STEP_KINDS) {
+                        reader.error_hint(key, format!("unknown step kind `{k}`"), format!("did you mean `{kind}`?"));
+                        known.push(k.as_str());
+                    }
+                }
+            }
+        }
+    }
+    let fields = reader.map(node, "a step", &known)?;
+    let name = fields.require(reader, "name", "a step").and_then(|n| values::name(reader, n, "step name"));
+    let instance = fields.get("instance").and_then(|n| values::name(reader, n, "instance name").map(|s| (s, n.pos)));
+    let timeout = match fields.get("timeout") {
+        Some(n) => values::duration(reader, n, "`timeout`"),
+        None => Some(DEFAULT_STEP_TIMEOUT),
+    };
+    let kinds: Vec<&str> = fields.keys().filter(|k| STEP_KINDS.contains(k)).collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            if reader.diagnostics.error_count() == errors_before {
+                reader.error_hint(node, "this step does nothing", format!("give it one of: {}", STEP_KINDS.join(", ")));
+            }
+            None
+        }
+        [one] => {
+            let n = fields.get(one).expect("key listed");
+            match *one {
+                "request" => read_request(reader, n, known_captures).map(StepKind::Request),
+                _ => read_poll(reader, n, known_captures).map(StepKind::Poll),
+            }
+        }
+        _ => {
+            let key = fields.key_node(kinds[1]).expect("key listed");
+            reader.error_hint(key, format!("a step has one kind, this one has {}", kinds.join(" and ")), "split it into two steps");
+            None
+        }
+    };
+    let expect = match fields.get("expect") {
+        Some(n) => read_expect(reader, n, known_captures),
+        None => Some(Expect::default()),
+    };
+    let captures = match fields.get("capture") {
+        Some(n) => read_captures(reader, n),
+        None => Vec::new(),
+    };
+    for c in &captures {
+        if !known_captures.contains(&c.name) {
+            known_captures.push(c.name.clone());
+        }
+    }
+    if reader.diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Step {
+        name: name?,
+        pos: node.pos,
+        instance,
+        timeout: timeout?,
+        kind: kind?,
+        expect: expect?,
+        captures,
+    })
+}
+
+fn template(reader: &mut Reader<'_>, node: &Node, what: &str, known_captures: &[String]) -> Option<Template> {
+    let text = reader.scalar_text(node, what)?;
+    match Template::parse(&text) {
+        Ok(t) => {
+            for var in t.vars() {
+                if let Var::Capture(name) = var {
+                    if !known_captures.contains(name) {
+                        let hint = if known_captures.is_empty() {
+                            "no step before this one captures anything; add `capture:` to an earlier step".to_owned()
+                        } else {
+                            format!("captured so far: {}", known_captures.join(", "))
+                        };
+                        reader.error_hint(node, format!("`${{{name}}}` is not captured by any earlier step"), hint);
+                        return None;
+                    }
+                }
+            }
+            Some(t)
+        }
+        Err(e) => {
+            let d = reader.error(node, format!("{what}: {}", e.message));
+            d.hint = e.hint;
+            None
+        }
+    }
+}
+
+fn template_pairs(reader: &mut Reader<'_>, node: &Node, what: &str, known: &[String]) -> Vec<(String, Template)> {
+    reader
+        .pairs(node, what)
+        .into_iter()
+        .filter_map(|(k, _, v)| template(reader, v, &format!("`{k}`"), known).map(|t| (k, t)))
+        .collect()
+}
+
+fn json_template(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<JsonTemplate> {
+    Some(match &node.value {
+        Value::Null => JsonTemplate::Null,
+        Value::Bool(b) => JsonTemplate::Bool(*b),
+        Value::Int(i) => JsonTemplate::Number((*i).into()),
+        Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => JsonTemplate::Number(n),
+            None => {
+                reader.error(node, "this number cannot be written as JSON");
+                return None;
+            }
+        },
+        Value::Str(_) => JsonTemplate::String(template(reader, node, "a JSON string", known)?),
+        Value::Seq(items) => JsonTemplate::Array(items.iter().filter_map(|i| json_template(reader, i, known)).collect()),
+        Value::Map(_) => JsonTemplate::Object(
+            reader
+                .pairs(node, "a JSON object")
+                .into_iter()
+                .filter_map(|(k, _, v)| json_template(reader, v, known).map(|t| (k, t)))
+                .collect(),
+        ),
+    })
+}
+
+fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<RequestSpec> {
+    let fields = reader.map(node, "`request`", REQUEST_KEYS)?;
+    let method = match fields.get("method") {
+        Some(n) => values::method(reader, n),
+        None => Some(http::Method::GET),
+    };
+    let path = fields.require(reader, "path", "`request`").and_then(|n| {
+        let t = template(reader, n, "`path`", known)?;
+        if !t.to_string().starts_with('/') {
+            reader.error_hint(n, "`path` must start with `/`", "it is joined to the instance's URL from the config, e.g. `/api/v1/timelines/home`");
+            return None;
+        }
+        if t.to_string().contains('?') {
+            reader.error_hint(n, "`path` contains a query string", "put query parameters under `query:` so they are encoded correctly");
+            return None;
+        }
+        Some(t)
+    });
+    let query = fields.get("query").map(|n| template_pairs(reader, n, "`query`", known)).unwrap_or_default();
+    let headers = fields.get("headers").map(|n| template_pairs(reader, n, "`headers`", known)).unwrap_or_default();
+    for (name, _) in &headers {
+        if name.eq_ignore_ascii_case("authorization") {
+            let n = fields.get("headers").expect("present");
+            reader.error_hint(
+                n,
+                "a journey must not set `Authorization`",
+                "tokens come from the config (`token: { env: … }` or `{ file: … }`), never from a journey file",
+            );
+        }
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            let n = fields.get("headers").expect("present");
+            reader.error(n, format!("`{name}` is not a valid header name"));
+        }
+    }
+    let body = match (fields.get("form"), fields.get("json")) {
+        (Some(_), Some(j)) => {
+            reader.error_hint(j, "a request has `form` or `json`, not both", "Mastodon accepts either; pick one");
+            None
+        }
+        (Some(f), None) => Some(Body::Form(template_pairs(reader, f, "`form`", known))),
+        (None, Some(j)) => json_template(reader, j, known).map(Body::Json),
+        (None, None) => None,
+    };
+    let follow_redirects = fields.get("follow_redirects").and_then(|n| reader.bool(n, "`follow_redirects`")).unwrap_or(false);
+    let auth = fields.get("auth").and_then(|n| reader.bool(n, "`auth`")).unwrap_or(true);
+    Some(RequestSpec { method: method?, path: path?, query, headers, body, follow_redirects, auth })
+}
+
+fn read_poll(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<PollSpec> {
+    let fields = reader.map(node, "`poll`", POLL_KEYS)?;
+    let request = fields.require(reader, "request", "`poll`").and_then(|n| read_request(reader, n, known));
+    let interval = match fields.get("interval") {
+        Some(n) => values::duration(reader, n, "`interval`"),
+        None => Some(DEFAULT_POLL_INTERVAL),
+    };
+    let within = fields.require(reader, "within", "`poll`").and_then(|n| values::duration(reader, n, "`within`"));
+    Some(PollSpec { request: request?, interval: interval?, within: within? })
+}
+
+fn read_expect(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Expect> {
+    let fields = reader.map(node, "`expect`", EXPECT_KEYS)?;
+    let mut expect = Expect::default();
+    if let Some(n) = fields.get("status") {
+        let items: Vec<&Node> = match &n.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![n],
+        };
+        for item in items {
+            match &item.value {
+                Value::Int(code) if (100..=599).contains(code) => expect.status.push(*code as u16),
+                _ => {
+                    reader.error_hint(item, "`status` must be an HTTP status code", "e.g. `status: 200` or `status: [200, 206]`");
+                }
+            }
+        }
+    }
+    if let Some(n) = fields.get("headers") {
+        for (name, _, value) in reader.pairs(n, "`headers`") {
+            let predicate = match &value.value {
+                Value::Map(_) => read_predicate(reader, value, known),
+                _ => template(reader, value, "header value", known).map(|t| Predicate::Equals(JsonTemplate::String(t))),
+            };
+            if let Some(predicate) = predicate {
+                expect.headers.push(HeaderAssert { name: name.to_ascii_lowercase(), predicate, pos: value.pos });
+            }
+        }
+    }
+    if let Some(n) = fields.get("json") {
+        for item in reader.seq(n, "`json`").unwrap_or_default() {
+            if let Some(a) = read_json_assert(reader, item, known) {
+                expect.json.push(a);
+            }
+        }
+    }
+    Some(expect)
+}
+
+fn json_path(reader: &mut Reader<'_>, node: &Node) -> Option<(String, serde_json_path::JsonPath)> {
+    let text = reader.string(node, "a JSONPath")?;
+    match serde_json_path::JsonPath::parse(&text) {
+        Ok(p) => Some((text, p)),
+        Err(e) => {
+            reader.error_hint(node, format!("`{text}` is not a JSONPath: {e}"), "e.g. `$.id`, `$[0].uri`, `$.accounts[*].acct`");
+            None
+        }
+    }
+}
+
+fn read_json_assert(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<JsonAssert> {
+    let mut keys = vec!["path"];
+    keys.extend_from_slice(Predicate::KEYS);
+    let fields = reader.map(node, "a JSON assertion", &keys)?;
+    let path_node = fields.require(reader, "path", "a JSON assertion")?;
+    let (path_text, path) = json_path(reader, path_node)?;
+    let predicate = read_predicate_fields(reader, node, &fields, known)?;
+    Some(JsonAssert { path_text, path, predicate, pos: node.pos })
+}
+
+fn read_predicate(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Predicate> {
+    let fields = reader.map(node, "an assertion", Predicate::KEYS)?;
+    read_predicate_fields(reader, node, &fields, known)
+}
+
+fn read_predicate_fields(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    fields: &super::yaml::Fields<'_>,
+    known: &[String],
+) -> Option<Predicate> {
+    let present: Vec<&str> = fields.keys().filter(|k| Predicate::KEYS.contains(k)).collect();
+    let key = match present.as_slice() {
+        [one] => *one,
+        [] => {
+            reader.error_hint(node, "this assertion tests nothing", format!("add one of: {}", Predicate::KEYS.join(", ")));
+            return None;
+        }
+        _ => {
+            reader.error_hint(node, format!("one assertion tests one thing, this one has {}", present.join(" and ")), "split it into several assertions");
+            return None;
+        }
+    };
+    let value = fields.get(key).expect("key listed");
+    match key {
+        "equals" => json_template(reader, value, known).map(Predicate::Equals),
+        "not_equals" => json_template(reader, value, known).map(Predicate::NotEquals),
+        "contains" => template(reader, value, "`contains`", known).map(Predicate::Contains),
+        "matches" => {
+            let text = reader.string(value, "`matches`")?;
+            match regex::Regex::new(&text) {
+                Ok(r) => Some(Predicate::Matches(r)),
+                Err(e) => {
+                    reader.error(value, format!("`{text}` is not a regular expression: {e}"));
+                    None
+                }
+            }
+        }
+        "exists" => reader.bool(value, "`exists`").map(Predicate::Exists),
+        "type" => {
+            let text = reader.string(value, "`type`")?;
+            match JsonType::NAMES.iter().position(|n| *n == text) {
+                Some(i) => Some(Predicate::Type(
+                    [JsonType::String, JsonType::Number, JsonType::Boolean, JsonType::Array, JsonType::Object, JsonType::Null][i],
+                )),
+                None => {
+                    reader.error_hint(value, format!("unknown JSON type `{text}`"), format!("use one of {}", JsonType::NAMES.join(", ")));
+                    None
+                }
+            }
+        }
+        "min_length" | "count" => match &value.value {
+            Value::Int(n) if *n >= 0 => {
+                let n = *n as usize;
+                Some(if key == "count" { Predicate::Count(n) } else { Predicate::MinLength(n) })
+            }
+            _ => {
+                reader.error(value, format!("`{key}` must be a whole number"));
+                None
+            }
+        },
+        _ => unreachable!("keys are checked against Predicate::KEYS"),
+    }
+}
+
+fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
+    let mut out = Vec::new();
+    for (name, key, value) in reader.pairs(node, "`capture`") {
+        if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || ["nonce", "account", "env"].contains(&name.as_str())
+        {
+            reader.error_hint(key, format!("`{name}` cannot be a capture name"), "use letters, digits and `_`; `nonce`, `account` and `env` are taken");
+            continue;
+        }
+        let source = match &value.value {
+            Value::Str(_) => json_path(reader, value).map(|(text, path)| CaptureSource::Json { text, path }),
+            Value::Map(_) => {
+                let Some(f) = reader.map(value, "a capture", &["json", "header"]) else { continue };
+                match (f.get("json"), f.get("header")) {
+                    (Some(j), None) => json_path(reader, j).map(|(text, path)| CaptureSource::Json { text, path }),
+                    (None, Some(h)) => reader.string(h, "`header`").map(|h| CaptureSource::Header(h.to_ascii_lowercase())),
+                    _ => {
+                        reader.error_hint(value, "a capture reads `json` or `header`", "e.g. `id: $.id` or `link: { header: Link }`");
+                        None
+                    }
+                }
+            }
+            other => {
+                reader.error(value, format!("a capture must be a JSONPath such as `$.id`, found {}", other.kind()));
+                None
+            }
+        };
+        if let Some(source) = source {
+            out.push(Capture { name, source, pos: value.pos });
+        }
+    }
+    out
+}

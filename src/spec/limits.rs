@@ -1,0 +1,167 @@
+//! Mastodon's rate limits, and how much of them the journeys' schedules use.
+//!
+//! A probe that runs into the instance's limits measures its own schedule, not
+//! the instance: `check` adds up, per instance, what every journey does per run
+//! times how often its schedule fires in the worst window, and compares that with
+//! the limits Mastodon enforces (from its `config/initializers/rack_attack.rb` and
+//! the per-account limits on statuses, deletes and media).
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::journey::{Journey, Step, StepKind};
+
+/// One limit Mastodon enforces on an account or a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// What is counted, in words ("statuses posted").
+    pub what: &'static str,
+    pub max: u32,
+    pub per: Duration,
+}
+
+pub const API_CALLS: Limit = Limit { what: "API calls", max: 300, per: Duration::from_secs(5 * 60) };
+pub const STATUSES: Limit = Limit { what: "statuses posted", max: 300, per: Duration::from_secs(3 * 3600) };
+pub const DELETES: Limit = Limit { what: "statuses deleted", max: 30, per: Duration::from_secs(30 * 60) };
+pub const MEDIA: Limit = Limit { what: "media uploads", max: 30, per: Duration::from_secs(30 * 60) };
+
+pub const LIMITS: [Limit; 4] = [API_CALLS, STATUSES, DELETES, MEDIA];
+
+/// Which limits one request counts against.
+pub fn limits_hit(method: &http::Method, path: &str) -> Vec<Limit> {
+    let mut out = vec![API_CALLS];
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["", "api", "v1", "statuses"]) => out.push(STATUSES),
+        ("DELETE", ["", "api", "v1", "statuses", _]) => out.push(DELETES),
+        ("POST", ["", "api", "v1" | "v2", "media"]) => out.push(MEDIA),
+        _ => {}
+    }
+    out
+}
+
+/// The most requests a step can make in one run: one, or every attempt of a poll.
+pub fn worst_case_attempts(step: &Step) -> u32 {
+    match &step.kind {
+        StepKind::Request(_) => 1,
+        StepKind::Poll(p) => {
+            let interval = p.interval.as_secs_f64().max(0.001);
+            (p.within.as_secs_f64() / interval).ceil() as u32 + 1
+        }
+    }
+}
+
+/// How many times a journey uses each limit per run, on each instance it talks to.
+pub fn usage_per_run(journey: &Journey) -> Vec<(String, Limit, u32)> {
+    let mut out: Vec<(String, Limit, u32)> = Vec::new();
+    for step in journey.steps.iter().chain(&journey.cleanup) {
+        let instance = journey.step_instance(step).to_owned();
+        let request = step.kind.request();
+        let attempts = worst_case_attempts(step);
+        for limit in limits_hit(&request.method, &request.path.to_string()) {
+            match out.iter_mut().find(|(i, l, _)| *i == instance && *l == limit) {
+                Some(entry) => entry.2 += attempts,
+                None => out.push((instance.clone(), limit, attempts)),
+            }
+        }
+    }
+    out
+}
+
+/// A fixed reference week, so that `check` never reads the clock: a Monday at 00:00 UTC.
+fn reference_start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("valid date")
+}
+
+/// The most times `cron` fires within any window of length `per`, looking at a
+/// reference week (plus one window, so windows that wrap are seen). Stops counting
+/// at `cap` (a schedule firing every second would otherwise take a while).
+pub fn max_runs_in_window(cron: &croner::Cron, per: Duration, cap: usize) -> usize {
+    let start = reference_start();
+    let end = start + chrono::Duration::days(7) + chrono::Duration::from_std(per).unwrap_or_default();
+    let mut times: Vec<i64> = Vec::new();
+    for t in cron.iter_from(start, croner::Direction::Forward) {
+        if t >= end || times.len() >= cap {
+            break;
+        }
+        times.push(t.timestamp());
+    }
+    let span = per.as_secs() as i64;
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= span {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+/// One limit the schedules would exceed on one instance.
+#[derive(Debug, Clone)]
+pub struct Overrun {
+    pub instance: String,
+    pub limit: Limit,
+    /// The most uses in one window, all journeys together.
+    pub worst: u64,
+    /// Each journey's share, largest first: (journey index, uses in the window).
+    pub journeys: Vec<(usize, u64)>,
+}
+
+/// Every limit the journeys' schedules exceed together, per instance.
+pub fn check(journeys: &[Journey]) -> Vec<Overrun> {
+    let mut overruns: Vec<Overrun> = Vec::new();
+    let usages: Vec<Vec<(String, Limit, u32)>> = journeys.iter().map(usage_per_run).collect();
+    let mut instances: Vec<&str> = usages.iter().flatten().map(|(i, _, _)| i.as_str()).collect();
+    instances.sort();
+    instances.dedup();
+    for instance in instances {
+        for limit in LIMITS {
+            let mut shares: Vec<(usize, u64)> = Vec::new();
+            for (index, usage) in usages.iter().enumerate() {
+                for (i, l, per_run) in usage {
+                    if i == instance && *l == limit {
+                        let runs = max_runs_in_window(&journeys[index].schedule.cron, limit.per, 1_000_000);
+                        shares.push((index, runs as u64 * u64::from(*per_run)));
+                    }
+                }
+            }
+            // Summing each journey's worst window over-estimates a little when the
+            // worst windows of different journeys don't coincide; for a limit, erring
+            // on the safe side is right.
+            let worst: u64 = shares.iter().map(|(_, n)| n).sum();
+            if worst > u64::from(limit.max) {
+                shares.sort_by(|a, b| b.1.cmp(&a.1));
+                overruns.push(Overrun { instance: instance.to_owned(), limit, worst, journeys: shares });
+            }
+        }
+    }
+    overruns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::journey::Schedule;
+
+    #[test]
+    fn counts_runs_in_the_worst_window() {
+        let every_minute = Schedule::parse("* * * * *").unwrap();
+        assert_eq!(max_runs_in_window(&every_minute, Duration::from_secs(30 * 60), usize::MAX), 30);
+        let hourly = Schedule::parse("0 * * * *").unwrap();
+        assert_eq!(max_runs_in_window(&hourly, Duration::from_secs(3 * 3600), usize::MAX), 3);
+        let burst = Schedule::parse("0-9 3 * * *").unwrap();
+        assert_eq!(max_runs_in_window(&burst, Duration::from_secs(30 * 60), usize::MAX), 10);
+    }
+
+    #[test]
+    fn classifies_requests_like_mastodon() {
+        assert!(limits_hit(&http::Method::POST, "/api/v1/statuses").contains(&STATUSES));
+        assert!(limits_hit(&http::Method::DELETE, "/api/v1/statuses/${id}").contains(&DELETES));
+        assert!(limits_hit(&http::Method::POST, "/api/v2/media").contains(&MEDIA));
+        assert_eq!(limits_hit(&http::Method::GET, "/api/v1/timelines/home"), vec![API_CALLS]);
+        assert_eq!(limits_hit(&http::Method::POST, "/api/v1/statuses/${id}/favourite"), vec![API_CALLS]);
+    }
+}

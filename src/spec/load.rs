@@ -1,0 +1,211 @@
+//! Loading from disk: the config file, the journey files it points at (or that
+//! `check` is given), and the checks that need all of them at once: unique
+//! journey names, instance references, rate-limit budgets.
+
+use std::path::{Path, PathBuf};
+
+use super::config::{Config, TokenSource, read_config};
+use super::diag::{Diagnostic, Diagnostics, Severity};
+use super::journey::{Journey, read_journey};
+use super::limits;
+use super::yaml::{self, Reader, Source};
+
+/// A config with its journeys, ready to run; `warnings` are worth showing.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub journeys: Vec<Journey>,
+    pub warnings: Diagnostics,
+}
+
+/// Parses one journey from text. `path` is only used in diagnostics.
+pub fn parse_journey_str(path: &Path, text: &str) -> (Option<Journey>, Diagnostics) {
+    let source = Source::new(path, text);
+    parse_source(&source, |reader, root| read_journey(reader, root))
+}
+
+fn parse_source<T>(source: &Source, read: impl FnOnce(&mut Reader<'_>, &yaml::Node) -> Option<T>) -> (Option<T>, Diagnostics) {
+    let mut diagnostics = Diagnostics::default();
+    match yaml::parse(source) {
+        Err(d) => {
+            diagnostics.push(d);
+            (None, diagnostics)
+        }
+        Ok(None) => {
+            diagnostics.push(Diagnostic::file_error(&source.path, "the file is empty"));
+            (None, diagnostics)
+        }
+        Ok(Some(root)) => {
+            let mut reader = Reader::new(source);
+            let value = read(&mut reader, &root);
+            (value, reader.diagnostics)
+        }
+    }
+}
+
+fn read_file(path: &Path, diagnostics: &mut Diagnostics) -> Option<Source> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(Source::new(path, text)),
+        Err(e) => {
+            diagnostics.push(Diagnostic::file_error(path, format!("cannot read the file: {e}")));
+            None
+        }
+    }
+}
+
+/// The journey files under `paths`: files as given, folders' `*.yaml` and `*.yml`
+/// files (not recursive), sorted so that every run loads them in the same order.
+fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        diagnostics.push(
+                            Diagnostic::file_error(path, "no journey files (*.yaml) in this folder")
+                                .with_hint("the bundled journeys are in the `journeys/` folder of fediprobe's repository"),
+                        );
+                    }
+                    files.extend(found);
+                }
+                Err(e) => diagnostics.push(Diagnostic::file_error(path, format!("cannot read the folder: {e}"))),
+            }
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            diagnostics.push(Diagnostic::file_error(path, "no such file or folder"));
+        }
+    }
+    files
+}
+
+/// Loads the journeys under `paths`, reporting every problem in every file, and
+/// checking what needs them all together (unique names, rate limits).
+pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
+    let mut diagnostics = Diagnostics::default();
+    let mut journeys: Vec<Journey> = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
+    for file in journey_files(paths, &mut diagnostics) {
+        let Some(source) = read_file(&file, &mut diagnostics) else { continue };
+        let (journey, found) = parse_source(&source, |reader, root| read_journey(reader, root));
+        diagnostics.extend(found);
+        if let Some(journey) = journey {
+            if let Some(first) = journeys.iter().find(|j| j.name == journey.name) {
+                let d = Diagnostic::file_error(&source.path, format!("a second journey is named `{}`", journey.name))
+                    .with_hint(format!("{} already has this name; journey names label metrics and must be unique", first.file.display()));
+                diagnostics.push(d);
+                continue;
+            }
+            journeys.push(journey);
+            sources.push(source);
+        }
+    }
+    for overrun in limits::check(&journeys) {
+        let (top, _) = overrun.journeys[0];
+        let journey = &journeys[top];
+        let limit = overrun.limit;
+        let title = format!(
+            "the schedules exceed Mastodon's limit of {} {} per {} on instance `{}`: up to {} in one window",
+            limit.max,
+            limit.what,
+            humantime::format_duration(limit.per),
+            overrun.instance,
+            overrun.worst
+        );
+        let shares: Vec<String> = overrun
+            .journeys
+            .iter()
+            .map(|(i, n)| format!("{} ({n})", journeys[*i].name))
+            .collect();
+        let hint = format!(
+            "journeys involved: {}; run them less often, or spread them over more probe accounts",
+            shares.join(", ")
+        );
+        let d = source_diagnostic(&sources[top], journey.schedule.pos, &title).unwrap_or_else(|| Diagnostic::file_error(&journey.file, title.clone()));
+        diagnostics.push(d.with_hint(hint));
+    }
+    (journeys, diagnostics)
+}
+
+fn source_diagnostic(source: &Source, pos: super::diag::Pos, title: &str) -> Option<Diagnostic> {
+    let width = source.line(pos.line).map(|l| l.chars().count().saturating_sub(pos.col - 1)).unwrap_or(1);
+    Some(source.diagnostic(Severity::Error, pos, width, title))
+}
+
+/// Loads a config and its journeys. Errors (in any file) are all returned together.
+pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    let Some(source) = read_file(path, &mut diagnostics) else { return Err(diagnostics) };
+    let (config, found) = parse_source(&source, |reader, root| read_config(reader, root));
+    diagnostics.extend(found);
+    let Some(config) = config else { return Err(diagnostics) };
+    let (journeys, found) = load_journey_paths(&config.journeys);
+    diagnostics.extend(found);
+    for journey in &journeys {
+        for (name, pos) in journey.instances() {
+            if config.instance(name).is_none() {
+                let text = std::fs::read_to_string(&journey.file).unwrap_or_default();
+                let journey_source = Source::new(&journey.file, text);
+                let known: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+                let d = journey_source
+                    .diagnostic(Severity::Error, pos, name.len(), format!("instance `{name}` is not in the config"))
+                    .with_hint(match super::diag::did_you_mean(name, &known) {
+                        Some(s) => format!("did you mean `{s}`? ({} defines: {})", config.file.display(), known.join(", ")),
+                        None => format!("{} defines: {}", config.file.display(), known.join(", ")),
+                    });
+                diagnostics.push(d);
+            }
+        }
+    }
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
+    let mut warnings = diagnostics;
+    warnings.extend(token_warnings(&config, &source));
+    Ok(Loaded { config, journeys, warnings })
+}
+
+/// Warnings about tokens that can't be read now (unset variable, missing or
+/// world-readable file). Not errors: `check` may run where the secrets aren't.
+pub fn token_warnings(config: &Config, source: &Source) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    for instance in &config.instances {
+        let problem = match &instance.token {
+            TokenSource::Env(name) => match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => None,
+                Ok(_) => Some(format!("the token of instance `{}` (environment variable {name}) is empty", instance.name)),
+                Err(_) => Some(format!("the token of instance `{}` (environment variable {name}) is not set here", instance.name)),
+            },
+            TokenSource::File(path) => match std::fs::metadata(path) {
+                Err(_) => Some(format!("the token of instance `{}` ({}) cannot be read here", instance.name, path.display())),
+                Ok(meta) => world_readable(&meta).then(|| {
+                    format!("the token file of instance `{}` ({}) is readable by every user", instance.name, path.display())
+                }),
+            },
+        };
+        if let Some(title) = problem {
+            let mut d = source.diagnostic(Severity::Warning, instance.pos, instance.name.len(), title);
+            d.hint = Some("runs against this instance will end in `probe_error` until the token is there (and private: chmod 600)".into());
+            out.push(d);
+        }
+    }
+    out
+}
+
+#[cfg(unix)]
+fn world_readable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o004 != 0
+}
+
+#[cfg(not(unix))]
+fn world_readable(_meta: &std::fs::Metadata) -> bool {
+    false
+}
