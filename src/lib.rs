@@ -4,3 +4,11 @@
 
 pub mod secret;
 pub mod spec;
+pub mod sink;
+
+/// Installs `ring` as the process-wide TLS crypto provider that reqwest's rustls
+/// uses. Idempotent: every HTTP client builder calls it first, and calling it again
+/// (or after another provider was installed) does nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
