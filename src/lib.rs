@@ -3,8 +3,8 @@
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
 pub mod secret;
-pub mod spec;
 pub mod sink;
+pub mod spec;
 
 /// Installs `ring` as the process-wide TLS crypto provider that reqwest's rustls
 /// uses. Idempotent: every HTTP client builder calls it first, and calling it again

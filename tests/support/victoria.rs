@@ -85,7 +85,9 @@ impl VictoriaMetrics {
 
     /// Makes freshly written samples visible to queries.
     pub fn force_flush(&self) {
-        let (status, body) = self.get("/internal/force_flush").expect("force_flush answers");
+        let (status, body) = self
+            .get("/internal/force_flush")
+            .expect("force_flush answers");
         assert_eq!(status, 200, "force_flush: {body}");
     }
 
@@ -105,7 +107,8 @@ impl VictoriaMetrics {
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
-                let json: serde_json::Value = serde_json::from_str(line).expect("export line is JSON");
+                let json: serde_json::Value =
+                    serde_json::from_str(line).expect("export line is JSON");
                 let labels = json["metric"]
                     .as_object()
                     .expect("metric object")
@@ -117,7 +120,12 @@ impl VictoriaMetrics {
                 let mut samples: Vec<(i64, f64)> = timestamps
                     .iter()
                     .zip(values)
-                    .map(|(t, v)| (t.as_i64().expect("ms timestamp"), v.as_f64().expect("value")))
+                    .map(|(t, v)| {
+                        (
+                            t.as_i64().expect("ms timestamp"),
+                            v.as_f64().expect("value"),
+                        )
+                    })
                     .collect();
                 samples.sort_by_key(|(t, _)| *t);
                 (labels, samples)
@@ -130,8 +138,15 @@ impl VictoriaMetrics {
     /// A plain HTTP/1.0 GET, so that the helper needs no async runtime.
     fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(stream, "GET {path_and_query} HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path_and_query} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.address
+        )
+        .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let (head, body) = response.split_once("\r\n\r\n")?;

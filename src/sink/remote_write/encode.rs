@@ -88,7 +88,11 @@ pub enum InvalidSample {
 
 /// Checks what remote-write requires of one sample's labels.
 pub fn check_sample(sample: &Sample) -> Result<(), InvalidSample> {
-    let mut names: Vec<&str> = sample.labels.iter().map(|(name, _)| name.as_str()).collect();
+    let mut names: Vec<&str> = sample
+        .labels
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
     if names.iter().any(|name| name.is_empty()) {
         return Err(InvalidSample::EmptyLabelName);
     }
@@ -188,11 +192,21 @@ mod tests {
 
     #[test]
     fn checks_names_and_duplicates() {
-        assert_eq!(check_sample(&Sample::new("m", [("a", "1")], 1.0, 1)), Ok(()));
-        let unnamed = Sample { labels: vec![("a".into(), "1".into())], value: 1.0, timestamp_ms: 1 };
+        assert_eq!(
+            check_sample(&Sample::new("m", [("a", "1")], 1.0, 1)),
+            Ok(())
+        );
+        let unnamed = Sample {
+            labels: vec![("a".into(), "1".into())],
+            value: 1.0,
+            timestamp_ms: 1,
+        };
         assert_eq!(check_sample(&unnamed), Err(InvalidSample::MissingName));
         let twice = Sample::new("m", [("a", "1"), ("a", "2")], 1.0, 1);
-        assert_eq!(check_sample(&twice), Err(InvalidSample::DuplicateLabel("a".into())));
+        assert_eq!(
+            check_sample(&twice),
+            Err(InvalidSample::DuplicateLabel("a".into()))
+        );
     }
 
     #[test]

@@ -33,10 +33,14 @@
 //! want to survive; without it, a long outage's replay is rejected (counted as
 //! rejected, never retried).
 //!
-//! Delivery is at-least-once: a request that timed out after the receiver stored
-//! it is sent again. Identical samples (same series, timestamp and value) are
-//! harmless to VictoriaMetrics' queries over `count_over_time`-style rules only if
-//! deduplication is on (`-dedup.minScrapeInterval`), which is advised.
+//! # Delivery guarantee
+//!
+//! At least once. A sample leaves the queue or the spool only when the receiver
+//! accepted it, rejected it for good, or it was counted as dropped; cancelling a
+//! flush puts undelivered samples back in the queue. A request that timed out
+//! *after* the receiver stored it is sent again, and the receiver then holds the
+//! sample twice; run VictoriaMetrics with `-dedup.minScrapeInterval=1ms` if the
+//! `count_over_time` rules must never count such a run twice.
 
 mod config;
 pub mod encode;
@@ -187,6 +191,46 @@ enum BatchOutcome {
     GaveUp,
 }
 
+/// Samples a delivery round took from the queue and has not yet delivered, spooled
+/// or rejected. If the round is cancelled (its future dropped: a caller's timeout,
+/// the background task stopping), they go back to the front of the queue, so that
+/// cancelling a flush never loses samples.
+struct Pending<'a> {
+    inner: &'a Inner,
+    samples: VecDeque<Sample>,
+}
+
+impl<'a> Pending<'a> {
+    /// Takes the whole queue, in timestamp order (stable, so samples with equal
+    /// timestamps keep their push order).
+    fn take_queue(inner: &'a Inner) -> Self {
+        let mut samples: Vec<Sample> = lock(&inner.queue).drain(..).collect();
+        samples.sort_by_key(|sample| sample.timestamp_ms);
+        Pending {
+            inner,
+            samples: samples.into(),
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.samples.is_empty() {
+            requeue(self.inner, std::mem::take(&mut self.samples));
+        }
+    }
+}
+
+/// Puts `samples` back at the front of the queue (they are older than anything
+/// pushed meanwhile), spilling the overflow to the spool.
+fn requeue(inner: &Inner, samples: VecDeque<Sample>) {
+    let mut queue = lock(&inner.queue);
+    for sample in samples.into_iter().rev() {
+        queue.push_front(sample);
+    }
+    inner.spill_overflow(&mut queue);
+}
+
 /// What a delivery round does with queued samples it could not deliver.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Undelivered {
@@ -314,7 +358,7 @@ impl Sink {
 }
 
 /// The running delivery task of [`Sink::spawn_background`]. Dropping it stops the
-/// task without a final flush.
+/// task without a final flush; undelivered samples stay in the sink's queue.
 #[derive(Debug)]
 pub struct BackgroundTask {
     sink: Sink,
@@ -337,9 +381,9 @@ impl BackgroundTask {
 
 impl Drop for BackgroundTask {
     fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.abort();
-        }
+        // Ask the task to stop rather than aborting it: a round in progress puts
+        // what it has not delivered back into the queue.
+        self.stop.notify_one();
     }
 }
 
@@ -351,7 +395,10 @@ impl Inner {
         while queue.len() > capacity {
             let count = queue.len().min(self.options.max_batch_samples);
             let batch: Vec<Sample> = queue.drain(..count).collect();
-            tracing::debug!(samples = batch.len(), "remote-write queue is full; spilling its oldest samples");
+            tracing::debug!(
+                samples = batch.len(),
+                "remote-write queue is full; spilling its oldest samples"
+            );
             self.spool_or_drop(&batch);
         }
     }
@@ -361,12 +408,17 @@ impl Inner {
     fn spool_or_drop(&self, batch: &[Sample]) -> u64 {
         let lost = match &self.spool {
             None => {
-                tracing::warn!(samples = batch.len(), "dropping samples: no spool directory is configured");
+                tracing::warn!(
+                    samples = batch.len(),
+                    "dropping samples: no spool directory is configured"
+                );
                 batch.len() as u64
             }
             Some(spool) => match lock(spool).write(batch) {
                 Ok(evicted) => {
-                    self.counters.spooled.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.counters
+                        .spooled
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     let evicted_samples: u64 = evicted.iter().map(|file| file.samples).sum();
                     if !evicted.is_empty() {
                         tracing::warn!(
@@ -394,42 +446,37 @@ impl Inner {
         let mut report = FlushReport::default();
         let mut reachable = self.deliver_spool(deadline, &mut report).await;
 
-        let mut pending: Vec<Sample> = lock(&self.queue).drain(..).collect();
-        // Stable, so samples with equal timestamps keep their push order.
-        pending.sort_by_key(|sample| sample.timestamp_ms);
-        let mut batches = pending.chunks(self.options.max_batch_samples);
-        let mut left_over: Vec<Sample> = Vec::new();
-        for batch in batches.by_ref() {
-            if !reachable {
-                left_over.extend_from_slice(batch);
-                continue;
-            }
-            match self.send_batch(batch, deadline).await {
-                BatchOutcome::Delivered => report.delivered += batch.len() as u64,
-                BatchOutcome::Rejected => report.rejected += batch.len() as u64,
+        let mut pending = Pending::take_queue(self);
+        let batch_len = self.options.max_batch_samples;
+        while reachable && !pending.samples.is_empty() {
+            let count = pending.samples.len().min(batch_len);
+            let batch: Vec<Sample> = pending.samples.iter().take(count).cloned().collect();
+            match self.send_batch(&batch, deadline).await {
+                BatchOutcome::Delivered => report.delivered += count as u64,
+                BatchOutcome::Rejected => report.rejected += count as u64,
                 BatchOutcome::GaveUp => {
                     reachable = false;
-                    left_over.extend_from_slice(batch);
+                    continue;
                 }
             }
+            pending.samples.drain(..count);
         }
+        let left_over = std::mem::take(&mut pending.samples);
         if !left_over.is_empty() {
             match undelivered {
                 Undelivered::Spool => {
-                    for batch in left_over.chunks(self.options.max_batch_samples) {
+                    let left_over = Vec::from(left_over);
+                    for batch in left_over.chunks(batch_len) {
                         report.dropped += self.spool_or_drop(batch);
                     }
                 }
-                Undelivered::Requeue => {
-                    let mut queue = lock(&self.queue);
-                    for sample in left_over.into_iter().rev() {
-                        queue.push_front(sample);
-                    }
-                    self.spill_overflow(&mut queue);
-                }
+                Undelivered::Requeue => requeue(self, left_over),
             }
         }
-        report.spooled = self.spool.as_ref().map_or(0, |spool| lock(spool).total_samples());
+        report.spooled = self
+            .spool
+            .as_ref()
+            .map_or(0, |spool| lock(spool).total_samples());
         report
     }
 
@@ -494,8 +541,12 @@ impl Inner {
                     self.counters.sent.fetch_add(samples, Ordering::Relaxed);
                     let now = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
-                        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
-                    self.counters.last_success_unix.store(now, Ordering::Relaxed);
+                        .map_or(0, |since| {
+                            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+                        });
+                    self.counters
+                        .last_success_unix
+                        .store(now, Ordering::Relaxed);
                     return BatchOutcome::Delivered;
                 }
                 Attempt::Rejected { status, body_line } => {
@@ -508,7 +559,10 @@ impl Inner {
                     self.counters.rejected.fetch_add(samples, Ordering::Relaxed);
                     return BatchOutcome::Rejected;
                 }
-                Attempt::Retry { retry_after, reason } => {
+                Attempt::Retry {
+                    retry_after,
+                    reason,
+                } => {
                     let wait = self.options.retry.wait_before_retry(attempt, retry_after);
                     if Instant::now() + wait >= deadline {
                         tracing::warn!(%reason, samples, "remote-write receiver still failing at the deadline; keeping the batch");

@@ -183,22 +183,31 @@ mod tests {
     fn honours_retry_after_in_seconds_and_as_http_date_on_429_and_503_only() {
         assert_eq!(
             classify(429, Some("7")),
-            Disposition::Retry { retry_after: Some(Duration::from_secs(7)) }
+            Disposition::Retry {
+                retry_after: Some(Duration::from_secs(7))
+            }
         );
         // 1_700_000_000 is Tue, 14 Nov 2023 22:13:20 GMT.
         assert_eq!(
             classify(503, Some("Tue, 14 Nov 2023 22:13:25 GMT")),
-            Disposition::Retry { retry_after: Some(Duration::from_secs(5)) }
+            Disposition::Retry {
+                retry_after: Some(Duration::from_secs(5))
+            }
         );
         assert_eq!(
             classify(503, Some("Tue, 14 Nov 2023 22:00:00 GMT")),
-            Disposition::Retry { retry_after: Some(Duration::ZERO) }
+            Disposition::Retry {
+                retry_after: Some(Duration::ZERO)
+            }
         );
         assert_eq!(
             classify(503, Some("soon")),
             Disposition::Retry { retry_after: None }
         );
-        assert_eq!(classify(500, Some("7")), Disposition::Retry { retry_after: None });
+        assert_eq!(
+            classify(500, Some("7")),
+            Disposition::Retry { retry_after: None }
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::SinkError;
 use super::config::{Auth, RemoteWriteOptions};
 use super::retry::{Disposition, RetryPolicy};
-use super::SinkError;
 
 /// Longest piece of a rejecting response's body that is logged.
 const MAX_LOGGED_BODY_CHARS: usize = 200;
@@ -73,7 +73,9 @@ impl Service {
         for (name, value) in &options.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SinkError::InvalidHeader { name: name.clone() })?;
-            let reserved = PROTOCOL_HEADERS.iter().any(|(fixed, _)| *fixed == header_name.as_str())
+            let reserved = PROTOCOL_HEADERS
+                .iter()
+                .any(|(fixed, _)| *fixed == header_name.as_str())
                 || header_name == header::USER_AGENT
                 || header_name == header::AUTHORIZATION
                 || header_name == header::CONTENT_LENGTH;
@@ -122,7 +124,10 @@ impl Service {
             Err(error) => {
                 let reason = describe_transport_error(&error);
                 return match self.policy.classify_transport_error() {
-                    Disposition::Retry { retry_after } => Attempt::Retry { retry_after, reason },
+                    Disposition::Retry { retry_after } => Attempt::Retry {
+                        retry_after,
+                        reason,
+                    },
                     Disposition::Accepted | Disposition::Reject => Attempt::Rejected {
                         status: 0,
                         body_line: reason,
@@ -201,12 +206,18 @@ mod tests {
 
     #[test]
     fn refuses_credentials_in_the_url_and_protocol_headers_as_extras() {
-        let with_password = RemoteWriteOptions::new("http://u:hunter2@127.0.0.1:1/w".parse().unwrap());
+        let with_password =
+            RemoteWriteOptions::new("http://u:hunter2@127.0.0.1:1/w".parse().unwrap());
         let error = Service::new(&with_password).unwrap_err().to_string();
         assert!(!error.contains("hunter2"), "{error}");
 
         let mut options = RemoteWriteOptions::new("http://127.0.0.1:1/w".parse().unwrap());
-        options.headers.push(("Content-Encoding".into(), "zstd".into()));
-        assert!(matches!(Service::new(&options), Err(SinkError::InvalidHeader { .. })));
+        options
+            .headers
+            .push(("Content-Encoding".into(), "zstd".into()));
+        assert!(matches!(
+            Service::new(&options),
+            Err(SinkError::InvalidHeader { .. })
+        ));
     }
 }

@@ -98,7 +98,14 @@ impl Spool {
                     };
                     let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     let samples = read_header_count(&path).unwrap_or(0);
-                    found.push((sequence, SpoolFile { path, samples, bytes }));
+                    found.push((
+                        sequence,
+                        SpoolFile {
+                            path,
+                            samples,
+                            bytes,
+                        },
+                    ));
                 }
                 _ => {}
             }
@@ -182,7 +189,12 @@ impl Spool {
 
     /// Handles a damaged file: renames it to `*.corrupt` and, if some samples could
     /// be read before the damage, writes them back under the original name.
-    pub fn quarantine(&mut self, path: &Path, damage: &str, recovered: &[Sample]) -> io::Result<()> {
+    pub fn quarantine(
+        &mut self,
+        path: &Path,
+        damage: &str,
+        recovered: &[Sample],
+    ) -> io::Result<()> {
         let corrupt = path.with_extension(format!("{EXTENSION}.corrupt"));
         tracing::warn!(
             file = %path.display(),
@@ -209,7 +221,9 @@ impl Spool {
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The bytes of a spool file holding `samples`.
@@ -218,7 +232,11 @@ pub fn encode_file(samples: &[Sample]) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&u32::try_from(samples.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(samples.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     for sample in samples {
         let record = proto::TimeSeries {
             labels: sample
@@ -235,7 +253,11 @@ pub fn encode_file(samples: &[Sample]) -> Vec<u8> {
             }],
         }
         .encode_to_vec();
-        out.extend_from_slice(&u32::try_from(record.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(record.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
         out.extend_from_slice(&crc32fast::hash(&record).to_le_bytes());
         out.extend_from_slice(&record);
     }
@@ -249,11 +271,17 @@ pub fn decode_file(bytes: &[u8]) -> ReadFile {
         damage: Some(damage),
     };
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-        return damaged(Vec::new(), "not a spool file (bad or missing header)".to_owned());
+        return damaged(
+            Vec::new(),
+            "not a spool file (bad or missing header)".to_owned(),
+        );
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != VERSION {
-        return damaged(Vec::new(), format!("unknown spool format version {version}"));
+        return damaged(
+            Vec::new(),
+            format!("unknown spool format version {version}"),
+        );
     }
     let announced = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
     let mut samples = Vec::with_capacity(announced.min(100_000));
@@ -314,7 +342,9 @@ fn read_header_count(path: &Path) -> io::Result<u64> {
     if &header[..8] != MAGIC {
         return Ok(0);
     }
-    Ok(u64::from(u32::from_le_bytes([header[12], header[13], header[14], header[15]])))
+    Ok(u64::from(u32::from_le_bytes([
+        header[12], header[13], header[14], header[15],
+    ])))
 }
 
 /// Writes `samples` to `path` through `path.tmp`, fsync and rename; returns the size.
@@ -322,7 +352,11 @@ fn write_atomically(path: &Path, samples: &[Sample]) -> io::Result<u64> {
     let bytes = encode_file(samples);
     let tmp = path.with_extension(format!("{EXTENSION}.tmp"));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -347,7 +381,14 @@ mod tests {
 
     fn samples(count: i64) -> Vec<Sample> {
         (0..count)
-            .map(|i| Sample::new("m", [("i", i.to_string())], i as f64 + 0.5, 1_700_000_000_000 + i))
+            .map(|i| {
+                Sample::new(
+                    "m",
+                    [("i", i.to_string())],
+                    i as f64 + 0.5,
+                    1_700_000_000_000 + i,
+                )
+            })
             .collect()
     }
 
@@ -422,7 +463,9 @@ mod tests {
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         let read = Spool::read(&path);
-        spool.quarantine(&path, read.damage.as_deref().unwrap(), &read.samples).unwrap();
+        spool
+            .quarantine(&path, read.damage.as_deref().unwrap(), &read.samples)
+            .unwrap();
         assert!(path.with_extension("spool.corrupt").exists());
         assert_eq!(Spool::read(&path).samples, samples(3));
         assert_eq!(spool.total_samples(), 3);
