@@ -209,12 +209,21 @@ impl Spool {
         };
         if recovered.is_empty() {
             self.files.remove(index);
-        } else {
-            let bytes = write_atomically(path, recovered)?;
-            self.files[index].samples = recovered.len() as u64;
-            self.files[index].bytes = bytes;
+            return Ok(());
         }
-        Ok(())
+        match write_atomically(path, recovered) {
+            Ok(bytes) => {
+                self.files[index].samples = recovered.len() as u64;
+                self.files[index].bytes = bytes;
+                Ok(())
+            }
+            Err(error) => {
+                // The samples remain readable in the `.corrupt` file; the index must
+                // not point at a file that no longer exists.
+                self.files.remove(index);
+                Err(error)
+            }
+        }
     }
 }
 
