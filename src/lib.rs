@@ -3,4 +3,12 @@
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
 pub mod secret;
+pub mod sink;
 pub mod spec;
+
+/// Installs `ring` as the process-wide TLS crypto provider that reqwest's rustls
+/// uses. Idempotent: every HTTP client builder calls it first, and calling it again
+/// (or after another provider was installed) does nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,163 @@
+//! A real VictoriaMetrics for integration tests: started on a free loopback port
+//! with its own temporary data directory, killed when dropped.
+
+#![allow(dead_code)] // Each test binary uses a different part of the helper.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One series as `/api/v1/export` returns it: labels (with `__name__`) and its
+/// `(timestamp_ms, value)` samples.
+pub type ExportedSeries = (BTreeMap<String, String>, Vec<(i64, f64)>);
+
+/// A running `victoria-metrics` process.
+pub struct VictoriaMetrics {
+    child: Child,
+    address: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl VictoriaMetrics {
+    /// Starts VictoriaMetrics on a free loopback port.
+    pub fn start() -> VictoriaMetrics {
+        Self::start_on(free_port())
+    }
+
+    /// Starts VictoriaMetrics on `port` (on 127.0.0.1) and waits until `/health`
+    /// answers.
+    pub fn start_on(port: u16) -> VictoriaMetrics {
+        let data = tempfile::tempdir().expect("temporary data directory");
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", data.path().display()))
+            .arg(format!("-httpListenAddr={address}"))
+            .arg("-search.latencyOffset=0s")
+            .arg("-loggerLevel=ERROR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| {
+                if error.kind() == std::io::ErrorKind::NotFound {
+                    panic!(
+                        "victoria-metrics not found on PATH: install the Debian package \
+                         victoria-metrics (the test command does this)"
+                    );
+                }
+                panic!("cannot start victoria-metrics: {error}");
+            });
+        let mut vm = VictoriaMetrics {
+            child,
+            address,
+            _data: data,
+        };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = vm.child.try_wait().expect("poll victoria-metrics") {
+                panic!("victoria-metrics exited at start with {status} (port {port} taken?)");
+            }
+            if vm.get("/health").is_some_and(|(status, _)| status == 200) {
+                return vm;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "victoria-metrics did not become healthy on {address} within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The remote-write endpoint.
+    pub fn write_url(&self) -> url::Url {
+        format!("http://{}/api/v1/write", self.address)
+            .parse()
+            .expect("valid URL")
+    }
+
+    /// Makes freshly written samples visible to queries.
+    pub fn force_flush(&self) {
+        let (status, body) = self
+            .get("/internal/force_flush")
+            .expect("force_flush answers");
+        assert_eq!(status, 200, "force_flush: {body}");
+    }
+
+    /// Every raw sample of the series whose name matches `name_regex`, sorted by
+    /// labels, each series' samples in timestamp order.
+    pub fn export(&self, name_regex: &str) -> Vec<ExportedSeries> {
+        self.force_flush();
+        let selector = format!("{{__name__=~\"{name_regex}\"}}");
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("match[]", &selector)
+            .finish();
+        let (status, body) = self
+            .get(&format!("/api/v1/export?{query}"))
+            .expect("export answers");
+        assert_eq!(status, 200, "export: {body}");
+        let mut series: Vec<ExportedSeries> = body
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let json: serde_json::Value =
+                    serde_json::from_str(line).expect("export line is JSON");
+                let labels = json["metric"]
+                    .as_object()
+                    .expect("metric object")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().expect("label value").to_owned()))
+                    .collect();
+                let timestamps = json["timestamps"].as_array().expect("timestamps");
+                let values = json["values"].as_array().expect("values");
+                let mut samples: Vec<(i64, f64)> = timestamps
+                    .iter()
+                    .zip(values)
+                    .map(|(t, v)| {
+                        (
+                            t.as_i64().expect("ms timestamp"),
+                            v.as_f64().expect("value"),
+                        )
+                    })
+                    .collect();
+                samples.sort_by_key(|(t, _)| *t);
+                (labels, samples)
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        series
+    }
+
+    /// A plain HTTP/1.0 GET, so that the helper needs no async runtime.
+    fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path_and_query} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.address
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_owned()))
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
