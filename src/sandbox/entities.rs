@@ -181,7 +181,10 @@ pub(crate) fn status(
         "poll": null,
     });
     if let (Value::Object(map), Some(viewer)) = (&mut value, viewer) {
-        map.insert("favourited".into(), db.favourites.contains(&(viewer, status.id)).into());
+        map.insert(
+            "favourited".into(),
+            db.favourites.contains(&(viewer, status.id)).into(),
+        );
         map.insert("reblogged".into(), false.into());
         map.insert("muted".into(), false.into());
         map.insert("bookmarked".into(), false.into());
@@ -214,14 +217,23 @@ pub(crate) fn notification(
         // A notification whose status is gone is not shown, as in Mastodon.
         let status = db.statuses.get(&status_id)?;
         if let Value::Object(map) = &mut value {
-            map.insert("status".into(), self::status(db, info, status, Some(viewer), false));
+            map.insert(
+                "status".into(),
+                self::status(db, info, status, Some(viewer), false),
+            );
         }
     }
     Some(value)
 }
 
 /// A hashtag with a week of (sandbox-computed) usage history.
-pub(crate) fn tag(db: &Db, info: &InstanceInfo, name: &str, tag_id: u64, now: DateTime<Utc>) -> Value {
+pub(crate) fn tag(
+    db: &Db,
+    info: &InstanceInfo,
+    name: &str,
+    tag_id: u64,
+    now: DateTime<Utc>,
+) -> Value {
     let history: Vec<Value> = (0..7)
         .map(|days_ago| {
             let day = (now - Duration::days(days_ago)).date_naive();
@@ -233,7 +245,9 @@ pub(crate) fn tag(db: &Db, info: &InstanceInfo, name: &str, tag_id: u64, now: Da
             let mut accounts: Vec<u64> = using.iter().map(|s| s.account_id).collect();
             accounts.sort_unstable();
             accounts.dedup();
-            let midnight = day.and_hms_opt(0, 0, 0).map_or(0, |m| m.and_utc().timestamp());
+            let midnight = day
+                .and_hms_opt(0, 0, 0)
+                .map_or(0, |m| m.and_utc().timestamp());
             json!({
                 "day": midnight.to_string(),
                 "accounts": accounts.len().to_string(),
@@ -333,10 +347,17 @@ pub(crate) fn instance_v1(db: &Db, info: &InstanceInfo) -> Value {
     let local_statuses = db
         .statuses
         .values()
-        .filter(|s| db.accounts.get(&s.account_id).is_some_and(|a| a.domain.is_none()))
+        .filter(|s| {
+            db.accounts
+                .get(&s.account_id)
+                .is_some_and(|a| a.domain.is_none())
+        })
         .count();
-    let domains: std::collections::BTreeSet<&str> =
-        db.accounts.values().filter_map(|a| a.domain.as_deref()).collect();
+    let domains: std::collections::BTreeSet<&str> = db
+        .accounts
+        .values()
+        .filter_map(|a| a.domain.as_deref())
+        .collect();
     json!({
         "uri": info.domain,
         "title": format!("Sandbox {}", info.name),

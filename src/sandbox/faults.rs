@@ -72,7 +72,9 @@ impl Faults {
     fn lock(&self) -> MutexGuard<'_, Vec<Rule>> {
         // A panic while holding this lock cannot leave the Vec half-updated, so a
         // poisoned lock is still safe to use.
-        self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -115,7 +117,11 @@ pub(crate) fn status_body(code: u16) -> (&'static str, String) {
     };
     match code {
         502 | 504 => {
-            let reason = if code == 502 { "Bad Gateway" } else { "Gateway Time-out" };
+            let reason = if code == 502 {
+                "Bad Gateway"
+            } else {
+                "Gateway Time-out"
+            };
             (
                 "text/html",
                 format!(
@@ -143,8 +149,16 @@ mod tests {
     fn rules_match_on_method_and_path_prefix() {
         let faults = Faults::default();
         faults.inject(Some(Method::POST), "/api/v1/statuses", Fault::Status(503));
-        faults.inject(None, "/api/v1/timelines", Fault::Latency(Duration::from_millis(5)));
-        faults.inject(None, "/api/v1/timelines", Fault::Latency(Duration::from_millis(7)));
+        faults.inject(
+            None,
+            "/api/v1/timelines",
+            Fault::Latency(Duration::from_millis(5)),
+        );
+        faults.inject(
+            None,
+            "/api/v1/timelines",
+            Fault::Latency(Duration::from_millis(7)),
+        );
         assert_eq!(faults.matching(&Method::GET, "/api/v1/statuses/1"), vec![]);
         assert_eq!(
             faults.matching(&Method::POST, "/api/v1/statuses"),
@@ -153,6 +167,10 @@ mod tests {
         let plan = Plan::from_faults(&faults.matching(&Method::GET, "/api/v1/timelines/home"));
         assert_eq!(plan.latency, Duration::from_millis(12));
         faults.clear();
-        assert!(faults.matching(&Method::POST, "/api/v1/statuses").is_empty());
+        assert!(
+            faults
+                .matching(&Method::POST, "/api/v1/statuses")
+                .is_empty()
+        );
     }
 }

@@ -175,12 +175,22 @@ mod tests {
         let first = limiter.hit(Bucket::Deletes(1), now);
         assert_eq!((first.remaining, first.exceeded), (1, false));
         assert!(first.reset > now && first.reset <= now + TimeDelta::seconds(60));
-        assert_eq!(first.reset.timestamp() % 60, 0, "rack-attack windows are aligned");
+        assert_eq!(
+            first.reset.timestamp() % 60,
+            0,
+            "rack-attack windows are aligned"
+        );
         assert!(!limiter.hit(Bucket::Deletes(1), now).exceeded);
         let third = limiter.hit(Bucket::Deletes(1), now);
         assert_eq!((third.remaining, third.exceeded), (0, true));
-        assert!(!limiter.hit(Bucket::Deletes(2), now).exceeded, "per account");
-        assert!(!limiter.hit(Bucket::Deletes(1), third.reset).exceeded, "window resets");
+        assert!(
+            !limiter.hit(Bucket::Deletes(2), now).exceeded,
+            "per account"
+        );
+        assert!(
+            !limiter.hit(Bucket::Deletes(1), third.reset).exceeded,
+            "window resets"
+        );
     }
 
     #[test]

@@ -144,14 +144,17 @@ async fn handle(
         .map_err(|_| InjectedClose)?;
     let bytes = if plan.malformed_json {
         parts.status = StatusCode::OK;
-        parts
-            .headers
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
         malformed(&bytes)
     } else {
         bytes
     };
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let body = if plan.reset_mid_body {
         let half = bytes.slice(..bytes.len() / 2);
         FaultBody::new(vec![half], Duration::ZERO, Some(RESET_PAUSE))
@@ -249,4 +252,3 @@ impl http_body::Body for FaultBody {
         }
     }
 }
-

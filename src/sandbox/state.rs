@@ -154,7 +154,9 @@ pub(crate) struct Db {
 
 impl Db {
     pub(crate) fn account_by_token(&self, token: &str) -> Option<&Account> {
-        self.accounts.values().find(|a| a.token.as_deref() == Some(token))
+        self.accounts
+            .values()
+            .find(|a| a.token.as_deref() == Some(token))
     }
 
     pub(crate) fn account_by_acct(&self, acct: &str, local_domain: &str) -> Option<&Account> {
@@ -210,7 +212,10 @@ impl Db {
     }
 
     pub(crate) fn statuses_count(&self, account: u64) -> usize {
-        self.statuses.values().filter(|s| s.account_id == account).count()
+        self.statuses
+            .values()
+            .filter(|s| s.account_id == account)
+            .count()
     }
 
     pub(crate) fn last_status_at(&self, account: u64) -> Option<DateTime<Utc>> {
@@ -222,11 +227,17 @@ impl Db {
     }
 
     pub(crate) fn followers_count(&self, account: u64) -> usize {
-        self.follows.iter().filter(|(_, followed)| *followed == account).count()
+        self.follows
+            .iter()
+            .filter(|(_, followed)| *followed == account)
+            .count()
     }
 
     pub(crate) fn following_count(&self, account: u64) -> usize {
-        self.follows.iter().filter(|(follower, _)| *follower == account).count()
+        self.follows
+            .iter()
+            .filter(|(follower, _)| *follower == account)
+            .count()
     }
 
     pub(crate) fn favourites_count(&self, status: u64) -> usize {
@@ -302,7 +313,12 @@ pub(crate) fn render_content(text: &str) -> String {
     normalized
         .split("\n\n")
         .filter(|p| !p.trim().is_empty())
-        .map(|p| format!("<p>{}</p>", escape_html(p.trim_matches('\n')).replace('\n', "<br />")))
+        .map(|p| {
+            format!(
+                "<p>{}</p>",
+                escape_html(p.trim_matches('\n')).replace('\n', "<br />")
+            )
+        })
         .collect()
 }
 
@@ -377,13 +393,22 @@ mod tests {
     #[test]
     fn content_is_escaped_and_wrapped_in_paragraphs() {
         assert_eq!(render_content("a <b> & c"), "<p>a &lt;b&gt; &amp; c</p>");
-        assert_eq!(render_content("one\ntwo\n\nthree"), "<p>one<br />two</p><p>three</p>");
+        assert_eq!(
+            render_content("one\ntwo\n\nthree"),
+            "<p>one<br />two</p><p>three</p>"
+        );
     }
 
     #[test]
     fn hashtags_and_mentions_are_found_at_word_starts() {
-        assert_eq!(extract_hashtags("#Rust and #rust, a#b #1 #sre_ops"), ["rust", "sre_ops"]);
-        assert_eq!(extract_mentions("hi @probe and @bob@beta.sandbox.test."), ["probe", "bob@beta.sandbox.test"]);
+        assert_eq!(
+            extract_hashtags("#Rust and #rust, a#b #1 #sre_ops"),
+            ["rust", "sre_ops"]
+        );
+        assert_eq!(
+            extract_mentions("hi @probe and @bob@beta.sandbox.test."),
+            ["probe", "bob@beta.sandbox.test"]
+        );
         assert!(extract_mentions("mail me at x@y.z").is_empty());
     }
 

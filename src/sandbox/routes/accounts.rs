@@ -16,7 +16,11 @@ pub(crate) async fn verify_credentials(
 ) -> Result<Json, ApiError> {
     let db = state.db();
     let account = db.accounts.get(&me).ok_or_else(ApiError::unauthorized)?;
-    Ok(Json(entities::credential_account(&db, &state.info, account)))
+    Ok(Json(entities::credential_account(
+        &db,
+        &state.info,
+        account,
+    )))
 }
 
 pub(crate) async fn show(

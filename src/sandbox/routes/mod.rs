@@ -41,7 +41,9 @@ impl AppState {
     pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
         // Handlers never leave the records half-updated across a panic point that
         // matters to a test double, so a poisoned lock is still usable.
-        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -57,16 +59,28 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/health", get(instance::health))
         .route("/api/v2/instance", get(instance::instance_v2))
         .route("/api/v1/instance", get(instance::instance_v1))
-        .route("/api/v1/accounts/verify_credentials", get(accounts::verify_credentials))
+        .route(
+            "/api/v1/accounts/verify_credentials",
+            get(accounts::verify_credentials),
+        )
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
-        .route("/api/v1/accounts/relationships", get(accounts::relationships))
+        .route(
+            "/api/v1/accounts/relationships",
+            get(accounts::relationships),
+        )
         .route("/api/v1/accounts/{id}", get(accounts::show))
         .route("/api/v1/accounts/{id}/follow", post(accounts::follow))
         .route("/api/v1/accounts/{id}/unfollow", post(accounts::unfollow))
         .route("/api/v1/statuses", post(statuses::create))
-        .route("/api/v1/statuses/{id}", get(statuses::show).delete(statuses::destroy))
+        .route(
+            "/api/v1/statuses/{id}",
+            get(statuses::show).delete(statuses::destroy),
+        )
         .route("/api/v1/statuses/{id}/favourite", post(statuses::favourite))
-        .route("/api/v1/statuses/{id}/unfavourite", post(statuses::unfavourite))
+        .route(
+            "/api/v1/statuses/{id}/unfavourite",
+            post(statuses::unfavourite),
+        )
         .route("/api/v1/timelines/home", get(timelines::home))
         .route("/api/v1/timelines/public", get(timelines::public))
         .route("/api/v1/notifications", get(timelines::notifications))
@@ -90,7 +104,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Viewer>().copied().unwrap_or(Viewer(None)))
+        Ok(parts
+            .extensions
+            .get::<Viewer>()
+            .copied()
+            .unwrap_or(Viewer(None)))
     }
 }
 
@@ -223,8 +241,16 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(usage) = self.rate_limit {
             let headers = response.headers_mut();
-            set_rate_limit_headers(headers, &Usage { remaining: 0, ..usage });
-            if let Ok(value) = HeaderValue::from_str(&usage.retry_after_secs(Utc::now()).to_string()) {
+            set_rate_limit_headers(
+                headers,
+                &Usage {
+                    remaining: 0,
+                    ..usage
+                },
+            );
+            if let Ok(value) =
+                HeaderValue::from_str(&usage.retry_after_secs(Utc::now()).to_string())
+            {
                 headers.insert(header::RETRY_AFTER, value);
             }
         }
@@ -238,7 +264,10 @@ pub(crate) struct Json(pub Value);
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON_CONTENT_TYPE),
+            )],
             self.0.to_string(),
         )
             .into_response()
@@ -255,7 +284,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        Ok(Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+        Ok(Params(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
     }
 }
 
@@ -296,13 +329,21 @@ impl Params {
 }
 
 pub(crate) fn is_truthy(value: &str) -> bool {
-    !matches!(value, "0" | "f" | "F" | "false" | "FALSE" | "off" | "OFF" | "")
+    !matches!(
+        value,
+        "0" | "f" | "F" | "false" | "FALSE" | "off" | "OFF" | ""
+    )
 }
 
 /// Selects one page of `items` (sorted newest first) by `max_id`, `since_id`
 /// and `min_id`, as Mastodon's `paginate_by_id`: with `min_id`, the page is the
 /// `limit` items just above it; otherwise the newest `limit` items below `max_id`.
-pub(crate) fn paginate<T>(items: Vec<T>, id: impl Fn(&T) -> u64, params: &Params, limit: usize) -> Vec<T> {
+pub(crate) fn paginate<T>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> u64,
+    params: &Params,
+    limit: usize,
+) -> Vec<T> {
     let max_id = params.id("max_id");
     let since_id = params.id("since_id");
     let min_id = params.id("min_id");

@@ -92,7 +92,14 @@ pub(crate) async fn create(
         if let Some((id, _)) = db.idempotency.get(&(me, key.clone()))
             && let Some(existing) = db.statuses.get(id)
         {
-            return Ok(Json(entities::status(&db, &state.info, existing, Some(me), false)).into_response());
+            return Ok(Json(entities::status(
+                &db,
+                &state.info,
+                existing,
+                Some(me),
+                false,
+            ))
+            .into_response());
         }
     }
     if let Some(usage) = state.limiter.would_exceed(&Bucket::Statuses(me), now) {
@@ -101,7 +108,9 @@ pub(crate) async fn create(
 
     let text = params.string("status").unwrap_or_default();
     if text.trim().is_empty() {
-        return Err(ApiError::unprocessable("Validation failed: Text can't be blank"));
+        return Err(ApiError::unprocessable(
+            "Validation failed: Text can't be blank",
+        ));
     }
     if text.chars().count() > MAX_CHARACTERS {
         return Err(ApiError::unprocessable(format!(
@@ -184,7 +193,13 @@ pub(crate) async fn show(
         .get(&id)
         .filter(|s| db.can_see(viewer, s))
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(entities::status(&db, &state.info, status, viewer, false)))
+    Ok(Json(entities::status(
+        &db,
+        &state.info,
+        status,
+        viewer,
+        false,
+    )))
 }
 
 pub(crate) async fn destroy(
@@ -225,10 +240,22 @@ pub(crate) async fn favourite(
         .map(|s| s.account_id)
         .ok_or_else(ApiError::not_found)?;
     if db.favourites.insert((me, id)) {
-        db.notify(author, NotificationKind::Favourite, me, Some(id), Utc::now());
+        db.notify(
+            author,
+            NotificationKind::Favourite,
+            me,
+            Some(id),
+            Utc::now(),
+        );
     }
     let status = db.statuses.get(&id).ok_or_else(ApiError::not_found)?;
-    Ok(Json(entities::status(&db, &state.info, status, Some(me), false)))
+    Ok(Json(entities::status(
+        &db,
+        &state.info,
+        status,
+        Some(me),
+        false,
+    )))
 }
 
 pub(crate) async fn unfavourite(
@@ -238,10 +265,20 @@ pub(crate) async fn unfavourite(
 ) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
     let mut db = state.db();
-    if !db.statuses.get(&id).is_some_and(|s| db.can_see(Some(me), s)) {
+    if !db
+        .statuses
+        .get(&id)
+        .is_some_and(|s| db.can_see(Some(me), s))
+    {
         return Err(ApiError::not_found());
     }
     db.favourites.remove(&(me, id));
     let status = db.statuses.get(&id).ok_or_else(ApiError::not_found)?;
-    Ok(Json(entities::status(&db, &state.info, status, Some(me), false)))
+    Ok(Json(entities::status(
+        &db,
+        &state.info,
+        status,
+        Some(me),
+        false,
+    )))
 }

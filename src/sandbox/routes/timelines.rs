@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::{Authed, Params, Shared, Viewer, link_header, paginate, paged};
+use super::{Authed, Params, Shared, Viewer, link_header, paged, paginate};
 use crate::sandbox::entities;
 use crate::sandbox::state::Visibility;
 
@@ -14,7 +14,11 @@ const MAX_LIMIT: usize = 40;
 const NOTIFICATIONS_DEFAULT_LIMIT: usize = 40;
 const NOTIFICATIONS_MAX_LIMIT: usize = 80;
 
-pub(crate) async fn home(State(state): State<Shared>, Authed(me): Authed, params: Params) -> Response {
+pub(crate) async fn home(
+    State(state): State<Shared>,
+    Authed(me): Authed,
+    params: Params,
+) -> Response {
     let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT);
     let db = state.db();
     let page = paginate(db.home_feed(me), |s| s.id, &params, limit);
@@ -23,11 +27,21 @@ pub(crate) async fn home(State(state): State<Shared>, Authed(me): Authed, params
         .into_iter()
         .map(|s| entities::status(&db, &state.info, s, Some(me), false))
         .collect();
-    let link = link_header(&state, "/api/v1/timelines/home", &params, &["limit", "local"], &ids);
+    let link = link_header(
+        &state,
+        "/api/v1/timelines/home",
+        &params,
+        &["limit", "local"],
+        &ids,
+    );
     paged(items, link)
 }
 
-pub(crate) async fn public(State(state): State<Shared>, Viewer(viewer): Viewer, params: Params) -> Response {
+pub(crate) async fn public(
+    State(state): State<Shared>,
+    Viewer(viewer): Viewer,
+    params: Params,
+) -> Response {
     let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT);
     let local_only = params.flag("local");
     let remote_only = params.flag("remote");
@@ -38,7 +52,10 @@ pub(crate) async fn public(State(state): State<Shared>, Viewer(viewer): Viewer, 
         .rev()
         .filter(|s| s.visibility == Visibility::Public)
         .filter(|s| {
-            let is_local = db.accounts.get(&s.account_id).is_some_and(|a| a.domain.is_none());
+            let is_local = db
+                .accounts
+                .get(&s.account_id)
+                .is_some_and(|a| a.domain.is_none());
             (!local_only || is_local) && (!remote_only || !is_local)
         })
         .collect();
