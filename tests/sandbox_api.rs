@@ -11,6 +11,7 @@ use common::{As, Bodies, json, link, next_link, start, start_with};
 use fediprobe::sandbox::{Fault, InstanceConfig, Limit, RateLimits, Sandbox, SandboxConfig};
 use http::Method;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn ids(page: &Value) -> Vec<u64> {
     page.as_array()
@@ -611,6 +612,23 @@ async fn drop_connection_fault_is_a_request_error() {
         .await
         .unwrap_err();
     assert!(error.is_request() || error.is_connect(), "{error:?}");
+    // On the wire: not a single byte of response before the close.
+    let address = sandbox.instances()[0]
+        .base_url
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /api/v1/timelines/public HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).await.unwrap();
+    assert!(
+        received.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
     // Other methods and paths are untouched, and the server keeps serving.
     assert_eq!(
         probe
