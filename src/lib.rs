@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
+pub mod sandbox;
 pub mod secret;
 pub mod sink;
 pub mod spec;

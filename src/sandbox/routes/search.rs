@@ -1,0 +1,91 @@
+//! `GET /api/v2/search`: accounts by username or display name, statuses by text
+//! (only those the viewer may see; needs a token), hashtags used in statuses.
+
+use axum::extract::State;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::{ApiError, Json, Params, Shared, Viewer};
+use crate::sandbox::entities;
+
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 40;
+
+pub(crate) async fn search(
+    State(state): State<Shared>,
+    Viewer(viewer): Viewer,
+    params: Params,
+) -> Result<Json, ApiError> {
+    if viewer.is_none() && params.flag("resolve") {
+        return Err(ApiError::unauthorized_with(
+            "Search queries that resolve remote resources are not supported without authentication",
+        ));
+    }
+    let query = params.get("q").unwrap_or("").trim().to_lowercase();
+    let kind = params.get("type");
+    let wants = |k: &str| kind.is_none_or(|t| t == k);
+    let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT);
+    let db = state.db();
+    let info = &state.info;
+
+    let mut accounts = Vec::new();
+    let mut statuses = Vec::new();
+    let mut hashtags = Vec::new();
+    if query.is_empty() {
+        return Ok(Json(
+            json!({ "accounts": [], "statuses": [], "hashtags": [] }),
+        ));
+    }
+    if wants("accounts") {
+        let needle = query.trim_start_matches('@');
+        accounts = db
+            .accounts
+            .values()
+            .filter(|a| {
+                a.acct().to_lowercase().starts_with(needle)
+                    || a.username.to_lowercase().contains(needle)
+                    || a.display_name.to_lowercase().contains(needle)
+            })
+            .take(limit)
+            .map(|a| entities::account(&db, info, a))
+            .collect::<Vec<Value>>();
+    }
+    // Mastodon only searches statuses for a signed-in user.
+    if wants("statuses") && viewer.is_some() {
+        statuses = db
+            .statuses
+            .values()
+            .rev()
+            .filter(|s| db.can_see(viewer, s) && s.text.to_lowercase().contains(&query))
+            .take(limit)
+            .map(|s| entities::status(&db, info, s, viewer, false))
+            .collect();
+    }
+    if wants("hashtags") {
+        let needle = query.trim_start_matches('#');
+        let mut names: Vec<&String> = db
+            .statuses
+            .values()
+            .flat_map(|s| s.tags.iter())
+            .filter(|t| t.starts_with(needle))
+            .collect();
+        names.sort();
+        names.dedup();
+        let now = Utc::now();
+        hashtags = names
+            .into_iter()
+            .take(limit)
+            .map(|name| entities::tag(&db, info, name, tag_id(name), now))
+            .collect();
+    }
+    Ok(Json(
+        json!({ "accounts": accounts, "statuses": statuses, "hashtags": hashtags }),
+    ))
+}
+
+/// A stable id for a hashtag (the sandbox keeps no tag table).
+fn tag_id(name: &str) -> u64 {
+    name.bytes().fold(1_469_598_103_934_665_603_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+    }) >> 12
+}
