@@ -2,6 +2,8 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
+pub mod cli;
+pub mod runner;
 pub mod sandbox;
 pub mod secret;
 pub mod sink;

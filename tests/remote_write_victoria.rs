@@ -14,10 +14,7 @@ use fediprobe::sink::remote_write::{RemoteWriteOptions, RetryPolicy, Sink};
 use support::victoria::{ExportedSeries, VictoriaMetrics, free_port};
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn options(url: url::Url, spool_dir: Option<&Path>) -> RemoteWriteOptions {
@@ -33,10 +30,7 @@ fn options(url: url::Url, spool_dir: Option<&Path>) -> RemoteWriteOptions {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// A run's samples: `runs` runs of one journey, one sample per run per series,
@@ -45,24 +39,11 @@ fn journey_samples(batch: &str, first_ms: i64, runs: i64) -> Vec<Sample> {
     (0..runs)
         .flat_map(|run| {
             let at = first_ms + run * 60_000 + 7; // odd milliseconds survive exactly
-            let common = [
-                ("batch", batch.to_owned()),
-                ("journey", "home".to_owned()),
-                ("region", "eu-west".to_owned()),
-            ];
+            let common =
+                [("batch", batch.to_owned()), ("journey", "home".to_owned()), ("region", "eu-west".to_owned())];
             [
-                Sample::new(
-                    "fediprobe_test_success",
-                    common.clone(),
-                    (run % 2) as f64,
-                    at,
-                ),
-                Sample::new(
-                    "fediprobe_test_duration_seconds",
-                    common,
-                    0.125 + run as f64,
-                    at,
-                ),
+                Sample::new("fediprobe_test_success", common.clone(), (run % 2) as f64, at),
+                Sample::new("fediprobe_test_duration_seconds", common, 0.125 + run as f64, at),
             ]
         })
         .collect()
@@ -70,10 +51,8 @@ fn journey_samples(batch: &str, first_ms: i64, runs: i64) -> Vec<Sample> {
 
 /// Every (labels, timestamp, value) in `exported`, one entry per stored sample.
 fn flatten(exported: &[ExportedSeries]) -> Vec<(BTreeMap<String, String>, i64, f64)> {
-    let mut all: Vec<_> = exported
-        .iter()
-        .flat_map(|(labels, samples)| samples.iter().map(|(t, v)| (labels.clone(), *t, *v)))
-        .collect();
+    let mut all: Vec<_> =
+        exported.iter().flat_map(|(labels, samples)| samples.iter().map(|(t, v)| (labels.clone(), *t, *v))).collect();
     all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     all
 }
@@ -96,51 +75,25 @@ async fn delivers_exact_values_labels_and_millisecond_timestamps() {
     let sink = Sink::new(options(vm.write_url(), None)).unwrap();
     let t = now_ms() - 600_000;
     sink.push(vec![
-        Sample::new(
-            "fediprobe_exact",
-            [("region", "eu-west"), ("journey", "home")],
-            0.123,
-            t + 1,
-        ),
-        Sample::new(
-            "fediprobe_exact",
-            [("journey", "home"), ("region", "eu-west")],
-            42.0,
-            t + 2,
-        ),
-        Sample::new(
-            "fediprobe_exact",
-            [("journey", "post"), ("region", "eu-west")],
-            1.5,
-            t + 999,
-        ),
+        Sample::new("fediprobe_exact", [("region", "eu-west"), ("journey", "home")], 0.123, t + 1),
+        Sample::new("fediprobe_exact", [("journey", "home"), ("region", "eu-west")], 42.0, t + 2),
+        Sample::new("fediprobe_exact", [("journey", "post"), ("region", "eu-west")], 1.5, t + 999),
     ])
     .await;
 
     let report = sink.flush(Duration::from_secs(10)).await;
-    assert_eq!(
-        (report.delivered, report.dropped, report.rejected),
-        (3, 0, 0)
-    );
+    assert_eq!((report.delivered, report.dropped, report.rejected), (3, 0, 0));
 
     let exported = vm.export("fediprobe_exact");
     assert_eq!(
         exported,
         vec![
             (
-                labels(&[
-                    ("__name__", "fediprobe_exact"),
-                    ("journey", "home"),
-                    ("region", "eu-west")
-                ]),
+                labels(&[("__name__", "fediprobe_exact"), ("journey", "home"), ("region", "eu-west")]),
                 vec![(t + 1, 0.123), (t + 2, 42.0)],
             ),
             (
-                labels(&[
-                    ("__name__", "fediprobe_exact"),
-                    ("journey", "post"),
-                    ("region", "eu-west")
-                ]),
+                labels(&[("__name__", "fediprobe_exact"), ("journey", "post"), ("region", "eu-west")]),
                 vec![(t + 999, 1.5)],
             ),
         ]
@@ -151,9 +104,7 @@ async fn delivers_exact_values_labels_and_millisecond_timestamps() {
 async fn an_outage_spools_everything_and_a_later_run_delivers_each_sample_exactly_once() {
     let spool_dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url: url::Url = format!("http://127.0.0.1:{port}/api/v1/write")
-        .parse()
-        .unwrap();
+    let url: url::Url = format!("http://127.0.0.1:{port}/api/v1/write").parse().unwrap();
     let first = now_ms() - 3_600_000;
     let batches = [
         journey_samples("a", first, 5),
@@ -169,27 +120,14 @@ async fn an_outage_spools_everything_and_a_later_run_delivers_each_sample_exactl
         let sink = Sink::new(opts).unwrap();
         sink.push(batches[0].clone()).await;
         let report = sink.flush(Duration::from_millis(300)).await;
-        assert_eq!(
-            (report.delivered, report.dropped, report.spooled),
-            (0, 0, 10)
-        );
+        assert_eq!((report.delivered, report.dropped, report.spooled), (0, 0, 10));
         sink.push(batches[1].clone()).await;
         assert!(sink.stats().queue_len <= 4);
         let report = sink.flush(Duration::from_millis(300)).await;
-        assert_eq!(
-            (report.delivered, report.dropped, report.spooled),
-            (0, 0, 20)
-        );
+        assert_eq!((report.delivered, report.dropped, report.spooled), (0, 0, 20));
         assert!(report.nothing_dropped());
         let stats = sink.stats();
-        assert_eq!(
-            (
-                stats.spooled_samples,
-                stats.dropped_samples,
-                stats.sent_samples
-            ),
-            (20, 0, 0)
-        );
+        assert_eq!((stats.spooled_samples, stats.dropped_samples, stats.sent_samples), (20, 0, 0));
         assert!(stats.spool_bytes > 0);
     }
 
@@ -198,21 +136,10 @@ async fn an_outage_spools_everything_and_a_later_run_delivers_each_sample_exactl
     let sink = Sink::new(options(url, Some(spool_dir.path()))).unwrap();
     sink.push(batches[2].clone()).await;
     let report = sink.flush(Duration::from_secs(10)).await;
-    assert_eq!(
-        (
-            report.delivered,
-            report.dropped,
-            report.spooled,
-            report.rejected
-        ),
-        (30, 0, 0, 0)
-    );
+    assert_eq!((report.delivered, report.dropped, report.spooled, report.rejected), (30, 0, 0, 0));
     assert_eq!(sink.stats().spool_bytes, 0);
     let left: Vec<_> = std::fs::read_dir(spool_dir.path()).unwrap().collect();
-    assert!(
-        left.is_empty(),
-        "delivered spool files are deleted: {left:?}"
-    );
+    assert!(left.is_empty(), "delivered spool files are deleted: {left:?}");
 
     // A further flush must not send anything again.
     assert_eq!(sink.flush(Duration::from_secs(2)).await.delivered, 0);
@@ -230,11 +157,7 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     let good_after = journey_samples("good-2", first + 600_000, 3);
 
     // Oldest first: garbage, a good file, a truncated file, another good file.
-    std::fs::write(
-        spool_dir.path().join("00000000000000000001.spool"),
-        b"\x00garbage, not a spool file",
-    )
-    .unwrap();
+    std::fs::write(spool_dir.path().join("00000000000000000001.spool"), b"\x00garbage, not a spool file").unwrap();
     {
         let mut spool = Spool::open(spool_dir.path(), u64::MAX).unwrap();
         spool.write(&good_before).unwrap();
@@ -242,11 +165,7 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     let truncated_bytes = encode_file(&truncated);
     // Cut into the last record: the first five samples survive.
     let truncated_path = spool_dir.path().join(format!("{:020}.spool", u64::MAX / 2));
-    std::fs::write(
-        &truncated_path,
-        &truncated_bytes[..truncated_bytes.len() - 5],
-    )
-    .unwrap();
+    std::fs::write(&truncated_path, &truncated_bytes[..truncated_bytes.len() - 5]).unwrap();
     {
         let mut spool = Spool::open(spool_dir.path(), u64::MAX).unwrap();
         // Named after the truncated file, so written after it.
@@ -258,17 +177,10 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     let report = sink.flush(Duration::from_secs(10)).await;
 
     let survivors = &truncated[..truncated.len() - 1];
-    assert_eq!(
-        report.delivered as usize,
-        good_before.len() + survivors.len() + good_after.len()
-    );
+    assert_eq!(report.delivered as usize, good_before.len() + survivors.len() + good_after.len());
     assert_eq!((report.dropped, report.spooled), (0, 0));
-    let expected_samples: Vec<Sample> =
-        [good_before.as_slice(), survivors, good_after.as_slice()].concat();
-    assert_eq!(
-        flatten(&vm.export("fediprobe_test_.*")),
-        expected(&expected_samples)
-    );
+    let expected_samples: Vec<Sample> = [good_before.as_slice(), survivors, good_after.as_slice()].concat();
+    assert_eq!(flatten(&vm.export("fediprobe_test_.*")), expected(&expected_samples));
 
     let mut left: Vec<String> = std::fs::read_dir(spool_dir.path())
         .unwrap()
@@ -277,9 +189,6 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     left.sort();
     assert_eq!(
         left,
-        vec![
-            "00000000000000000001.spool.corrupt".to_owned(),
-            format!("{:020}.spool.corrupt", u64::MAX / 2),
-        ]
+        vec!["00000000000000000001.spool.corrupt".to_owned(), format!("{:020}.spool.corrupt", u64::MAX / 2),]
     );
 }

@@ -14,11 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn ids(page: &Value) -> Vec<u64> {
-    page.as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["id"].as_str().unwrap().parse().unwrap())
-        .collect()
+    page.as_array().unwrap().iter().map(|item| item["id"].as_str().unwrap().parse().unwrap()).collect()
 }
 
 fn is_reset_timestamp(value: &str) -> bool {
@@ -32,11 +28,7 @@ fn is_reset_timestamp(value: &str) -> bool {
 #[tokio::test]
 async fn starts_two_instances_with_seeded_accounts_by_default() {
     let sandbox = start().await;
-    let names: Vec<&str> = sandbox
-        .instances()
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect();
+    let names: Vec<&str> = sandbox.instances().iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["alpha", "beta"]);
     for instance in sandbox.instances() {
         assert!(instance.base_url.starts_with("http://127.0.0.1:"));
@@ -45,11 +37,7 @@ async fn starts_two_instances_with_seeded_accounts_by_default() {
             assert!(!account.token.is_empty());
             assert!(!format!("{account:?}").contains(account.token.expose()));
         }
-        let health = common::client()
-            .get(format!("{}/health", instance.base_url))
-            .send()
-            .await
-            .unwrap();
+        let health = common::client().get(format!("{}/health", instance.base_url)).send().await.unwrap();
         assert_eq!(health.status(), 200);
         assert_eq!(health.text().await.unwrap(), "OK");
     }
@@ -64,15 +52,7 @@ async fn link_paging_walks_a_timeline_without_duplicates() {
     let sandbox = start().await;
     let instance = &sandbox.instances()[0];
     let probe = As::user(instance, "probe");
-    let everything = json(
-        probe
-            .get("/api/v1/timelines/public?limit=40")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
+    let everything = json(probe.get("/api/v1/timelines/public?limit=40").send().await.unwrap()).await.1;
     let all_ids = ids(&everything);
     assert!(all_ids.len() > 6, "enough seeded statuses to page through");
 
@@ -94,18 +74,11 @@ async fn link_paging_walks_a_timeline_without_duplicates() {
         let next = next.expect("a non-empty page has a next link");
         assert_eq!(
             next,
-            format!(
-                "{}/api/v1/timelines/public?limit=3&max_id={}",
-                instance.base_url,
-                page_ids.last().unwrap()
-            )
+            format!("{}/api/v1/timelines/public?limit=3&max_id={}", instance.base_url, page_ids.last().unwrap())
         );
         assert_eq!(
             prev.unwrap(),
-            format!(
-                "{}/api/v1/timelines/public?limit=3&min_id={}",
-                instance.base_url, page_ids[0]
-            )
+            format!("{}/api/v1/timelines/public?limit=3&min_id={}", instance.base_url, page_ids[0])
         );
         seen.extend(page_ids);
         url = next;
@@ -118,27 +91,11 @@ async fn link_paging_walks_a_timeline_without_duplicates() {
 
     // min_id pages upward: the three statuses just above the oldest one.
     let oldest = *all_ids.last().unwrap();
-    let above = json(
-        probe
-            .get(&format!("/api/v1/timelines/public?limit=3&min_id={oldest}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
+    let above =
+        json(probe.get(&format!("/api/v1/timelines/public?limit=3&min_id={oldest}")).send().await.unwrap()).await.1;
     assert_eq!(ids(&above), all_ids[all_ids.len() - 4..all_ids.len() - 1]);
-    let since = json(
-        probe
-            .get(&format!(
-                "/api/v1/timelines/public?limit=3&since_id={oldest}"
-            ))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
+    let since =
+        json(probe.get(&format!("/api/v1/timelines/public?limit=3&since_id={oldest}")).send().await.unwrap()).await.1;
     assert_eq!(ids(&since), all_ids[..3]);
 }
 
@@ -152,16 +109,10 @@ async fn home_timeline_holds_own_and_followed_statuses_newest_first() {
     assert_eq!(status, 200);
     let statuses = home.as_array().unwrap();
     assert_eq!(statuses[0]["id"], posted["id"], "newest first");
-    let authors: HashSet<&str> = statuses
-        .iter()
-        .map(|s| s["account"]["username"].as_str().unwrap())
-        .collect();
+    let authors: HashSet<&str> = statuses.iter().map(|s| s["account"]["username"].as_str().unwrap()).collect();
     assert!(authors.contains("alice"), "probe follows alice");
     assert!(
-        !statuses
-            .iter()
-            .any(|s| s["account"]["username"] == "bob"
-                && s["mentions"].as_array().unwrap().is_empty())
+        !statuses.iter().any(|s| s["account"]["username"] == "bob" && s["mentions"].as_array().unwrap().is_empty())
     );
 }
 
@@ -196,15 +147,8 @@ async fn idempotency_key_returns_the_same_status() {
     .await
     .1;
     assert_ne!(hers["id"], first["id"]);
-    let mine = json(probe.get("/api/v1/timelines/home").send().await.unwrap())
-        .await
-        .1;
-    let copies = mine
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["content"] == "<p>posted once</p>")
-        .count();
+    let mine = json(probe.get("/api/v1/timelines/home").send().await.unwrap()).await.1;
+    let copies = mine.as_array().unwrap().iter().filter(|s| s["content"] == "<p>posted once</p>").count();
     assert_eq!(copies, 2, "key-1 and key-2, not three");
 }
 
@@ -213,44 +157,19 @@ async fn authenticated_answers_carry_rate_limit_headers() {
     let sandbox = start().await;
     let instance = &sandbox.instances()[0];
     let probe = As::user(instance, "probe");
-    let first = probe
-        .get("/api/v1/accounts/verify_credentials")
-        .send()
-        .await
-        .unwrap();
-    let second = probe
-        .get("/api/v1/accounts/verify_credentials")
-        .send()
-        .await
-        .unwrap();
+    let first = probe.get("/api/v1/accounts/verify_credentials").send().await.unwrap();
+    let second = probe.get("/api/v1/accounts/verify_credentials").send().await.unwrap();
     for response in [&first, &second] {
         assert_eq!(response.headers()["x-ratelimit-limit"], "300");
-        assert!(is_reset_timestamp(
-            response.headers()["x-ratelimit-reset"].to_str().unwrap()
-        ));
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/json; charset=utf-8"
-        );
+        assert!(is_reset_timestamp(response.headers()["x-ratelimit-reset"].to_str().unwrap()));
+        assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
     }
-    let remaining = |r: &reqwest::Response| -> u32 {
-        r.headers()["x-ratelimit-remaining"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let remaining =
+        |r: &reqwest::Response| -> u32 { r.headers()["x-ratelimit-remaining"].to_str().unwrap().parse().unwrap() };
     assert_eq!(remaining(&first), 299);
     assert_eq!(remaining(&second), 298);
-    let anonymous = As::anonymous(instance)
-        .get("/api/v2/instance")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        anonymous.headers().get("x-ratelimit-limit").is_none(),
-        "Mastodon only reports the per-token limit"
-    );
+    let anonymous = As::anonymous(instance).get("/api/v2/instance").send().await.unwrap();
+    assert!(anonymous.headers().get("x-ratelimit-limit").is_none(), "Mastodon only reports the per-token limit");
 }
 
 #[tokio::test]
@@ -260,50 +179,23 @@ async fn the_31st_delete_in_30_minutes_is_refused_with_429() {
     let probe = As::user(instance, "probe");
     let mut ids = Vec::new();
     for n in 0..31 {
-        ids.push(
-            probe
-                .post_status(&format!("to delete {n}"), "private")
-                .await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(probe.post_status(&format!("to delete {n}"), "private").await["id"].as_str().unwrap().to_owned());
     }
     for id in &ids[..30] {
-        let response = probe
-            .delete(&format!("/api/v1/statuses/{id}"))
-            .send()
-            .await
-            .unwrap();
+        let response = probe.delete(&format!("/api/v1/statuses/{id}")).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
-    let refused = probe
-        .delete(&format!("/api/v1/statuses/{}", ids[30]))
-        .send()
-        .await
-        .unwrap();
+    let refused = probe.delete(&format!("/api/v1/statuses/{}", ids[30])).send().await.unwrap();
     assert_eq!(refused.status(), 429);
     let headers = refused.headers().clone();
     assert_eq!(headers["x-ratelimit-limit"], "30");
     assert_eq!(headers["x-ratelimit-remaining"], "0");
-    assert!(is_reset_timestamp(
-        headers["x-ratelimit-reset"].to_str().unwrap()
-    ));
+    assert!(is_reset_timestamp(headers["x-ratelimit-reset"].to_str().unwrap()));
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(
-        (1..=1800).contains(&retry_after),
-        "retry after {retry_after}s"
-    );
-    assert_eq!(
-        json(refused).await.1,
-        serde_json::json!({"error": "Too many requests"})
-    );
+    assert!((1..=1800).contains(&retry_after), "retry after {retry_after}s");
+    assert_eq!(json(refused).await.1, serde_json::json!({"error": "Too many requests"}));
     // Still there: the refused delete did nothing.
-    let still = probe
-        .get(&format!("/api/v1/statuses/{}", ids[30]))
-        .send()
-        .await
-        .unwrap();
+    let still = probe.get(&format!("/api/v1/statuses/{}", ids[30])).send().await.unwrap();
     assert_eq!(still.status(), 200);
 }
 
@@ -311,27 +203,15 @@ async fn the_31st_delete_in_30_minutes_is_refused_with_429() {
 async fn the_status_limit_is_configurable_and_reported_in_headers() {
     let config = SandboxConfig {
         instances: vec![InstanceConfig {
-            limits: RateLimits {
-                statuses: Limit::new(2, Duration::from_secs(3600)),
-                ..RateLimits::default()
-            },
+            limits: RateLimits { statuses: Limit::new(2, Duration::from_secs(3600)), ..RateLimits::default() },
             ..InstanceConfig::new("small")
         }],
     };
     let sandbox = start_with(config).await;
     let probe = As::user(&sandbox.instances()[0], "probe");
-    let post = || {
-        probe
-            .post("/api/v1/statuses")
-            .form(&[("status", "limited")])
-            .send()
-    };
+    let post = || probe.post("/api/v1/statuses").form(&[("status", "limited")]).send();
     let first = post().await.unwrap();
-    assert_eq!(
-        first.headers()["x-ratelimit-limit"],
-        "2",
-        "the most restrictive limit is shown"
-    );
+    assert_eq!(first.headers()["x-ratelimit-limit"], "2", "the most restrictive limit is shown");
     assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
     assert_eq!(post().await.unwrap().status(), 200);
     let third = post().await.unwrap();
@@ -339,12 +219,7 @@ async fn the_status_limit_is_configurable_and_reported_in_headers() {
     assert_eq!(third.headers()["x-ratelimit-remaining"], "0");
     assert!(third.headers().contains_key("retry-after"));
     // Over the limit, the limit is checked before the text is validated.
-    let blank = probe
-        .post("/api/v1/statuses")
-        .form(&[("status", "")])
-        .send()
-        .await
-        .unwrap();
+    let blank = probe.post("/api/v1/statuses").form(&[("status", "")]).send().await.unwrap();
     assert_eq!(blank.status(), 429);
 }
 
@@ -352,10 +227,7 @@ async fn the_status_limit_is_configurable_and_reported_in_headers() {
 async fn the_api_limit_applies_per_token() {
     let config = SandboxConfig {
         instances: vec![InstanceConfig {
-            limits: RateLimits {
-                api: Limit::new(3, Duration::from_secs(300)),
-                ..RateLimits::default()
-            },
+            limits: RateLimits { api: Limit::new(3, Duration::from_secs(300)), ..RateLimits::default() },
             ..InstanceConfig::new("small")
         }],
     };
@@ -363,29 +235,13 @@ async fn the_api_limit_applies_per_token() {
     let instance = &sandbox.instances()[0];
     let probe = As::user(instance, "probe");
     for _ in 0..3 {
-        assert_eq!(
-            probe
-                .get("/api/v1/notifications")
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(probe.get("/api/v1/notifications").send().await.unwrap().status(), 200);
     }
     let refused = probe.get("/api/v1/notifications").send().await.unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["x-ratelimit-limit"], "3");
     let alice = As::user(instance, "alice");
-    assert_eq!(
-        alice
-            .get("/api/v1/notifications")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(alice.get("/api/v1/notifications").send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -398,83 +254,24 @@ async fn private_statuses_are_invisible_to_non_followers() {
     let secret = alice.post_status("followers only", "private").await;
     let path = format!("/api/v1/statuses/{}", secret["id"].as_str().unwrap());
 
-    assert_eq!(
-        probe.get(&path).send().await.unwrap().status(),
-        200,
-        "probe follows alice"
-    );
-    assert_eq!(
-        bob.get(&path).send().await.unwrap().status(),
-        404,
-        "bob does not"
-    );
-    assert_eq!(
-        As::anonymous(instance)
-            .get(&path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        bob.post(&format!("{path}/favourite"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    let public = json(
-        bob.get("/api/v1/timelines/public?limit=40")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
-    assert!(
-        !public
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["id"] == secret["id"])
-    );
-    let search = json(
-        bob.get("/api/v2/search?q=followers%20only&type=statuses")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
+    assert_eq!(probe.get(&path).send().await.unwrap().status(), 200, "probe follows alice");
+    assert_eq!(bob.get(&path).send().await.unwrap().status(), 404, "bob does not");
+    assert_eq!(As::anonymous(instance).get(&path).send().await.unwrap().status(), 404);
+    assert_eq!(bob.post(&format!("{path}/favourite")).send().await.unwrap().status(), 404);
+    let public = json(bob.get("/api/v1/timelines/public?limit=40").send().await.unwrap()).await.1;
+    assert!(!public.as_array().unwrap().iter().any(|s| s["id"] == secret["id"]));
+    let search = json(bob.get("/api/v2/search?q=followers%20only&type=statuses").send().await.unwrap()).await.1;
     assert!(search["statuses"].as_array().unwrap().is_empty());
 
     let alice_id = instance.account("alice").unwrap().id.clone();
-    let follow = bob
-        .post(&format!("/api/v1/accounts/{alice_id}/follow"))
-        .send()
-        .await
-        .unwrap();
+    let follow = bob.post(&format!("/api/v1/accounts/{alice_id}/follow")).send().await.unwrap();
     assert_eq!(follow.status(), 200);
-    assert_eq!(
-        bob.get(&path).send().await.unwrap().status(),
-        200,
-        "visible once bob follows alice"
-    );
+    assert_eq!(bob.get(&path).send().await.unwrap().status(), 200, "visible once bob follows alice");
 
     let direct = alice.post_status("@probe just between us", "direct").await;
     let direct_path = format!("/api/v1/statuses/{}", direct["id"].as_str().unwrap());
-    assert_eq!(
-        probe.get(&direct_path).send().await.unwrap().status(),
-        200,
-        "mentioned"
-    );
-    assert_eq!(
-        bob.get(&direct_path).send().await.unwrap().status(),
-        404,
-        "a follower, but not mentioned"
-    );
+    assert_eq!(probe.get(&direct_path).send().await.unwrap().status(), 200, "mentioned");
+    assert_eq!(bob.get(&direct_path).send().await.unwrap().status(), 404, "a follower, but not mentioned");
 }
 
 #[tokio::test]
@@ -483,9 +280,7 @@ async fn only_the_author_can_delete_and_gets_the_source_back() {
     let instance = &sandbox.instances()[0];
     let probe = As::user(instance, "probe");
     let bob = As::user(instance, "bob");
-    let status = probe
-        .post_status("to be deleted & redrafted", "public")
-        .await;
+    let status = probe.post_status("to be deleted & redrafted", "public").await;
     let path = format!("/api/v1/statuses/{}", status["id"].as_str().unwrap());
     assert_eq!(bob.delete(&path).send().await.unwrap().status(), 404);
     let (code, deleted) = json(probe.delete(&path).send().await.unwrap()).await;
@@ -503,55 +298,21 @@ async fn favouriting_notifies_the_author() {
     let alice = As::user(instance, "alice");
     let status = probe.post_status("favourite me", "public").await;
     let id = status["id"].as_str().unwrap();
-    let favourited = json(
-        alice
-            .post(&format!("/api/v1/statuses/{id}/favourite"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
+    let favourited = json(alice.post(&format!("/api/v1/statuses/{id}/favourite")).send().await.unwrap()).await.1;
     assert_eq!(favourited["favourited"], true);
     assert_eq!(favourited["favourites_count"], 1);
-    let seen_by_probe = json(
-        probe
-            .get(&format!("/api/v1/statuses/{id}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
+    let seen_by_probe = json(probe.get(&format!("/api/v1/statuses/{id}")).send().await.unwrap()).await.1;
     assert_eq!(seen_by_probe["favourited"], false);
     assert_eq!(seen_by_probe["favourites_count"], 1);
 
-    let response = probe
-        .get("/api/v1/notifications?limit=1")
-        .send()
-        .await
-        .unwrap();
+    let response = probe.get("/api/v1/notifications?limit=1").send().await.unwrap();
     assert!(next_link(&response).unwrap().contains("limit=1&max_id="));
     let newest = json(response).await.1;
     assert_eq!(newest[0]["type"], "favourite");
     assert_eq!(newest[0]["account"]["username"], "alice");
     assert_eq!(newest[0]["status"]["id"], id);
-    let mentions = json(
-        probe
-            .get("/api/v1/notifications?types[]=mention")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1;
-    assert!(
-        mentions
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["type"] == "mention")
-    );
+    let mentions = json(probe.get("/api/v1/notifications?types[]=mention").send().await.unwrap()).await.1;
+    assert!(mentions.as_array().unwrap().iter().all(|n| n["type"] == "mention"));
 }
 
 #[tokio::test]
@@ -560,34 +321,10 @@ async fn unknown_routes_and_missing_tokens_answer_like_mastodon() {
     let instance = &sandbox.instances()[0];
     let anonymous = As::anonymous(instance);
     let (status, body) = json(anonymous.get("/api/v1/nope").send().await.unwrap()).await;
-    assert_eq!(
-        (status, body),
-        (404, serde_json::json!({"error": "Record not found"}))
-    );
-    let (status, body) = json(
-        anonymous
-            .post("/api/v1/statuses")
-            .form(&[("status", "hi")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body),
-        (
-            401,
-            serde_json::json!({"error": "The access token is invalid"})
-        )
-    );
-    let (status, _) = json(
-        anonymous
-            .get("/api/v1/timelines/public")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!((status, body), (404, serde_json::json!({"error": "Record not found"})));
+    let (status, body) = json(anonymous.post("/api/v1/statuses").form(&[("status", "hi")]).send().await.unwrap()).await;
+    assert_eq!((status, body), (401, serde_json::json!({"error": "The access token is invalid"})));
+    let (status, _) = json(anonymous.get("/api/v1/timelines/public").send().await.unwrap()).await;
     assert_eq!(status, 200, "the public timeline needs no token");
 }
 
@@ -601,62 +338,26 @@ async fn faulty() -> (Sandbox, As) {
 async fn drop_connection_fault_is_a_request_error() {
     let (sandbox, probe) = faulty().await;
     let faults = sandbox.instances()[0].faults();
-    faults.inject(
-        Some(Method::GET),
-        "/api/v1/timelines",
-        Fault::DropConnection,
-    );
-    let error = probe
-        .get("/api/v1/timelines/home")
-        .send()
-        .await
-        .unwrap_err();
+    faults.inject(Some(Method::GET), "/api/v1/timelines", Fault::DropConnection);
+    let error = probe.get("/api/v1/timelines/home").send().await.unwrap_err();
     assert!(error.is_request() || error.is_connect(), "{error:?}");
     // On the wire: not a single byte of response before the close.
-    let address = sandbox.instances()[0]
-        .base_url
-        .trim_start_matches("http://")
-        .to_owned();
+    let address = sandbox.instances()[0].base_url.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /api/v1/timelines/public HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    stream.write_all(b"GET /api/v1/timelines/public HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut received = Vec::new();
     stream.read_to_end(&mut received).await.unwrap();
-    assert!(
-        received.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&received)
-    );
+    assert!(received.is_empty(), "{}", String::from_utf8_lossy(&received));
     // Other methods and paths are untouched, and the server keeps serving.
-    assert_eq!(
-        probe
-            .get("/api/v1/notifications")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(probe.get("/api/v1/notifications").send().await.unwrap().status(), 200);
     faults.clear();
-    assert_eq!(
-        probe
-            .get("/api/v1/timelines/home")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(probe.get("/api/v1/timelines/home").send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
 async fn reset_mid_body_fault_is_a_body_error() {
     let (sandbox, probe) = faulty().await;
-    sandbox.instances()[0]
-        .faults()
-        .inject(None, "/api/v1/timelines/home", Fault::ResetMidBody);
+    sandbox.instances()[0].faults().inject(None, "/api/v1/timelines/home", Fault::ResetMidBody);
     let response = probe.get("/api/v1/timelines/home").send().await.unwrap();
     assert_eq!(response.status(), 200, "headers arrive");
     let error = response.bytes().await.unwrap_err();
@@ -666,19 +367,10 @@ async fn reset_mid_body_fault_is_a_body_error() {
 #[tokio::test]
 async fn malformed_json_fault_is_invalid_json() {
     let (sandbox, probe) = faulty().await;
-    sandbox.instances()[0]
-        .faults()
-        .inject(None, "/api/v1/accounts", Fault::MalformedJson);
-    let response = probe
-        .get("/api/v1/accounts/verify_credentials")
-        .send()
-        .await
-        .unwrap();
+    sandbox.instances()[0].faults().inject(None, "/api/v1/accounts", Fault::MalformedJson);
+    let response = probe.get("/api/v1/accounts/verify_credentials").send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json; charset=utf-8"
-    );
+    assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
     let text = response.text().await.unwrap();
     assert!(!text.is_empty());
     assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
@@ -688,24 +380,12 @@ async fn malformed_json_fault_is_invalid_json() {
 async fn latency_faults_add_up_to_a_measurable_delay() {
     let (sandbox, probe) = faulty().await;
     let faults = sandbox.instances()[0].faults();
-    faults.inject(
-        None,
-        "/api/v2/instance",
-        Fault::Latency(Duration::from_millis(150)),
-    );
-    faults.inject(
-        Some(Method::GET),
-        "/api/v2",
-        Fault::Latency(Duration::from_millis(100)),
-    );
+    faults.inject(None, "/api/v2/instance", Fault::Latency(Duration::from_millis(150)));
+    faults.inject(Some(Method::GET), "/api/v2", Fault::Latency(Duration::from_millis(100)));
     let started = Instant::now();
     let response = probe.get("/api/v2/instance").send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -714,24 +394,15 @@ async fn slow_body_fault_trickles_the_real_body() {
     sandbox.instances()[0].faults().inject(
         None,
         "/api/v2/instance",
-        Fault::SlowBody {
-            total: Duration::from_millis(400),
-        },
+        Fault::SlowBody { total: Duration::from_millis(400) },
     );
     let started = Instant::now();
     let response = probe.get("/api/v2/instance").send().await.unwrap();
     let headers_after = started.elapsed();
     let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(body["domain"], "alpha.sandbox.test");
-    assert!(
-        headers_after < Duration::from_millis(300),
-        "headers come first: {headers_after:?}"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(400),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(headers_after < Duration::from_millis(300), "headers come first: {headers_after:?}");
+    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -739,32 +410,13 @@ async fn status_faults_answer_like_mastodon_and_its_proxy() {
     let (sandbox, probe) = faulty().await;
     let faults = sandbox.instances()[0].faults();
     faults.inject(Some(Method::POST), "/api/v1/statuses", Fault::Status(503));
-    let (status, body) = json(
-        probe
-            .post("/api/v1/statuses")
-            .form(&[("status", "x")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body),
-        (
-            503,
-            serde_json::json!({"error": "Remote data could not be fetched"})
-        )
-    );
+    let (status, body) = json(probe.post("/api/v1/statuses").form(&[("status", "x")]).send().await.unwrap()).await;
+    assert_eq!((status, body), (503, serde_json::json!({"error": "Remote data could not be fetched"})));
     faults.clear();
     faults.inject(None, "/api/v1/timelines", Fault::Status(502));
     let response = probe.get("/api/v1/timelines/home").send().await.unwrap();
     assert_eq!(response.status(), 502);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(response.text().await.unwrap().contains("502 Bad Gateway"));
 }
 
@@ -772,20 +424,8 @@ async fn status_faults_answer_like_mastodon_and_its_proxy() {
 async fn shutdown_closes_the_ports() {
     let sandbox = start().await;
     let base = sandbox.instances()[0].base_url.clone();
-    assert_eq!(
-        common::client()
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::client().get(format!("{base}/health")).send().await.unwrap().status(), 200);
     sandbox.shutdown().await;
-    let error = common::client()
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap_err();
+    let error = common::client().get(format!("{base}/health")).send().await.unwrap_err();
     assert!(error.is_connect(), "{error:?}");
 }

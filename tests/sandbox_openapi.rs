@@ -37,13 +37,9 @@ fn openapi() -> &'static Value {
 /// `#/components/schemas` resolve.
 fn validator(path: &str, method: &str, status: u16) -> Validator {
     let escaped = path.replace('~', "~0").replace('/', "~1");
-    let pointer =
-        format!("/paths/{escaped}/{method}/responses/{status}/content/application~1json/schema");
+    let pointer = format!("/paths/{escaped}/{method}/responses/{status}/content/application~1json/schema");
     let mut document = openapi().clone();
-    assert!(
-        document.pointer(&pointer).is_some(),
-        "openapi.json has no JSON schema for {method} {path} {status}"
-    );
+    assert!(document.pointer(&pointer).is_some(), "openapi.json has no JSON schema for {method} {path} {status}");
     // In a URI fragment, `{` and `}` must be percent-encoded.
     let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
     document["$ref"] = Value::String(format!("#{fragment}"));
@@ -56,10 +52,7 @@ fn validator(path: &str, method: &str, status: u16) -> Validator {
 
 fn assert_valid(path: &str, method: &str, status: u16, body: &Value) {
     let validator = validator(path, method, status);
-    let errors: Vec<String> = validator
-        .iter_errors(body)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(
         errors.is_empty(),
         "{method} {path} {status} does not match openapi.json:\n{}\nbody: {body:#}",
@@ -70,10 +63,7 @@ fn assert_valid(path: &str, method: &str, status: u16, body: &Value) {
 /// Sends the request, checks the expected status, validates the body.
 async fn check(request: reqwest::RequestBuilder, path: &str, method: &str, expected: u16) -> Value {
     let response = request.send().await.unwrap();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     let (status, body) = json(response).await;
     assert_eq!(status, expected, "{method} {path}: {body}");
     assert_eq!(content_type, "application/json; charset=utf-8");
@@ -99,14 +89,8 @@ async fn the_validator_rejects_a_broken_status() {
     numeric_count["favourites_count"] = "3".into();
     assert!(!schema.is_valid(&numeric_count));
     let mut bad_account = status.clone();
-    bad_account["account"]
-        .as_object_mut()
-        .unwrap()
-        .remove("acct");
-    assert!(
-        !schema.is_valid(&bad_account),
-        "nested $refs are checked too"
-    );
+    bad_account["account"].as_object_mut().unwrap().remove("acct");
+    assert!(!schema.is_valid(&bad_account), "nested $refs are checked too");
     let mut bad_date = status.clone();
     bad_date["created_at"] = "yesterday".into();
     assert!(!schema.is_valid(&bad_date), "formats are checked too");
@@ -118,24 +102,12 @@ async fn instance_answers_match_the_schema() {
     let sandbox = start().await;
     let instance = &sandbox.instances()[0];
     let anonymous = As::anonymous(instance);
-    let v2 = check(
-        anonymous.get("/api/v2/instance"),
-        "/api/v2/instance",
-        "get",
-        200,
-    )
-    .await;
+    let v2 = check(anonymous.get("/api/v2/instance"), "/api/v2/instance", "get", 200).await;
     assert_eq!(v2["domain"], "alpha.sandbox.test");
     assert_eq!(v2["configuration"]["statuses"]["max_characters"], 500);
     let streaming = instance.base_url.replace("http://", "ws://");
     assert_eq!(v2["configuration"]["urls"]["streaming"], streaming.as_str());
-    let v1 = check(
-        anonymous.get("/api/v1/instance"),
-        "/api/v1/instance",
-        "get",
-        200,
-    )
-    .await;
+    let v1 = check(anonymous.get("/api/v1/instance"), "/api/v1/instance", "get", 200).await;
     assert_eq!(v1["urls"]["streaming_api"], streaming.as_str());
 }
 
@@ -147,41 +119,21 @@ async fn account_answers_match_the_schema() {
     let bob_id = instance.account("bob").unwrap().id.clone();
     let alice_id = instance.account("alice").unwrap().id.clone();
 
-    let me = check(
-        probe.get("/api/v1/accounts/verify_credentials"),
-        "/api/v1/accounts/verify_credentials",
-        "get",
-        200,
-    )
-    .await;
+    let me = check(probe.get("/api/v1/accounts/verify_credentials"), "/api/v1/accounts/verify_credentials", "get", 200)
+        .await;
     assert_eq!(me["username"], "probe");
-    assert_eq!(
-        me["uri"],
-        format!("{}/users/probe", instance.base_url).as_str()
-    );
+    assert_eq!(me["uri"], format!("{}/users/probe", instance.base_url).as_str());
 
-    let bob = check(
-        probe.get(&format!("/api/v1/accounts/{bob_id}")),
-        "/api/v1/accounts/{id}",
-        "get",
-        200,
-    )
-    .await;
+    let bob = check(probe.get(&format!("/api/v1/accounts/{bob_id}")), "/api/v1/accounts/{id}", "get", 200).await;
     assert_eq!(bob["acct"], "bob");
     for acct in ["alice", "@alice", "alice@alpha.sandbox.test"] {
-        let found = check(
-            probe.get(&format!("/api/v1/accounts/lookup?acct={acct}")),
-            "/api/v1/accounts/lookup",
-            "get",
-            200,
-        )
-        .await;
+        let found =
+            check(probe.get(&format!("/api/v1/accounts/lookup?acct={acct}")), "/api/v1/accounts/lookup", "get", 200)
+                .await;
         assert_eq!(found["id"], alice_id.as_str());
     }
     let relationships = check(
-        probe.get(&format!(
-            "/api/v1/accounts/relationships?id[]={alice_id}&id[]={bob_id}"
-        )),
+        probe.get(&format!("/api/v1/accounts/relationships?id[]={alice_id}&id[]={bob_id}")),
         "/api/v1/accounts/relationships",
         "get",
         200,
@@ -191,13 +143,9 @@ async fn account_answers_match_the_schema() {
     assert_eq!(relationships[1]["following"], false);
     assert_eq!(relationships[1]["followed_by"], true);
 
-    let followed = check(
-        probe.post(&format!("/api/v1/accounts/{bob_id}/follow")),
-        "/api/v1/accounts/{id}/follow",
-        "post",
-        200,
-    )
-    .await;
+    let followed =
+        check(probe.post(&format!("/api/v1/accounts/{bob_id}/follow")), "/api/v1/accounts/{id}/follow", "post", 200)
+            .await;
     assert_eq!(followed["following"], true);
     let unfollowed = check(
         probe.post(&format!("/api/v1/accounts/{bob_id}/unfollow")),
@@ -229,18 +177,12 @@ async fn status_answers_match_the_schema() {
         200,
     )
     .await;
-    assert_eq!(
-        form["content"],
-        "<p>Hello &lt;world&gt; &amp; #fediprobe</p>"
-    );
+    assert_eq!(form["content"], "<p>Hello &lt;world&gt; &amp; #fediprobe</p>");
     assert_eq!(form["visibility"], "unlisted");
     assert_eq!(form["sensitive"], true);
     assert_eq!(form["tags"][0]["name"], "fediprobe");
     let id = form["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        form["uri"],
-        format!("{}/users/probe/statuses/{id}", instance.base_url).as_str()
-    );
+    assert_eq!(form["uri"], format!("{}/users/probe/statuses/{id}", instance.base_url).as_str());
 
     let reply = check(
         alice.post("/api/v1/statuses").json(&serde_json::json!({
@@ -260,27 +202,11 @@ async fn status_answers_match_the_schema() {
     let path = format!("/api/v1/statuses/{id}");
     let shown = check(alice.get(&path), "/api/v1/statuses/{id}", "get", 200).await;
     assert_eq!(shown["replies_count"], 1);
-    let favourited = check(
-        alice.post(&format!("{path}/favourite")),
-        "/api/v1/statuses/{id}/favourite",
-        "post",
-        200,
-    )
-    .await;
-    assert_eq!(
-        (
-            favourited["favourited"].clone(),
-            favourited["favourites_count"].clone()
-        ),
-        (true.into(), 1.into())
-    );
-    let unfavourited = check(
-        alice.post(&format!("{path}/unfavourite")),
-        "/api/v1/statuses/{id}/unfavourite",
-        "post",
-        200,
-    )
-    .await;
+    let favourited =
+        check(alice.post(&format!("{path}/favourite")), "/api/v1/statuses/{id}/favourite", "post", 200).await;
+    assert_eq!((favourited["favourited"].clone(), favourited["favourites_count"].clone()), (true.into(), 1.into()));
+    let unfavourited =
+        check(alice.post(&format!("{path}/unfavourite")), "/api/v1/statuses/{id}/unfavourite", "post", 200).await;
     assert_eq!(unfavourited["favourites_count"], 0);
     let deleted = check(probe.delete(&path), "/api/v1/statuses/{id}", "delete", 200).await;
     assert_eq!(deleted["text"], "Hello <world> & #fediprobe");
@@ -293,73 +219,26 @@ async fn timeline_notification_and_search_answers_match_the_schema() {
     let probe = As::user(instance, "probe");
     let anonymous = As::anonymous(instance);
 
-    let home = check(
-        probe.get("/api/v1/timelines/home"),
-        "/api/v1/timelines/home",
-        "get",
-        200,
-    )
-    .await;
+    let home = check(probe.get("/api/v1/timelines/home"), "/api/v1/timelines/home", "get", 200).await;
     assert!(!home.as_array().unwrap().is_empty());
-    let public = check(
-        anonymous.get("/api/v1/timelines/public?local=true&limit=40"),
-        "/api/v1/timelines/public",
-        "get",
-        200,
-    )
-    .await;
-    assert!(
-        public
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["visibility"] == "public")
-    );
-    let notifications = check(
-        probe.get("/api/v1/notifications"),
-        "/api/v1/notifications",
-        "get",
-        200,
-    )
-    .await;
-    let kinds: Vec<&str> = notifications
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap())
-        .collect();
+    let public =
+        check(anonymous.get("/api/v1/timelines/public?local=true&limit=40"), "/api/v1/timelines/public", "get", 200)
+            .await;
+    assert!(public.as_array().unwrap().iter().all(|s| s["visibility"] == "public"));
+    let notifications = check(probe.get("/api/v1/notifications"), "/api/v1/notifications", "get", 200).await;
+    let kinds: Vec<&str> = notifications.as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     for kind in ["mention", "favourite", "follow"] {
-        assert!(
-            kinds.contains(&kind),
-            "seeded {kind} notification in {kinds:?}"
-        );
+        assert!(kinds.contains(&kind), "seeded {kind} notification in {kinds:?}");
     }
 
-    let all = check(
-        probe.get("/api/v2/search?q=sre"),
-        "/api/v2/search",
-        "get",
-        200,
-    )
-    .await;
+    let all = check(probe.get("/api/v2/search?q=sre"), "/api/v2/search", "get", 200).await;
     assert!(!all["statuses"].as_array().unwrap().is_empty());
     assert_eq!(all["hashtags"][0]["name"], "sre");
-    let accounts = check(
-        probe.get("/api/v2/search?q=ali&type=accounts&resolve=true&limit=5"),
-        "/api/v2/search",
-        "get",
-        200,
-    )
-    .await;
+    let accounts =
+        check(probe.get("/api/v2/search?q=ali&type=accounts&resolve=true&limit=5"), "/api/v2/search", "get", 200).await;
     assert_eq!(accounts["accounts"][0]["username"], "alice");
     assert!(accounts["statuses"].as_array().unwrap().is_empty());
-    let tags = check(
-        probe.get("/api/v2/search?q=%23intro&type=hashtags"),
-        "/api/v2/search",
-        "get",
-        200,
-    )
-    .await;
+    let tags = check(probe.get("/api/v2/search?q=%23intro&type=hashtags"), "/api/v2/search", "get", 200).await;
     assert_eq!(tags["hashtags"][0]["name"], "introductions");
 }
 
@@ -367,10 +246,7 @@ async fn timeline_notification_and_search_answers_match_the_schema() {
 async fn error_answers_match_the_error_schema() {
     let config = SandboxConfig {
         instances: vec![InstanceConfig {
-            limits: RateLimits {
-                statuses: Limit::new(1, std::time::Duration::from_secs(60)),
-                ..RateLimits::default()
-            },
+            limits: RateLimits { statuses: Limit::new(1, std::time::Duration::from_secs(60)), ..RateLimits::default() },
             ..InstanceConfig::new("alpha")
         }],
     };
@@ -379,64 +255,24 @@ async fn error_answers_match_the_error_schema() {
     let probe = As::user(instance, "probe");
     let anonymous = As::anonymous(instance);
 
-    let unauthorized = check(
-        anonymous.get("/api/v1/accounts/verify_credentials"),
-        "/api/v1/accounts/verify_credentials",
-        "get",
-        401,
-    )
-    .await;
-    assert_eq!(
-        unauthorized,
-        serde_json::json!({"error": "The access token is invalid"})
-    );
+    let unauthorized =
+        check(anonymous.get("/api/v1/accounts/verify_credentials"), "/api/v1/accounts/verify_credentials", "get", 401)
+            .await;
+    assert_eq!(unauthorized, serde_json::json!({"error": "The access token is invalid"}));
     let mut wrong_token = As::anonymous(instance);
     wrong_token.token = Some("not-a-token".into());
-    check(
-        wrong_token.get("/api/v1/timelines/home"),
-        "/api/v1/timelines/home",
-        "get",
-        401,
-    )
-    .await;
+    check(wrong_token.get("/api/v1/timelines/home"), "/api/v1/timelines/home", "get", 401).await;
 
-    let missing = check(
-        probe.get("/api/v1/statuses/12345"),
-        "/api/v1/statuses/{id}",
-        "get",
-        404,
-    )
-    .await;
+    let missing = check(probe.get("/api/v1/statuses/12345"), "/api/v1/statuses/{id}", "get", 404).await;
     assert_eq!(missing, serde_json::json!({"error": "Record not found"}));
-    check(
-        probe.get("/api/v1/accounts/999"),
-        "/api/v1/accounts/{id}",
-        "get",
-        404,
-    )
-    .await;
+    check(probe.get("/api/v1/accounts/999"), "/api/v1/accounts/{id}", "get", 404).await;
 
-    let blank = check(
-        probe.post("/api/v1/statuses").form(&[("status", "  ")]),
-        "/api/v1/statuses",
-        "post",
-        422,
-    )
-    .await;
-    assert_eq!(
-        blank,
-        serde_json::json!({"error": "Validation failed: Text can't be blank"})
-    );
+    let blank = check(probe.post("/api/v1/statuses").form(&[("status", "  ")]), "/api/v1/statuses", "post", 422).await;
+    assert_eq!(blank, serde_json::json!({"error": "Validation failed: Text can't be blank"}));
 
     probe.post_status("the only one allowed", "public").await;
-    let limited = check(
-        probe
-            .post("/api/v1/statuses")
-            .form(&[("status", "one too many")]),
-        "/api/v1/statuses",
-        "post",
-        429,
-    )
-    .await;
+    let limited =
+        check(probe.post("/api/v1/statuses").form(&[("status", "one too many")]), "/api/v1/statuses", "post", 429)
+            .await;
     assert_eq!(limited, serde_json::json!({"error": "Too many requests"}));
 }

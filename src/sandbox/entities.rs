@@ -34,10 +34,7 @@ pub(crate) fn account(db: &Db, info: &InstanceInfo, account: &Account) -> Value 
     // Mastodon rounds `created_at` down to midnight UTC to avoid leaking when
     // exactly an account was created.
     let created_day = account.created_at.date_naive();
-    let created_at = created_day
-        .and_hms_opt(0, 0, 0)
-        .map(|midnight| midnight.and_utc())
-        .unwrap_or(account.created_at);
+    let created_at = created_day.and_hms_opt(0, 0, 0).map(|midnight| midnight.and_utc()).unwrap_or(account.created_at);
     let avatar = format!("{}/avatars/original/missing.png", info.base_url);
     let header = format!("{}/headers/original/missing.png", info.base_url);
     json!({
@@ -126,13 +123,7 @@ pub(crate) fn relationship(db: &Db, viewer: u64, target: u64) -> Value {
 
 /// A status as seen by `viewer`. With `with_source`, adds `text` (the source),
 /// as Mastodon does in the answer to a delete so clients can redraft.
-pub(crate) fn status(
-    db: &Db,
-    info: &InstanceInfo,
-    status: &Status,
-    viewer: Option<u64>,
-    with_source: bool,
-) -> Value {
+pub(crate) fn status(db: &Db, info: &InstanceInfo, status: &Status, viewer: Option<u64>, with_source: bool) -> Value {
     let author = db.accounts.get(&status.account_id);
     let author_json = author.map_or(Value::Null, |a| account(db, info, a));
     let mentions: Vec<Value> = status
@@ -148,11 +139,8 @@ pub(crate) fn status(
             })
         })
         .collect();
-    let tags: Vec<Value> = status
-        .tags
-        .iter()
-        .map(|t| json!({ "name": t, "url": format!("{}/tags/{}", info.base_url, t) }))
-        .collect();
+    let tags: Vec<Value> =
+        status.tags.iter().map(|t| json!({ "name": t, "url": format!("{}/tags/{}", info.base_url, t) })).collect();
     let mut value = json!({
         "id": status.id.to_string(),
         "created_at": timestamp(status.created_at),
@@ -181,10 +169,7 @@ pub(crate) fn status(
         "poll": null,
     });
     if let (Value::Object(map), Some(viewer)) = (&mut value, viewer) {
-        map.insert(
-            "favourited".into(),
-            db.favourites.contains(&(viewer, status.id)).into(),
-        );
+        map.insert("favourited".into(), db.favourites.contains(&(viewer, status.id)).into());
         map.insert("reblogged".into(), false.into());
         map.insert("muted".into(), false.into());
         map.insert("bookmarked".into(), false.into());
@@ -199,12 +184,7 @@ pub(crate) fn status(
     value
 }
 
-pub(crate) fn notification(
-    db: &Db,
-    info: &InstanceInfo,
-    notification: &Notification,
-    viewer: u64,
-) -> Option<Value> {
+pub(crate) fn notification(db: &Db, info: &InstanceInfo, notification: &Notification, viewer: u64) -> Option<Value> {
     let from = db.accounts.get(&notification.from_account_id)?;
     let mut value = json!({
         "id": notification.id.to_string(),
@@ -217,23 +197,14 @@ pub(crate) fn notification(
         // A notification whose status is gone is not shown, as in Mastodon.
         let status = db.statuses.get(&status_id)?;
         if let Value::Object(map) = &mut value {
-            map.insert(
-                "status".into(),
-                self::status(db, info, status, Some(viewer), false),
-            );
+            map.insert("status".into(), self::status(db, info, status, Some(viewer), false));
         }
     }
     Some(value)
 }
 
 /// A hashtag with a week of (sandbox-computed) usage history.
-pub(crate) fn tag(
-    db: &Db,
-    info: &InstanceInfo,
-    name: &str,
-    tag_id: u64,
-    now: DateTime<Utc>,
-) -> Value {
+pub(crate) fn tag(db: &Db, info: &InstanceInfo, name: &str, tag_id: u64, now: DateTime<Utc>) -> Value {
     let history: Vec<Value> = (0..7)
         .map(|days_ago| {
             let day = (now - Duration::days(days_ago)).date_naive();
@@ -245,9 +216,7 @@ pub(crate) fn tag(
             let mut accounts: Vec<u64> = using.iter().map(|s| s.account_id).collect();
             accounts.sort_unstable();
             accounts.dedup();
-            let midnight = day
-                .and_hms_opt(0, 0, 0)
-                .map_or(0, |m| m.and_utc().timestamp());
+            let midnight = day.and_hms_opt(0, 0, 0).map_or(0, |m| m.and_utc().timestamp());
             json!({
                 "day": midnight.to_string(),
                 "accounts": accounts.len().to_string(),
@@ -344,20 +313,9 @@ pub(crate) fn instance_v2(db: &Db, info: &InstanceInfo) -> Value {
 /// `GET /api/v1/instance`
 pub(crate) fn instance_v1(db: &Db, info: &InstanceInfo) -> Value {
     let local_users = db.accounts.values().filter(|a| a.domain.is_none()).count();
-    let local_statuses = db
-        .statuses
-        .values()
-        .filter(|s| {
-            db.accounts
-                .get(&s.account_id)
-                .is_some_and(|a| a.domain.is_none())
-        })
-        .count();
-    let domains: std::collections::BTreeSet<&str> = db
-        .accounts
-        .values()
-        .filter_map(|a| a.domain.as_deref())
-        .collect();
+    let local_statuses =
+        db.statuses.values().filter(|s| db.accounts.get(&s.account_id).is_some_and(|a| a.domain.is_none())).count();
+    let domains: std::collections::BTreeSet<&str> = db.accounts.values().filter_map(|a| a.domain.as_deref()).collect();
     json!({
         "uri": info.domain,
         "title": format!("Sandbox {}", info.name),

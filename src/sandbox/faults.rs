@@ -47,11 +47,7 @@ impl Faults {
     /// path starts with `path_prefix`.
     pub fn inject(&self, method: Option<Method>, path_prefix: &str, fault: Fault) {
         tracing::debug!(?method, path_prefix, ?fault, "sandbox fault injected");
-        self.lock().push(Rule {
-            method,
-            path_prefix: path_prefix.to_owned(),
-            fault,
-        });
+        self.lock().push(Rule { method, path_prefix: path_prefix.to_owned(), fault });
     }
 
     /// Removes every rule.
@@ -72,9 +68,7 @@ impl Faults {
     fn lock(&self) -> MutexGuard<'_, Vec<Rule>> {
         // A panic while holding this lock cannot leave the Vec half-updated, so a
         // poisoned lock is still safe to use.
-        self.rules
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -109,19 +103,10 @@ impl Plan {
 /// The body Mastodon (or the proxy in front of it) sends for an injected status.
 /// Returns the content type and the body.
 pub(crate) fn status_body(code: u16) -> (&'static str, String) {
-    let json = |msg: &str| {
-        (
-            super::routes::JSON_CONTENT_TYPE,
-            serde_json::json!({ "error": msg }).to_string(),
-        )
-    };
+    let json = |msg: &str| (super::routes::JSON_CONTENT_TYPE, serde_json::json!({ "error": msg }).to_string());
     match code {
         502 | 504 => {
-            let reason = if code == 502 {
-                "Bad Gateway"
-            } else {
-                "Gateway Time-out"
-            };
+            let reason = if code == 502 { "Bad Gateway" } else { "Gateway Time-out" };
             (
                 "text/html",
                 format!(
@@ -149,28 +134,13 @@ mod tests {
     fn rules_match_on_method_and_path_prefix() {
         let faults = Faults::default();
         faults.inject(Some(Method::POST), "/api/v1/statuses", Fault::Status(503));
-        faults.inject(
-            None,
-            "/api/v1/timelines",
-            Fault::Latency(Duration::from_millis(5)),
-        );
-        faults.inject(
-            None,
-            "/api/v1/timelines",
-            Fault::Latency(Duration::from_millis(7)),
-        );
+        faults.inject(None, "/api/v1/timelines", Fault::Latency(Duration::from_millis(5)));
+        faults.inject(None, "/api/v1/timelines", Fault::Latency(Duration::from_millis(7)));
         assert_eq!(faults.matching(&Method::GET, "/api/v1/statuses/1"), vec![]);
-        assert_eq!(
-            faults.matching(&Method::POST, "/api/v1/statuses"),
-            vec![Fault::Status(503)]
-        );
+        assert_eq!(faults.matching(&Method::POST, "/api/v1/statuses"), vec![Fault::Status(503)]);
         let plan = Plan::from_faults(&faults.matching(&Method::GET, "/api/v1/timelines/home"));
         assert_eq!(plan.latency, Duration::from_millis(12));
         faults.clear();
-        assert!(
-            faults
-                .matching(&Method::POST, "/api/v1/statuses")
-                .is_empty()
-        );
+        assert!(faults.matching(&Method::POST, "/api/v1/statuses").is_empty());
     }
 }

@@ -38,9 +38,7 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     /// Two instances, `alpha` and `beta`.
     fn default() -> Self {
-        SandboxConfig {
-            instances: vec![InstanceConfig::new("alpha"), InstanceConfig::new("beta")],
-        }
+        SandboxConfig { instances: vec![InstanceConfig::new("alpha"), InstanceConfig::new("beta")] }
     }
 }
 
@@ -56,10 +54,7 @@ pub struct InstanceConfig {
 
 impl InstanceConfig {
     pub fn new(name: impl Into<String>) -> InstanceConfig {
-        InstanceConfig {
-            name: name.into(),
-            limits: RateLimits::default(),
-        }
+        InstanceConfig { name: name.into(), limits: RateLimits::default() }
     }
 }
 
@@ -114,11 +109,7 @@ impl Sandbox {
     /// Binds a loopback port per instance, seeds it, and starts serving.
     pub async fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
         let (stop, stop_rx) = watch::channel(false);
-        let mut sandbox = Sandbox {
-            instances: Vec::new(),
-            stop,
-            tasks: Vec::new(),
-        };
+        let mut sandbox = Sandbox { instances: Vec::new(), stop, tasks: Vec::new() };
         for instance in config.instances {
             if sandbox.instance(&instance.name).is_some() {
                 return Err(std::io::Error::new(

@@ -98,10 +98,7 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     pub(crate) fn new(limits: RateLimits) -> RateLimiter {
-        RateLimiter {
-            limits,
-            windows: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { limits, windows: Mutex::new(HashMap::new()) }
     }
 
     /// Counts one request in `bucket` and reports the counter's state.
@@ -113,10 +110,7 @@ impl RateLimiter {
             Bucket::Statuses(_) => (self.limits.statuses, false),
         };
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let window = windows.entry(bucket).or_insert(Window {
-            reset: now,
-            count: 0,
-        });
+        let window = windows.entry(bucket).or_insert(Window { reset: now, count: 0 });
         if window.reset <= now {
             window.count = 0;
             window.reset = next_reset(now, limit.period, aligned);
@@ -152,11 +146,7 @@ impl RateLimiter {
 
 fn next_reset(now: DateTime<Utc>, period: Duration, aligned: bool) -> DateTime<Utc> {
     let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
-    let offset = if aligned {
-        period_ms - now.timestamp_millis().rem_euclid(period_ms)
-    } else {
-        period_ms
-    };
+    let offset = if aligned { period_ms - now.timestamp_millis().rem_euclid(period_ms) } else { period_ms };
     now + TimeDelta::milliseconds(offset)
 }
 
@@ -166,31 +156,18 @@ mod tests {
 
     #[test]
     fn counts_down_and_flags_the_hit_over_the_limit() {
-        let limits = RateLimits {
-            deletes: Limit::new(2, Duration::from_secs(60)),
-            ..RateLimits::default()
-        };
+        let limits = RateLimits { deletes: Limit::new(2, Duration::from_secs(60)), ..RateLimits::default() };
         let limiter = RateLimiter::new(limits);
         let now = Utc::now();
         let first = limiter.hit(Bucket::Deletes(1), now);
         assert_eq!((first.remaining, first.exceeded), (1, false));
         assert!(first.reset > now && first.reset <= now + TimeDelta::seconds(60));
-        assert_eq!(
-            first.reset.timestamp() % 60,
-            0,
-            "rack-attack windows are aligned"
-        );
+        assert_eq!(first.reset.timestamp() % 60, 0, "rack-attack windows are aligned");
         assert!(!limiter.hit(Bucket::Deletes(1), now).exceeded);
         let third = limiter.hit(Bucket::Deletes(1), now);
         assert_eq!((third.remaining, third.exceeded), (0, true));
-        assert!(
-            !limiter.hit(Bucket::Deletes(2), now).exceeded,
-            "per account"
-        );
-        assert!(
-            !limiter.hit(Bucket::Deletes(1), third.reset).exceeded,
-            "window resets"
-        );
+        assert!(!limiter.hit(Bucket::Deletes(2), now).exceeded, "per account");
+        assert!(!limiter.hit(Bucket::Deletes(1), third.reset).exceeded, "window resets");
     }
 
     #[test]
@@ -198,9 +175,7 @@ mod tests {
         let usage = Usage {
             limit: 300,
             remaining: 1,
-            reset: DateTime::parse_from_rfc3339("2026-11-21T21:05:00Z")
-                .unwrap()
-                .with_timezone(&Utc),
+            reset: DateTime::parse_from_rfc3339("2026-11-21T21:05:00Z").unwrap().with_timezone(&Utc),
             exceeded: false,
         };
         assert_eq!(usage.reset_header(), "2026-11-21T21:05:00.000000Z");

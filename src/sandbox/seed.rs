@@ -11,8 +11,7 @@ use rand::distr::Alphanumeric;
 
 use super::entities::InstanceInfo;
 use super::state::{
-    Account, Db, NotificationKind, Status, Visibility, extract_hashtags, extract_mentions,
-    render_content,
+    Account, Db, NotificationKind, Status, Visibility, extract_hashtags, extract_mentions, render_content,
 };
 
 /// The seeded local accounts: username, display name, bio.
@@ -24,94 +23,28 @@ const ACCOUNTS: [(&str, &str, &str); 3] = [
 
 /// Seeded statuses, oldest first: author, minutes ago, visibility, text.
 const STATUSES: [(&str, i64, Visibility, &str); 14] = [
-    (
-        "alice",
-        240,
-        Visibility::Public,
-        "Good morning, fediverse! #introductions",
-    ),
-    (
-        "bob",
-        230,
-        Visibility::Public,
-        "Hello from bob. #introductions",
-    ),
-    (
-        "alice",
-        200,
-        Visibility::Public,
-        "Reading about SLOs and error budgets today. #sre",
-    ),
+    ("alice", 240, Visibility::Public, "Good morning, fediverse! #introductions"),
+    ("bob", 230, Visibility::Public, "Hello from bob. #introductions"),
+    ("alice", 200, Visibility::Public, "Reading about SLOs and error budgets today. #sre"),
     ("probe", 190, Visibility::Public, "fediprobe checking in."),
-    (
-        "bob",
-        180,
-        Visibility::Public,
-        "Trying out the sandbox #fediprobe #testing",
-    ),
-    (
-        "alice",
-        170,
-        Visibility::Private,
-        "Only my followers can see this. #private",
-    ),
+    ("bob", 180, Visibility::Public, "Trying out the sandbox #fediprobe #testing"),
+    ("alice", 170, Visibility::Private, "Only my followers can see this. #private"),
     ("bob", 160, Visibility::Unlisted, "Coffee time."),
-    (
-        "alice",
-        150,
-        Visibility::Public,
-        "Multi-window multi-burn-rate alerts are neat. #sre #alerting",
-    ),
-    (
-        "bob",
-        140,
-        Visibility::Public,
-        "Latency is a feature. #performance",
-    ),
-    (
-        "alice",
-        120,
-        Visibility::Public,
-        "@probe welcome to the sandbox!",
-    ),
+    ("alice", 150, Visibility::Public, "Multi-window multi-burn-rate alerts are neat. #sre #alerting"),
+    ("bob", 140, Visibility::Public, "Latency is a feature. #performance"),
+    ("alice", 120, Visibility::Public, "@probe welcome to the sandbox!"),
     ("bob", 100, Visibility::Public, "Lunch break. #food"),
-    (
-        "alice",
-        80,
-        Visibility::Public,
-        "Federation delay is a user journey too. #fediverse #sre",
-    ),
-    (
-        "bob",
-        60,
-        Visibility::Public,
-        "Testing, testing, one two three. #testing",
-    ),
-    (
-        "alice",
-        30,
-        Visibility::Public,
-        "Afternoon tea and dashboards. #grafana",
-    ),
+    ("alice", 80, Visibility::Public, "Federation delay is a user journey too. #fediverse #sre"),
+    ("bob", 60, Visibility::Public, "Testing, testing, one two three. #testing"),
+    ("alice", 30, Visibility::Public, "Afternoon tea and dashboards. #grafana"),
 ];
 
 /// A random access token, shaped like Doorkeeper's (43 URL-safe characters).
 fn new_token() -> String {
-    rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(43)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(Alphanumeric).take(43).map(char::from).collect()
 }
 
-fn add_account(
-    db: &mut Db,
-    info: &InstanceInfo,
-    username: &str,
-    name: &str,
-    bio: &str,
-    at: DateTime<Utc>,
-) -> u64 {
+fn add_account(db: &mut Db, info: &InstanceInfo, username: &str, name: &str, bio: &str, at: DateTime<Utc>) -> u64 {
     let id = db.ids.next_at(at);
     db.accounts.insert(
         id,
@@ -139,23 +72,12 @@ pub(crate) fn seed(info: &InstanceInfo) -> Db {
     for (username, name, bio) in ACCOUNTS {
         add_account(&mut db, info, username, name, bio, created);
     }
-    let id_of = |db: &Db, username: &str| {
-        db.accounts
-            .values()
-            .find(|a| a.username == username)
-            .map_or(0, |a| a.id)
-    };
+    let id_of = |db: &Db, username: &str| db.accounts.values().find(|a| a.username == username).map_or(0, |a| a.id);
     let (probe, alice, bob) = (id_of(&db, "probe"), id_of(&db, "alice"), id_of(&db, "bob"));
 
     db.follows.insert((probe, alice));
     db.follows.insert((bob, probe));
-    db.notify(
-        probe,
-        NotificationKind::Follow,
-        bob,
-        None,
-        now - Duration::minutes(250),
-    );
+    db.notify(probe, NotificationKind::Follow, bob, None, now - Duration::minutes(250));
 
     let mut probe_status = None;
     for (username, minutes_ago, visibility, text) in STATUSES {
@@ -187,13 +109,7 @@ pub(crate) fn seed(info: &InstanceInfo) -> Db {
             },
         );
         for mentioned in mentions {
-            db.notify(
-                mentioned,
-                NotificationKind::Mention,
-                account_id,
-                Some(id),
-                at,
-            );
+            db.notify(mentioned, NotificationKind::Mention, account_id, Some(id), at);
         }
         if username == "probe" {
             probe_status = Some((id, at));
@@ -201,13 +117,7 @@ pub(crate) fn seed(info: &InstanceInfo) -> Db {
     }
     if let Some((id, at)) = probe_status {
         db.favourites.insert((bob, id));
-        db.notify(
-            probe,
-            NotificationKind::Favourite,
-            bob,
-            Some(id),
-            at + Duration::minutes(5),
-        );
+        db.notify(probe, NotificationKind::Favourite, bob, Some(id), at + Duration::minutes(5));
     }
     db
 }

@@ -73,10 +73,8 @@ pub(crate) async fn serve(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         connections.abort_all();
     }
@@ -96,9 +94,7 @@ async fn serve_connection(
     faults: Faults,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        handle(request, router.clone(), faults.clone(), peer)
-    });
+    let service = service_fn(move |request: Request<Incoming>| handle(request, router.clone(), faults.clone(), peer));
     let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -139,32 +135,23 @@ async fn handle(
     }
 
     let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|_| InjectedClose)?;
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|_| InjectedClose)?;
     let bytes = if plan.malformed_json {
         parts.status = StatusCode::OK;
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(JSON_CONTENT_TYPE),
-        );
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
         malformed(&bytes)
     } else {
         bytes
     };
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let body = if plan.reset_mid_body {
         let half = bytes.slice(..bytes.len() / 2);
         FaultBody::new(vec![half], Duration::ZERO, Some(RESET_PAUSE))
     } else if let Some(total) = plan.slow_body {
         let count = SLOW_BODY_CHUNKS.min(bytes.len()).max(1);
         let size = bytes.len().div_ceil(count).max(1);
-        let chunks: Vec<Bytes> = (0..bytes.len())
-            .step_by(size)
-            .map(|start| bytes.slice(start..(start + size).min(bytes.len())))
-            .collect();
+        let chunks: Vec<Bytes> =
+            (0..bytes.len()).step_by(size).map(|start| bytes.slice(start..(start + size).min(bytes.len()))).collect();
         let delay = total / u32::try_from(chunks.len().max(1)).unwrap_or(1);
         FaultBody::new(chunks, delay, None)
     } else {
@@ -179,9 +166,7 @@ fn injected_status(code: u16) -> Response<Body> {
     let (content_type, body) = status_body(status.as_u16());
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -205,13 +190,7 @@ struct FaultBody {
 
 impl FaultBody {
     fn new(chunks: Vec<Bytes>, delay: Duration, fail_after: Option<Duration>) -> FaultBody {
-        FaultBody {
-            chunks: chunks.into(),
-            delay,
-            fail_after,
-            sleep: None,
-            failing: false,
-        }
+        FaultBody { chunks: chunks.into(), delay, fail_after, sleep: None, failing: false }
     }
 }
 
@@ -219,10 +198,7 @@ impl http_body::Body for FaultBody {
     type Data = Bytes;
     type Error = InjectedClose;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, InjectedClose>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, InjectedClose>>> {
         let this = &mut *self;
         loop {
             if let Some(sleep) = this.sleep.as_mut() {

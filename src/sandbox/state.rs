@@ -154,9 +154,7 @@ pub(crate) struct Db {
 
 impl Db {
     pub(crate) fn account_by_token(&self, token: &str) -> Option<&Account> {
-        self.accounts
-            .values()
-            .find(|a| a.token.as_deref() == Some(token))
+        self.accounts.values().find(|a| a.token.as_deref() == Some(token))
     }
 
     pub(crate) fn account_by_acct(&self, acct: &str, local_domain: &str) -> Option<&Account> {
@@ -187,13 +185,9 @@ impl Db {
         match status.visibility {
             Visibility::Public | Visibility::Unlisted => true,
             Visibility::Private => viewer.is_some_and(|v| {
-                v == status.account_id
-                    || self.follows(v, status.account_id)
-                    || status.mentions.contains(&v)
+                v == status.account_id || self.follows(v, status.account_id) || status.mentions.contains(&v)
             }),
-            Visibility::Direct => {
-                viewer.is_some_and(|v| v == status.account_id || status.mentions.contains(&v))
-            }
+            Visibility::Direct => viewer.is_some_and(|v| v == status.account_id || status.mentions.contains(&v)),
         }
     }
 
@@ -212,32 +206,19 @@ impl Db {
     }
 
     pub(crate) fn statuses_count(&self, account: u64) -> usize {
-        self.statuses
-            .values()
-            .filter(|s| s.account_id == account)
-            .count()
+        self.statuses.values().filter(|s| s.account_id == account).count()
     }
 
     pub(crate) fn last_status_at(&self, account: u64) -> Option<DateTime<Utc>> {
-        self.statuses
-            .values()
-            .rev()
-            .find(|s| s.account_id == account)
-            .map(|s| s.created_at)
+        self.statuses.values().rev().find(|s| s.account_id == account).map(|s| s.created_at)
     }
 
     pub(crate) fn followers_count(&self, account: u64) -> usize {
-        self.follows
-            .iter()
-            .filter(|(_, followed)| *followed == account)
-            .count()
+        self.follows.iter().filter(|(_, followed)| *followed == account).count()
     }
 
     pub(crate) fn following_count(&self, account: u64) -> usize {
-        self.follows
-            .iter()
-            .filter(|(follower, _)| *follower == account)
-            .count()
+        self.follows.iter().filter(|(follower, _)| *follower == account).count()
     }
 
     pub(crate) fn favourites_count(&self, status: u64) -> usize {
@@ -245,10 +226,7 @@ impl Db {
     }
 
     pub(crate) fn replies_count(&self, status: u64) -> usize {
-        self.statuses
-            .values()
-            .filter(|s| s.in_reply_to_id == Some(status))
-            .count()
+        self.statuses.values().filter(|s| s.in_reply_to_id == Some(status)).count()
     }
 
     pub(crate) fn notify(
@@ -270,23 +248,13 @@ impl Db {
             return;
         }
         let id = self.ids.next_at(at);
-        self.notifications.insert(
-            id,
-            Notification {
-                id,
-                recipient_id,
-                kind,
-                from_account_id,
-                status_id,
-                created_at: at,
-            },
-        );
+        self.notifications
+            .insert(id, Notification { id, recipient_id, kind, from_account_id, status_id, created_at: at });
     }
 
     /// Forgets idempotency keys older than [`IDEMPOTENCY_TTL`].
     pub(crate) fn expire_idempotency_keys(&mut self, now: Instant) {
-        self.idempotency
-            .retain(|_, (_, first_used)| now.duration_since(*first_used) < IDEMPOTENCY_TTL);
+        self.idempotency.retain(|_, (_, first_used)| now.duration_since(*first_used) < IDEMPOTENCY_TTL);
     }
 }
 
@@ -313,12 +281,7 @@ pub(crate) fn render_content(text: &str) -> String {
     normalized
         .split("\n\n")
         .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            format!(
-                "<p>{}</p>",
-                escape_html(p.trim_matches('\n')).replace('\n', "<br />")
-            )
-        })
+        .map(|p| format!("<p>{}</p>", escape_html(p.trim_matches('\n')).replace('\n', "<br />")))
         .collect()
 }
 
@@ -346,9 +309,7 @@ pub(crate) fn extract_mentions(text: &str) -> Vec<String> {
         let starts_word = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
         if chars[i] == '@' && starts_word {
             let mut j = i + 1;
-            while j < chars.len()
-                && (chars[j].is_alphanumeric() || matches!(chars[j], '_' | '@' | '.' | '-'))
-            {
+            while j < chars.len() && (chars[j].is_alphanumeric() || matches!(chars[j], '_' | '@' | '.' | '-')) {
                 j += 1;
             }
             let mention: String = chars[i + 1..j].iter().collect();
@@ -393,22 +354,13 @@ mod tests {
     #[test]
     fn content_is_escaped_and_wrapped_in_paragraphs() {
         assert_eq!(render_content("a <b> & c"), "<p>a &lt;b&gt; &amp; c</p>");
-        assert_eq!(
-            render_content("one\ntwo\n\nthree"),
-            "<p>one<br />two</p><p>three</p>"
-        );
+        assert_eq!(render_content("one\ntwo\n\nthree"), "<p>one<br />two</p><p>three</p>");
     }
 
     #[test]
     fn hashtags_and_mentions_are_found_at_word_starts() {
-        assert_eq!(
-            extract_hashtags("#Rust and #rust, a#b #1 #sre_ops"),
-            ["rust", "sre_ops"]
-        );
-        assert_eq!(
-            extract_mentions("hi @probe and @bob@beta.sandbox.test."),
-            ["probe", "bob@beta.sandbox.test"]
-        );
+        assert_eq!(extract_hashtags("#Rust and #rust, a#b #1 #sre_ops"), ["rust", "sre_ops"]);
+        assert_eq!(extract_mentions("hi @probe and @bob@beta.sandbox.test."), ["probe", "bob@beta.sandbox.test"]);
         assert!(extract_mentions("mail me at x@y.z").is_empty());
     }
 

@@ -27,12 +27,7 @@ pub struct Sample {
 
 impl Sample {
     /// A sample of metric `name` with the given extra labels.
-    pub fn new<N, K, V>(
-        name: N,
-        labels: impl IntoIterator<Item = (K, V)>,
-        value: f64,
-        timestamp_ms: i64,
-    ) -> Self
+    pub fn new<N, K, V>(name: N, labels: impl IntoIterator<Item = (K, V)>, value: f64, timestamp_ms: i64) -> Self
     where
         N: Into<String>,
         K: Into<String>,
@@ -40,18 +35,11 @@ impl Sample {
     {
         let mut all = vec![("__name__".to_owned(), name.into())];
         all.extend(labels.into_iter().map(|(k, v)| (k.into(), v.into())));
-        Sample {
-            labels: all,
-            value,
-            timestamp_ms,
-        }
+        Sample { labels: all, value, timestamp_ms }
     }
 
     /// The value of the `__name__` label, if there is one.
     pub fn name(&self) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == "__name__")
-            .map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| k == "__name__").map(|(_, v)| v.as_str())
     }
 }

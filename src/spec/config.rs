@@ -106,7 +106,14 @@ const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write"]
 const PROBE_KEYS: &[&str] = &["region", "name"];
 const INSTANCE_KEYS: &[&str] = &["url", "account", "token"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
-    "url", "basic_auth", "bearer_token", "headers", "timeout", "flush_timeout", "spool_dir", "spool_max_bytes",
+    "url",
+    "basic_auth",
+    "bearer_token",
+    "headers",
+    "timeout",
+    "flush_timeout",
+    "spool_dir",
+    "spool_max_bytes",
     "queue_capacity",
 ];
 
@@ -119,7 +126,11 @@ pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
     if let Some(n) = fields.require(reader, "instances", "the config") {
         for (name, key, value) in reader.pairs(n, "`instances`") {
             if !values::is_valid_name(&name) {
-                reader.error_hint(key, format!("instance name `{name}` is not a valid name"), "use lower-case letters, digits, `-` and `_`");
+                reader.error_hint(
+                    key,
+                    format!("instance name `{name}` is not a valid name"),
+                    "use lower-case letters, digits, `-` and `_`",
+                );
                 continue;
             }
             if let Some(instance) = read_instance(reader, name, key.pos, value) {
@@ -167,7 +178,11 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         match url::Url::parse(&text) {
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
                 if u.query().is_some() || u.path() != "/" {
-                    reader.error_hint(n, "an instance URL is just scheme and host", format!("write `{}://{}`", u.scheme(), u.authority()));
+                    reader.error_hint(
+                        n,
+                        "an instance URL is just scheme and host",
+                        format!("write `{}://{}`", u.scheme(), u.authority()),
+                    );
                     return None;
                 }
                 Some(u)
@@ -186,7 +201,11 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         let text = reader.string(n, "`account`")?;
         let text = text.trim_start_matches('@').to_owned();
         if text.is_empty() || !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            reader.error_hint(n, format!("`{text}` is not a Mastodon user name"), "the probe account's local user name, e.g. `fediprobe`");
+            reader.error_hint(
+                n,
+                format!("`{text}` is not a Mastodon user name"),
+                "the probe account's local user name, e.g. `fediprobe`",
+            );
             return None;
         }
         Some(text)
@@ -224,7 +243,11 @@ pub fn read_secret_source(reader: &mut Reader<'_>, node: &Node, what: &str) -> O
             Some(TokenSource::File(base.join(path)))
         }
         _ => {
-            reader.error_hint(node, format!("{what} needs exactly one of `env` or `file`"), "e.g. `{ env: FEDIPROBE_TOKEN }`");
+            reader.error_hint(
+                node,
+                format!("{what} needs exactly one of `env` or `file`"),
+                "e.g. `{ env: FEDIPROBE_TOKEN }`",
+            );
             None
         }
     }
@@ -237,7 +260,11 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
         match url::Url::parse(&text) {
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
             _ => {
-                reader.error_hint(n, format!("`{text}` is not an http(s) URL"), "e.g. `http://victoria-metrics:8428/api/v1/write`");
+                reader.error_hint(
+                    n,
+                    format!("`{text}` is not an http(s) URL"),
+                    "e.g. `http://victoria-metrics:8428/api/v1/write`",
+                );
                 None
             }
         }
@@ -250,7 +277,9 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
         (Some(b), None) => {
             let bf = reader.map(b, "`basic_auth`", &["username", "password"])?;
             let username = bf.require(reader, "username", "`basic_auth`").and_then(|n| reader.string(n, "`username`"));
-            let password = bf.require(reader, "password", "`basic_auth`").and_then(|n| read_secret_source(reader, n, "`password`"));
+            let password = bf
+                .require(reader, "password", "`basic_auth`")
+                .and_then(|n| read_secret_source(reader, n, "`password`"));
             Some(Some(RemoteWriteAuth::Basic { username: username?, password: password? }))
         }
         (None, Some(t)) => read_secret_source(reader, t, "`bearer_token`").map(|s| Some(RemoteWriteAuth::Bearer(s))),
@@ -264,7 +293,11 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
                 .into_iter()
                 .filter_map(|(k, key, v)| {
                     if k.eq_ignore_ascii_case("authorization") {
-                        reader.error_hint(key, "`Authorization` must not be written into the config", "use `bearer_token` or `basic_auth`");
+                        reader.error_hint(
+                            key,
+                            "`Authorization` must not be written into the config",
+                            "use `bearer_token` or `basic_auth`",
+                        );
                         return None;
                     }
                     reader.scalar_text(v, "a header value").map(|v| (k, v))
@@ -272,9 +305,12 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
                 .collect()
         })
         .unwrap_or_default();
-    let timeout = fields.get("timeout").map(|n| values::duration(reader, n, "`timeout`")).unwrap_or(Some(DEFAULT_PUSH_TIMEOUT));
-    let flush_timeout =
-        fields.get("flush_timeout").map(|n| values::duration(reader, n, "`flush_timeout`")).unwrap_or(Some(DEFAULT_FLUSH_TIMEOUT));
+    let timeout =
+        fields.get("timeout").map(|n| values::duration(reader, n, "`timeout`")).unwrap_or(Some(DEFAULT_PUSH_TIMEOUT));
+    let flush_timeout = fields
+        .get("flush_timeout")
+        .map(|n| values::duration(reader, n, "`flush_timeout`"))
+        .unwrap_or(Some(DEFAULT_FLUSH_TIMEOUT));
     let spool_dir = fields.get("spool_dir").and_then(|n| reader.string(n, "`spool_dir`")).map(|p| base.join(p));
     let spool_max_bytes = match fields.get("spool_max_bytes") {
         None => Some(DEFAULT_SPOOL_MAX_BYTES),

@@ -75,17 +75,9 @@ impl fmt::Display for Diagnostic {
         let pad = " ".repeat(gutter);
         write!(f, "{pad}--> {}:{}:{}", self.file.display(), pos.line, pos.col)?;
         if let Some(line) = &self.source_line {
-            let caret_pad: String = line
-                .chars()
-                .take(pos.col.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            write!(
-                f,
-                "\n{pad} |\n{} | {line}\n{pad} | {caret_pad}{}",
-                pos.line,
-                "^".repeat(self.width.max(1))
-            )?;
+            let caret_pad: String =
+                line.chars().take(pos.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            write!(f, "\n{pad} |\n{} | {line}\n{pad} | {caret_pad}{}", pos.line, "^".repeat(self.width.max(1)))?;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n{pad} = hint: {hint}")?;

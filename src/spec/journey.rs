@@ -82,7 +82,9 @@ impl Schedule {
     pub fn parse(text: &str) -> Result<Cron, String> {
         let fields = text.split_whitespace().count();
         if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!("a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"));
+            return Err(format!(
+                "a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"
+            ));
         }
         CronParser::builder()
             .seconds(Seconds::Optional)
@@ -194,6 +196,9 @@ pub struct HeaderAssert {
 
 #[derive(Debug, Clone)]
 pub struct JsonAssert {
+    /// Default false: the assertion holds when any matched value passes. With
+    /// `every: true`, every matched value must pass (and an empty match passes).
+    pub every: bool,
     pub path_text: String,
     pub path: serde_json_path::JsonPath,
     pub predicate: Predicate,
@@ -377,7 +382,11 @@ fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
         Some(n) => values::duration(reader, n, "`window`").and_then(|w| {
             let days = w.as_secs() / 86_400;
             if w.as_secs() % 86_400 != 0 || !(7..=90).contains(&days) {
-                reader.error_hint(n, "an SLO window is a whole number of days from 7 to 90", "the usual windows are `28d`, `30d` and `90d`");
+                reader.error_hint(
+                    n,
+                    "an SLO window is a whole number of days from 7 to 90",
+                    "the usual windows are `28d`, `30d` and `90d`",
+                );
                 None
             } else {
                 Some(w)
@@ -453,7 +462,11 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
         }
         _ => {
             let key = fields.key_node(kinds[1]).expect("key listed");
-            reader.error_hint(key, format!("a step has one kind, this one has {}", kinds.join(" and ")), "split it into two steps");
+            reader.error_hint(
+                key,
+                format!("a step has one kind, this one has {}", kinds.join(" and ")),
+                "split it into two steps",
+            );
             None
         }
     };
@@ -473,15 +486,7 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
     if reader.diagnostics.error_count() > errors_before {
         return None;
     }
-    Some(Step {
-        name: name?,
-        pos: node.pos,
-        instance,
-        timeout: timeout?,
-        kind: kind?,
-        expect: expect?,
-        captures,
-    })
+    Some(Step { name: name?, pos: node.pos, instance, timeout: timeout?, kind: kind?, expect: expect?, captures })
 }
 
 fn template(reader: &mut Reader<'_>, node: &Node, what: &str, known_captures: &[String]) -> Option<Template> {
@@ -532,7 +537,9 @@ fn json_template(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Opti
             }
         },
         Value::Str(_) => JsonTemplate::String(template(reader, node, "a JSON string", known)?),
-        Value::Seq(items) => JsonTemplate::Array(items.iter().filter_map(|i| json_template(reader, i, known)).collect()),
+        Value::Seq(items) => {
+            JsonTemplate::Array(items.iter().filter_map(|i| json_template(reader, i, known)).collect())
+        }
         Value::Map(_) => JsonTemplate::Object(
             reader
                 .pairs(node, "a JSON object")
@@ -552,11 +559,19 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
     let path = fields.require(reader, "path", "`request`").and_then(|n| {
         let t = template(reader, n, "`path`", known)?;
         if !t.to_string().starts_with('/') {
-            reader.error_hint(n, "`path` must start with `/`", "it is joined to the instance's URL from the config, e.g. `/api/v1/timelines/home`");
+            reader.error_hint(
+                n,
+                "`path` must start with `/`",
+                "it is joined to the instance's URL from the config, e.g. `/api/v1/timelines/home`",
+            );
             return None;
         }
         if t.to_string().contains('?') {
-            reader.error_hint(n, "`path` contains a query string", "put query parameters under `query:` so they are encoded correctly");
+            reader.error_hint(
+                n,
+                "`path` contains a query string",
+                "put query parameters under `query:` so they are encoded correctly",
+            );
             return None;
         }
         Some(t)
@@ -586,7 +601,8 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
         (None, Some(j)) => json_template(reader, j, known).map(Body::Json),
         (None, None) => None,
     };
-    let follow_redirects = fields.get("follow_redirects").and_then(|n| reader.bool(n, "`follow_redirects`")).unwrap_or(false);
+    let follow_redirects =
+        fields.get("follow_redirects").and_then(|n| reader.bool(n, "`follow_redirects`")).unwrap_or(false);
     let auth = fields.get("auth").and_then(|n| reader.bool(n, "`auth`")).unwrap_or(true);
     Some(RequestSpec { method: method?, path: path?, query, headers, body, follow_redirects, auth })
 }
@@ -614,7 +630,11 @@ fn read_expect(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option
             match &item.value {
                 Value::Int(code) if (100..=599).contains(code) => expect.status.push(*code as u16),
                 _ => {
-                    reader.error_hint(item, "`status` must be an HTTP status code", "e.g. `status: 200` or `status: [200, 206]`");
+                    reader.error_hint(
+                        item,
+                        "`status` must be an HTTP status code",
+                        "e.g. `status: 200` or `status: [200, 206]`",
+                    );
                 }
             }
         }
@@ -645,20 +665,25 @@ fn json_path(reader: &mut Reader<'_>, node: &Node) -> Option<(String, serde_json
     match serde_json_path::JsonPath::parse(&text) {
         Ok(p) => Some((text, p)),
         Err(e) => {
-            reader.error_hint(node, format!("`{text}` is not a JSONPath: {e}"), "e.g. `$.id`, `$[0].uri`, `$.accounts[*].acct`");
+            reader.error_hint(
+                node,
+                format!("`{text}` is not a JSONPath: {e}"),
+                "e.g. `$.id`, `$[0].uri`, `$.accounts[*].acct`",
+            );
             None
         }
     }
 }
 
 fn read_json_assert(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<JsonAssert> {
-    let mut keys = vec!["path"];
+    let mut keys = vec!["path", "every"];
     keys.extend_from_slice(Predicate::KEYS);
     let fields = reader.map(node, "a JSON assertion", &keys)?;
     let path_node = fields.require(reader, "path", "a JSON assertion")?;
     let (path_text, path) = json_path(reader, path_node)?;
     let predicate = read_predicate_fields(reader, node, &fields, known)?;
-    Some(JsonAssert { path_text, path, predicate, pos: node.pos })
+    let every = fields.get("every").and_then(|n| reader.bool(n, "`every`")).unwrap_or(false);
+    Some(JsonAssert { every, path_text, path, predicate, pos: node.pos })
 }
 
 fn read_predicate(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Predicate> {
@@ -676,11 +701,19 @@ fn read_predicate_fields(
     let key = match present.as_slice() {
         [one] => *one,
         [] => {
-            reader.error_hint(node, "this assertion tests nothing", format!("add one of: {}", Predicate::KEYS.join(", ")));
+            reader.error_hint(
+                node,
+                "this assertion tests nothing",
+                format!("add one of: {}", Predicate::KEYS.join(", ")),
+            );
             return None;
         }
         _ => {
-            reader.error_hint(node, format!("one assertion tests one thing, this one has {}", present.join(" and ")), "split it into several assertions");
+            reader.error_hint(
+                node,
+                format!("one assertion tests one thing, this one has {}", present.join(" and ")),
+                "split it into several assertions",
+            );
             return None;
         }
     };
@@ -704,10 +737,21 @@ fn read_predicate_fields(
             let text = reader.string(value, "`type`")?;
             match JsonType::NAMES.iter().position(|n| *n == text) {
                 Some(i) => Some(Predicate::Type(
-                    [JsonType::String, JsonType::Number, JsonType::Boolean, JsonType::Array, JsonType::Object, JsonType::Null][i],
+                    [
+                        JsonType::String,
+                        JsonType::Number,
+                        JsonType::Boolean,
+                        JsonType::Array,
+                        JsonType::Object,
+                        JsonType::Null,
+                    ][i],
                 )),
                 None => {
-                    reader.error_hint(value, format!("unknown JSON type `{text}`"), format!("use one of {}", JsonType::NAMES.join(", ")));
+                    reader.error_hint(
+                        value,
+                        format!("unknown JSON type `{text}`"),
+                        format!("use one of {}", JsonType::NAMES.join(", ")),
+                    );
                     None
                 }
             }
@@ -733,7 +777,11 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || ["nonce", "account", "env"].contains(&name.as_str())
         {
-            reader.error_hint(key, format!("`{name}` cannot be a capture name"), "use letters, digits and `_`; `nonce`, `account` and `env` are taken");
+            reader.error_hint(
+                key,
+                format!("`{name}` cannot be a capture name"),
+                "use letters, digits and `_`; `nonce`, `account` and `env` are taken",
+            );
             continue;
         }
         let source = match &value.value {
@@ -742,9 +790,15 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
                 let Some(f) = reader.map(value, "a capture", &["json", "header"]) else { continue };
                 match (f.get("json"), f.get("header")) {
                     (Some(j), None) => json_path(reader, j).map(|(text, path)| CaptureSource::Json { text, path }),
-                    (None, Some(h)) => reader.string(h, "`header`").map(|h| CaptureSource::Header(h.to_ascii_lowercase())),
+                    (None, Some(h)) => {
+                        reader.string(h, "`header`").map(|h| CaptureSource::Header(h.to_ascii_lowercase()))
+                    }
                     _ => {
-                        reader.error_hint(value, "a capture reads `json` or `header`", "e.g. `id: $.id` or `link: { header: Link }`");
+                        reader.error_hint(
+                            value,
+                            "a capture reads `json` or `header`",
+                            "e.g. `id: $.id` or `link: { header: Link }`",
+                        );
                         None
                     }
                 }

@@ -133,7 +133,7 @@ pub fn check(journeys: &[Journey]) -> Vec<Overrun> {
             // on the safe side is right.
             let worst: u64 = shares.iter().map(|(_, n)| n).sum();
             if worst > u64::from(limit.max) {
-                shares.sort_by(|a, b| b.1.cmp(&a.1));
+                shares.sort_by_key(|share| std::cmp::Reverse(share.1));
                 overruns.push(Overrun { instance: instance.to_owned(), limit, worst, journeys: shares });
             }
         }

@@ -21,10 +21,13 @@ pub struct Loaded {
 /// Parses one journey from text. `path` is only used in diagnostics.
 pub fn parse_journey_str(path: &Path, text: &str) -> (Option<Journey>, Diagnostics) {
     let source = Source::new(path, text);
-    parse_source(&source, |reader, root| read_journey(reader, root))
+    parse_source(&source, read_journey)
 }
 
-fn parse_source<T>(source: &Source, read: impl FnOnce(&mut Reader<'_>, &yaml::Node) -> Option<T>) -> (Option<T>, Diagnostics) {
+fn parse_source<T>(
+    source: &Source,
+    read: impl FnOnce(&mut Reader<'_>, &yaml::Node) -> Option<T>,
+) -> (Option<T>, Diagnostics) {
     let mut diagnostics = Diagnostics::default();
     match yaml::parse(source) {
         Err(d) => {
@@ -64,13 +67,16 @@ fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBu
                     let mut found: Vec<PathBuf> = entries
                         .filter_map(Result::ok)
                         .map(|e| e.path())
-                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                        .filter(|p| {
+                            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                        })
                         .collect();
                     found.sort();
                     if found.is_empty() {
                         diagnostics.push(
-                            Diagnostic::file_error(path, "no journey files (*.yaml) in this folder")
-                                .with_hint("the bundled journeys are in the `journeys/` folder of fediprobe's repository"),
+                            Diagnostic::file_error(path, "no journey files (*.yaml) in this folder").with_hint(
+                                "the bundled journeys are in the `journeys/` folder of fediprobe's repository",
+                            ),
                         );
                     }
                     files.extend(found);
@@ -94,12 +100,15 @@ pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
     let mut sources: Vec<Source> = Vec::new();
     for file in journey_files(paths, &mut diagnostics) {
         let Some(source) = read_file(&file, &mut diagnostics) else { continue };
-        let (journey, found) = parse_source(&source, |reader, root| read_journey(reader, root));
+        let (journey, found) = parse_source(&source, read_journey);
         diagnostics.extend(found);
         if let Some(journey) = journey {
             if let Some(first) = journeys.iter().find(|j| j.name == journey.name) {
                 let d = Diagnostic::file_error(&source.path, format!("a second journey is named `{}`", journey.name))
-                    .with_hint(format!("{} already has this name; journey names label metrics and must be unique", first.file.display()));
+                    .with_hint(format!(
+                        "{} already has this name; journey names label metrics and must be unique",
+                        first.file.display()
+                    ));
                 diagnostics.push(d);
                 continue;
             }
@@ -119,16 +128,14 @@ pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
             overrun.instance,
             overrun.worst
         );
-        let shares: Vec<String> = overrun
-            .journeys
-            .iter()
-            .map(|(i, n)| format!("{} ({n})", journeys[*i].name))
-            .collect();
+        let shares: Vec<String> =
+            overrun.journeys.iter().map(|(i, n)| format!("{} ({n})", journeys[*i].name)).collect();
         let hint = format!(
             "journeys involved: {}; run them less often, or spread them over more probe accounts",
             shares.join(", ")
         );
-        let d = source_diagnostic(&sources[top], journey.schedule.pos, &title).unwrap_or_else(|| Diagnostic::file_error(&journey.file, title.clone()));
+        let d = source_diagnostic(&sources[top], journey.schedule.pos, &title)
+            .unwrap_or_else(|| Diagnostic::file_error(&journey.file, title.clone()));
         diagnostics.push(d.with_hint(hint));
     }
     (journeys, diagnostics)
@@ -143,7 +150,7 @@ fn source_diagnostic(source: &Source, pos: super::diag::Pos, title: &str) -> Opt
 pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     let mut diagnostics = Diagnostics::default();
     let Some(source) = read_file(path, &mut diagnostics) else { return Err(diagnostics) };
-    let (config, found) = parse_source(&source, |reader, root| read_config(reader, root));
+    let (config, found) = parse_source(&source, read_config);
     diagnostics.extend(found);
     let Some(config) = config else { return Err(diagnostics) };
     let (journeys, found) = load_journey_paths(&config.journeys);
@@ -157,7 +164,9 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
                 let d = journey_source
                     .diagnostic(Severity::Error, pos, name.len(), format!("instance `{name}` is not in the config"))
                     .with_hint(match super::diag::did_you_mean(name, &known) {
-                        Some(s) => format!("did you mean `{s}`? ({} defines: {})", config.file.display(), known.join(", ")),
+                        Some(s) => {
+                            format!("did you mean `{s}`? ({} defines: {})", config.file.display(), known.join(", "))
+                        }
                         None => format!("{} defines: {}", config.file.display(), known.join(", ")),
                     });
                 diagnostics.push(d);
@@ -180,13 +189,24 @@ pub fn token_warnings(config: &Config, source: &Source) -> Diagnostics {
         let problem = match &instance.token {
             TokenSource::Env(name) => match std::env::var(name) {
                 Ok(v) if !v.trim().is_empty() => None,
-                Ok(_) => Some(format!("the token of instance `{}` (environment variable {name}) is empty", instance.name)),
-                Err(_) => Some(format!("the token of instance `{}` (environment variable {name}) is not set here", instance.name)),
+                Ok(_) => {
+                    Some(format!("the token of instance `{}` (environment variable {name}) is empty", instance.name))
+                }
+                Err(_) => Some(format!(
+                    "the token of instance `{}` (environment variable {name}) is not set here",
+                    instance.name
+                )),
             },
             TokenSource::File(path) => match std::fs::metadata(path) {
-                Err(_) => Some(format!("the token of instance `{}` ({}) cannot be read here", instance.name, path.display())),
+                Err(_) => {
+                    Some(format!("the token of instance `{}` ({}) cannot be read here", instance.name, path.display()))
+                }
                 Ok(meta) => world_readable(&meta).then(|| {
-                    format!("the token file of instance `{}` ({}) is readable by every user", instance.name, path.display())
+                    format!(
+                        "the token file of instance `{}` ({}) is readable by every user",
+                        instance.name,
+                        path.display()
+                    )
                 }),
             },
         };

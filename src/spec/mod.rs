@@ -11,6 +11,7 @@
 //! problem found is reported as a [`Diagnostic`] with file, line and column, and
 //! parsing carries on after an error so that one run of `check` lists them all.
 
+pub mod bundled;
 pub mod config;
 pub mod diag;
 pub mod journey;

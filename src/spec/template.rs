@@ -107,7 +107,10 @@ impl Template {
         match name {
             "nonce" => Ok(Var::Nonce),
             "account" => Ok(Var::Account),
-            "" => Err(("empty variable `${}`".into(), Some("name a variable: `${nonce}`, `${env.NAME}` or a capture".into()))),
+            "" => Err((
+                "empty variable `${}`".into(),
+                Some("name a variable: `${nonce}`, `${env.NAME}` or a capture".into()),
+            )),
             _ => {
                 if let Some(env) = name.strip_prefix("env.") {
                     if is_identifier(env) {
@@ -203,10 +206,7 @@ impl JsonTemplate {
                 serde_json::Value::Array(items.iter().map(|i| i.render(lookup)).collect::<Result<_, _>>()?)
             }
             JsonTemplate::Object(entries) => serde_json::Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), v.render(lookup)?)))
-                    .collect::<Result<_, E>>()?,
+                entries.iter().map(|(k, v)| Ok((k.clone(), v.render(lookup)?))).collect::<Result<_, E>>()?,
             ),
         })
     }

@@ -5,6 +5,8 @@
 //! marked tree into [`Node`]s so the rest of the spec code works with plain owned
 //! values and never with the parser's lifetimes.
 
+#![allow(clippy::result_large_err)] // Diagnostics are cold-path values; boxing them buys nothing.
+
 use std::path::{Path, PathBuf};
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};

@@ -36,19 +36,11 @@ impl As {
             .token
             .expose()
             .to_owned();
-        As {
-            client: client(),
-            base: instance.base_url.clone(),
-            token: Some(token),
-        }
+        As { client: client(), base: instance.base_url.clone(), token: Some(token) }
     }
 
     pub fn anonymous(instance: &InstanceHandle) -> As {
-        As {
-            client: client(),
-            base: instance.base_url.clone(),
-            token: None,
-        }
+        As { client: client(), base: instance.base_url.clone(), token: None }
     }
 
     fn auth(&self, request: RequestBuilder) -> RequestBuilder {
@@ -59,11 +51,7 @@ impl As {
     }
 
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{}", self.base, path)
-        }
+        if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) }
     }
 
     pub fn get(&self, path: &str) -> RequestBuilder {
@@ -80,12 +68,8 @@ impl As {
 
     /// Posts a status with a form body and returns it.
     pub async fn post_status(&self, text: &str, visibility: &str) -> Value {
-        let response = self
-            .post("/api/v1/statuses")
-            .form(&[("status", text), ("visibility", visibility)])
-            .send()
-            .await
-            .unwrap();
+        let response =
+            self.post("/api/v1/statuses").form(&[("status", text), ("visibility", visibility)]).send().await.unwrap();
         assert_eq!(response.status(), 200, "posting {text:?}");
         serde_json::from_str(&response.text().await.unwrap()).unwrap()
     }
@@ -95,8 +79,7 @@ impl As {
 pub async fn json(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    let value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}): {text}"));
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}): {text}"));
     (status, value)
 }
 
@@ -109,8 +92,7 @@ pub fn link(response: &Response, rel: &str) -> Option<String> {
     let header = response.headers().get("link")?.to_str().ok()?;
     header.split(", ").find_map(|part| {
         let (url, params) = part.split_once("; ")?;
-        (params == format!("rel=\"{rel}\""))
-            .then(|| url.trim_start_matches('<').trim_end_matches('>').to_owned())
+        (params == format!("rel=\"{rel}\"")).then(|| url.trim_start_matches('<').trim_end_matches('>').to_owned())
     })
 }
 
@@ -122,15 +104,11 @@ pub trait Bodies {
 
 impl Bodies for RequestBuilder {
     fn form(self, pairs: &[(&str, &str)]) -> Self {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        self.header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        self.header("content-type", "application/x-www-form-urlencoded").body(body)
     }
 
     fn json(self, value: &Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(value.to_string())
+        self.header("content-type", "application/json").body(value.to_string())
     }
 }

@@ -55,11 +55,7 @@ impl VictoriaMetrics {
                 }
                 panic!("cannot start victoria-metrics: {error}");
             });
-        let mut vm = VictoriaMetrics {
-            child,
-            address,
-            _data: data,
-        };
+        let mut vm = VictoriaMetrics { child, address, _data: data };
         let started = Instant::now();
         loop {
             if let Some(status) = vm.child.try_wait().expect("poll victoria-metrics") {
@@ -78,16 +74,12 @@ impl VictoriaMetrics {
 
     /// The remote-write endpoint.
     pub fn write_url(&self) -> url::Url {
-        format!("http://{}/api/v1/write", self.address)
-            .parse()
-            .expect("valid URL")
+        format!("http://{}/api/v1/write", self.address).parse().expect("valid URL")
     }
 
     /// Makes freshly written samples visible to queries.
     pub fn force_flush(&self) {
-        let (status, body) = self
-            .get("/internal/force_flush")
-            .expect("force_flush answers");
+        let (status, body) = self.get("/internal/force_flush").expect("force_flush answers");
         assert_eq!(status, 200, "force_flush: {body}");
     }
 
@@ -96,19 +88,15 @@ impl VictoriaMetrics {
     pub fn export(&self, name_regex: &str) -> Vec<ExportedSeries> {
         self.force_flush();
         let selector = format!("{{__name__=~\"{name_regex}\"}}");
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("match[]", &selector)
-            .finish();
-        let (status, body) = self
-            .get(&format!("/api/v1/export?{query}"))
-            .expect("export answers");
+        let query: String =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("match[]", &selector).finish();
+        let (status, body) = self.get(&format!("/api/v1/export?{query}")).expect("export answers");
         assert_eq!(status, 200, "export: {body}");
         let mut series: Vec<ExportedSeries> = body
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
-                let json: serde_json::Value =
-                    serde_json::from_str(line).expect("export line is JSON");
+                let json: serde_json::Value = serde_json::from_str(line).expect("export line is JSON");
                 let labels = json["metric"]
                     .as_object()
                     .expect("metric object")
@@ -120,12 +108,7 @@ impl VictoriaMetrics {
                 let mut samples: Vec<(i64, f64)> = timestamps
                     .iter()
                     .zip(values)
-                    .map(|(t, v)| {
-                        (
-                            t.as_i64().expect("ms timestamp"),
-                            v.as_f64().expect("value"),
-                        )
-                    })
+                    .map(|(t, v)| (t.as_i64().expect("ms timestamp"), v.as_f64().expect("value")))
                     .collect();
                 samples.sort_by_key(|(t, _)| *t);
                 (labels, samples)
@@ -138,15 +121,8 @@ impl VictoriaMetrics {
     /// A plain HTTP/1.0 GET, so that the helper needs no async runtime.
     fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(
-            stream,
-            "GET {path_and_query} HTTP/1.0\r\nHost: {}\r\n\r\n",
-            self.address
-        )
-        .ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(stream, "GET {path_and_query} HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let (head, body) = response.split_once("\r\n\r\n")?;

@@ -10,17 +10,10 @@ use super::{ApiError, Authed, Json, Params, Shared, Viewer, parse_id};
 use crate::sandbox::entities;
 use crate::sandbox::state::NotificationKind;
 
-pub(crate) async fn verify_credentials(
-    State(state): State<Shared>,
-    Authed(me): Authed,
-) -> Result<Json, ApiError> {
+pub(crate) async fn verify_credentials(State(state): State<Shared>, Authed(me): Authed) -> Result<Json, ApiError> {
     let db = state.db();
     let account = db.accounts.get(&me).ok_or_else(ApiError::unauthorized)?;
-    Ok(Json(entities::credential_account(
-        &db,
-        &state.info,
-        account,
-    )))
+    Ok(Json(entities::credential_account(&db, &state.info, account)))
 }
 
 pub(crate) async fn show(
@@ -37,17 +30,11 @@ pub(crate) async fn show(
 pub(crate) async fn lookup(State(state): State<Shared>, params: Params) -> Result<Json, ApiError> {
     let acct = params.get("acct").ok_or_else(ApiError::not_found)?;
     let db = state.db();
-    let account = db
-        .account_by_acct(acct, &state.info.domain)
-        .ok_or_else(ApiError::not_found)?;
+    let account = db.account_by_acct(acct, &state.info.domain).ok_or_else(ApiError::not_found)?;
     Ok(Json(entities::account(&db, &state.info, account)))
 }
 
-pub(crate) async fn relationships(
-    State(state): State<Shared>,
-    Authed(me): Authed,
-    params: Params,
-) -> Json {
+pub(crate) async fn relationships(State(state): State<Shared>, Authed(me): Authed, params: Params) -> Json {
     let db = state.db();
     // Unknown ids are skipped, as Mastodon does.
     let items: Vec<Value> = params

@@ -41,9 +41,7 @@ impl AppState {
     pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
         // Handlers never leave the records half-updated across a panic point that
         // matters to a test double, so a poisoned lock is still usable.
-        self.db
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -59,28 +57,16 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/health", get(instance::health))
         .route("/api/v2/instance", get(instance::instance_v2))
         .route("/api/v1/instance", get(instance::instance_v1))
-        .route(
-            "/api/v1/accounts/verify_credentials",
-            get(accounts::verify_credentials),
-        )
+        .route("/api/v1/accounts/verify_credentials", get(accounts::verify_credentials))
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
-        .route(
-            "/api/v1/accounts/relationships",
-            get(accounts::relationships),
-        )
+        .route("/api/v1/accounts/relationships", get(accounts::relationships))
         .route("/api/v1/accounts/{id}", get(accounts::show))
         .route("/api/v1/accounts/{id}/follow", post(accounts::follow))
         .route("/api/v1/accounts/{id}/unfollow", post(accounts::unfollow))
         .route("/api/v1/statuses", post(statuses::create))
-        .route(
-            "/api/v1/statuses/{id}",
-            get(statuses::show).delete(statuses::destroy),
-        )
+        .route("/api/v1/statuses/{id}", get(statuses::show).delete(statuses::destroy))
         .route("/api/v1/statuses/{id}/favourite", post(statuses::favourite))
-        .route(
-            "/api/v1/statuses/{id}/unfavourite",
-            post(statuses::unfavourite),
-        )
+        .route("/api/v1/statuses/{id}/unfavourite", post(statuses::unfavourite))
         .route("/api/v1/timelines/home", get(timelines::home))
         .route("/api/v1/timelines/public", get(timelines::public))
         .route("/api/v1/notifications", get(timelines::notifications))
@@ -104,11 +90,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Viewer>()
-            .copied()
-            .unwrap_or(Viewer(None)))
+        Ok(parts.extensions.get::<Viewer>().copied().unwrap_or(Viewer(None)))
     }
 }
 
@@ -153,10 +135,7 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
     let bucket = match viewer {
         Some(id) => Bucket::Token(id),
         None => {
-            let ip = request
-                .extensions()
-                .get::<PeerAddr>()
-                .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |peer| peer.0.ip());
+            let ip = request.extensions().get::<PeerAddr>().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |peer| peer.0.ip());
             Bucket::Ip(ip)
         }
     };
@@ -199,11 +178,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-            rate_limit: None,
-        }
+        ApiError { status, message: message.into(), rate_limit: None }
     }
 
     pub(crate) fn unauthorized() -> ApiError {
@@ -227,11 +202,7 @@ impl ApiError {
     }
 
     pub(crate) fn too_many_requests(usage: Usage) -> ApiError {
-        ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: "Too many requests".into(),
-            rate_limit: Some(usage),
-        }
+        ApiError { status: StatusCode::TOO_MANY_REQUESTS, message: "Too many requests".into(), rate_limit: Some(usage) }
     }
 }
 
@@ -241,16 +212,8 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(usage) = self.rate_limit {
             let headers = response.headers_mut();
-            set_rate_limit_headers(
-                headers,
-                &Usage {
-                    remaining: 0,
-                    ..usage
-                },
-            );
-            if let Ok(value) =
-                HeaderValue::from_str(&usage.retry_after_secs(Utc::now()).to_string())
-            {
+            set_rate_limit_headers(headers, &Usage { remaining: 0, ..usage });
+            if let Ok(value) = HeaderValue::from_str(&usage.retry_after_secs(Utc::now()).to_string()) {
                 headers.insert(header::RETRY_AFTER, value);
             }
         }
@@ -263,14 +226,7 @@ pub(crate) struct Json(pub Value);
 
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
-        (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(JSON_CONTENT_TYPE),
-            )],
-            self.0.to_string(),
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE))], self.0.to_string()).into_response()
     }
 }
 
@@ -284,31 +240,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        Ok(Params(
-            form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect(),
-        ))
+        Ok(Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
     }
 }
 
 impl Params {
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     /// Every value of `key` or `key[]`.
     pub(crate) fn all(&self, key: &str) -> Vec<&str> {
         let array_key = format!("{key}[]");
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key || *k == array_key)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.0.iter().filter(|(k, _)| k == key || *k == array_key).map(|(_, v)| v.as_str()).collect()
     }
 
     /// Rails' boolean casting: anything but false-ish values is true.
@@ -322,28 +266,18 @@ impl Params {
 
     /// `limit`, with Mastodon's default and maximum.
     pub(crate) fn limit(&self, default: usize, max: usize) -> usize {
-        self.get("limit")
-            .and_then(|v| v.parse::<usize>().ok())
-            .map_or(default, |l| l.clamp(1, max))
+        self.get("limit").and_then(|v| v.parse::<usize>().ok()).map_or(default, |l| l.clamp(1, max))
     }
 }
 
 pub(crate) fn is_truthy(value: &str) -> bool {
-    !matches!(
-        value,
-        "0" | "f" | "F" | "false" | "FALSE" | "off" | "OFF" | ""
-    )
+    !matches!(value, "0" | "f" | "F" | "false" | "FALSE" | "off" | "OFF" | "")
 }
 
 /// Selects one page of `items` (sorted newest first) by `max_id`, `since_id`
 /// and `min_id`, as Mastodon's `paginate_by_id`: with `min_id`, the page is the
 /// `limit` items just above it; otherwise the newest `limit` items below `max_id`.
-pub(crate) fn paginate<T>(
-    items: Vec<T>,
-    id: impl Fn(&T) -> u64,
-    params: &Params,
-    limit: usize,
-) -> Vec<T> {
+pub(crate) fn paginate<T>(items: Vec<T>, id: impl Fn(&T) -> u64, params: &Params, limit: usize) -> Vec<T> {
     let max_id = params.id("max_id");
     let since_id = params.id("since_id");
     let min_id = params.id("min_id");
@@ -374,22 +308,14 @@ pub(crate) fn link_header(
 ) -> Option<HeaderValue> {
     let (first, last) = (ids.first()?, ids.last()?);
     let url = |extra_key: &str, extra_value: u64| {
-        let mut pairs: Vec<(String, String)> = keep
-            .iter()
-            .filter_map(|key| params.get(key).map(|v| ((*key).to_owned(), v.to_owned())))
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            keep.iter().filter_map(|key| params.get(key).map(|v| ((*key).to_owned(), v.to_owned()))).collect();
         pairs.push((extra_key.to_owned(), extra_value.to_string()));
         pairs.sort();
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
         format!("{}{}?{}", state.info.base_url, path, query)
     };
-    let value = format!(
-        "<{}>; rel=\"next\", <{}>; rel=\"prev\"",
-        url("max_id", *last),
-        url("min_id", *first)
-    );
+    let value = format!("<{}>; rel=\"next\", <{}>; rel=\"prev\"", url("max_id", *last), url("min_id", *first));
     HeaderValue::from_str(&value).ok()
 }
 

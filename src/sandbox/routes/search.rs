@@ -32,9 +32,7 @@ pub(crate) async fn search(
     let mut statuses = Vec::new();
     let mut hashtags = Vec::new();
     if query.is_empty() {
-        return Ok(Json(
-            json!({ "accounts": [], "statuses": [], "hashtags": [] }),
-        ));
+        return Ok(Json(json!({ "accounts": [], "statuses": [], "hashtags": [] })));
     }
     if wants("accounts") {
         let needle = query.trim_start_matches('@');
@@ -63,29 +61,19 @@ pub(crate) async fn search(
     }
     if wants("hashtags") {
         let needle = query.trim_start_matches('#');
-        let mut names: Vec<&String> = db
-            .statuses
-            .values()
-            .flat_map(|s| s.tags.iter())
-            .filter(|t| t.starts_with(needle))
-            .collect();
+        let mut names: Vec<&String> =
+            db.statuses.values().flat_map(|s| s.tags.iter()).filter(|t| t.starts_with(needle)).collect();
         names.sort();
         names.dedup();
         let now = Utc::now();
-        hashtags = names
-            .into_iter()
-            .take(limit)
-            .map(|name| entities::tag(&db, info, name, tag_id(name), now))
-            .collect();
+        hashtags =
+            names.into_iter().take(limit).map(|name| entities::tag(&db, info, name, tag_id(name), now)).collect();
     }
-    Ok(Json(
-        json!({ "accounts": accounts, "statuses": statuses, "hashtags": hashtags }),
-    ))
+    Ok(Json(json!({ "accounts": accounts, "statuses": statuses, "hashtags": hashtags })))
 }
 
 /// A stable id for a hashtag (the sandbox keeps no tag table).
 fn tag_id(name: &str) -> u64 {
-    name.bytes().fold(1_469_598_103_934_665_603_u64, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
-    }) >> 12
+    name.bytes().fold(1_469_598_103_934_665_603_u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(1_099_511_628_211))
+        >> 12
 }

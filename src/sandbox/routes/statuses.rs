@@ -15,32 +15,23 @@ use serde_json::Value;
 use super::{ApiError, Authed, Json, LimitOverride, Shared, Viewer, is_truthy, parse_id};
 use crate::sandbox::entities::{self, MAX_CHARACTERS};
 use crate::sandbox::ratelimit::Bucket;
-use crate::sandbox::state::{
-    NotificationKind, Status, Visibility, extract_hashtags, extract_mentions, render_content,
-};
+use crate::sandbox::state::{NotificationKind, Status, Visibility, extract_hashtags, extract_mentions, render_content};
 
 /// The parameters of a post, from a form or a JSON body.
 struct PostParams(HashMap<String, Value>);
 
 impl PostParams {
     fn parse(headers: &HeaderMap, body: &[u8]) -> Result<PostParams, ApiError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if content_type.starts_with("application/json") {
             match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(map)) => Ok(PostParams(map.into_iter().collect())),
-                Ok(_) | Err(_) => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Error occurred while parsing request parameters",
-                )),
+                Ok(_) | Err(_) => {
+                    Err(ApiError::new(StatusCode::BAD_REQUEST, "Error occurred while parsing request parameters"))
+                }
             }
         } else {
-            let map = form_urlencoded::parse(body)
-                .into_owned()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
+            let map = form_urlencoded::parse(body).into_owned().map(|(k, v)| (k, Value::String(v))).collect();
             Ok(PostParams(map))
         }
     }
@@ -79,11 +70,8 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = PostParams::parse(&headers, &body)?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned);
+    let idempotency_key =
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned);
     let now = Utc::now();
     let mut db = state.db();
 
@@ -92,14 +80,7 @@ pub(crate) async fn create(
         if let Some((id, _)) = db.idempotency.get(&(me, key.clone()))
             && let Some(existing) = db.statuses.get(id)
         {
-            return Ok(Json(entities::status(
-                &db,
-                &state.info,
-                existing,
-                Some(me),
-                false,
-            ))
-            .into_response());
+            return Ok(Json(entities::status(&db, &state.info, existing, Some(me), false)).into_response());
         }
     }
     if let Some(usage) = state.limiter.would_exceed(&Bucket::Statuses(me), now) {
@@ -108,9 +89,7 @@ pub(crate) async fn create(
 
     let text = params.string("status").unwrap_or_default();
     if text.trim().is_empty() {
-        return Err(ApiError::unprocessable(
-            "Validation failed: Text can't be blank",
-        ));
+        return Err(ApiError::unprocessable("Validation failed: Text can't be blank"));
     }
     if text.chars().count() > MAX_CHARACTERS {
         return Err(ApiError::unprocessable(format!(
@@ -120,8 +99,9 @@ pub(crate) async fn create(
     let visibility = match params.string("visibility") {
         None => Visibility::Public,
         Some(v) if v.is_empty() => Visibility::Public,
-        Some(v) => Visibility::parse(&v)
-            .ok_or_else(|| ApiError::unprocessable(format!("'{v}' is not a valid visibility")))?,
+        Some(v) => {
+            Visibility::parse(&v).ok_or_else(|| ApiError::unprocessable(format!("'{v}' is not a valid visibility")))?
+        }
     };
     let (in_reply_to_id, in_reply_to_account_id) = match params.string("in_reply_to_id") {
         None => (None, None),
@@ -188,18 +168,8 @@ pub(crate) async fn show(
 ) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
     let db = state.db();
-    let status = db
-        .statuses
-        .get(&id)
-        .filter(|s| db.can_see(viewer, s))
-        .ok_or_else(ApiError::not_found)?;
-    Ok(Json(entities::status(
-        &db,
-        &state.info,
-        status,
-        viewer,
-        false,
-    )))
+    let status = db.statuses.get(&id).filter(|s| db.can_see(viewer, s)).ok_or_else(ApiError::not_found)?;
+    Ok(Json(entities::status(&db, &state.info, status, viewer, false)))
 }
 
 pub(crate) async fn destroy(
@@ -214,11 +184,7 @@ pub(crate) async fn destroy(
     }
     let id = parse_id(&id)?;
     let mut db = state.db();
-    let status = db
-        .statuses
-        .get(&id)
-        .filter(|s| s.account_id == me)
-        .ok_or_else(ApiError::not_found)?;
+    let status = db.statuses.get(&id).filter(|s| s.account_id == me).ok_or_else(ApiError::not_found)?;
     let json = entities::status(&db, &state.info, status, Some(me), true);
     db.statuses.remove(&id);
     db.favourites.retain(|(_, status_id)| *status_id != id);
@@ -240,22 +206,10 @@ pub(crate) async fn favourite(
         .map(|s| s.account_id)
         .ok_or_else(ApiError::not_found)?;
     if db.favourites.insert((me, id)) {
-        db.notify(
-            author,
-            NotificationKind::Favourite,
-            me,
-            Some(id),
-            Utc::now(),
-        );
+        db.notify(author, NotificationKind::Favourite, me, Some(id), Utc::now());
     }
     let status = db.statuses.get(&id).ok_or_else(ApiError::not_found)?;
-    Ok(Json(entities::status(
-        &db,
-        &state.info,
-        status,
-        Some(me),
-        false,
-    )))
+    Ok(Json(entities::status(&db, &state.info, status, Some(me), false)))
 }
 
 pub(crate) async fn unfavourite(
@@ -265,20 +219,10 @@ pub(crate) async fn unfavourite(
 ) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
     let mut db = state.db();
-    if !db
-        .statuses
-        .get(&id)
-        .is_some_and(|s| db.can_see(Some(me), s))
-    {
+    if !db.statuses.get(&id).is_some_and(|s| db.can_see(Some(me), s)) {
         return Err(ApiError::not_found());
     }
     db.favourites.remove(&(me, id));
     let status = db.statuses.get(&id).ok_or_else(ApiError::not_found)?;
-    Ok(Json(entities::status(
-        &db,
-        &state.info,
-        status,
-        Some(me),
-        false,
-    )))
+    Ok(Json(entities::status(&db, &state.info, status, Some(me), false)))
 }

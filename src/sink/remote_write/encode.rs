@@ -88,11 +88,7 @@ pub enum InvalidSample {
 
 /// Checks what remote-write requires of one sample's labels.
 pub fn check_sample(sample: &Sample) -> Result<(), InvalidSample> {
-    let mut names: Vec<&str> = sample
-        .labels
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect();
+    let mut names: Vec<&str> = sample.labels.iter().map(|(name, _)| name.as_str()).collect();
     if names.iter().any(|name| name.is_empty()) {
         return Err(InvalidSample::EmptyLabelName);
     }
@@ -117,16 +113,10 @@ pub fn write_request(samples: &[Sample]) -> proto::WriteRequest {
             .labels
             .iter()
             .filter(|(_, value)| !value.is_empty())
-            .map(|(name, value)| proto::Label {
-                name: name.clone(),
-                value: value.clone(),
-            })
+            .map(|(name, value)| proto::Label { name: name.clone(), value: value.clone() })
             .collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        series.entry(labels).or_default().push(proto::Sample {
-            value: sample.value,
-            timestamp: sample.timestamp_ms,
-        });
+        series.entry(labels).or_default().push(proto::Sample { value: sample.value, timestamp: sample.timestamp_ms });
     }
     let timeseries = series
         .into_iter()
@@ -135,10 +125,7 @@ pub fn write_request(samples: &[Sample]) -> proto::WriteRequest {
             proto::TimeSeries { labels, samples }
         })
         .collect();
-    proto::WriteRequest {
-        timeseries,
-        metadata: Vec::new(),
-    }
+    proto::WriteRequest { timeseries, metadata: Vec::new() }
 }
 
 /// The request body for `samples`: [`write_request`], protobuf-encoded, snappy
@@ -147,9 +134,7 @@ pub fn encode_body(samples: &[Sample]) -> Vec<u8> {
     let raw = prost::Message::encode_to_vec(&write_request(samples));
     // Compressing a byte slice in memory fails only if it exceeds snappy's maximum
     // block size (about 4 GiB), far beyond any batch this sink builds.
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .unwrap_or_default()
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
 }
 
 /// Why a body could not be decoded.
@@ -192,21 +177,11 @@ mod tests {
 
     #[test]
     fn checks_names_and_duplicates() {
-        assert_eq!(
-            check_sample(&Sample::new("m", [("a", "1")], 1.0, 1)),
-            Ok(())
-        );
-        let unnamed = Sample {
-            labels: vec![("a".into(), "1".into())],
-            value: 1.0,
-            timestamp_ms: 1,
-        };
+        assert_eq!(check_sample(&Sample::new("m", [("a", "1")], 1.0, 1)), Ok(()));
+        let unnamed = Sample { labels: vec![("a".into(), "1".into())], value: 1.0, timestamp_ms: 1 };
         assert_eq!(check_sample(&unnamed), Err(InvalidSample::MissingName));
         let twice = Sample::new("m", [("a", "1"), ("a", "2")], 1.0, 1);
-        assert_eq!(
-            check_sample(&twice),
-            Err(InvalidSample::DuplicateLabel("a".into()))
-        );
+        assert_eq!(check_sample(&twice), Err(InvalidSample::DuplicateLabel("a".into())));
     }
 
     #[test]

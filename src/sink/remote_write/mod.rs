@@ -60,12 +60,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use config::{
-    Auth, RemoteWriteOptions, default_max_batch_samples, default_queue_capacity_samples,
-    default_spool_max_bytes, default_timeout,
+    Auth, RemoteWriteOptions, default_max_batch_samples, default_queue_capacity_samples, default_spool_max_bytes,
+    default_timeout,
 };
 pub use retry::{
-    Disposition, RetryPolicy, default_initial_backoff, default_max_backoff, default_multiplier,
-    parse_retry_after,
+    Disposition, RetryPolicy, default_initial_backoff, default_max_backoff, default_multiplier, parse_retry_after,
 };
 pub use service::USER_AGENT;
 
@@ -206,10 +205,7 @@ impl<'a> Pending<'a> {
     fn take_queue(inner: &'a Inner) -> Self {
         let mut samples: Vec<Sample> = lock(&inner.queue).drain(..).collect();
         samples.sort_by_key(|sample| sample.timestamp_ms);
-        Pending {
-            inner,
-            samples: samples.into(),
-        }
+        Pending { inner, samples: samples.into() }
     }
 }
 
@@ -249,19 +245,14 @@ impl Sink {
     /// files left by earlier runs, which the next flush sends first).
     pub fn new(options: RemoteWriteOptions) -> Result<Sink, SinkError> {
         if options.max_batch_samples == 0 {
-            return Err(SinkError::InvalidOption {
-                option: "max_batch_samples",
-                problem: "must be at least 1",
-            });
+            return Err(SinkError::InvalidOption { option: "max_batch_samples", problem: "must be at least 1" });
         }
         let service = Service::new(&options)?;
         let spool = match &options.spool_dir {
             None => None,
             Some(dir) => Some(Mutex::new(
-                Spool::open(dir, options.spool_max_bytes).map_err(|source| SinkError::Spool {
-                    dir: dir.clone(),
-                    source,
-                })?,
+                Spool::open(dir, options.spool_max_bytes)
+                    .map_err(|source| SinkError::Spool { dir: dir.clone(), source })?,
             )),
         };
         Ok(Sink {
@@ -314,11 +305,7 @@ impl Sink {
             dropped_samples: counters.dropped.load(Ordering::Relaxed),
             rejected_samples: counters.rejected.load(Ordering::Relaxed),
             queue_len: lock(&self.inner.queue).len() as u64,
-            spool_bytes: self
-                .inner
-                .spool
-                .as_ref()
-                .map_or(0, |spool| lock(spool).total_bytes()),
+            spool_bytes: self.inner.spool.as_ref().map_or(0, |spool| lock(spool).total_bytes()),
             last_success_unix: (last_success != 0).then_some(last_success),
         }
     }
@@ -349,11 +336,7 @@ impl Sink {
                 }
             }
         });
-        BackgroundTask {
-            sink: self.clone(),
-            stop,
-            handle: Some(handle),
-        }
+        BackgroundTask { sink: self.clone(), stop, handle: Some(handle) }
     }
 }
 
@@ -395,10 +378,7 @@ impl Inner {
         while queue.len() > capacity {
             let count = queue.len().min(self.options.max_batch_samples);
             let batch: Vec<Sample> = queue.drain(..count).collect();
-            tracing::debug!(
-                samples = batch.len(),
-                "remote-write queue is full; spilling its oldest samples"
-            );
+            tracing::debug!(samples = batch.len(), "remote-write queue is full; spilling its oldest samples");
             self.spool_or_drop(&batch);
         }
     }
@@ -408,17 +388,12 @@ impl Inner {
     fn spool_or_drop(&self, batch: &[Sample]) -> u64 {
         let lost = match &self.spool {
             None => {
-                tracing::warn!(
-                    samples = batch.len(),
-                    "dropping samples: no spool directory is configured"
-                );
+                tracing::warn!(samples = batch.len(), "dropping samples: no spool directory is configured");
                 batch.len() as u64
             }
             Some(spool) => match lock(spool).write(batch) {
                 Ok(evicted) => {
-                    self.counters
-                        .spooled
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.counters.spooled.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     let evicted_samples: u64 = evicted.iter().map(|file| file.samples).sum();
                     if !evicted.is_empty() {
                         tracing::warn!(
@@ -473,10 +448,7 @@ impl Inner {
                 Undelivered::Requeue => requeue(self, left_over),
             }
         }
-        report.spooled = self
-            .spool
-            .as_ref()
-            .map_or(0, |spool| lock(spool).total_samples());
+        report.spooled = self.spool.as_ref().map_or(0, |spool| lock(spool).total_samples());
         report
     }
 
@@ -490,10 +462,7 @@ impl Inner {
         // even if it cannot be deleted or quarantined.
         let mut tried: Vec<PathBuf> = Vec::new();
         loop {
-            let next = lock(spool)
-                .files()
-                .find(|file| !tried.contains(&file.path))
-                .cloned();
+            let next = lock(spool).files().find(|file| !tried.contains(&file.path)).cloned();
             let Some(file) = next else {
                 return true;
             };
@@ -509,11 +478,8 @@ impl Inner {
             tried.push(file.path.clone());
             let mut samples = read.samples;
             samples.sort_by_key(|sample| sample.timestamp_ms);
-            let outcome = if samples.is_empty() {
-                BatchOutcome::Delivered
-            } else {
-                self.send_batch(&samples, deadline).await
-            };
+            let outcome =
+                if samples.is_empty() { BatchOutcome::Delivered } else { self.send_batch(&samples, deadline).await };
             match outcome {
                 BatchOutcome::Delivered => report.delivered += samples.len() as u64,
                 BatchOutcome::Rejected => report.rejected += samples.len() as u64,
@@ -541,12 +507,8 @@ impl Inner {
                     self.counters.sent.fetch_add(samples, Ordering::Relaxed);
                     let now = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
-                        .map_or(0, |since| {
-                            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-                        });
-                    self.counters
-                        .last_success_unix
-                        .store(now, Ordering::Relaxed);
+                        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
+                    self.counters.last_success_unix.store(now, Ordering::Relaxed);
                     return BatchOutcome::Delivered;
                 }
                 Attempt::Rejected { status, body_line } => {
@@ -559,10 +521,7 @@ impl Inner {
                     self.counters.rejected.fetch_add(samples, Ordering::Relaxed);
                     return BatchOutcome::Rejected;
                 }
-                Attempt::Retry {
-                    retry_after,
-                    reason,
-                } => {
+                Attempt::Retry { retry_after, reason } => {
                     let wait = self.options.retry.wait_before_retry(attempt, retry_after);
                     if Instant::now() + wait >= deadline {
                         tracing::warn!(%reason, samples, "remote-write receiver still failing at the deadline; keeping the batch");

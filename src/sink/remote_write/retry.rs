@@ -78,20 +78,11 @@ impl RetryPolicy {
     /// Classifies a response status (see the type's docs for the rules).
     /// `retry_after` is the raw `Retry-After` header, if any; `now` is used to turn
     /// an HTTP date into a delay.
-    pub fn classify_status(
-        &self,
-        status: StatusCode,
-        retry_after: Option<&str>,
-        now: SystemTime,
-    ) -> Disposition {
+    pub fn classify_status(&self, status: StatusCode, retry_after: Option<&str>, now: SystemTime) -> Disposition {
         if status.is_success() {
             Disposition::Accepted
-        } else if status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::SERVICE_UNAVAILABLE
-        {
-            Disposition::Retry {
-                retry_after: retry_after.and_then(|value| parse_retry_after(value, now)),
-            }
+        } else if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            Disposition::Retry { retry_after: retry_after.and_then(|value| parse_retry_after(value, now)) }
         } else if status.is_server_error() {
             Disposition::Retry { retry_after: None }
         } else {
@@ -165,49 +156,28 @@ mod tests {
     #[test]
     fn retries_5xx_and_429_but_never_other_4xx() {
         for status in [500, 502, 503, 504, 599, 429] {
-            assert!(
-                matches!(classify(status, None), Disposition::Retry { .. }),
-                "{status} must be retried"
-            );
+            assert!(matches!(classify(status, None), Disposition::Retry { .. }), "{status} must be retried");
         }
         for status in [400, 401, 403, 404, 409, 413, 422, 301] {
             assert_eq!(classify(status, None), Disposition::Reject, "{status}");
         }
-        assert!(matches!(
-            RetryPolicy::default().classify_transport_error(),
-            Disposition::Retry { retry_after: None }
-        ));
+        assert!(matches!(RetryPolicy::default().classify_transport_error(), Disposition::Retry { retry_after: None }));
     }
 
     #[test]
     fn honours_retry_after_in_seconds_and_as_http_date_on_429_and_503_only() {
-        assert_eq!(
-            classify(429, Some("7")),
-            Disposition::Retry {
-                retry_after: Some(Duration::from_secs(7))
-            }
-        );
+        assert_eq!(classify(429, Some("7")), Disposition::Retry { retry_after: Some(Duration::from_secs(7)) });
         // 1_700_000_000 is Tue, 14 Nov 2023 22:13:20 GMT.
         assert_eq!(
             classify(503, Some("Tue, 14 Nov 2023 22:13:25 GMT")),
-            Disposition::Retry {
-                retry_after: Some(Duration::from_secs(5))
-            }
+            Disposition::Retry { retry_after: Some(Duration::from_secs(5)) }
         );
         assert_eq!(
             classify(503, Some("Tue, 14 Nov 2023 22:00:00 GMT")),
-            Disposition::Retry {
-                retry_after: Some(Duration::ZERO)
-            }
+            Disposition::Retry { retry_after: Some(Duration::ZERO) }
         );
-        assert_eq!(
-            classify(503, Some("soon")),
-            Disposition::Retry { retry_after: None }
-        );
-        assert_eq!(
-            classify(500, Some("7")),
-            Disposition::Retry { retry_after: None }
-        );
+        assert_eq!(classify(503, Some("soon")), Disposition::Retry { retry_after: None });
+        assert_eq!(classify(500, Some("7")), Disposition::Retry { retry_after: None });
     }
 
     #[test]
@@ -221,9 +191,6 @@ mod tests {
         for attempt in 0..10 {
             assert!(policy.wait_before_retry(attempt, None) <= policy.backoff_bound(attempt));
         }
-        assert_eq!(
-            policy.wait_before_retry(0, Some(Duration::from_secs(3600))),
-            Duration::from_secs(30)
-        );
+        assert_eq!(policy.wait_before_retry(0, Some(Duration::from_secs(3600))), Duration::from_secs(30));
     }
 }

@@ -59,10 +59,7 @@ impl Service {
     pub fn new(options: &RemoteWriteOptions) -> Result<Service, SinkError> {
         let url = &options.url;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(SinkError::InvalidUrl(format!(
-                "scheme `{}` is not http or https",
-                url.scheme()
-            )));
+            return Err(SinkError::InvalidUrl(format!("scheme `{}` is not http or https", url.scheme())));
         }
         if url.password().is_some() || !url.username().is_empty() {
             return Err(SinkError::InvalidUrl(
@@ -71,19 +68,17 @@ impl Service {
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &options.headers {
-            let header_name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| SinkError::InvalidHeader { name: name.clone() })?;
-            let reserved = PROTOCOL_HEADERS
-                .iter()
-                .any(|(fixed, _)| *fixed == header_name.as_str())
+            let header_name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| SinkError::InvalidHeader { name: name.clone() })?;
+            let reserved = PROTOCOL_HEADERS.iter().any(|(fixed, _)| *fixed == header_name.as_str())
                 || header_name == header::USER_AGENT
                 || header_name == header::AUTHORIZATION
                 || header_name == header::CONTENT_LENGTH;
             if reserved {
                 return Err(SinkError::InvalidHeader { name: name.clone() });
             }
-            let mut header_value = HeaderValue::from_str(value)
-                .map_err(|_| SinkError::InvalidHeader { name: name.clone() })?;
+            let mut header_value =
+                HeaderValue::from_str(value).map_err(|_| SinkError::InvalidHeader { name: name.clone() })?;
             header_value.set_sensitive(true);
             headers.append(header_name, header_value);
         }
@@ -95,28 +90,15 @@ impl Service {
             .user_agent(USER_AGENT)
             .build()
             .map_err(|error| SinkError::Client(error.without_url().to_string()))?;
-        Ok(Service {
-            client,
-            url: url.clone(),
-            auth: options.auth.clone(),
-            headers,
-            policy: options.retry.clone(),
-        })
+        Ok(Service { client, url: url.clone(), auth: options.auth.clone(), headers, policy: options.retry.clone() })
     }
 
     /// POSTs one encoded batch, giving up on this attempt after `timeout`.
     pub async fn send(&self, body: Bytes, timeout: Duration) -> Attempt {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .timeout(timeout)
-            .body(body);
+        let mut request = self.client.post(self.url.clone()).headers(self.headers.clone()).timeout(timeout).body(body);
         request = match &self.auth {
             None => request,
-            Some(Auth::Basic { username, password }) => {
-                request.basic_auth(username, Some(password.expose()))
-            }
+            Some(Auth::Basic { username, password }) => request.basic_auth(username, Some(password.expose())),
             Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
         };
         let response = match request.send().await {
@@ -124,38 +106,22 @@ impl Service {
             Err(error) => {
                 let reason = describe_transport_error(&error);
                 return match self.policy.classify_transport_error() {
-                    Disposition::Retry { retry_after } => Attempt::Retry {
-                        retry_after,
-                        reason,
-                    },
-                    Disposition::Accepted | Disposition::Reject => Attempt::Rejected {
-                        status: 0,
-                        body_line: reason,
-                    },
+                    Disposition::Retry { retry_after } => Attempt::Retry { retry_after, reason },
+                    Disposition::Accepted | Disposition::Reject => Attempt::Rejected { status: 0, body_line: reason },
                 };
             }
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        match self
-            .policy
-            .classify_status(status, retry_after.as_deref(), SystemTime::now())
-        {
+        let retry_after =
+            response.headers().get(header::RETRY_AFTER).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        match self.policy.classify_status(status, retry_after.as_deref(), SystemTime::now()) {
             Disposition::Accepted => Attempt::Accepted,
-            Disposition::Retry { retry_after } => Attempt::Retry {
-                retry_after,
-                reason: format!("status {}", status.as_u16()),
-            },
+            Disposition::Retry { retry_after } => {
+                Attempt::Retry { retry_after, reason: format!("status {}", status.as_u16()) }
+            }
             Disposition::Reject => {
                 let body = response.text().await.unwrap_or_default();
-                Attempt::Rejected {
-                    status: status.as_u16(),
-                    body_line: first_line(&body),
-                }
+                Attempt::Rejected { status: status.as_u16(), body_line: first_line(&body) }
             }
         }
     }
@@ -176,21 +142,12 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
         detail = cause.to_string();
         source = cause.source();
     }
-    if detail.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {detail}")
-    }
+    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
 }
 
 /// The first line of `body`, at most [`MAX_LOGGED_BODY_CHARS`] characters.
 pub fn first_line(body: &str) -> String {
-    body.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(MAX_LOGGED_BODY_CHARS)
-        .collect()
+    body.lines().next().unwrap_or_default().chars().take(MAX_LOGGED_BODY_CHARS).collect()
 }
 
 #[cfg(test)]
@@ -206,18 +163,12 @@ mod tests {
 
     #[test]
     fn refuses_credentials_in_the_url_and_protocol_headers_as_extras() {
-        let with_password =
-            RemoteWriteOptions::new("http://u:hunter2@127.0.0.1:1/w".parse().unwrap());
+        let with_password = RemoteWriteOptions::new("http://u:hunter2@127.0.0.1:1/w".parse().unwrap());
         let error = Service::new(&with_password).unwrap_err().to_string();
         assert!(!error.contains("hunter2"), "{error}");
 
         let mut options = RemoteWriteOptions::new("http://127.0.0.1:1/w".parse().unwrap());
-        options
-            .headers
-            .push(("Content-Encoding".into(), "zstd".into()));
-        assert!(matches!(
-            Service::new(&options),
-            Err(SinkError::InvalidHeader { .. })
-        ));
+        options.headers.push(("Content-Encoding".into(), "zstd".into()));
+        assert!(matches!(Service::new(&options), Err(SinkError::InvalidHeader { .. })));
     }
 }

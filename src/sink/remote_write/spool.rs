@@ -89,23 +89,14 @@ impl Spool {
                     let _ = fs::remove_file(&path);
                 }
                 Some(EXTENSION) => {
-                    let Some(sequence) = path
-                        .file_stem()
-                        .and_then(|stem| stem.to_str())
-                        .and_then(|stem| stem.parse::<u64>().ok())
+                    let Some(sequence) =
+                        path.file_stem().and_then(|stem| stem.to_str()).and_then(|stem| stem.parse::<u64>().ok())
                     else {
                         continue;
                     };
                     let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     let samples = read_header_count(&path).unwrap_or(0);
-                    found.push((
-                        sequence,
-                        SpoolFile {
-                            path,
-                            samples,
-                            bytes,
-                        },
-                    ));
+                    found.push((sequence, SpoolFile { path, samples, bytes }));
                 }
                 _ => {}
             }
@@ -149,11 +140,7 @@ impl Spool {
         self.next_sequence = sequence + 1;
         let path = self.dir.join(format!("{sequence:020}.{EXTENSION}"));
         let bytes = write_atomically(&path, samples)?;
-        self.files.push_back(SpoolFile {
-            path,
-            samples: samples.len() as u64,
-            bytes,
-        });
+        self.files.push_back(SpoolFile { path, samples: samples.len() as u64, bytes });
         let mut evicted = Vec::new();
         while self.total_bytes() > self.max_bytes {
             let Some(oldest) = self.files.pop_front() else {
@@ -171,10 +158,7 @@ impl Spool {
     pub fn read(path: &Path) -> ReadFile {
         match fs::read(path) {
             Ok(bytes) => decode_file(&bytes),
-            Err(error) => ReadFile {
-                samples: Vec::new(),
-                damage: Some(format!("cannot read: {error}")),
-            },
+            Err(error) => ReadFile { samples: Vec::new(), damage: Some(format!("cannot read: {error}")) },
         }
     }
 
@@ -189,12 +173,7 @@ impl Spool {
 
     /// Handles a damaged file: renames it to `*.corrupt` and, if some samples could
     /// be read before the damage, writes them back under the original name.
-    pub fn quarantine(
-        &mut self,
-        path: &Path,
-        damage: &str,
-        recovered: &[Sample],
-    ) -> io::Result<()> {
+    pub fn quarantine(&mut self, path: &Path, damage: &str, recovered: &[Sample]) -> io::Result<()> {
         let corrupt = path.with_extension(format!("{EXTENSION}.corrupt"));
         tracing::warn!(
             file = %path.display(),
@@ -228,11 +207,7 @@ impl Spool {
 }
 
 fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
-        })
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The bytes of a spool file holding `samples`.
@@ -241,32 +216,18 @@ pub fn encode_file(samples: &[Sample]) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(
-        &u32::try_from(samples.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
+    out.extend_from_slice(&u32::try_from(samples.len()).unwrap_or(u32::MAX).to_le_bytes());
     for sample in samples {
         let record = proto::TimeSeries {
             labels: sample
                 .labels
                 .iter()
-                .map(|(name, value)| proto::Label {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
+                .map(|(name, value)| proto::Label { name: name.clone(), value: value.clone() })
                 .collect(),
-            samples: vec![proto::Sample {
-                value: sample.value,
-                timestamp: sample.timestamp_ms,
-            }],
+            samples: vec![proto::Sample { value: sample.value, timestamp: sample.timestamp_ms }],
         }
         .encode_to_vec();
-        out.extend_from_slice(
-            &u32::try_from(record.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
+        out.extend_from_slice(&u32::try_from(record.len()).unwrap_or(u32::MAX).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&record).to_le_bytes());
         out.extend_from_slice(&record);
     }
@@ -275,22 +236,13 @@ pub fn encode_file(samples: &[Sample]) -> Vec<u8> {
 
 /// Reads the bytes of a spool file; never panics.
 pub fn decode_file(bytes: &[u8]) -> ReadFile {
-    let damaged = |samples, damage: String| ReadFile {
-        samples,
-        damage: Some(damage),
-    };
+    let damaged = |samples, damage: String| ReadFile { samples, damage: Some(damage) };
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-        return damaged(
-            Vec::new(),
-            "not a spool file (bad or missing header)".to_owned(),
-        );
+        return damaged(Vec::new(), "not a spool file (bad or missing header)".to_owned());
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != VERSION {
-        return damaged(
-            Vec::new(),
-            format!("unknown spool format version {version}"),
-        );
+        return damaged(Vec::new(), format!("unknown spool format version {version}"));
     }
     let announced = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
     let mut samples = Vec::with_capacity(announced.min(100_000));
@@ -317,31 +269,17 @@ pub fn decode_file(bytes: &[u8]) -> ReadFile {
                 return damaged(samples, format!("record {index} does not decode: {error}"));
             }
         };
-        let labels: Vec<(String, String)> = series
-            .labels
-            .into_iter()
-            .map(|label| (label.name, label.value))
-            .collect();
+        let labels: Vec<(String, String)> = series.labels.into_iter().map(|label| (label.name, label.value)).collect();
         for sample in series.samples {
-            samples.push(Sample {
-                labels: labels.clone(),
-                value: sample.value,
-                timestamp_ms: sample.timestamp,
-            });
+            samples.push(Sample { labels: labels.clone(), value: sample.value, timestamp_ms: sample.timestamp });
         }
         rest = &rest[RECORD_HEADER_LEN + length..];
     }
     if samples.len() != announced {
         let found = samples.len();
-        return damaged(
-            samples,
-            format!("header announces {announced} samples, file holds {found}"),
-        );
+        return damaged(samples, format!("header announces {announced} samples, file holds {found}"));
     }
-    ReadFile {
-        samples,
-        damage: None,
-    }
+    ReadFile { samples, damage: None }
 }
 
 fn read_header_count(path: &Path) -> io::Result<u64> {
@@ -351,9 +289,7 @@ fn read_header_count(path: &Path) -> io::Result<u64> {
     if &header[..8] != MAGIC {
         return Ok(0);
     }
-    Ok(u64::from(u32::from_le_bytes([
-        header[12], header[13], header[14], header[15],
-    ])))
+    Ok(u64::from(u32::from_le_bytes([header[12], header[13], header[14], header[15]])))
 }
 
 /// Writes `samples` to `path` through `path.tmp`, fsync and rename; returns the size.
@@ -361,11 +297,7 @@ fn write_atomically(path: &Path, samples: &[Sample]) -> io::Result<u64> {
     let bytes = encode_file(samples);
     let tmp = path.with_extension(format!("{EXTENSION}.tmp"));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -389,16 +321,7 @@ mod tests {
     use super::*;
 
     fn samples(count: i64) -> Vec<Sample> {
-        (0..count)
-            .map(|i| {
-                Sample::new(
-                    "m",
-                    [("i", i.to_string())],
-                    i as f64 + 0.5,
-                    1_700_000_000_000 + i,
-                )
-            })
-            .collect()
+        (0..count).map(|i| Sample::new("m", [("i", i.to_string())], i as f64 + 0.5, 1_700_000_000_000 + i)).collect()
     }
 
     #[test]
@@ -472,9 +395,7 @@ mod tests {
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         let read = Spool::read(&path);
-        spool
-            .quarantine(&path, read.damage.as_deref().unwrap(), &read.samples)
-            .unwrap();
+        spool.quarantine(&path, read.damage.as_deref().unwrap(), &read.samples).unwrap();
         assert!(path.with_extension("spool.corrupt").exists());
         assert_eq!(Spool::read(&path).samples, samples(3));
         assert_eq!(spool.total_samples(), 3);

@@ -1,0 +1,53 @@
+//! `fediprobe check`: validates config and journeys offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::spec::{self, Diagnostics};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file; its journeys are checked too, and their instances must be in it.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Journey files or folders to check (without a config, instance names are not checked).
+    paths: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let config = args.config.or_else(|| {
+        let default = super::default_config();
+        (args.paths.is_empty() && default.exists()).then_some(default)
+    });
+    let mut diagnostics = Diagnostics::default();
+    let mut journeys = 0;
+    if let Some(path) = &config {
+        match spec::load_config(path) {
+            Ok(loaded) => {
+                journeys += loaded.journeys.len();
+                diagnostics.extend(loaded.warnings);
+            }
+            Err(found) => diagnostics.extend(found),
+        }
+    }
+    if !args.paths.is_empty() {
+        let (found_journeys, found) = spec::load_journey_paths(&args.paths);
+        journeys += found_journeys.len();
+        diagnostics.extend(found);
+    }
+    if config.is_none() && args.paths.is_empty() {
+        eprintln!("error: nothing to check: give a config with `-c fediprobe.yaml`, or journey files or folders");
+        return ExitCode::from(super::EXIT_INVALID_INPUT);
+    }
+    if !diagnostics.is_empty() {
+        eprint!("{diagnostics}");
+    }
+    let errors = diagnostics.error_count();
+    if errors > 0 {
+        eprintln!("error: {errors} problem{} found", if errors == 1 { "" } else { "s" });
+        ExitCode::from(super::EXIT_INVALID_INPUT)
+    } else {
+        println!("ok: {journeys} journey{} checked", if journeys == 1 { "" } else { "s" });
+        ExitCode::SUCCESS
+    }
+}

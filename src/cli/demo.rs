@@ -1,0 +1,121 @@
+//! `fediprobe demo`: the newcomer's first command. Starts the sandbox, runs every
+//! bundled journey against it a few times, and prints a table per journey.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::runner::{Outcome, RunResult, Runner, Target};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::spec::bundled;
+
+use super::{Output, table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many rounds of every journey to run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// How to print the results: a summary table, or every run as JSON.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+    /// Push the demo's samples to this remote-write URL (e.g. a local VictoriaMetrics).
+    #[arg(long, value_name = "URL")]
+    remote_write_url: Option<url::Url>,
+}
+
+/// The bundled journeys' instance names, and the sandbox instance each stands for.
+pub const DEMO_INSTANCES: &[(&str, &str)] = &[("main", "alpha"), ("peer", "beta")];
+
+pub async fn run(args: Args) -> ExitCode {
+    let journeys = match bundled::journeys() {
+        Ok(j) => j,
+        Err(d) => {
+            eprint!("{d}");
+            eprintln!("error: the bundled journeys do not parse; this is a bug in fediprobe");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sandbox = match Sandbox::start(SandboxConfig::default()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the sandbox on loopback: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runner = Runner::new(sandbox_targets(&sandbox));
+    if args.output == Output::Human {
+        println!("fediprobe demo: {} journeys × {} rounds against the sandbox", journeys.len(), args.rounds);
+        for instance in sandbox.instances() {
+            println!("  sandbox instance {} at {}", instance.name, instance.base_url);
+        }
+        println!();
+    }
+    let mut all: Vec<RunResult> = Vec::new();
+    for round in 0..args.rounds {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let results = super::once::run_all(&runner, &journeys).await;
+        if args.output == Output::Json {
+            super::once::print_results(&results, Output::Json);
+        }
+        all.extend(results);
+    }
+    let _ = args.remote_write_url;
+    sandbox.shutdown().await;
+    let failed = all.iter().filter(|r| r.outcome != Outcome::Success).count();
+    if args.output == Output::Human {
+        print!("{}", summary(&journeys.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), &all));
+        println!();
+        if failed == 0 {
+            println!("all {} runs succeeded.", all.len());
+        } else {
+            println!("{failed} of {} runs did not succeed.", all.len());
+        }
+    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Targets for the bundled journeys' instance names, pointing at sandbox instances.
+pub fn sandbox_targets(sandbox: &Sandbox) -> Vec<Target> {
+    DEMO_INSTANCES
+        .iter()
+        .filter_map(|(name, sandbox_name)| {
+            let instance = sandbox.instance(sandbox_name)?;
+            let account = instance.account("probe")?;
+            let url = url::Url::parse(&instance.base_url).ok()?;
+            Some(Target::new(*name, url, account.username.clone(), account.token.clone()))
+        })
+        .collect()
+}
+
+/// One row per journey: runs, successes, p50 and max duration, the last failure.
+fn summary(journeys: &[&str], results: &[RunResult]) -> String {
+    let rows: Vec<Vec<String>> = journeys
+        .iter()
+        .map(|name| {
+            let runs: Vec<&RunResult> = results.iter().filter(|r| r.journey == *name).collect();
+            let ok = runs.iter().filter(|r| r.outcome == Outcome::Success).count();
+            let mut durations: Vec<Duration> = runs.iter().map(|r| r.duration).collect();
+            durations.sort();
+            let p50 = durations.get(durations.len().saturating_sub(1) / 2).copied().unwrap_or_default();
+            let max = durations.last().copied().unwrap_or_default();
+            let outcome = if ok == runs.len() { "success".to_owned() } else { format!("{} failed", runs.len() - ok) };
+            let failure = runs
+                .iter()
+                .rev()
+                .find(|r| r.outcome != Outcome::Success)
+                .map(|r| super::once::detail(r))
+                .unwrap_or_default();
+            vec![
+                name.to_string(),
+                format!("{ok}/{}", runs.len()),
+                outcome,
+                table::duration(p50),
+                table::duration(max),
+                failure,
+            ]
+        })
+        .collect();
+    table::render(&["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"], &rows)
+}

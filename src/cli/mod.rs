@@ -1,0 +1,112 @@
+//! The command line: argument parsing, logging set-up, and the subcommands'
+//! human-facing output. The only place that prints to stdout.
+
+mod check;
+mod demo;
+mod once;
+mod sandbox;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status of a command whose input (config, journeys) is invalid.
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fediprobe",
+    version,
+    about = "Synthetic user-journey probes for Mastodon, with SLOs generated from the same files"
+)]
+pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (or a tracing filter such as `fediprobe=debug`).
+    #[arg(long, global = true, env = "FEDIPROBE_LOG", default_value = "warn")]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table for people.
+    Human,
+    /// One JSON object per run, one per line, for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start two simulated Mastodon instances on loopback and run every bundled journey against them.
+    Demo(demo::Args),
+    /// Run every journey (or those named) once, print the results and exit (for Kubernetes CronJobs).
+    Once(once::Args),
+    /// Validate the config and journeys without touching the network.
+    Check(check::Args),
+    /// Start simulated Mastodon instances on loopback and keep them up, for writing journeys.
+    Sandbox(sandbox::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    crate::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Once(args) => once::run(args).await,
+            Command::Check(args) => check::run(args),
+            Command::Sandbox(args) => sandbox::run(args).await,
+        }
+    })
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads a config with its journeys, printing every diagnostic; `None` after errors.
+fn load_or_report(path: &std::path::Path) -> Option<crate::spec::Loaded> {
+    match crate::spec::load_config(path) {
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", loaded.warnings);
+            }
+            Some(loaded)
+        }
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("error: {} could not be loaded ({} errors)", path.display(), diagnostics.error_count());
+            None
+        }
+    }
+}
+
+/// The default config path, `fediprobe.yaml` in the working folder.
+fn default_config() -> PathBuf {
+    PathBuf::from("fediprobe.yaml")
+}

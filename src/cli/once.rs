@@ -1,0 +1,113 @@
+//! `fediprobe once`: every journey (or the ones named) once, then exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::runner::{Outcome, RunResult, Runner, targets_from_config};
+use crate::spec::Journey;
+
+use super::{Output, table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file.
+    #[arg(short, long, default_value = "fediprobe.yaml")]
+    config: PathBuf,
+    /// Run only this journey (repeatable).
+    #[arg(long = "journey", value_name = "NAME")]
+    journeys: Vec<String>,
+    /// How to print the results.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+    /// Push samples to this remote-write URL instead of the config's.
+    #[arg(long, value_name = "URL")]
+    remote_write_url: Option<url::Url>,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let Some(loaded) = super::load_or_report(&args.config) else {
+        return ExitCode::from(super::EXIT_INVALID_INPUT);
+    };
+    let mut journeys = loaded.journeys;
+    if !args.journeys.is_empty() {
+        let known: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();
+        for name in &args.journeys {
+            if !known.contains(name) {
+                eprintln!("error: no journey is named `{name}`; the config's journeys are: {}", known.join(", "));
+                return ExitCode::from(super::EXIT_INVALID_INPUT);
+            }
+        }
+        journeys.retain(|j| args.journeys.contains(&j.name));
+    }
+    let runner = Runner::new(targets_from_config(&loaded.config));
+    let results = run_all(&runner, &journeys).await;
+    print_results(&results, args.output);
+    let _ = args.remote_write_url;
+    ExitCode::SUCCESS
+}
+
+/// Runs each journey once, all at the same time, and returns the results in the
+/// journeys' order.
+pub async fn run_all(runner: &Runner, journeys: &[Journey]) -> Vec<RunResult> {
+    let runner = Arc::new(runner.clone());
+    let mut set = tokio::task::JoinSet::new();
+    for (index, journey) in journeys.iter().cloned().enumerate() {
+        let runner = runner.clone();
+        set.spawn(async move { (index, runner.run(&journey).await) });
+    }
+    let mut results: Vec<(usize, RunResult)> = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(r) => results.push(r),
+            Err(e) => tracing::error!(error = %e, "a journey run panicked; this is a bug in fediprobe"),
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+pub fn print_results(results: &[RunResult], output: Output) {
+    match output {
+        Output::Json => {
+            for r in results {
+                match serde_json::to_string(r) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => tracing::error!(error = %e, "cannot write a result as JSON"),
+                }
+            }
+        }
+        Output::Human => {
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.journey.clone(),
+                        r.instance.clone(),
+                        r.outcome.as_str().to_owned(),
+                        r.reason.map(|x| x.as_str().to_owned()).unwrap_or_default(),
+                        table::duration(r.duration),
+                        detail(r),
+                    ]
+                })
+                .collect();
+            print!("{}", table::render(&["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"], &rows));
+        }
+    }
+}
+
+/// The failing step and what went wrong, for a table cell.
+pub fn detail(r: &RunResult) -> String {
+    match (r.outcome, &r.failed_step, r.error()) {
+        (Outcome::Success, _, _) => {
+            if r.latency_ok {
+                String::new()
+            } else {
+                "slower than the SLO's threshold".to_owned()
+            }
+        }
+        (_, Some(step), Some(e)) => format!("step `{step}`: {}", e.message),
+        (_, Some(step), None) => format!("step `{step}`"),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,96 @@
+//! `fediprobe sandbox`: simulated Mastodon instances on loopback, kept up until
+//! Ctrl-C, for writing and trying journeys. With `--write-config DIR` it also
+//! writes a config and token files there, so that `fediprobe once -c DIR/fediprobe.yaml`
+//! runs the bundled journeys against it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::sandbox::{InstanceConfig, Sandbox, SandboxConfig};
+
+use super::demo::DEMO_INSTANCES;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many instances to start (named alpha, beta, gamma, …).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=6))]
+    instances: u8,
+    /// Write `fediprobe.yaml` and the probe accounts' token files into this folder.
+    #[arg(long, value_name = "DIR")]
+    write_config: Option<PathBuf>,
+}
+
+const NAMES: &[&str] = &["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
+
+pub async fn run(args: Args) -> ExitCode {
+    let config = SandboxConfig {
+        instances: NAMES[..args.instances as usize]
+            .iter()
+            .map(|n| InstanceConfig { name: (*n).to_owned(), ..Default::default() })
+            .collect(),
+    };
+    let sandbox = match Sandbox::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the sandbox on loopback: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for instance in sandbox.instances() {
+        println!("{} at {}", instance.name, instance.base_url);
+        for account in &instance.accounts {
+            println!("  @{} (id {})", account.username, account.id);
+        }
+    }
+    if let Some(dir) = &args.write_config {
+        match write_config(&sandbox, dir) {
+            Ok(path) => println!(
+                "\nwrote {} (tokens in files beside it); try: fediprobe once -c {}",
+                path.display(),
+                path.display()
+            ),
+            Err(e) => {
+                eprintln!("error: cannot write the config into {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("\nsandbox running; Ctrl-C stops it");
+    let _ = tokio::signal::ctrl_c().await;
+    sandbox.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Writes a config for the bundled journeys' instance names, with each probe
+/// account's token in a file readable by the owner only.
+pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let journeys = std::fs::canonicalize("journeys").unwrap_or_else(|_| PathBuf::from("journeys"));
+    let mut yaml =
+        String::from("# Written by `fediprobe sandbox --write-config`: points the bundled journeys at the sandbox.\n");
+    yaml.push_str("probe:\n  region: local\ninstances:\n");
+    for (name, sandbox_name) in DEMO_INSTANCES {
+        let Some(instance) = sandbox.instance(sandbox_name) else { continue };
+        let Some(account) = instance.account("probe") else { continue };
+        let token_file = dir.join(format!("{name}.token"));
+        write_private(&token_file, account.token.expose())?;
+        yaml.push_str(&format!(
+            "  {name}:\n    url: {}\n    account: {}\n    token: {{ file: {name}.token }}\n",
+            instance.base_url, account.username
+        ));
+    }
+    yaml.push_str(&format!("journeys: [{}]\n", journeys.display()));
+    let path = dir.join("fediprobe.yaml");
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())
+}

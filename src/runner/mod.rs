@@ -1,0 +1,430 @@
+//! The runner: executes one journey once against real instances and returns a
+//! plain [`RunResult`].
+//!
+//! It owns the steps (request, poll), the HTTP exchange ([`http`]), checking and
+//! capturing ([`check`]) and the instances' tokens ([`target`]). It knows nothing
+//! about schedules or metric sinks.
+//!
+//! Invariants:
+//! - **No hidden retries.** A request that fails, fails the run; only a `poll`
+//!   step repeats, and only while its assertions don't hold yet.
+//! - **Durations come from the monotonic clock**; the wall clock is read once, for
+//!   the run's timestamp.
+//! - **Cleanup always runs**, after success, failure or the deadline, each step
+//!   within its own timeout, and never changes the run's outcome.
+//! - **Tokens never leave** except in the `Authorization` header of requests to
+//!   their own instance; anything shown is scrubbed of them.
+
+pub mod check;
+pub mod http;
+pub mod result;
+pub mod target;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::spec::journey::{Body, Journey, RequestSpec, Step, StepKind};
+use crate::spec::template::Var;
+use check::Body as ResponseBody;
+pub use result::{Outcome, Reason, RunResult, StepError, StepResult, StepStatus};
+pub use target::{Target, targets_from_config};
+
+/// Runs journeys against a fixed set of targets.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    targets: Vec<Target>,
+}
+
+/// Where a step is in its run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Main,
+    Cleanup,
+}
+
+struct RunState<'a> {
+    journey: &'a Journey,
+    nonce: String,
+    captures: Vec<(String, String)>,
+    client: Option<reqwest::Client>,
+}
+
+impl Runner {
+    pub fn new(targets: Vec<Target>) -> Self {
+        Runner { targets }
+    }
+
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    fn target(&self, name: &str) -> Result<&Target, StepError> {
+        self.targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| StepError::new(Reason::Config, format!("instance `{name}` is not configured")))
+    }
+
+    /// Runs `journey` once: its steps within its deadline, then its cleanup.
+    pub async fn run(&self, journey: &Journey) -> RunResult {
+        let started_at = chrono::Utc::now();
+        let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
+        let mut state = RunState { journey, nonce: new_nonce(started_at), captures: Vec::new(), client: None };
+        match http::client_for_run() {
+            Ok(c) => state.client = Some(c),
+            Err(e) => return self.config_failure(journey, account, started_at, e),
+        }
+
+        let start = Instant::now();
+        let deadline = start + journey.deadline;
+        let mut steps = Vec::new();
+        let mut failed: Option<(String, StepError)> = None;
+        let mut end = start;
+        for step in &journey.steps {
+            if failed.is_some() {
+                steps.push(skipped(journey, step, "an earlier step failed"));
+                continue;
+            }
+            let result = self.run_step(&mut state, step, Phase::Main, Some(deadline)).await;
+            end = Instant::now();
+            if let Some(error) = &result.error {
+                failed = Some((step.name.clone(), error.clone()));
+            }
+            steps.push(result);
+        }
+        let duration = end - start;
+
+        let mut cleanup = Vec::new();
+        for step in &journey.cleanup {
+            cleanup.push(self.run_step(&mut state, step, Phase::Cleanup, None).await);
+        }
+        for c in cleanup.iter().filter(|c| c.status == StepStatus::Failed) {
+            tracing::warn!(
+                journey = %journey.name,
+                step = %c.name,
+                error = %c.error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
+                "cleanup step failed; what the journey created may be left on the instance"
+            );
+        }
+
+        let (outcome, reason, failed_step) = match &failed {
+            None => (Outcome::Success, None, None),
+            Some((name, error)) => (error.reason.outcome(), Some(error.reason), Some(name.clone())),
+        };
+        let latency_ok =
+            outcome == Outcome::Success && journey.slo.latency.as_ref().is_none_or(|l| duration <= l.threshold);
+        let mut result = RunResult {
+            journey: journey.name.clone(),
+            instance: journey.instance.clone(),
+            account,
+            started_at,
+            duration,
+            outcome,
+            reason,
+            latency_ok,
+            failed_step,
+            steps,
+            cleanup,
+            captures: state.captures,
+        };
+        self.scrub(&mut result);
+        result
+    }
+
+    fn config_failure(
+        &self,
+        journey: &Journey,
+        account: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+        error: StepError,
+    ) -> RunResult {
+        let first = journey.steps.first().map(|s| s.name.clone()).unwrap_or_default();
+        let mut steps: Vec<StepResult> =
+            journey.steps.iter().map(|s| skipped(journey, s, "the run could not start")).collect();
+        if let Some(s) = steps.first_mut() {
+            s.status = StepStatus::Failed;
+            s.skipped_because = None;
+            s.error = Some(error.clone());
+        }
+        RunResult {
+            journey: journey.name.clone(),
+            instance: journey.instance.clone(),
+            account,
+            started_at,
+            duration: Duration::ZERO,
+            outcome: error.reason.outcome(),
+            reason: Some(error.reason),
+            latency_ok: false,
+            failed_step: Some(first),
+            steps,
+            cleanup: Vec::new(),
+            captures: Vec::new(),
+        }
+    }
+
+    async fn run_step(
+        &self,
+        state: &mut RunState<'_>,
+        step: &Step,
+        phase: Phase,
+        deadline: Option<Instant>,
+    ) -> StepResult {
+        let instance = state.journey.step_instance(step).to_owned();
+        let mut result = StepResult {
+            name: step.name.clone(),
+            instance: instance.clone(),
+            status: StepStatus::Passed,
+            duration: Duration::ZERO,
+            attempts: 0,
+            http_status: None,
+            error: None,
+            skipped_because: None,
+        };
+        // A cleanup step whose variables were never captured has nothing to clean up.
+        if phase == Phase::Cleanup {
+            if let Some(missing) = missing_capture(step, &state.captures) {
+                result.status = StepStatus::Skipped;
+                result.skipped_because = Some(format!("`${{{missing}}}` was never captured"));
+                return result;
+            }
+        }
+        let start = Instant::now();
+        let outcome = self.attempt_step(state, step, &instance, deadline, &mut result).await;
+        result.duration = start.elapsed();
+        match outcome {
+            Ok(captured) => {
+                for (name, value) in captured {
+                    state.captures.retain(|(n, _)| *n != name);
+                    state.captures.push((name, value));
+                }
+            }
+            Err(error) => {
+                result.status = StepStatus::Failed;
+                result.error = Some(error);
+            }
+        }
+        result
+    }
+
+    async fn attempt_step(
+        &self,
+        state: &RunState<'_>,
+        step: &Step,
+        instance: &str,
+        deadline: Option<Instant>,
+        result: &mut StepResult,
+    ) -> Result<Vec<(String, String)>, StepError> {
+        let target = self.target(instance)?;
+        let (spec, poll) = match &step.kind {
+            StepKind::Request(r) => (r, None),
+            StepKind::Poll(p) => (&p.request, Some(p)),
+        };
+        // The step ends at the earliest of: the journey's deadline, the poll's `within`.
+        let step_end = match (deadline, poll.map(|p| Instant::now() + p.within)) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        let request = self.prepare(state, step, spec, target)?;
+        let client = state.client.as_ref().expect("set before steps run");
+        loop {
+            let by_timeout = Instant::now() + step.timeout;
+            let attempt_end = step_end.map_or(by_timeout, |e| e.min(by_timeout));
+            result.attempts += 1;
+            let response = match tokio::time::timeout_at(attempt_end, http::send(client, &request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    let what = if attempt_end < by_timeout && deadline.is_some_and(|d| d <= attempt_end) {
+                        format!(
+                            "the journey's deadline of {} passed",
+                            humantime::format_duration(state.journey.deadline)
+                        )
+                    } else if attempt_end < by_timeout {
+                        "the poll ran out of time".to_owned()
+                    } else {
+                        format!("no complete response within {}", humantime::format_duration(step.timeout))
+                    };
+                    return Err(StepError::new(
+                        Reason::Timeout,
+                        format!("{} {}: {what}", request.method, request.url.path()),
+                    ));
+                }
+            };
+            result.http_status = Some(response.status);
+            let what = format!("{} {}", request.method, request.url.path());
+            if let Some(e) = check::status_error(&step.expect, &response, request.bearer.is_some(), &what) {
+                return Err(e);
+            }
+            let mut body = ResponseBody::new(&response);
+            let mut lookup = |v: &Var| lookup_var(state, target, v);
+            let checked = check::check_expect(&step.expect, &response, &mut body, &mut lookup)
+                .and_then(|()| check::capture(&step.captures, &response, &mut body));
+            match (checked, poll, step_end) {
+                (Ok(captured), _, _) => return Ok(captured),
+                // A poll waits for its assertions to hold; anything else ends it at once.
+                (Err(e), Some(p), Some(limit)) if e.reason == Reason::Assertion => {
+                    let next = Instant::now() + p.interval;
+                    if next >= limit {
+                        return Err(StepError {
+                            reason: e.reason,
+                            message: format!(
+                                "still not true after {} attempts in {}: {}",
+                                result.attempts,
+                                humantime::format_duration(p.within),
+                                e.message
+                            ),
+                            assertion: e.assertion,
+                        });
+                    }
+                    tokio::time::sleep_until(next).await;
+                }
+                (Err(e), _, _) => return Err(e),
+            }
+        }
+    }
+
+    fn prepare(
+        &self,
+        state: &RunState<'_>,
+        step: &Step,
+        spec: &RequestSpec,
+        target: &Target,
+    ) -> Result<http::Request, StepError> {
+        let mut lookup = |v: &Var| lookup_var(state, target, v);
+        let path = spec.path.render(&mut lookup)?;
+        let mut url = target.base_url.join(&path).map_err(|e| {
+            StepError::new(Reason::Config, format!("step `{}`: `{path}` does not make a URL: {e}", step.name))
+        })?;
+        if !spec.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in &spec.query {
+                pairs.append_pair(name, &value.render(&mut lookup)?);
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in &spec.headers {
+            headers.push((name.clone(), value.render(&mut lookup)?));
+        }
+        let body = match &spec.body {
+            None => None,
+            Some(Body::Form(fields)) => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                for (name, value) in fields {
+                    form.append_pair(name, &value.render(&mut lookup)?);
+                }
+                Some(("application/x-www-form-urlencoded", form.finish().into_bytes()))
+            }
+            Some(Body::Json(template)) => {
+                let value = template.render(&mut lookup)?;
+                Some(("application/json", serde_json::to_vec(&value).unwrap_or_default()))
+            }
+        };
+        let bearer =
+            if spec.auth { Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?) } else { None };
+        Ok(http::Request {
+            method: spec.method.clone(),
+            url,
+            headers,
+            bearer,
+            body,
+            follow_redirects: spec.follow_redirects,
+        })
+    }
+
+    /// Replaces every token this runner knows with a placeholder in everything a
+    /// result shows: a hostile server could echo the `Authorization` header back.
+    fn scrub(&self, result: &mut RunResult) {
+        let secrets: Vec<&str> = self
+            .targets
+            .iter()
+            .filter_map(|t| t.token.as_ref().ok())
+            .map(|s| s.expose())
+            .filter(|s| s.len() >= 4)
+            .collect();
+        if secrets.is_empty() {
+            return;
+        }
+        let clean = |text: &mut String| {
+            for s in &secrets {
+                if text.contains(s) {
+                    *text = text.replace(s, "<redacted>");
+                }
+            }
+        };
+        for step in result.steps.iter_mut().chain(result.cleanup.iter_mut()) {
+            if let Some(e) = &mut step.error {
+                clean(&mut e.message);
+                if let Some(a) = &mut e.assertion {
+                    clean(&mut a.actual);
+                    clean(&mut a.expected);
+                }
+            }
+        }
+        for (_, value) in &mut result.captures {
+            clean(value);
+        }
+    }
+}
+
+fn lookup_var(state: &RunState<'_>, target: &Target, var: &Var) -> Result<String, StepError> {
+    match var {
+        Var::Nonce => Ok(state.nonce.clone()),
+        Var::Account => Ok(target.account.clone()),
+        Var::Env(name) => std::env::var(name)
+            .map_err(|_| StepError::new(Reason::Config, format!("environment variable {name} is not set"))),
+        Var::Capture(name) => state
+            .captures
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| StepError::new(Reason::Config, format!("`${{{name}}}` was never captured"))),
+    }
+}
+
+fn missing_capture(step: &Step, captures: &[(String, String)]) -> Option<String> {
+    let request = step.kind.request();
+    let mut vars: Vec<&Var> = request.path.vars().collect();
+    for (_, t) in request.query.iter().chain(&request.headers) {
+        vars.extend(t.vars());
+    }
+    match &request.body {
+        Some(Body::Form(fields)) => fields.iter().for_each(|(_, t)| vars.extend(t.vars())),
+        Some(Body::Json(t)) => vars.extend(t.vars()),
+        None => {}
+    }
+    vars.into_iter().find_map(|v| match v {
+        Var::Capture(name) if !captures.iter().any(|(n, _)| n == name) => Some(name.clone()),
+        _ => None,
+    })
+}
+
+fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
+    StepResult {
+        name: step.name.clone(),
+        instance: journey.step_instance(step).to_owned(),
+        status: StepStatus::Skipped,
+        duration: Duration::ZERO,
+        attempts: 0,
+        http_status: None,
+        error: None,
+        skipped_because: Some(because.to_owned()),
+    }
+}
+
+/// A value unique to one run, used to mark what the run creates: `fp` then the
+/// start time in base 36 then random characters, e.g. `fpmd3k9x2a7q4w`.
+fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
+    use rand::Rng;
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut millis = started_at.timestamp_millis().max(0) as u64;
+    let mut time = Vec::new();
+    while millis > 0 {
+        time.push(DIGITS[(millis % 36) as usize]);
+        millis /= 36;
+    }
+    time.reverse();
+    let mut rng = rand::rng();
+    let random: String = (0..6).map(|_| DIGITS[rng.random_range(0..36)] as char).collect();
+    format!("fp{}{random}", String::from_utf8_lossy(&time))
+}

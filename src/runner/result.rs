@@ -1,0 +1,203 @@
+//! What a run produced: plain data, serialisable for `--output json`, and the
+//! only thing the metric sinks and the CLI see of a run.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How a run ended. Only `Success` and `Failure` count toward an SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// The instance's fault: an error status, a timeout, wrong content, a connection problem.
+    Failure,
+    /// Not the instance's fault: bad config, a missing token, the probe's own rate limit.
+    ProbeError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::ProbeError => "probe_error",
+        }
+    }
+}
+
+/// Why a run did not succeed: a small fixed set, safe as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A status the step did not expect (5xx, an unexpected 4xx or 3xx).
+    HttpStatus,
+    /// A step, or the journey's deadline, ran out of time.
+    Timeout,
+    /// The TCP connection could not be made.
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// The instance's name did not resolve.
+    Dns,
+    /// The connection closed before the response was complete.
+    ConnectionClosed,
+    /// The response was not valid HTTP.
+    Protocol,
+    /// Redirects went on for longer than a client follows them.
+    RedirectLoop,
+    /// The response body was larger than the probe reads.
+    BodyTooLarge,
+    /// The body was not JSON where JSON was needed.
+    InvalidJson,
+    /// The response did not have the expected content.
+    Assertion,
+    /// A federated post never arrived.
+    NotDelivered,
+    /// 429: the probe's own schedule exceeded the instance's limits.
+    RateLimited,
+    /// 401/403 on the probe's token.
+    Unauthorized,
+    /// The probe's config or environment is incomplete (missing token, unset variable).
+    Config,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 15] = [
+        Reason::HttpStatus,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Dns,
+        Reason::ConnectionClosed,
+        Reason::Protocol,
+        Reason::RedirectLoop,
+        Reason::BodyTooLarge,
+        Reason::InvalidJson,
+        Reason::Assertion,
+        Reason::NotDelivered,
+        Reason::RateLimited,
+        Reason::Unauthorized,
+        Reason::Config,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::HttpStatus => "http_status",
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Dns => "dns",
+            Reason::ConnectionClosed => "connection_closed",
+            Reason::Protocol => "protocol",
+            Reason::RedirectLoop => "redirect_loop",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::InvalidJson => "invalid_json",
+            Reason::Assertion => "assertion",
+            Reason::NotDelivered => "not_delivered",
+            Reason::RateLimited => "rate_limited",
+            Reason::Unauthorized => "unauthorized",
+            Reason::Config => "config",
+        }
+    }
+
+    /// Whose fault a problem with this reason is.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Reason::RateLimited | Reason::Unauthorized | Reason::Config => Outcome::ProbeError,
+            _ => Outcome::Failure,
+        }
+    }
+}
+
+/// An assertion that did not hold, with what was expected and what came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssertionFailure {
+    /// The assertion as written, e.g. `$.visibility equals "private"`.
+    pub assertion: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// Why a step did not pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepError {
+    pub reason: Reason,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<AssertionFailure>,
+}
+
+impl StepError {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        StepError { reason, message: message.into(), assertion: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Passed,
+    Failed,
+    /// Not run: an earlier step failed, or (cleanup) what it needs was never captured.
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub name: String,
+    /// The instance the step talked to.
+    pub instance: String,
+    pub status: StepStatus,
+    /// From the first request byte sent to the last response byte read (all
+    /// attempts of a poll, redirects followed included).
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Requests made (more than one for a poll).
+    pub attempts: u32,
+    /// The last response's HTTP status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Why the step was skipped, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_because: Option<String>,
+}
+
+/// One run of one journey.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub journey: String,
+    pub instance: String,
+    pub account: String,
+    /// Wall-clock time at the start of the run: the samples' timestamp.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Monotonic time from the first step's start to the last step's end (cleanup excluded).
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Successful and within the SLO's latency threshold (just successful, without one).
+    pub latency_ok: bool,
+    /// The step that decided a failure or probe error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    pub steps: Vec<StepResult>,
+    pub cleanup: Vec<StepResult>,
+    /// Values captured from responses, by name.
+    pub captures: Vec<(String, String)>,
+}
+
+impl RunResult {
+    /// The error of the step that decided the outcome.
+    pub fn error(&self) -> Option<&StepError> {
+        let name = self.failed_step.as_deref()?;
+        self.steps.iter().find(|s| s.name == name)?.error.as_ref()
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
