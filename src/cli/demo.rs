@@ -8,6 +8,7 @@ use crate::runner::{Outcome, RunResult, Runner, Target};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::bundled;
 
+use super::push::Push;
 use super::{Output, table};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +23,9 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     remote_write_url: Option<url::Url>,
 }
+
+/// The region label of the demo's samples.
+pub const DEMO_REGION: &str = "local";
 
 /// The bundled journeys' instance names, and the sandbox instance each stands for.
 pub const DEMO_INSTANCES: &[(&str, &str)] = &[("main", "alpha"), ("peer", "beta")];
@@ -42,6 +46,13 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let push = match Push::new(None, args.remote_write_url.as_ref(), DEMO_REGION) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_INVALID_INPUT);
+        }
+    };
     let runner = Runner::new(sandbox_targets(&sandbox));
     if args.output == Output::Human {
         println!("fediprobe demo: {} journeys × {} rounds against the sandbox", journeys.len(), args.rounds);
@@ -59,10 +70,16 @@ pub async fn run(args: Args) -> ExitCode {
         if args.output == Output::Json {
             super::once::print_results(&results, Output::Json);
         }
+        if let Some(push) = &push {
+            push.push(&results).await;
+        }
         all.extend(results);
     }
-    let _ = args.remote_write_url;
     sandbox.shutdown().await;
+    let delivered = match push {
+        Some(push) => push.finish().await,
+        None => true,
+    };
     let failed = all.iter().filter(|r| r.outcome != Outcome::Success).count();
     if args.output == Output::Human {
         print!("{}", summary(&journeys.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), &all));
@@ -73,7 +90,13 @@ pub async fn run(args: Args) -> ExitCode {
             println!("{failed} of {} runs did not succeed.", all.len());
         }
     }
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if !delivered {
+        ExitCode::from(super::push::EXIT_SAMPLES_LOST)
+    } else if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Targets for the bundled journeys' instance names, pointing at sandbox instances.

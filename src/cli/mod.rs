@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod once;
+mod push;
 mod sandbox;
 mod table;
 

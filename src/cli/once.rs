@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::runner::{Outcome, RunResult, Runner, targets_from_config};
 use crate::spec::Journey;
 
+use super::push::{EXIT_SAMPLES_LOST, Push};
 use super::{Output, table};
 
 #[derive(Debug, clap::Args)]
@@ -40,10 +41,26 @@ pub async fn run(args: Args) -> ExitCode {
         }
         journeys.retain(|j| args.journeys.contains(&j.name));
     }
+    let push = match Push::new(
+        loaded.config.remote_write.as_ref(),
+        args.remote_write_url.as_ref(),
+        &loaded.config.probe.region,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_INVALID_INPUT);
+        }
+    };
     let runner = Runner::new(targets_from_config(&loaded.config));
     let results = run_all(&runner, &journeys).await;
     print_results(&results, args.output);
-    let _ = args.remote_write_url;
+    if let Some(push) = push {
+        push.push(&results).await;
+        if !push.finish().await {
+            return ExitCode::from(EXIT_SAMPLES_LOST);
+        }
+    }
     ExitCode::SUCCESS
 }
 

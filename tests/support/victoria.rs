@@ -118,6 +118,23 @@ impl VictoriaMetrics {
         series
     }
 
+    /// Like [`export`](Self::export), but waits (up to 15 s) until at least
+    /// `min_samples` samples are visible. VictoriaMetrics buffers fresh rows for up
+    /// to a second or two, and `/internal/force_flush` does not always make them
+    /// searchable at once; a test that knows how many samples it sent waits for
+    /// them instead of sleeping a fixed time.
+    pub fn export_at_least(&self, name_regex: &str, min_samples: usize) -> Vec<ExportedSeries> {
+        let started = Instant::now();
+        loop {
+            let series = self.export(name_regex);
+            let count: usize = series.iter().map(|(_, samples)| samples.len()).sum();
+            if count >= min_samples || started.elapsed() > Duration::from_secs(15) {
+                return series;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A plain HTTP/1.0 GET, so that the helper needs no async runtime.
     fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;

@@ -1,0 +1,60 @@
+//! The metric contract: which series a run becomes, with which labels.
+//!
+//! This is the one place that knows both a [`RunResult`] and a [`Sample`]: the
+//! runner produces plain results, the sinks deliver plain samples, and this module
+//! turns one into the other. `docs/metrics.md` documents every series; the rules
+//! generator and the dashboards query exactly these names.
+//!
+//! **One sample per run per series**, timestamped with the run's start, so that
+//! rules count runs with `count_over_time` and good runs with `sum_over_time`, the
+//! same for a CronJob that lives for one run and for the long-running agent.
+
+use crate::runner::{Outcome, RunResult, StepStatus};
+use crate::sink::Sample;
+
+pub const JOURNEY_SUCCESS: &str = "fediprobe_journey_success";
+pub const JOURNEY_DURATION: &str = "fediprobe_journey_duration_seconds";
+pub const JOURNEY_LATENCY_OK: &str = "fediprobe_journey_latency_ok";
+pub const JOURNEY_OUTCOME: &str = "fediprobe_journey_outcome";
+pub const STEP_DURATION: &str = "fediprobe_step_duration_seconds";
+
+/// The samples of one run, as seen from `region`.
+///
+/// A `probe_error` run emits only its outcome: it must count neither for nor
+/// against the instance, so it has no `_success`, `_latency_ok` or durations.
+pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
+    let at = result.started_at.timestamp_millis();
+    let base = [
+        ("journey", result.journey.as_str()),
+        ("instance", result.instance.as_str()),
+        ("region", region),
+        ("account", result.account.as_str()),
+    ];
+    let with = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        base.iter().chain(extra).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let mut out = Vec::new();
+    let mut outcome_labels = vec![("outcome", result.outcome.as_str())];
+    if let Some(reason) = result.reason {
+        outcome_labels.push(("reason", reason.as_str()));
+    }
+    out.push(Sample::new(JOURNEY_OUTCOME, with(&outcome_labels), 1.0, at));
+    if result.outcome == Outcome::ProbeError {
+        return out;
+    }
+    let success = result.outcome == Outcome::Success;
+    out.push(Sample::new(JOURNEY_SUCCESS, with(&[]), if success { 1.0 } else { 0.0 }, at));
+    out.push(Sample::new(JOURNEY_LATENCY_OK, with(&[]), if result.latency_ok { 1.0 } else { 0.0 }, at));
+    out.push(Sample::new(JOURNEY_DURATION, with(&[]), result.duration.as_secs_f64(), at));
+    for step in result.steps.iter().chain(&result.cleanup) {
+        if step.status != StepStatus::Skipped {
+            out.push(Sample::new(
+                STEP_DURATION,
+                with(&[("step", step.name.as_str())]),
+                step.duration.as_secs_f64(),
+                at,
+            ));
+        }
+    }
+    out
+}

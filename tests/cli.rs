@@ -1,0 +1,227 @@
+//! The `fediprobe` binary as a user runs it: `check`, `once` against a sandbox,
+//! `demo`, and samples arriving in a real VictoriaMetrics.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
+use support::victoria::{VictoriaMetrics, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fediprobe");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+async fn fediprobe(args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN).args(args).env_remove("FEDIPROBE_LOG").output().await.expect("the binary runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// A config for the bundled journeys against a sandbox, tokens in private files.
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    spool: PathBuf,
+    tokens: Vec<String>,
+}
+
+fn write_config(sandbox: &Sandbox, remote_write: Option<&str>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("probe:\n  region: test-region\ninstances:\n");
+    let mut tokens = Vec::new();
+    for (name, instance) in [("main", "alpha"), ("peer", "beta")] {
+        let instance = sandbox.instance(instance).unwrap();
+        let account = instance.account("probe").unwrap();
+        tokens.push(account.token.expose().to_owned());
+        let token_file = dir.path().join(format!("{name}.token"));
+        std::fs::write(&token_file, account.token.expose()).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        yaml.push_str(&format!(
+            "  {name}:\n    url: {}\n    account: probe\n    token: {{ file: {name}.token }}\n",
+            instance.base_url
+        ));
+    }
+    yaml.push_str(&format!("journeys: [{}]\n", repo("journeys").display()));
+    let spool = dir.path().join("spool");
+    if let Some(url) = remote_write {
+        yaml.push_str(&format!("remote_write:\n  url: {url}\n  flush_timeout: 3s\n  spool_dir: {}\n", spool.display()));
+    }
+    let config = dir.path().join("fediprobe.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    Setup { _dir: dir, config, spool, tokens }
+}
+
+#[tokio::test]
+async fn check_points_at_file_line_and_column_with_a_hint() {
+    let case = repo("tests/cases/journey_error/unknown_step_kind.yaml");
+    let output = fediprobe(&["check", case.to_str().unwrap()]).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown_step_kind.yaml:7:5"), "{stderr}");
+    assert!(stderr.contains("did you mean `request`?"), "{stderr}");
+    assert!(stderr.contains("    reqest:"), "the source line is shown: {stderr}");
+}
+
+#[tokio::test]
+async fn check_reports_every_broken_file_at_once() {
+    let output = fediprobe(&["check", repo("tests/cases/journey_error").to_str().unwrap()]).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    for file in ["unknown_step_kind.yaml", "many_errors.yaml", "bad_yaml.yaml", "over_delete_limit.yaml"] {
+        assert!(stderr.contains(file), "{file} missing from:\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn check_accepts_the_bundled_journeys_and_the_example_config() {
+    let output = fediprobe(&["check", repo("journeys").to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    assert!(text(&output).0.contains("8 journeys checked"));
+    let output = fediprobe(&["check", "-c", repo("examples/fediprobe.yaml").to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+}
+
+#[tokio::test]
+async fn once_runs_every_journey_and_a_failure_is_still_a_measurement() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let setup = write_config(&sandbox, None);
+    let config = setup.config.to_str().unwrap();
+    let output = fediprobe(&["once", "-c", config]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    for journey in ["verify-credentials", "home-timeline", "post-status", "favourite", "search", "instance-health"] {
+        let line = stdout.lines().find(|l| l.starts_with(journey)).unwrap_or_else(|| panic!("{journey}: {stdout}"));
+        assert!(line.contains("success"), "{line}");
+    }
+
+    sandbox.instance("alpha").unwrap().faults().inject(None, "/api/v1/timelines/home", Fault::Status(502));
+    let output = fediprobe(&["once", "-c", config, "--journey", "home-timeline", "--output", "json"]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "a failure is a measurement, not a crash: {stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["journey"], "home-timeline");
+    assert_eq!(lines[0]["outcome"], "failure");
+    assert_eq!(lines[0]["reason"], "http_status");
+    assert_eq!(lines[0]["steps"][0]["http_status"], 502);
+}
+
+#[tokio::test]
+async fn once_refuses_unknown_journeys_and_broken_configs() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let setup = write_config(&sandbox, None);
+    let output = fediprobe(&["once", "-c", setup.config.to_str().unwrap(), "--journey", "no-such"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).1.contains("no journey is named `no-such`"));
+    let output = fediprobe(&["once", "-c", repo("tests/cases/config_error/inline_token.yaml").to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).1.contains("inline_token.yaml:7:12"), "{:?}", text(&output));
+}
+
+#[tokio::test]
+async fn no_command_prints_a_token_even_at_trace_level() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    sandbox.instance("alpha").unwrap().faults().inject(None, "/api/v1/notifications", Fault::MalformedJson);
+    let vm_port = free_port();
+    let setup = write_config(&sandbox, Some(&format!("http://127.0.0.1:{vm_port}/api/v1/write")));
+    let config = setup.config.to_str().unwrap();
+    for args in [
+        vec!["--log-level", "trace", "once", "-c", config],
+        vec!["--log-level", "trace", "--log-format", "json", "once", "-c", config, "--output", "json"],
+        vec!["--log-level", "trace", "check", "-c", config],
+    ] {
+        let output = fediprobe(&args).await;
+        let (stdout, stderr) = text(&output);
+        assert!(!stdout.is_empty() || !stderr.is_empty(), "{args:?} printed nothing");
+        for token in &setup.tokens {
+            assert!(!stdout.contains(token.as_str()) && !stderr.contains(token.as_str()), "{args:?} leaked a token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn once_pushes_samples_that_victoria_metrics_can_query() {
+    let vm = VictoriaMetrics::start();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let setup = write_config(&sandbox, Some(vm.write_url().as_str()));
+    let before = chrono::Utc::now().timestamp_millis();
+    let output = fediprobe(&["once", "-c", setup.config.to_str().unwrap(), "--output", "json"]).await;
+    let after = chrono::Utc::now().timestamp_millis();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let runs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+
+    let success = vm.export_at_least("fediprobe_journey_success", runs.len());
+    assert_eq!(success.len(), runs.len(), "one series per journey: {success:?}");
+    for (labels, samples) in &success {
+        let run = runs.iter().find(|r| r["journey"] == labels["journey"].as_str()).unwrap();
+        assert_eq!(labels["instance"], "main");
+        assert_eq!(labels["region"], "test-region");
+        assert_eq!(labels["account"], "probe");
+        assert_eq!(samples.len(), 1, "one sample per run");
+        let started = chrono::DateTime::parse_from_rfc3339(run["started_at"].as_str().unwrap()).unwrap();
+        assert_eq!(samples[0].0, started.timestamp_millis(), "the sample carries the run's start");
+        assert!(samples[0].0 >= before && samples[0].0 <= after);
+        assert_eq!(samples[0].1, 1.0);
+    }
+    let durations = vm.export_at_least("fediprobe_journey_duration_seconds", runs.len());
+    for (labels, samples) in &durations {
+        let run = runs.iter().find(|r| r["journey"] == labels["journey"].as_str()).unwrap();
+        assert!((samples[0].1 - run["duration"].as_f64().unwrap()).abs() < 1e-9);
+    }
+    let steps = vm.export("fediprobe_step_duration_seconds");
+    assert!(steps.iter().any(|(l, _)| l["journey"] == "post-status" && l["step"] == "delete"), "{steps:?}");
+    let outcomes = vm.export("fediprobe_journey_outcome");
+    assert!(outcomes.iter().all(|(l, s)| l["outcome"] == "success" && !l.contains_key("reason") && s[0].1 == 1.0));
+}
+
+#[tokio::test]
+async fn a_backend_outage_across_runs_loses_no_sample() {
+    let port = free_port();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let setup = write_config(&sandbox, Some(&format!("http://127.0.0.1:{port}/api/v1/write")));
+    let config = setup.config.to_str().unwrap();
+    // Two CronJob-style runs while nothing listens: samples go to the spool, exit 0.
+    for _ in 0..2 {
+        let output = fediprobe(&["once", "-c", config, "--journey", "home-timeline"]).await;
+        assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+        assert!(text(&output).1.contains("waiting in the spool"), "{:?}", text(&output));
+    }
+    assert!(std::fs::read_dir(&setup.spool).unwrap().count() > 0);
+    // The backend comes back; the next run sends the spool first, then its own.
+    let vm = VictoriaMetrics::start_on(port);
+    let output = fediprobe(&["once", "-c", config, "--journey", "home-timeline"]).await;
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    let success = vm.export_at_least("fediprobe_journey_success", 3);
+    assert_eq!(success.len(), 1);
+    let timestamps: Vec<i64> = success[0].1.iter().map(|(t, _)| *t).collect();
+    assert_eq!(timestamps.len(), 3, "three runs, each exactly once: {timestamps:?}");
+    assert!(timestamps.windows(2).all(|w| w[0] < w[1]));
+    let left: Vec<_> = std::fs::read_dir(&setup.spool).unwrap().collect();
+    assert!(left.is_empty(), "the spool is empty once delivered: {left:?}");
+}
+
+#[tokio::test]
+async fn demo_runs_every_bundled_journey_and_pushes_when_asked() {
+    let vm = VictoriaMetrics::start();
+    let url = vm.write_url();
+    let output = fediprobe(&["demo", "--rounds", "2", "--remote-write-url", url.as_str()]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let journeys = fediprobe::spec::bundled::journeys().unwrap();
+    for journey in &journeys {
+        let line = stdout.lines().find(|l| l.starts_with(&journey.name)).unwrap_or_else(|| panic!("{stdout}"));
+        assert!(line.contains("2/2") && line.contains("success"), "{line}");
+    }
+    assert!(stdout.contains(&format!("all {} runs succeeded", journeys.len() * 2)));
+    let success = vm.export_at_least("fediprobe_journey_success", journeys.len() * 2);
+    assert_eq!(success.len(), journeys.len());
+    assert!(success.iter().all(|(l, s)| s.len() == 2 && l["region"] == "local"));
+}
