@@ -2,13 +2,16 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
+pub mod agent;
 pub mod cli;
 pub mod metrics;
 pub mod runner;
 pub mod sandbox;
+pub mod scheduler;
 pub mod secret;
 pub mod sink;
 pub mod spec;
+pub mod wiring;
 
 /// Installs `ring` as the process-wide TLS crypto provider that reqwest's rustls
 /// uses. Idempotent: every HTTP client builder calls it first, and calling it again

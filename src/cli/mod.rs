@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod once;
 mod push;
+mod run;
 mod sandbox;
 mod table;
 
@@ -23,9 +24,10 @@ pub const EXIT_INVALID_INPUT: u8 = 2;
     about = "Synthetic user-journey probes for Mastodon, with SLOs generated from the same files"
 )]
 pub struct Cli {
-    /// Log level: error, warn, info, debug or trace (or a tracing filter such as `fediprobe=debug`).
-    #[arg(long, global = true, env = "FEDIPROBE_LOG", default_value = "warn")]
-    log_level: String,
+    /// Log level: error, warn, info, debug or trace, or a tracing filter such as
+    /// `fediprobe=debug`. Default: info for `run` and `sandbox`, warn otherwise.
+    #[arg(long, global = true, env = "FEDIPROBE_LOG")]
+    log_level: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -53,6 +55,8 @@ enum Command {
     Demo(demo::Args),
     /// Run every journey (or those named) once, print the results and exit (for Kubernetes CronJobs).
     Once(once::Args),
+    /// Run every journey on its schedule until stopped, serving /healthz, /readyz and /metrics (for Deployments).
+    Run(run::Args),
     /// Validate the config and journeys without touching the network.
     Check(check::Args),
     /// Start simulated Mastodon instances on loopback and keep them up, for writing journeys.
@@ -61,7 +65,11 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let default_level = match cli.command {
+        Command::Run(_) | Command::Sandbox(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
     crate::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -74,6 +82,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Once(args) => once::run(args).await,
+            Command::Run(args) => run::run(args).await,
             Command::Check(args) => check::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
         }
@@ -83,7 +92,11 @@ pub fn main() -> ExitCode {
 fn init_logging(level: &str, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

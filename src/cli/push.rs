@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use crate::runner::RunResult;
-use crate::runner::target::read_secret;
-use crate::sink::remote_write::{Auth, RemoteWriteOptions, Sink};
-use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
+use crate::sink::remote_write::Sink;
+use crate::spec::config::RemoteWriteConfig;
 
 /// Exit status when samples were lost (neither delivered nor spooled).
 pub const EXIT_SAMPLES_LOST: u8 = 3;
@@ -26,31 +25,9 @@ impl Push {
         url_override: Option<&url::Url>,
         region: &str,
     ) -> Result<Option<Push>, String> {
-        let url = match (url_override, config) {
-            (Some(u), _) => u.clone(),
-            (None, Some(c)) => c.url.clone(),
-            (None, None) => return Ok(None),
+        let Some((options, flush_timeout)) = crate::wiring::remote_write_options(config, url_override)? else {
+            return Ok(None);
         };
-        let mut options = RemoteWriteOptions::new(url);
-        let mut flush_timeout = DEFAULT_FLUSH_TIMEOUT;
-        if let Some(c) = config {
-            options.auth = match &c.auth {
-                None => None,
-                Some(RemoteWriteAuth::Bearer(source)) => {
-                    Some(Auth::Bearer(read_secret(source).map_err(|e| format!("remote-write bearer token: {e}"))?))
-                }
-                Some(RemoteWriteAuth::Basic { username, password }) => Some(Auth::Basic {
-                    username: username.clone(),
-                    password: read_secret(password).map_err(|e| format!("remote-write password: {e}"))?,
-                }),
-            };
-            options.headers = c.headers.clone();
-            options.timeout = c.timeout;
-            options.spool_dir = c.spool_dir.clone();
-            options.spool_max_bytes = c.spool_max_bytes;
-            options.queue_capacity_samples = c.queue_capacity;
-            flush_timeout = c.flush_timeout;
-        }
         let sink = Sink::new(options).map_err(|e| format!("remote write: {e}"))?;
         Ok(Some(Push { sink, flush_timeout, region: region.to_owned() }))
     }

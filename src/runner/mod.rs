@@ -23,6 +23,7 @@ pub mod target;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::spec::journey::{Body, Journey, RequestSpec, Step, StepKind};
 use crate::spec::template::Var;
@@ -68,6 +69,12 @@ impl Runner {
 
     /// Runs `journey` once: its steps within its deadline, then its cleanup.
     pub async fn run(&self, journey: &Journey) -> RunResult {
+        self.run_until(journey, &CancellationToken::new()).await
+    }
+
+    /// Like [`run`](Self::run), but `cancel` stops the steps early (the run ends in
+    /// `probe_error`/`cancelled`); cleanup still runs, within its own step timeouts.
+    pub async fn run_until(&self, journey: &Journey, cancel: &CancellationToken) -> RunResult {
         let started_at = chrono::Utc::now();
         let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
         let mut state = RunState { journey, nonce: new_nonce(started_at), captures: Vec::new(), client: None };
@@ -86,7 +93,10 @@ impl Runner {
                 steps.push(skipped(journey, step, "an earlier step failed"));
                 continue;
             }
-            let result = self.run_step(&mut state, step, Phase::Main, Some(deadline)).await;
+            let result = tokio::select! {
+                result = self.run_step(&mut state, step, Phase::Main, Some(deadline)) => result,
+                () = cancel.cancelled() => cancelled(journey, step),
+            };
             end = Instant::now();
             if let Some(error) = &result.error {
                 failed = Some((step.name.clone(), error.clone()));
@@ -397,6 +407,14 @@ fn missing_capture(step: &Step, captures: &[(String, String)]) -> Option<String>
         Var::Capture(name) if !captures.iter().any(|(n, _)| n == name) => Some(name.clone()),
         _ => None,
     })
+}
+
+fn cancelled(journey: &Journey, step: &Step) -> StepResult {
+    let mut result = skipped(journey, step, "");
+    result.status = StepStatus::Failed;
+    result.skipped_because = None;
+    result.error = Some(StepError::new(Reason::Cancelled, "the probe is shutting down; the run was stopped"));
+    result
 }
 
 fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {

@@ -60,10 +60,12 @@ pub enum Reason {
     Unauthorized,
     /// The probe's config or environment is incomplete (missing token, unset variable).
     Config,
+    /// The probe stopped the run itself (shutting down).
+    Cancelled,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::Connect,
@@ -79,6 +81,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::Unauthorized,
         Reason::Config,
+        Reason::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,13 +101,14 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::Unauthorized => "unauthorized",
             Reason::Config => "config",
+            Reason::Cancelled => "cancelled",
         }
     }
 
     /// Whose fault a problem with this reason is.
     pub fn outcome(self) -> Outcome {
         match self {
-            Reason::RateLimited | Reason::Unauthorized | Reason::Config => Outcome::ProbeError,
+            Reason::RateLimited | Reason::Unauthorized | Reason::Config | Reason::Cancelled => Outcome::ProbeError,
             _ => Outcome::Failure,
         }
     }

@@ -9,6 +9,7 @@
 //!   receiver, with a bounded queue, retries and an on-disk spool so that an outage
 //!   of the backend loses nothing that fits the spool.
 
+pub mod exposition;
 pub mod remote_write;
 
 /// One sample of one series, as a run produced it.

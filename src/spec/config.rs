@@ -10,6 +10,9 @@
 //!     url: https://mastodon.example
 //!     account: fediprobe         # the probe account's user name (a label on every sample)
 //!     token: { env: FEDIPROBE_MAIN_TOKEN }   # or { file: /var/run/secrets/fediprobe/main }
+//!     rate_limits: { api_calls: 300 }        # only where the instance differs from Mastodon's
+//!                                            # defaults: api_calls, unauthenticated_api_calls
+//!                                            # (per 5 min), statuses (3 h), deletes, media (30 min)
 //! journeys: [journeys/]          # default: journeys/ beside this file
 //! remote_write:                  # optional
 //!   url: http://victoria-metrics:8428/api/v1/write
@@ -20,6 +23,12 @@
 //!   spool_dir: /var/lib/fediprobe/spool      # default: none (samples not delivered are lost)
 //!   spool_max_bytes: 268435456   # default 256 MiB
 //!   queue_capacity: 100000       # default 100000 samples in memory
+//! agent:                         # optional: `fediprobe run` only
+//!   listen: 127.0.0.1:9464       # default: /healthz, /readyz, /metrics on loopback
+//!   max_concurrent_runs: 32      # default 32
+//!   spread: 30s                  # default 30s: most a journey's slot is shifted; 0s disables
+//!   shutdown_grace: 30s          # default 30s: runs in flight may finish within it
+//!   push_interval: 5s            # default 5s between pushes
 //! ```
 
 use std::path::PathBuf;
@@ -37,6 +46,8 @@ pub struct Config {
     /// Journey files or folders, relative paths resolved against the config's folder.
     pub journeys: Vec<PathBuf>,
     pub remote_write: Option<RemoteWriteConfig>,
+    /// Settings of the long-running agent; defaults when absent.
+    pub agent: AgentConfig,
 }
 
 impl Config {
@@ -60,7 +71,34 @@ pub struct InstanceConfig {
     /// The probe account's user name on this instance.
     pub account: String,
     pub token: TokenSource,
+    /// Limits the instance enforces where they differ from Mastodon's defaults
+    /// (an admin may raise them in `config/initializers/rack_attack.rb`): pairs of
+    /// a limit's name (`api_calls`, `unauthenticated_api_calls`, `statuses`,
+    /// `deletes`, `media`) and its maximum per Mastodon's window.
+    pub rate_limits: Vec<(String, u32)>,
     pub pos: Pos,
+}
+
+/// The config's names for Mastodon's limits, with the limit each one sets.
+pub const RATE_LIMIT_KEYS: [(&str, super::limits::Limit); 5] = [
+    ("api_calls", super::limits::API_CALLS),
+    ("unauthenticated_api_calls", super::limits::UNAUTHENTICATED_API_CALLS),
+    ("statuses", super::limits::STATUSES),
+    ("deletes", super::limits::DELETES),
+    ("media", super::limits::MEDIA),
+];
+
+impl InstanceConfig {
+    /// Mastodon's limits with this instance's overrides applied.
+    pub fn limits(&self) -> Vec<super::limits::Limit> {
+        RATE_LIMIT_KEYS
+            .iter()
+            .map(|(key, limit)| match self.rate_limits.iter().find(|(k, _)| k == key) {
+                Some((_, max)) => super::limits::Limit { max: *max, ..*limit },
+                None => *limit,
+            })
+            .collect()
+    }
 }
 
 /// Where a secret comes from. Never the config file itself.
@@ -96,15 +134,46 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 
+/// Settings of `fediprobe run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served. Default 127.0.0.1:9464.
+    pub listen: std::net::SocketAddr,
+    /// Most runs at the same time, all journeys together. Default 32.
+    pub max_concurrent_runs: usize,
+    /// The most a journey's slots are shifted, by a stable offset derived from the
+    /// journey's and the probe's names, so that probes and journeys don't all fire
+    /// in the same second. Never more than the journey's period. Default 30 s; zero disables.
+    pub spread: Duration,
+    /// How long runs in flight may finish after SIGTERM before they are cancelled
+    /// (their cleanup still runs). Default 30 s.
+    pub shutdown_grace: Duration,
+    /// Time between pushes to the remote-write backend. Default 5 s.
+    pub push_interval: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            max_concurrent_runs: 32,
+            spread: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            push_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RemoteWriteAuth {
     Basic { username: String, password: TokenSource },
     Bearer(TokenSource),
 }
 
-const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write"];
+const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write", "agent"];
+const AGENT_KEYS: &[&str] = &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval"];
 const PROBE_KEYS: &[&str] = &["region", "name"];
-const INSTANCE_KEYS: &[&str] = &["url", "account", "token"];
+const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
     "url",
     "basic_auth",
@@ -155,10 +224,21 @@ pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
         None => Some(None),
         Some(n) => read_remote_write(reader, n, &base).map(Some),
     };
+    let agent = match fields.get("agent") {
+        None => Some(AgentConfig::default()),
+        Some(n) => read_agent(reader, n),
+    };
     if reader.diagnostics.error_count() > errors_before {
         return None;
     }
-    Some(Config { file: reader.path().to_path_buf(), probe: probe?, instances, journeys, remote_write: remote_write? })
+    Some(Config {
+        file: reader.path().to_path_buf(),
+        probe: probe?,
+        instances,
+        journeys,
+        remote_write: remote_write?,
+        agent: agent?,
+    })
 }
 
 fn read_probe(reader: &mut Reader<'_>, node: &Node) -> Option<ProbeIdentity> {
@@ -211,7 +291,20 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         Some(text)
     });
     let token = fields.require(reader, "token", "the instance").and_then(|n| read_secret_source(reader, n, "`token`"));
-    Some(InstanceConfig { name, url: url?, account: account?, token: token?, pos })
+    let mut rate_limits = Vec::new();
+    if let Some(n) = fields.get("rate_limits") {
+        let keys: Vec<&str> = RATE_LIMIT_KEYS.iter().map(|(k, _)| *k).collect();
+        if let Some(limits) = reader.map(n, "`rate_limits`", &keys) {
+            for key in keys {
+                if let Some(value) = limits.get(key) {
+                    if let Some(max) = positive_int(reader, value, &format!("`{key}`")) {
+                        rate_limits.push((key.to_owned(), max.min(u64::from(u32::MAX)) as u32));
+                    }
+                }
+            }
+        }
+    }
+    Some(InstanceConfig { name, url: url?, account: account?, token: token?, rate_limits, pos })
 }
 
 /// Reads `{ env: NAME }` or `{ file: PATH }`. An inline value is refused: config
@@ -329,6 +422,52 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
         spool_dir,
         spool_max_bytes: spool_max_bytes?,
         queue_capacity: queue_capacity?,
+    })
+}
+
+fn read_agent(reader: &mut Reader<'_>, node: &Node) -> Option<AgentConfig> {
+    let fields = reader.map(node, "`agent`", AGENT_KEYS)?;
+    let defaults = AgentConfig::default();
+    let listen = match fields.get("listen") {
+        None => Some(defaults.listen),
+        Some(n) => {
+            let text = reader.scalar_text(n, "`listen`")?;
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    reader.error_hint(
+                        n,
+                        format!("`{text}` is not an address and port"),
+                        "e.g. `127.0.0.1:9464`, or `0.0.0.0:9464` to be scraped from other pods",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let max_concurrent_runs = match fields.get("max_concurrent_runs") {
+        None => Some(defaults.max_concurrent_runs),
+        Some(n) => positive_int(reader, n, "`max_concurrent_runs`").map(|v| v as usize),
+    };
+    let spread = match fields.get("spread") {
+        None => Some(defaults.spread),
+        Some(n) if matches!(&n.value, Value::Str(s) if s.trim() == "0s" || s.trim() == "0") => Some(Duration::ZERO),
+        Some(n) => values::duration(reader, n, "`spread`"),
+    };
+    let shutdown_grace = fields
+        .get("shutdown_grace")
+        .map(|n| values::duration(reader, n, "`shutdown_grace`"))
+        .unwrap_or(Some(defaults.shutdown_grace));
+    let push_interval = fields
+        .get("push_interval")
+        .map(|n| values::duration(reader, n, "`push_interval`"))
+        .unwrap_or(Some(defaults.push_interval));
+    Some(AgentConfig {
+        listen: listen?,
+        max_concurrent_runs: max_concurrent_runs?,
+        spread: spread?,
+        shutdown_grace: shutdown_grace?,
+        push_interval: push_interval?,
     })
 }
 

@@ -22,15 +22,23 @@ pub struct Limit {
 }
 
 pub const API_CALLS: Limit = Limit { what: "API calls", max: 300, per: Duration::from_secs(5 * 60) };
+/// Calls without a token are limited per IP address: all of a probe's journeys share it.
+pub const UNAUTHENTICATED_API_CALLS: Limit =
+    Limit { what: "unauthenticated API calls", max: 300, per: Duration::from_secs(5 * 60) };
 pub const STATUSES: Limit = Limit { what: "statuses posted", max: 300, per: Duration::from_secs(3 * 3600) };
 pub const DELETES: Limit = Limit { what: "statuses deleted", max: 30, per: Duration::from_secs(30 * 60) };
 pub const MEDIA: Limit = Limit { what: "media uploads", max: 30, per: Duration::from_secs(30 * 60) };
 
-pub const LIMITS: [Limit; 4] = [API_CALLS, STATUSES, DELETES, MEDIA];
+/// Mastodon's defaults. An instance may have raised them (`rate_limits` in the config).
+pub const LIMITS: [Limit; 5] = [API_CALLS, UNAUTHENTICATED_API_CALLS, STATUSES, DELETES, MEDIA];
 
-/// Which limits one request counts against.
-pub fn limits_hit(method: &http::Method, path: &str) -> Vec<Limit> {
-    let mut out = vec![API_CALLS];
+/// Which limits one request counts against. Only `/api/` paths are throttled
+/// (`/health` and the like are not); a request without a token counts per IP.
+pub fn limits_hit(method: &http::Method, path: &str, authenticated: bool) -> Vec<Limit> {
+    if !path.starts_with("/api/") {
+        return Vec::new();
+    }
+    let mut out = vec![if authenticated { API_CALLS } else { UNAUTHENTICATED_API_CALLS }];
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["", "api", "v1", "statuses"]) => out.push(STATUSES),
@@ -59,8 +67,8 @@ pub fn usage_per_run(journey: &Journey) -> Vec<(String, Limit, u32)> {
         let instance = journey.step_instance(step).to_owned();
         let request = step.kind.request();
         let attempts = worst_case_attempts(step);
-        for limit in limits_hit(&request.method, &request.path.to_string()) {
-            match out.iter_mut().find(|(i, l, _)| *i == instance && *l == limit) {
+        for limit in limits_hit(&request.method, &request.path.to_string(), request.auth) {
+            match out.iter_mut().find(|(i, l, _)| *i == instance && l.what == limit.what) {
                 Some(entry) => entry.2 += attempts,
                 None => out.push((instance.clone(), limit, attempts)),
             }
@@ -110,19 +118,20 @@ pub struct Overrun {
     pub journeys: Vec<(usize, u64)>,
 }
 
-/// Every limit the journeys' schedules exceed together, per instance.
-pub fn check(journeys: &[Journey]) -> Vec<Overrun> {
+/// Every limit the journeys' schedules exceed together, per instance, with the
+/// limits `limits_for` gives for each instance name.
+pub fn check(journeys: &[Journey], limits_for: &dyn Fn(&str) -> Vec<Limit>) -> Vec<Overrun> {
     let mut overruns: Vec<Overrun> = Vec::new();
     let usages: Vec<Vec<(String, Limit, u32)>> = journeys.iter().map(usage_per_run).collect();
     let mut instances: Vec<&str> = usages.iter().flatten().map(|(i, _, _)| i.as_str()).collect();
     instances.sort();
     instances.dedup();
     for instance in instances {
-        for limit in LIMITS {
+        for limit in limits_for(instance) {
             let mut shares: Vec<(usize, u64)> = Vec::new();
             for (index, usage) in usages.iter().enumerate() {
                 for (i, l, per_run) in usage {
-                    if i == instance && *l == limit {
+                    if i == instance && l.what == limit.what {
                         let runs = max_runs_in_window(&journeys[index].schedule.cron, limit.per, 1_000_000);
                         shares.push((index, runs as u64 * u64::from(*per_run)));
                     }
@@ -158,10 +167,12 @@ mod tests {
 
     #[test]
     fn classifies_requests_like_mastodon() {
-        assert!(limits_hit(&http::Method::POST, "/api/v1/statuses").contains(&STATUSES));
-        assert!(limits_hit(&http::Method::DELETE, "/api/v1/statuses/${id}").contains(&DELETES));
-        assert!(limits_hit(&http::Method::POST, "/api/v2/media").contains(&MEDIA));
-        assert_eq!(limits_hit(&http::Method::GET, "/api/v1/timelines/home"), vec![API_CALLS]);
-        assert_eq!(limits_hit(&http::Method::POST, "/api/v1/statuses/${id}/favourite"), vec![API_CALLS]);
+        assert!(limits_hit(&http::Method::POST, "/api/v1/statuses", true).contains(&STATUSES));
+        assert!(limits_hit(&http::Method::DELETE, "/api/v1/statuses/${id}", true).contains(&DELETES));
+        assert!(limits_hit(&http::Method::POST, "/api/v2/media", true).contains(&MEDIA));
+        assert_eq!(limits_hit(&http::Method::GET, "/api/v1/timelines/home", true), vec![API_CALLS]);
+        assert_eq!(limits_hit(&http::Method::POST, "/api/v1/statuses/${id}/favourite", true), vec![API_CALLS]);
+        assert_eq!(limits_hit(&http::Method::GET, "/api/v2/instance", false), vec![UNAUTHENTICATED_API_CALLS]);
+        assert!(limits_hit(&http::Method::GET, "/health", false).is_empty());
     }
 }

@@ -93,8 +93,14 @@ fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBu
 }
 
 /// Loads the journeys under `paths`, reporting every problem in every file, and
-/// checking what needs them all together (unique names, rate limits).
+/// checking what needs them all together (unique names, Mastodon's default rate limits).
 pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
+    let (journeys, sources, mut diagnostics) = load_journeys(paths);
+    diagnostics.extend(limit_diagnostics(&journeys, &sources, &|_| limits::LIMITS.to_vec()));
+    (journeys, diagnostics)
+}
+
+fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) {
     let mut diagnostics = Diagnostics::default();
     let mut journeys: Vec<Journey> = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
@@ -116,12 +122,22 @@ pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
             sources.push(source);
         }
     }
-    for overrun in limits::check(&journeys) {
+    (journeys, sources, diagnostics)
+}
+
+/// The schedules' use of each instance's rate limits, as errors where it is too much.
+fn limit_diagnostics(
+    journeys: &[Journey],
+    sources: &[Source],
+    limits_for: &dyn Fn(&str) -> Vec<limits::Limit>,
+) -> Diagnostics {
+    let mut diagnostics = Diagnostics::default();
+    for overrun in limits::check(journeys, limits_for) {
         let (top, _) = overrun.journeys[0];
         let journey = &journeys[top];
         let limit = overrun.limit;
         let title = format!(
-            "the schedules exceed Mastodon's limit of {} {} per {} on instance `{}`: up to {} in one window",
+            "the schedules exceed the limit of {} {} per {} on instance `{}`: up to {} in one window",
             limit.max,
             limit.what,
             humantime::format_duration(limit.per),
@@ -131,14 +147,14 @@ pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
         let shares: Vec<String> =
             overrun.journeys.iter().map(|(i, n)| format!("{} ({n})", journeys[*i].name)).collect();
         let hint = format!(
-            "journeys involved: {}; run them less often, or spread them over more probe accounts",
+            "journeys involved: {}; run them less often, spread them over more probe accounts, or (if the instance allows more) set `rate_limits` in the config",
             shares.join(", ")
         );
         let d = source_diagnostic(&sources[top], journey.schedule.pos, &title)
             .unwrap_or_else(|| Diagnostic::file_error(&journey.file, title.clone()));
         diagnostics.push(d.with_hint(hint));
     }
-    (journeys, diagnostics)
+    diagnostics
 }
 
 fn source_diagnostic(source: &Source, pos: super::diag::Pos, title: &str) -> Option<Diagnostic> {
@@ -153,8 +169,10 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     let (config, found) = parse_source(&source, read_config);
     diagnostics.extend(found);
     let Some(config) = config else { return Err(diagnostics) };
-    let (journeys, found) = load_journey_paths(&config.journeys);
+    let (journeys, sources, found) = load_journeys(&config.journeys);
     diagnostics.extend(found);
+    let limits_for = |name: &str| config.instance(name).map(|i| i.limits()).unwrap_or_else(|| limits::LIMITS.to_vec());
+    diagnostics.extend(limit_diagnostics(&journeys, &sources, &limits_for));
     for journey in &journeys {
         for (name, pos) in journey.instances() {
             if config.instance(name).is_none() {

@@ -1,0 +1,137 @@
+//! The agent's own HTTP endpoints: `/healthz` (alive), `/readyz` (config loaded,
+//! sink not wedged), `/metrics` (cumulative run metrics, the scheduler's and the
+//! sink's own health).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::{Shared, lock};
+
+pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the health and metrics server stopped");
+    }
+}
+
+/// How long the sink may hold samples without delivering any before the agent
+/// reports itself not ready.
+fn wedged_after(push_interval: Duration) -> Duration {
+    (push_interval * 10).max(Duration::from_secs(120))
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if let Some(sink) = &shared.sink {
+        let stats = sink.stats();
+        let limit = wedged_after(shared.push_interval);
+        let since_success = match stats.last_success_unix {
+            Some(t) => Duration::from_secs((chrono::Utc::now().timestamp() - t).max(0) as u64),
+            None => shared.started.elapsed(),
+        };
+        if stats.queue_len > 0 && since_success > limit {
+            let message = format!(
+                "not ready: {} samples waiting and nothing delivered for {}s\n",
+                stats.queue_len,
+                since_success.as_secs()
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, message);
+        }
+    }
+    (StatusCode::OK, "ready\n".to_owned())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let e = &shared.exposition;
+    {
+        let generation = lock(&shared.generation);
+        for status in generation.schedules.statuses() {
+            let labels = [("journey", status.name.as_str())];
+            e.set_gauge(
+                "fediprobe_schedule_last_run_timestamp_seconds",
+                "When the journey's last run started (Unix seconds).",
+                &labels,
+                status.last_run_unix.load(Ordering::Relaxed) as f64,
+            );
+            e.set_gauge(
+                "fediprobe_schedule_next_run_timestamp_seconds",
+                "When the journey's next slot is (Unix seconds).",
+                &labels,
+                status.next_run_unix.load(Ordering::Relaxed) as f64,
+            );
+            e.set_counter(
+                "fediprobe_schedule_skipped_slots_total",
+                "Slots skipped because the journey's previous run was still going.",
+                &labels,
+                status.skipped_slots.load(Ordering::Relaxed) as f64,
+            );
+            e.set_gauge(
+                "fediprobe_schedule_offset_seconds",
+                "The stable offset added to every slot of the journey.",
+                &labels,
+                status.offset_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            );
+        }
+        e.set_gauge("fediprobe_journeys", "Journeys in the running config.", &[], generation.journeys as f64);
+        e.set_counter(
+            "fediprobe_config_reloads_total",
+            "Successful reloads (SIGHUP).",
+            &[],
+            generation.reloads_ok as f64,
+        );
+        e.set_counter(
+            "fediprobe_config_reload_failures_total",
+            "Reloads refused because the new config was invalid.",
+            &[],
+            generation.reloads_failed as f64,
+        );
+    }
+    e.set_gauge("fediprobe_runs_in_flight", "Runs going now, all journeys.", &[], shared.runs.in_flight() as f64);
+    if let Some(sink) = &shared.sink {
+        let s = sink.stats();
+        e.set_counter(
+            "fediprobe_remote_write_sent_samples_total",
+            "Samples the receiver accepted.",
+            &[],
+            s.sent_samples as f64,
+        );
+        e.set_counter(
+            "fediprobe_remote_write_retried_requests_total",
+            "Push requests retried.",
+            &[],
+            s.retried_requests as f64,
+        );
+        e.set_counter(
+            "fediprobe_remote_write_spooled_samples_total",
+            "Samples written to the spool.",
+            &[],
+            s.spooled_samples as f64,
+        );
+        e.set_counter("fediprobe_remote_write_dropped_samples_total", "Samples lost.", &[], s.dropped_samples as f64);
+        e.set_counter(
+            "fediprobe_remote_write_rejected_samples_total",
+            "Samples refused for good.",
+            &[],
+            s.rejected_samples as f64,
+        );
+        e.set_gauge("fediprobe_remote_write_queue_samples", "Samples waiting in memory.", &[], s.queue_len as f64);
+        e.set_gauge("fediprobe_remote_write_spool_bytes", "Bytes in the spool.", &[], s.spool_bytes as f64);
+        e.set_gauge(
+            "fediprobe_remote_write_last_success_timestamp_seconds",
+            "When the receiver last accepted a push (Unix seconds; 0 never).",
+            &[],
+            s.last_success_unix.unwrap_or(0) as f64,
+        );
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], e.encode())
+}

@@ -1,0 +1,41 @@
+//! Building the run-time parts from a loaded config: the remote-write sink's
+//! options with their secrets read. Kept apart so that neither the spec nor the
+//! sink has to know the other.
+
+use std::time::Duration;
+
+use crate::runner::target::read_secret;
+use crate::sink::remote_write::{Auth, RemoteWriteOptions};
+use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
+
+/// The sink options for `config` with `url_override` applied, and how long a
+/// final flush may take; `Ok(None)` when there is nowhere to push. Errors are for
+/// people (an unreadable password file) and never contain a secret.
+pub fn remote_write_options(
+    config: Option<&RemoteWriteConfig>,
+    url_override: Option<&url::Url>,
+) -> Result<Option<(RemoteWriteOptions, Duration)>, String> {
+    let url = match (url_override, config) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => c.url.clone(),
+        (None, None) => return Ok(None),
+    };
+    let mut options = RemoteWriteOptions::new(url);
+    let Some(c) = config else { return Ok(Some((options, DEFAULT_FLUSH_TIMEOUT))) };
+    options.auth = match &c.auth {
+        None => None,
+        Some(RemoteWriteAuth::Bearer(source)) => {
+            Some(Auth::Bearer(read_secret(source).map_err(|e| format!("remote-write bearer token: {e}"))?))
+        }
+        Some(RemoteWriteAuth::Basic { username, password }) => Some(Auth::Basic {
+            username: username.clone(),
+            password: read_secret(password).map_err(|e| format!("remote-write password: {e}"))?,
+        }),
+    };
+    options.headers = c.headers.clone();
+    options.timeout = c.timeout;
+    options.spool_dir = c.spool_dir.clone();
+    options.spool_max_bytes = c.spool_max_bytes;
+    options.queue_capacity_samples = c.queue_capacity;
+    Ok(Some((options, c.flush_timeout)))
+}
