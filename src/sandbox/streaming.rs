@@ -304,9 +304,24 @@ impl Connection {
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut answered = true;
         let close = loop {
+            // Biased, in this order: an event published before a client's
+            // command is sent before that command is handled, and a pong that
+            // has arrived counts before the next ping's check.
             tokio::select! {
+                biased;
                 _ = super::server::stopped(&mut self.stop) => break Some("the server is shutting down"),
                 _ = super::server::stopped(&mut self.down) => break Some("the streaming API is down"),
+                event = self.events.recv() => match event {
+                    Ok(event) => {
+                        if self.forward(&mut socket, &subscriptions, &event).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(instance = %self.instance, missed, "sandbox websocket fell behind; events lost");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break Some("the server is shutting down"),
+                },
                 message = socket.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(reply) = self.command(text.as_str(), &mut subscriptions)
@@ -322,17 +337,6 @@ impl Connection {
                         tracing::debug!(instance = %self.instance, %error, "sandbox websocket failed");
                         break None;
                     }
-                },
-                event = self.events.recv() => match event {
-                    Ok(event) => {
-                        if self.forward(&mut socket, &subscriptions, &event).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(instance = %self.instance, missed, "sandbox websocket fell behind; events lost");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break Some("the server is shutting down"),
                 },
                 _ = pings.tick() => {
                     if !answered {
