@@ -339,7 +339,7 @@ pub(crate) struct RemoteStatus {
 /// What a delivery carries, like ActivityPub's `Create` and `Delete`.
 #[derive(Clone, Debug)]
 pub(crate) enum Activity {
-    Create { author: RemoteAccount, status: RemoteStatus },
+    Create { author: RemoteAccount, status: Box<RemoteStatus> },
     Delete { author_uri: String, status_uri: String },
 }
 
@@ -354,7 +354,7 @@ fn create_activity(db: &Db, info: &InstanceInfo, status: &Status) -> Option<Acti
     let in_reply_to_uri = status.in_reply_to_id.and_then(|id| db.statuses.get(&id)).map(|parent| parent.uri.clone());
     Some(Activity::Create {
         author,
-        status: RemoteStatus {
+        status: Box::new(RemoteStatus {
             uri: status.uri.clone(),
             url: status.url.clone(),
             text: status.text.clone(),
@@ -367,7 +367,7 @@ fn create_activity(db: &Db, info: &InstanceInfo, status: &Status) -> Option<Acti
             in_reply_to_uri,
             mentions,
             tags: status.tags.clone(),
-        },
+        }),
     })
 }
 
