@@ -297,3 +297,18 @@ async fn a_new_remote_follow_starts_deliveries_and_notifies() {
     let seen = frames_until(&mut follower, &marker).await;
     assert!(!seen.contains(&unheard["uri"]), "{seen:?}");
 }
+
+#[tokio::test]
+async fn delay_and_backlog_knobs_apply_to_later_deliveries() {
+    let sandbox = start().await;
+    let (alpha, beta) = pair(&sandbox);
+    let mut follower = user_stream(beta, "probe").await;
+    alpha.federation().set_delay(Duration::from_millis(100));
+    alpha.federation().set_backlog(Duration::from_millis(150));
+    let before_post = Instant::now();
+    let posted = As::user(alpha, "probe").post_status("stuck in a backlog", "unlisted").await;
+    let copy = payload(&next_event(&mut follower, "update").await.expect("the update arrives"));
+    assert_eq!(copy["uri"], posted["uri"]);
+    let arrived = before_post.elapsed();
+    assert!(arrived >= Duration::from_millis(250), "delay and backlog add up: {arrived:?}");
+}

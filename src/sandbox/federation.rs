@@ -578,3 +578,33 @@ pub(crate) fn seed_follow(state: &AppState, username: &str, domain: &str) {
     state.db().follows.insert((follower, followed));
     tell_home_instance(state, follower, followed, true, false);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_delays_stay_within_their_bounds_either_way_round() {
+        let (low, high) = (Duration::from_millis(5), Duration::from_millis(9));
+        for delay in [Delay::Uniform { min: low, max: high }, Delay::Uniform { min: high, max: low }] {
+            for _ in 0..100 {
+                let sampled = delay.sample();
+                assert!((low..=high).contains(&sampled), "{sampled:?}");
+            }
+        }
+        assert_eq!(Delay::Uniform { min: low, max: low }.sample(), low);
+        assert_eq!(Delay::Fixed(high).sample(), high);
+    }
+
+    #[test]
+    fn drop_knobs_decide_when_a_delivery_is_lost() {
+        let knobs = Federation::new(&FederationConfig::default());
+        assert!(!knobs.should_drop());
+        knobs.set_drop_probability(1.0);
+        assert!(knobs.should_drop());
+        knobs.set_drop_probability(f64::NAN);
+        assert!(!knobs.should_drop(), "NaN means never");
+        knobs.set_drop_all(true);
+        assert!(knobs.should_drop());
+    }
+}

@@ -477,6 +477,14 @@ mod tests {
     }
 
     #[test]
+    fn instances_give_different_ids_in_the_same_millisecond() {
+        let now = Utc::now();
+        let (mut alpha, mut beta) = (IdGenerator::salted(0), IdGenerator::salted(4099));
+        assert_ne!(alpha.next_at(now), beta.next_at(now));
+        assert_eq!(beta.next_at(now) >> 16, u64::try_from(now.timestamp_millis()).unwrap());
+    }
+
+    #[test]
     fn ids_increase_even_within_one_millisecond() {
         let mut ids = IdGenerator::default();
         let now = Utc::now();
