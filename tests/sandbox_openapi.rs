@@ -276,3 +276,81 @@ async fn error_answers_match_the_error_schema() {
             .await;
     assert_eq!(limited, serde_json::json!({"error": "Too many requests"}));
 }
+
+#[tokio::test]
+async fn federation_answers_match_the_schema() {
+    let sandbox = start().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    let beta = sandbox.instance("beta").unwrap();
+    let probe = As::user(beta, "probe");
+    let acct = format!("probe@{}", alpha.domain);
+
+    let remote =
+        check(probe.get(&format!("/api/v1/accounts/lookup?acct={acct}")), "/api/v1/accounts/lookup", "get", 200).await;
+    assert_eq!(remote["acct"], acct.as_str());
+    let remote_id = remote["id"].as_str().unwrap().to_owned();
+    check(probe.get(&format!("/api/v1/accounts/{remote_id}")), "/api/v1/accounts/{id}", "get", 200).await;
+    let relationships = check(
+        probe.get(&format!("/api/v1/accounts/relationships?id[]={remote_id}")),
+        "/api/v1/accounts/relationships",
+        "get",
+        200,
+    )
+    .await;
+    assert_eq!(relationships[0]["following"], true);
+    let resolved =
+        check(probe.get(&format!("/api/v2/search?q={acct}&resolve=true")), "/api/v2/search", "get", 200).await;
+    assert_eq!(resolved["accounts"][0]["id"], remote_id.as_str());
+
+    // A federated status, as beta shows it once it has arrived.
+    let posted = As::user(alpha, "probe").post_status("federated, public #fediprobe", "public").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let home = loop {
+        let home = check(probe.get("/api/v1/timelines/home"), "/api/v1/timelines/home", "get", 200).await;
+        if home.as_array().unwrap().iter().any(|s| s["uri"] == posted["uri"]) {
+            break home;
+        }
+        assert!(std::time::Instant::now() < deadline, "the status reached beta in time");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let copy = home.as_array().unwrap().iter().find(|s| s["uri"] == posted["uri"]).unwrap();
+    assert_eq!(copy["account"]["id"], remote_id.as_str());
+    assert!(copy.get("application").is_none(), "Mastodon shows no application on remote statuses");
+    let id = copy["id"].as_str().unwrap();
+    check(probe.get(&format!("/api/v1/statuses/{id}")), "/api/v1/statuses/{id}", "get", 200).await;
+    let remote_only =
+        check(As::anonymous(beta).get("/api/v1/timelines/public?remote=true"), "/api/v1/timelines/public", "get", 200)
+            .await;
+    assert_eq!(remote_only[0]["uri"], posted["uri"]);
+    let favourited =
+        check(probe.post(&format!("/api/v1/statuses/{id}/favourite")), "/api/v1/statuses/{id}/favourite", "post", 200)
+            .await;
+    assert_eq!(favourited["favourited"], true);
+}
+
+/// The streaming API is not in the OpenAPI document, but its payloads are the
+/// same entities as the REST answers, and must match them.
+#[tokio::test]
+async fn streamed_payloads_match_the_schema() {
+    use common::stream::{next_event, payload, user_stream};
+
+    let sandbox = start().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    let beta = sandbox.instance("beta").unwrap();
+    let mut socket = user_stream(beta, "probe").await;
+
+    let posted = As::user(alpha, "probe").post_status("federated, streamed", "private").await;
+    let update = payload(&next_event(&mut socket, "update").await.expect("the federated update"));
+    assert_eq!(update["uri"], posted["uri"]);
+    assert_valid("/api/v1/statuses/{id}", "get", 200, &update);
+
+    let own = As::user(beta, "probe").post_status("local, streamed", "public").await;
+    let update = payload(&next_event(&mut socket, "update").await.expect("the local update"));
+    assert_eq!(update["id"], own["id"]);
+    assert_valid("/api/v1/statuses/{id}", "get", 200, &update);
+
+    let id = own["id"].as_str().unwrap();
+    As::user(beta, "alice").post(&format!("/api/v1/statuses/{id}/favourite")).send().await.unwrap();
+    let notification = payload(&next_event(&mut socket, "notification").await.expect("the notification"));
+    assert_valid("/api/v1/notifications/{id}", "get", 200, &notification);
+}

@@ -168,6 +168,10 @@ pub(crate) fn status(db: &Db, info: &InstanceInfo, status: &Status, viewer: Opti
         "card": null,
         "poll": null,
     });
+    // Mastodon shows the posting application only for its own users' statuses.
+    if let (Value::Object(map), true) = (&mut value, author.is_some_and(|a| a.domain.is_some())) {
+        map.shift_remove("application");
+    }
     if let (Value::Object(map), Some(viewer)) = (&mut value, viewer) {
         map.insert("favourited".into(), db.favourites.contains(&(viewer, status.id)).into());
         map.insert("reblogged".into(), false.into());

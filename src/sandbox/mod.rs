@@ -6,20 +6,34 @@
 //! and rate limits as Mastodon, held to `shared/mastodon-api/openapi.json` by
 //! `tests/sandbox_openapi.rs`; and *breakable* on purpose through [`Faults`].
 //!
+//! The instances of one sandbox federate with each other (`federation.rs`):
+//! accounts follow accounts of other instances, and statuses reach followers
+//! there through a delivery queue per instance, with its own delay, backlog and
+//! losses. Each instance serves Mastodon's streaming API on its own port
+//! (`streaming.rs`), so a probe can see a federated status arrive.
+//!
 //! Code map: `server.rs` (accept loop, faults on the wire), `routes/` (the REST
-//! API), `state.rs` (records and visibility rules), `entities.rs` (JSON shapes),
-//! `ratelimit.rs` (limits and headers), `faults.rs` (fault rules), `seed.rs`
-//! (starting data).
+//! API), `streaming.rs` (the websocket and its events), `federation.rs` (remote
+//! accounts, cross-instance follows, delivery queues), `state.rs` (records and
+//! visibility rules), `entities.rs` (JSON shapes), `ratelimit.rs` (limits and
+//! headers), `faults.rs` (fault rules), `seed.rs` (starting data).
+//!
+//! Seeded data: on every instance the local accounts `probe`, `alice` and `bob`
+//! (see `seed.rs`), and, unless [`FederationConfig::seed_probe_follows`] is off,
+//! a follow from each instance's `probe` to the `probe` of every other instance.
 
 mod entities;
 mod faults;
+mod federation;
 mod ratelimit;
 mod routes;
 mod seed;
 mod server;
 mod state;
+mod streaming;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,7 +41,11 @@ use tokio::task::JoinHandle;
 
 use crate::secret::Secret;
 pub use faults::{Fault, Faults};
+pub use federation::{Delay, Federation, FederationConfig, FederationStats};
 pub use ratelimit::{Limit, RateLimits};
+
+/// Mastodon's streaming server pings every socket this often.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Which instances to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,11 +68,23 @@ pub struct InstanceConfig {
     /// Rate limits. Default: Mastodon's (see [`RateLimits`]); tests lower them to
     /// reach them quickly.
     pub limits: RateLimits,
+    /// How often the streaming API pings each websocket; a socket that has not
+    /// answered the previous ping by the next one is closed. Default: 30 s
+    /// ([`DEFAULT_PING_INTERVAL`]); tests shorten it. Example: `Duration::from_millis(200)`.
+    pub streaming_ping_interval: Duration,
+    /// How this instance's statuses travel to other instances. Default: see
+    /// [`FederationConfig`] (50–150 ms, nothing lost, probes follow each other).
+    pub federation: FederationConfig,
 }
 
 impl InstanceConfig {
     pub fn new(name: impl Into<String>) -> InstanceConfig {
-        InstanceConfig { name: name.into(), limits: RateLimits::default() }
+        InstanceConfig {
+            name: name.into(),
+            limits: RateLimits::default(),
+            streaming_ping_interval: DEFAULT_PING_INTERVAL,
+            federation: FederationConfig::default(),
+        }
     }
 }
 
@@ -83,6 +113,7 @@ pub struct InstanceHandle {
     /// The seeded local accounts: `probe`, `alice` and `bob`.
     pub accounts: Vec<AccountHandle>,
     faults: Faults,
+    federation: Federation,
 }
 
 impl InstanceHandle {
@@ -93,6 +124,17 @@ impl InstanceHandle {
     /// The fault rules of this instance, shared with its server.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The federation and streaming knobs of this instance, shared with it.
+    pub fn federation(&self) -> &Federation {
+        &self.federation
+    }
+
+    /// `ws://127.0.0.1:PORT`, as `/api/v2/instance` gives it in
+    /// `configuration.urls.streaming`; the websocket is at `/api/v1/streaming`.
+    pub fn streaming_url(&self) -> String {
+        self.base_url.replacen("http://", "ws://", 1)
     }
 }
 
@@ -106,11 +148,14 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Binds a loopback port per instance, seeds it, and starts serving.
+    /// Binds a loopback port per instance, seeds it, connects the instances to
+    /// each other, and starts serving.
     pub async fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
         let (stop, stop_rx) = watch::channel(false);
         let mut sandbox = Sandbox { instances: Vec::new(), stop, tasks: Vec::new() };
-        for instance in config.instances {
+        let network = Arc::new(federation::Network::default());
+        let mut started = Vec::new();
+        for (index, instance) in config.instances.into_iter().enumerate() {
             if sandbox.instance(&instance.name).is_some() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -124,7 +169,7 @@ impl Sandbox {
                 domain: format!("{}.sandbox.test", instance.name),
                 base_url: base_url.clone(),
             };
-            let db = seed::seed(&info);
+            let db = seed::seed(&info, id_salt(index));
             let accounts = db
                 .accounts
                 .values()
@@ -136,28 +181,50 @@ impl Sandbox {
                     })
                 })
                 .collect();
+            let knobs = Federation::new(&instance.federation);
+            let (node, queue) = federation::Node::new(Arc::clone(&network), knobs.clone());
+            let streams =
+                streaming::Hub::new(instance.streaming_ping_interval, knobs.streaming_down_watch(), stop_rx.clone());
             let state = Arc::new(routes::AppState {
                 info: info.clone(),
                 db: Mutex::new(db),
                 limiter: ratelimit::RateLimiter::new(instance.limits.clone()),
+                streams,
+                federation: node,
             });
-            let faults = Faults::default();
-            let task = tokio::spawn(server::serve(
+            network.register(&state);
+            sandbox.tasks.push(tokio::spawn(federation::run_queue(
                 instance.name.clone(),
-                listener,
-                routes::router(state),
-                faults.clone(),
+                queue,
+                Arc::clone(&network),
+                knobs.clone(),
                 stop_rx.clone(),
-            ));
-            tracing::info!(instance = %instance.name, %base_url, "sandbox instance listening");
-            sandbox.tasks.push(task);
+            )));
+            started.push((listener, Arc::clone(&state), instance.federation.seed_probe_follows));
             sandbox.instances.push(InstanceHandle {
                 name: instance.name,
                 base_url,
                 domain: info.domain,
                 accounts,
-                faults,
+                faults: Faults::default(),
+                federation: knobs,
             });
+        }
+        for (_, state, seed_follows) in &started {
+            for (_, other, _) in started.iter().filter(|(_, other, _)| *seed_follows && !Arc::ptr_eq(state, other)) {
+                federation::seed_follow(state, "probe", &other.info.domain);
+            }
+        }
+        for ((listener, state, _), handle) in started.into_iter().zip(&sandbox.instances) {
+            let task = tokio::spawn(server::serve(
+                handle.name.clone(),
+                listener,
+                routes::router(state),
+                handle.faults.clone(),
+                stop_rx.clone(),
+            ));
+            tracing::info!(instance = %handle.name, base_url = %handle.base_url, "sandbox instance listening");
+            sandbox.tasks.push(task);
         }
         Ok(sandbox)
     }
@@ -179,6 +246,12 @@ impl Sandbox {
             }
         }
     }
+}
+
+/// The per-instance start of the sequence part of ids (see `IdGenerator`): 4099
+/// is odd, so the first 65,536 instances all get different salts.
+fn id_salt(index: usize) -> u16 {
+    u16::try_from(index.wrapping_mul(4099) % 65_536).unwrap_or(0)
 }
 
 impl Drop for Sandbox {

@@ -11,7 +11,7 @@ use rand::distr::Alphanumeric;
 
 use super::entities::InstanceInfo;
 use super::state::{
-    Account, Db, NotificationKind, Status, Visibility, extract_hashtags, extract_mentions, render_content,
+    Account, Db, IdGenerator, NotificationKind, Status, Visibility, extract_hashtags, extract_mentions, render_content,
 };
 
 /// The seeded local accounts: username, display name, bio.
@@ -65,9 +65,9 @@ fn add_account(db: &mut Db, info: &InstanceInfo, username: &str, name: &str, bio
 }
 
 /// Builds the seeded records of one instance.
-pub(crate) fn seed(info: &InstanceInfo) -> Db {
+pub(crate) fn seed(info: &InstanceInfo, id_salt: u16) -> Db {
     let now = Utc::now();
-    let mut db = Db::default();
+    let mut db = Db { ids: IdGenerator::salted(id_salt), ..Db::default() };
     let created = now - Duration::days(30);
     for (username, name, bio) in ACCOUNTS {
         add_account(&mut db, info, username, name, bio, created);
@@ -119,5 +119,7 @@ pub(crate) fn seed(info: &InstanceInfo) -> Db {
         db.favourites.insert((bob, id));
         db.notify(probe, NotificationKind::Favourite, bob, Some(id), at + Duration::minutes(5));
     }
+    // The seed is the instance's past: nobody was connected to hear about it.
+    db.outbox.clear();
     db
 }

@@ -5,6 +5,7 @@
 //! Serving connections by hand (rather than `axum::serve`) is what lets a fault
 //! close a connection without any response: the service returns an error and
 //! hyper drops the connection. A failed accept or connection never stops the loop.
+//! Connections can be upgraded, for the streaming API (`streaming.rs`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -82,7 +83,7 @@ pub(crate) async fn serve(
 }
 
 /// Resolves once the sandbox is stopping (or its handle is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here.
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
@@ -95,7 +96,9 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let service = service_fn(move |request: Request<Incoming>| handle(request, router.clone(), faults.clone(), peer));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // Upgradable, for the streaming API's websockets: the socket then leaves
+    // this connection for the streaming task, which watches `shutdown` itself.
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

@@ -123,18 +123,58 @@ pub(crate) struct Notification {
 
 /// Mastodon-style ids: milliseconds since the epoch shifted left by 16 bits, plus
 /// a sequence, so ids sort by creation time and never repeat.
+///
+/// Like Mastodon's, the sequence part does not start at zero but at a per-instance
+/// `salt`, so two instances creating records in the same millisecond still give
+/// them different ids, as real instances do (clients must match on `uri`).
 #[derive(Debug, Default)]
 pub(crate) struct IdGenerator {
     last: u64,
+    salt: u16,
 }
 
 impl IdGenerator {
+    pub(crate) fn salted(salt: u16) -> IdGenerator {
+        IdGenerator { last: 0, salt }
+    }
+
     pub(crate) fn next_at(&mut self, at: DateTime<Utc>) -> u64 {
         let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-        let id = (millis << 16).max(self.last + 1);
+        let id = ((millis << 16) + u64::from(self.salt)).max(self.last + 1);
         self.last = id;
         id
     }
+}
+
+/// What the streaming API and the federation queue must hear about a change,
+/// recorded while the records change and sent when the lock is released (see
+/// `routes::DbGuard`), so an event leaves in the same critical section as the
+/// change it reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// A status was inserted: it enters home feeds and public timelines now.
+    Created(u64),
+    /// A status was removed. Everything the removal must tell is captured
+    /// before the record goes.
+    Deleted(Removed),
+    /// A notification was created.
+    Notified(u64),
+}
+
+/// A removed status, as the streaming API and federation need to report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Removed {
+    pub id: u64,
+    pub uri: String,
+    pub author_id: u64,
+    pub visibility: Visibility,
+    /// Local accounts whose home feed held the status.
+    pub home_recipients: Vec<u64>,
+    /// Whether the author is a local account.
+    pub local: bool,
+    /// Domains of other instances that received the status (followers of the
+    /// author there, or mentioned accounts); empty for remote statuses.
+    pub remote_domains: Vec<String>,
 }
 
 /// All the records of one instance.
@@ -150,6 +190,8 @@ pub(crate) struct Db {
     pub notifications: BTreeMap<u64, Notification>,
     /// (account id, key) -> (status id, when the key was first used)
     pub idempotency: HashMap<(u64, String), (u64, Instant)>,
+    /// Events not sent yet; drained whenever the lock is released.
+    pub outbox: Vec<Outgoing>,
 }
 
 impl Db {
@@ -191,18 +233,87 @@ impl Db {
         }
     }
 
-    /// Statuses of the home feed of `account`: its own, those of accounts it
-    /// follows (that it may see), and those mentioning it; newest first.
+    /// Whether `status` belongs in the home feed of `account`: its own, those of
+    /// accounts it follows (that it may see), and those mentioning it.
+    pub(crate) fn in_home_feed(&self, account: u64, status: &Status) -> bool {
+        status.account_id == account
+            || ((self.follows(account, status.account_id) || status.mentions.contains(&account))
+                && self.can_see(Some(account), status))
+    }
+
+    /// Statuses of the home feed of `account`, newest first.
     pub(crate) fn home_feed(&self, account: u64) -> Vec<&Status> {
-        self.statuses
-            .values()
-            .rev()
-            .filter(|s| {
-                s.account_id == account
-                    || ((self.follows(account, s.account_id) || s.mentions.contains(&account))
-                        && self.can_see(Some(account), s))
-            })
-            .collect()
+        self.statuses.values().rev().filter(|s| self.in_home_feed(account, s)).collect()
+    }
+
+    /// The local accounts whose home feed holds `status`, in id order.
+    pub(crate) fn home_recipients(&self, status: &Status) -> Vec<u64> {
+        self.accounts.values().filter(|a| a.domain.is_none() && self.in_home_feed(a.id, status)).map(|a| a.id).collect()
+    }
+
+    pub(crate) fn is_local(&self, account: u64) -> bool {
+        self.accounts.get(&account).is_some_and(|a| a.domain.is_none())
+    }
+
+    /// The other instances a status of a local author goes to, as Mastodon's
+    /// push: those of the author's followers (unless it is direct) and those of
+    /// the accounts it mentions. Sorted, without duplicates.
+    pub(crate) fn delivery_domains(&self, status: &Status) -> Vec<String> {
+        if !self.is_local(status.account_id) {
+            return Vec::new();
+        }
+        let followers = self
+            .follows
+            .iter()
+            .filter(|(_, followed)| *followed == status.account_id && status.visibility != Visibility::Direct)
+            .map(|(follower, _)| *follower);
+        let mut domains: Vec<String> = followers
+            .chain(status.mentions.iter().copied())
+            .filter_map(|id| self.accounts.get(&id)?.domain.clone())
+            .collect();
+        domains.sort();
+        domains.dedup();
+        domains
+    }
+
+    /// Inserts a status and records that it was created.
+    pub(crate) fn insert_status(&mut self, status: Status) {
+        let id = status.id;
+        self.statuses.insert(id, status);
+        self.outbox.push(Outgoing::Created(id));
+    }
+
+    /// Removes a status with its favourites and notifications, and records who
+    /// must hear about it.
+    pub(crate) fn remove_status(&mut self, id: u64) -> Option<Status> {
+        let status = self.statuses.get(&id)?;
+        let removed = Removed {
+            id,
+            uri: status.uri.clone(),
+            author_id: status.account_id,
+            visibility: status.visibility,
+            home_recipients: self.home_recipients(status),
+            local: self.is_local(status.account_id),
+            remote_domains: self.delivery_domains(status),
+        };
+        let status = self.statuses.remove(&id)?;
+        self.favourites.retain(|(_, status_id)| *status_id != id);
+        self.notifications.retain(|_, n| n.status_id != Some(id));
+        self.outbox.push(Outgoing::Deleted(removed));
+        Some(status)
+    }
+
+    pub(crate) fn status_by_uri(&self, uri: &str) -> Option<&Status> {
+        self.statuses.values().find(|s| s.uri == uri)
+    }
+
+    pub(crate) fn account_by_uri(&self, uri: &str) -> Option<&Account> {
+        self.accounts.values().find(|a| a.uri == uri)
+    }
+
+    /// The local account named `username` (not a remote one).
+    pub(crate) fn local_account(&self, username: &str) -> Option<&Account> {
+        self.accounts.values().find(|a| a.domain.is_none() && a.username.eq_ignore_ascii_case(username))
     }
 
     pub(crate) fn statuses_count(&self, account: u64) -> usize {
@@ -250,6 +361,7 @@ impl Db {
         let id = self.ids.next_at(at);
         self.notifications
             .insert(id, Notification { id, recipient_id, kind, from_account_id, status_id, created_at: at });
+        self.outbox.push(Outgoing::Notified(id));
     }
 
     /// Forgets idempotency keys older than [`IDEMPOTENCY_TTL`].
@@ -362,6 +474,14 @@ mod tests {
         assert_eq!(extract_hashtags("#Rust and #rust, a#b #1 #sre_ops"), ["rust", "sre_ops"]);
         assert_eq!(extract_mentions("hi @probe and @bob@beta.sandbox.test."), ["probe", "bob@beta.sandbox.test"]);
         assert!(extract_mentions("mail me at x@y.z").is_empty());
+    }
+
+    #[test]
+    fn instances_give_different_ids_in_the_same_millisecond() {
+        let now = Utc::now();
+        let (mut alpha, mut beta) = (IdGenerator::salted(0), IdGenerator::salted(4099));
+        assert_ne!(alpha.next_at(now), beta.next_at(now));
+        assert_eq!(beta.next_at(now) >> 16, u64::try_from(now.timestamp_millis()).unwrap());
     }
 
     #[test]

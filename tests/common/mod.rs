@@ -112,3 +112,5 @@ impl Bodies for RequestBuilder {
         self.header("content-type", "application/json").body(value.to_string())
     }
 }
+
+pub mod stream;

@@ -1,14 +1,15 @@
 //! Accounts: `verify_credentials`, show, `lookup`, `relationships`, `follow`,
-//! `unfollow`. Follows between local accounts take effect at once (no locked
-//! accounts, no follow requests), and notify the followed account.
+//! `unfollow`. Follows take effect at once (no locked accounts, no follow
+//! requests), and notify the followed account; a follow of a remote account is
+//! also recorded on its home instance, which then delivers to this one.
 
 use axum::extract::{Path, State};
 use chrono::Utc;
 use serde_json::Value;
 
 use super::{ApiError, Authed, Json, Params, Shared, Viewer, parse_id};
-use crate::sandbox::entities;
 use crate::sandbox::state::NotificationKind;
+use crate::sandbox::{entities, federation};
 
 pub(crate) async fn verify_credentials(State(state): State<Shared>, Authed(me): Authed) -> Result<Json, ApiError> {
     let db = state.db();
@@ -27,10 +28,17 @@ pub(crate) async fn show(
     Ok(Json(entities::account(&db, &state.info, account)))
 }
 
+/// Finds an account by `acct`. Mastodon only finds remote accounts it already
+/// knows here; the sandbox also resolves the accounts of its other instances,
+/// so `user@domain` works before anyone here has seen that account.
 pub(crate) async fn lookup(State(state): State<Shared>, params: Params) -> Result<Json, ApiError> {
     let acct = params.get("acct").ok_or_else(ApiError::not_found)?;
+    let id = match acct.trim_start_matches('@').split_once('@') {
+        Some((username, domain)) => federation::resolve(&state, username, domain),
+        None => state.db().account_by_acct(acct, &state.info.domain).map(|a| a.id),
+    };
     let db = state.db();
-    let account = db.account_by_acct(acct, &state.info.domain).ok_or_else(ApiError::not_found)?;
+    let account = id.and_then(|id| db.accounts.get(&id)).ok_or_else(ApiError::not_found)?;
     Ok(Json(entities::account(&db, &state.info, account)))
 }
 
@@ -53,16 +61,22 @@ pub(crate) async fn follow(
     Path(id): Path<String>,
 ) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
-    let mut db = state.db();
-    if !db.accounts.contains_key(&id) {
-        return Err(ApiError::not_found());
+    let remote = {
+        let mut db = state.db();
+        let remote = db.accounts.get(&id).ok_or_else(ApiError::not_found)?.domain.is_some();
+        if id == me {
+            return Err(ApiError::forbidden());
+        }
+        if db.follows.insert((me, id)) {
+            db.notify(id, NotificationKind::Follow, me, None, Utc::now());
+        }
+        remote
+    };
+    // Told after this instance's lock is released: never two instances' locks.
+    if remote {
+        federation::tell_home_instance(&state, me, id, true, true);
     }
-    if id == me {
-        return Err(ApiError::forbidden());
-    }
-    if db.follows.insert((me, id)) {
-        db.notify(id, NotificationKind::Follow, me, None, Utc::now());
-    }
+    let db = state.db();
     Ok(Json(entities::relationship(&db, me, id)))
 }
 
@@ -72,10 +86,15 @@ pub(crate) async fn unfollow(
     Path(id): Path<String>,
 ) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
-    let mut db = state.db();
-    if !db.accounts.contains_key(&id) {
-        return Err(ApiError::not_found());
+    let remote = {
+        let mut db = state.db();
+        let remote = db.accounts.get(&id).ok_or_else(ApiError::not_found)?.domain.is_some();
+        db.follows.remove(&(me, id));
+        remote
+    };
+    if remote {
+        federation::tell_home_instance(&state, me, id, false, false);
     }
-    db.follows.remove(&(me, id));
+    let db = state.db();
     Ok(Json(entities::relationship(&db, me, id)))
 }

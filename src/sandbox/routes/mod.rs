@@ -10,6 +10,7 @@ mod statuses;
 mod timelines;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
@@ -23,8 +24,10 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::entities::InstanceInfo;
+use super::federation::Node;
 use super::ratelimit::{Bucket, RateLimiter, Usage};
 use super::state::Db;
+use super::streaming::{self, Hub};
 
 /// The content type of every JSON answer, as Rails sends it.
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
@@ -35,13 +38,55 @@ pub(crate) struct AppState {
     pub info: InstanceInfo,
     pub db: Mutex<Db>,
     pub limiter: RateLimiter,
+    pub streams: Hub,
+    pub federation: Node,
 }
 
 impl AppState {
-    pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
+    /// Locks the records. Whatever the holder changes is reported when the
+    /// guard is dropped (see [`DbGuard`]).
+    pub(crate) fn db(&self) -> DbGuard<'_> {
         // Handlers never leave the records half-updated across a panic point that
         // matters to a test double, so a poisoned lock is still usable.
-        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let db = self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        DbGuard { state: self, db }
+    }
+}
+
+/// The locked records of an instance. On drop, before the lock is released, it
+/// sends what the changes made under it call for (`state::Outgoing`): streaming
+/// events, and deliveries to other instances. Because every change goes through
+/// this guard, no handler can forget to stream or federate, and an event leaves
+/// at the moment of its change, in the order of the changes.
+pub(crate) struct DbGuard<'a> {
+    state: &'a AppState,
+    db: MutexGuard<'a, Db>,
+}
+
+impl Deref for DbGuard<'_> {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl DerefMut for DbGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Db {
+        &mut self.db
+    }
+}
+
+impl Drop for DbGuard<'_> {
+    fn drop(&mut self) {
+        if self.db.outbox.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.db.outbox);
+        for change in &changes {
+            self.state.streams.publish(&self.db, &self.state.info, change);
+            self.state.federation.federate(&self.db, &self.state.info, change);
+        }
     }
 }
 
@@ -71,6 +116,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/timelines/public", get(timelines::public))
         .route("/api/v1/notifications", get(timelines::notifications))
         .route("/api/v2/search", get(search::search))
+        .route(streaming::HEALTH_PATH, get(streaming::health))
+        .route(streaming::PATH, get(streaming::connect))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gate))
@@ -114,7 +161,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LimitOverride(pub Usage);
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -124,7 +171,10 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// with 429 when over, and adds the `X-RateLimit-*` headers to authenticated
 /// answers.
 async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
-    if request.uri().path() == "/health" {
+    // The streaming API is a separate server in Mastodon: Rails' rate limits and
+    // their headers do not apply to it.
+    let path = request.uri().path();
+    if path == "/health" || path == streaming::PATH || path.starts_with(streaming::SUBPATHS) {
         return next.run(request).await;
     }
     let viewer = bearer_token(request.headers()).and_then(|token| {

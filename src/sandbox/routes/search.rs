@@ -1,12 +1,14 @@
-//! `GET /api/v2/search`: accounts by username or display name, statuses by text
-//! (only those the viewer may see; needs a token), hashtags used in statuses.
+//! `GET /api/v2/search`: accounts by username or display name (and by exact
+//! `user@domain`, resolved on the other instances with `resolve=true`),
+//! statuses by text (only those the viewer may see; needs a token), hashtags
+//! used in statuses.
 
 use axum::extract::State;
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{ApiError, Json, Params, Shared, Viewer};
-use crate::sandbox::entities;
+use crate::sandbox::{entities, federation};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 40;
@@ -25,6 +27,15 @@ pub(crate) async fn search(
     let kind = params.get("type");
     let wants = |k: &str| kind.is_none_or(|t| t == k);
     let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT);
+    // `user@domain` names one account; with `resolve`, one of another instance
+    // is looked up there (Mastodon uses WebFinger) and recorded here.
+    let exact = match query.trim_start_matches('@').split_once('@') {
+        Some((username, domain)) if wants("accounts") && params.flag("resolve") => {
+            federation::resolve(&state, username, domain)
+        }
+        Some(_) => state.db().account_by_acct(&query, &state.info.domain).map(|a| a.id),
+        None => None,
+    };
     let db = state.db();
     let info = &state.info;
 
@@ -36,14 +47,16 @@ pub(crate) async fn search(
     }
     if wants("accounts") {
         let needle = query.trim_start_matches('@');
-        accounts = db
-            .accounts
-            .values()
-            .filter(|a| {
-                a.acct().to_lowercase().starts_with(needle)
+        let exact_match = exact.and_then(|id| db.accounts.get(&id));
+        let others = db.accounts.values().filter(|a| {
+            Some(a.id) != exact
+                && (a.acct().to_lowercase().starts_with(needle)
                     || a.username.to_lowercase().contains(needle)
-                    || a.display_name.to_lowercase().contains(needle)
-            })
+                    || a.display_name.to_lowercase().contains(needle))
+        });
+        accounts = exact_match
+            .into_iter()
+            .chain(others)
             .take(limit)
             .map(|a| entities::account(&db, info, a))
             .collect::<Vec<Value>>();

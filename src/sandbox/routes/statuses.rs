@@ -1,6 +1,7 @@
 //! Statuses: post (form or JSON body, `Idempotency-Key`, per-account limit),
 //! show (visibility rules), delete (author only, per-account limit, answers with
-//! the source `text`), favourite and unfavourite.
+//! the source `text`), favourite and unfavourite. Posts and deletes stream and
+//! federate through the records' guard (`DbGuard`), not here.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -147,7 +148,7 @@ pub(crate) async fn create(
         url: format!("{author_url}/{id}"),
         mentions: mentions.clone(),
     };
-    db.statuses.insert(id, status);
+    db.insert_status(status);
     for mentioned in mentions {
         db.notify(mentioned, NotificationKind::Mention, me, Some(id), now);
     }
@@ -186,9 +187,7 @@ pub(crate) async fn destroy(
     let mut db = state.db();
     let status = db.statuses.get(&id).filter(|s| s.account_id == me).ok_or_else(ApiError::not_found)?;
     let json = entities::status(&db, &state.info, status, Some(me), true);
-    db.statuses.remove(&id);
-    db.favourites.retain(|(_, status_id)| *status_id != id);
-    db.notifications.retain(|_, n| n.status_id != Some(id));
+    db.remove_status(id);
     Ok(Json(json).into_response())
 }
 
