@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
 pub mod cli;
+pub mod generate;
 pub mod runner;
 pub mod sandbox;
 pub mod secret;

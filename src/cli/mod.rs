@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod once;
+mod rules;
 mod sandbox;
 mod table;
 
@@ -56,6 +57,8 @@ enum Command {
     Check(check::Args),
     /// Start simulated Mastodon instances on loopback and keep them up, for writing journeys.
     Sandbox(sandbox::Args),
+    /// Write the SLO recording and alerting rules (rule file, PrometheusRule or VMRule).
+    Rules(rules::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
             Command::Once(args) => once::run(args).await,
             Command::Check(args) => check::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
+            Command::Rules(args) => rules::run(args),
         }
     })
 }
