@@ -51,6 +51,9 @@ struct Scenario {
     expr_tests: Vec<Value>,
 }
 
+/// A series' sample for a run, or none.
+type SampleOf = fn(Run) -> Option<u8>;
+
 /// The input series the probe would have pushed: one sample per run per series,
 /// `_` where a series has no sample for a run.
 fn input_series(s: &Scenario) -> Vec<Value> {
@@ -58,7 +61,7 @@ fn input_series(s: &Scenario) -> Vec<Value> {
     for region in REGIONS {
         let runs: Vec<Run> = (0..s.minutes).map(|m| (s.run)(region, m)).collect();
         let labels = format!("journey=\"{JOURNEY}\",instance=\"{INSTANCE}\",region=\"{region}\",account=\"fediprobe\"");
-        let series: [(String, fn(Run) -> Option<u8>); 5] = [
+        let series: [(String, SampleOf); 5] = [
             (format!("fediprobe_journey_success{{{labels}}}"), |r| match r {
                 Run::Fast | Run::Slow => Some(1),
                 Run::Failure => Some(0),

@@ -37,11 +37,14 @@ pub struct JourneyRules<'a> {
     pub rules: &'a RulesConfig,
     pub journey: &'a Journey,
     pub indicators: Vec<Indicator>,
+    /// The longest gap between two runs of the journey's schedule.
+    pub period: Duration,
 }
 
 impl<'a> JourneyRules<'a> {
     pub fn new(rules: &'a RulesConfig, journey: &'a Journey) -> Self {
-        JourneyRules { rules, journey, indicators: slo::indicators(journey) }
+        let period = slo::period(&journey.schedule.cron);
+        JourneyRules { rules, journey, indicators: slo::indicators(journey), period }
     }
 
     /// The selector of one indicator's recorded series.
@@ -168,7 +171,7 @@ pub fn region_only(ctx: &JourneyRules<'_>, ind: &Indicator, window: &BurnWindow)
 
 /// A ticket per region that has not reported the journey for [`ABSENT_PERIODS`] periods.
 pub fn absent(ctx: &JourneyRules<'_>) -> super::AlertingRule {
-    let period = slo::period(&ctx.journey.schedule.cron);
+    let period = ctx.period;
     let silence = period * ABSENT_PERIODS;
     let s = prom_duration(silence);
     let j = &ctx.journey;
@@ -201,15 +204,15 @@ pub fn absent(ctx: &JourneyRules<'_>) -> super::AlertingRule {
     }
 }
 
-/// The window the probe-error share is taken over.
-pub fn probe_error_window(journey: &Journey) -> Duration {
-    PROBE_ERROR_WINDOW.max(slo::period(&journey.schedule.cron) * PROBE_ERROR_MIN_RUNS)
+/// The window the probe-error share is taken over, for a journey run every `period`.
+pub fn probe_error_window(period: Duration) -> Duration {
+    PROBE_ERROR_WINDOW.max(period * PROBE_ERROR_MIN_RUNS)
 }
 
 /// A ticket when more than `probe_error_ratio` of a region's runs are probe errors.
 pub fn probe_errors(ctx: &JourneyRules<'_>) -> super::AlertingRule {
     let j = &ctx.journey;
-    let w = prom_duration(probe_error_window(j));
+    let w = prom_duration(probe_error_window(ctx.period));
     let ratio = slo::round(ctx.rules.probe_error_ratio);
     let expr = format!(
         "(\n  sum by ({BY_REGION}) (count_over_time(fediprobe_journey_outcome{{journey=\"{name}\",outcome=\"probe_error\"}}[{w}]))\n  \

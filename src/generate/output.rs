@@ -91,6 +91,7 @@ fn from_json(value: &serde_json::Value) -> Yaml<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use saphyr::LoadableYamlNode;
 
     #[test]
     fn multi_line_strings_become_literal_blocks_and_round_trip() {

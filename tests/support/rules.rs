@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the helper.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use fediprobe::generate::{self, Format, RuleFile};
 use fediprobe::spec::{self, Loaded};
@@ -16,8 +17,14 @@ pub fn deploy_config() -> PathBuf {
     root().join("deploy/fediprobe.yaml")
 }
 
+/// The deploy config with its journeys, loaded once per test binary.
 pub fn load_deploy() -> Loaded {
-    spec::load_config(&deploy_config()).unwrap_or_else(|d| panic!("deploy/fediprobe.yaml does not load:\n{d}"))
+    static LOADED: OnceLock<Loaded> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            spec::load_config(&deploy_config()).unwrap_or_else(|d| panic!("deploy/fediprobe.yaml does not load:\n{d}"))
+        })
+        .clone()
 }
 
 /// The rules of the deploy config, for all journeys or only those named.
