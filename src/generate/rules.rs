@@ -149,3 +149,66 @@ fn budget_remaining_record(ctx: &JourneyRules<'_>, ind: &Indicator) -> Rule {
         labels: sli_labels(ctx, ind),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::generate::runbooks::AlertKind;
+    use crate::spec::parse_journey_str;
+
+    fn journey(slo: &str, schedule: &str) -> Journey {
+        let text = format!(
+            "name: j\ninstance: main\nschedule: \"{schedule}\"\nslo: {slo}\nsteps:\n  - name: s\n    request: {{ path: /api/v1/instance }}\n"
+        );
+        let (journey, diagnostics) = parse_journey_str(Path::new("j.yaml"), &text);
+        journey.unwrap_or_else(|| panic!("{diagnostics}"))
+    }
+
+    fn config(regions: &[&str], quorum: usize) -> RulesConfig {
+        RulesConfig {
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            page_quorum: quorum,
+            ..RulesConfig::defaults_for("eu-west")
+        }
+    }
+
+    #[test]
+    fn one_region_pages_without_a_quorum_and_has_no_region_only_ticket() {
+        let file = generate(&config(&["eu-west"], 1), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        assert!(file.alerts().all(|a| a.alert != AlertKind::RegionOnlyBurn.name()));
+        let page = file.alerts().find(|a| a.alert == AlertKind::AvailabilityFastBurn.name()).unwrap();
+        assert!(!page.expr.contains("count by"), "{}", page.expr);
+        assert!(file.alerts().all(|a| a.alert != AlertKind::LatencyFastBurn.name()), "no latency objective");
+    }
+
+    #[test]
+    fn a_quorum_of_two_counts_regions_and_adds_the_region_only_ticket() {
+        let file = generate(&config(&["a", "b", "c"], 2), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        let page = file.alerts().find(|a| a.alert == AlertKind::AvailabilityFastBurn.name()).unwrap();
+        assert!(
+            page.expr.contains("count by (journey, instance, sli)") && page.expr.ends_with(">= 2"),
+            "{}",
+            page.expr
+        );
+        assert_eq!(file.alerts().filter(|a| a.alert == AlertKind::RegionOnlyBurn.name()).count(), 2);
+        let absent = file.alerts().find(|a| a.alert == AlertKind::JourneyAbsent.name()).unwrap();
+        assert_eq!(absent.expr.matches("absent_over_time").count(), 3);
+        assert!(absent.expr.contains("[3m]"), "{}", absent.expr);
+    }
+
+    #[test]
+    fn a_90_day_window_scales_the_burn_factors() {
+        let file = generate(&config(&["a"], 1), &[journey("{ availability: 99.5%, window: 90d }", "*/5 * * * *")]);
+        let thresholds: Vec<&str> = file
+            .alerts()
+            .filter(|a| a.alert.contains("AvailabilityFastBurn") || a.alert.contains("AvailabilitySlowBurn"))
+            .map(|a| a.expr.split("} ").nth(1).unwrap().lines().next().unwrap())
+            .collect();
+        assert_eq!(thresholds, ["> 0.216", "> 0.09", "> 0.045", "> 0.015"]);
+        assert!(file.records().any(|r| r.record == "journey:fediprobe_slo_errors:ratio_90d"));
+        let absent = file.alerts().find(|a| a.alert == AlertKind::JourneyAbsent.name()).unwrap();
+        assert!(absent.expr.contains("[15m]"), "{}", absent.expr);
+    }
+}
