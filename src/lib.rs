@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod generate;
 pub mod metrics;
 pub mod runner;
 pub mod sandbox;

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod once;
 mod push;
+mod rules;
 mod run;
 mod sandbox;
 mod table;
@@ -61,6 +62,8 @@ enum Command {
     Check(check::Args),
     /// Start simulated Mastodon instances on loopback and keep them up, for writing journeys.
     Sandbox(sandbox::Args),
+    /// Write the SLO recording and alerting rules (rule file, PrometheusRule or VMRule).
+    Rules(rules::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Check(args) => check::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
+            Command::Rules(args) => rules::run(args),
         }
     })
 }

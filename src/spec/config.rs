@@ -29,6 +29,11 @@
 //!   spread: 30s                  # default 30s: most a journey's slot is shifted; 0s disables
 //!   shutdown_grace: 30s          # default 30s: runs in flight may finish within it
 //!   push_interval: 5s            # default 5s between pushes
+//! rules:                         # optional: how `fediprobe rules` generates the SLO rules
+//!   regions: [eu-west, us-east, ap-southeast]  # default: [probe.region]; regions expected to report
+//!   page_quorum: 2               # default: 2 with two or more regions, else 1
+//!   runbook_url: https://git.example/ops/fediprobe/-/blob/main/runbooks/  # default: `runbooks/`
+//!   probe_error_ratio: 10%       # default 10%: share of probe_error runs that opens a ticket
 //! ```
 
 use std::path::PathBuf;
@@ -48,6 +53,8 @@ pub struct Config {
     pub remote_write: Option<RemoteWriteConfig>,
     /// Settings of the long-running agent; defaults when absent.
     pub agent: AgentConfig,
+    /// How the SLO rules are generated; defaults when the config has no `rules:`.
+    pub rules: RulesConfig,
 }
 
 impl Config {
@@ -164,13 +171,55 @@ impl Default for AgentConfig {
     }
 }
 
+/// The `rules:` section: what `fediprobe rules` needs beyond the journeys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulesConfig {
+    /// The regions (vantage points) expected to report every journey, sorted.
+    /// Default: only this config's own `probe.region`. A region in this list that
+    /// stops reporting a journey opens a ticket.
+    pub regions: Vec<String>,
+    /// How many regions must see a burn before it pages. Default
+    /// [`default_page_quorum`]: 2 when two or more regions are listed, else 1, so
+    /// that one vantage point's own network trouble does not wake anyone.
+    pub page_quorum: usize,
+    /// Where the runbooks are: each alert links to `runbook_url` + `<alert file>.md`.
+    /// Default [`DEFAULT_RUNBOOK_URL`], the repository's `runbooks/` folder as a
+    /// relative path; set it to the URL your team opens, e.g. the folder on your Git forge.
+    /// Always ends with `/`.
+    pub runbook_url: String,
+    /// The share of `probe_error` runs (of all runs of a journey from one region)
+    /// above which a ticket opens. Default [`DEFAULT_PROBE_ERROR_RATIO`], 10%.
+    pub probe_error_ratio: f64,
+}
+
+pub const DEFAULT_RUNBOOK_URL: &str = "runbooks/";
+pub const DEFAULT_PROBE_ERROR_RATIO: f64 = 0.1;
+
+/// 2 when two or more regions report, else 1.
+pub fn default_page_quorum(regions: usize) -> usize {
+    if regions >= 2 { 2 } else { 1 }
+}
+
+impl RulesConfig {
+    /// The defaults for a probe in `region` and no `rules:` section.
+    pub fn defaults_for(region: &str) -> RulesConfig {
+        RulesConfig {
+            regions: vec![region.to_owned()],
+            page_quorum: default_page_quorum(1),
+            runbook_url: DEFAULT_RUNBOOK_URL.to_owned(),
+            probe_error_ratio: DEFAULT_PROBE_ERROR_RATIO,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RemoteWriteAuth {
     Basic { username: String, password: TokenSource },
     Bearer(TokenSource),
 }
 
-const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write", "agent"];
+const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write", "agent", "rules"];
+const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_error_ratio"];
 const AGENT_KEYS: &[&str] = &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval"];
 const PROBE_KEYS: &[&str] = &["region", "name"];
 const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits"];
@@ -228,6 +277,11 @@ pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
         None => Some(AgentConfig::default()),
         Some(n) => read_agent(reader, n),
     };
+    let rules = match (fields.get("rules"), &probe) {
+        (Some(n), Some(p)) => read_rules(reader, n, &p.region),
+        (None, Some(p)) => Some(RulesConfig::defaults_for(&p.region)),
+        (_, None) => None,
+    };
     if reader.diagnostics.error_count() > errors_before {
         return None;
     }
@@ -238,6 +292,7 @@ pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
         journeys,
         remote_write: remote_write?,
         agent: agent?,
+        rules: rules?,
     })
 }
 
@@ -469,6 +524,95 @@ fn read_agent(reader: &mut Reader<'_>, node: &Node) -> Option<AgentConfig> {
         shutdown_grace: shutdown_grace?,
         push_interval: push_interval?,
     })
+}
+
+fn read_rules(reader: &mut Reader<'_>, node: &Node, own_region: &str) -> Option<RulesConfig> {
+    let fields = reader.map(node, "`rules`", RULES_KEYS)?;
+    let regions = match fields.get("regions") {
+        None => Some(vec![own_region.to_owned()]),
+        Some(n) => {
+            let items = reader.seq(n, "`regions`")?;
+            let mut regions: Vec<String> = Vec::new();
+            let mut ok = true;
+            for item in items {
+                match values::name(reader, item, "region") {
+                    Some(r) if regions.contains(&r) => {
+                        reader.error(item, format!("region `{r}` is listed twice"));
+                        ok = false;
+                    }
+                    Some(r) => regions.push(r),
+                    None => ok = false,
+                }
+            }
+            if ok && regions.is_empty() {
+                reader.error_hint(
+                    n,
+                    "`regions` is empty",
+                    "list the regions whose probes report, e.g. `[eu-west, us-east]`",
+                );
+                ok = false;
+            }
+            regions.sort();
+            ok.then_some(regions)
+        }
+    };
+    let page_quorum = match (fields.get("page_quorum"), &regions) {
+        (None, Some(r)) => Some(default_page_quorum(r.len())),
+        (Some(n), Some(r)) => positive_int(reader, n, "`page_quorum`").and_then(|q| {
+            if q as usize > r.len() {
+                reader.error_hint(
+                    n,
+                    format!("`page_quorum` is {q} but only {} region(s) are listed in `regions`", r.len()),
+                    "a page needs the burn seen from this many regions: at most the number of regions",
+                );
+                None
+            } else {
+                Some(q as usize)
+            }
+        }),
+        (_, None) => None,
+    };
+    let runbook_url = match fields.get("runbook_url") {
+        None => Some(DEFAULT_RUNBOOK_URL.to_owned()),
+        Some(n) => reader.string(n, "`runbook_url`").and_then(|text| {
+            if text.trim().is_empty() || text.chars().any(char::is_whitespace) {
+                reader.error_hint(
+                    n,
+                    "`runbook_url` must be a URL or a path without spaces",
+                    "e.g. `https://git.example/ops/fediprobe/-/blob/main/runbooks/`",
+                );
+                return None;
+            }
+            Some(if text.ends_with('/') { text } else { format!("{text}/") })
+        }),
+    };
+    let probe_error_ratio = match fields.get("probe_error_ratio") {
+        None => Some(DEFAULT_PROBE_ERROR_RATIO),
+        Some(n) => share(reader, n, "`probe_error_ratio`"),
+    };
+    Some(RulesConfig {
+        regions: regions?,
+        page_quorum: page_quorum?,
+        runbook_url: runbook_url?,
+        probe_error_ratio: probe_error_ratio?,
+    })
+}
+
+/// A share strictly between 0% and 100%, written `10%` (or `10`).
+fn share(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<f64> {
+    let percent = match &node.value {
+        Value::Str(s) => s.trim().strip_suffix('%').unwrap_or(s.trim()).trim().parse::<f64>().ok(),
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    match percent {
+        Some(p) if p > 0.0 && p < 100.0 => Some(p / 100.0),
+        _ => {
+            reader.error_hint(node, format!("{what} must be a percentage above 0% and below 100%"), "e.g. `10%`");
+            None
+        }
+    }
 }
 
 fn positive_int(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<u64> {

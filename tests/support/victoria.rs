@@ -35,6 +35,11 @@ impl VictoriaMetrics {
     /// Starts VictoriaMetrics on `port` (on 127.0.0.1) and waits until `/health`
     /// answers.
     pub fn start_on(port: u16) -> VictoriaMetrics {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts VictoriaMetrics on `port` with extra command-line flags.
+    pub fn start_with(port: u16, extra_args: &[&str]) -> VictoriaMetrics {
         let data = tempfile::tempdir().expect("temporary data directory");
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new("victoria-metrics")
@@ -42,6 +47,7 @@ impl VictoriaMetrics {
             .arg(format!("-httpListenAddr={address}"))
             .arg("-search.latencyOffset=0s")
             .arg("-loggerLevel=ERROR")
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -70,6 +76,21 @@ impl VictoriaMetrics {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:8428`: the datasource and remote
+    /// write/read URL for vmalert.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Imports samples in Prometheus text format with millisecond timestamps
+    /// (`name{labels} value timestamp_ms` per line), e.g. to backfill a rule test,
+    /// and makes them visible to queries.
+    pub fn import_prometheus(&self, text: &str) {
+        let (status, body) = self.post("/api/v1/import/prometheus", text).expect("import answers");
+        assert!(status == 204 || status == 200, "import: {status} {body}");
+        self.force_flush();
     }
 
     /// The remote-write endpoint.
@@ -135,8 +156,26 @@ impl VictoriaMetrics {
         }
     }
 
+    /// A plain HTTP/1.0 POST of a text body.
+    fn post(&self, path: &str, body: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            stream,
+            "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            self.address,
+            body.len()
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_owned()))
+    }
+
     /// A plain HTTP/1.0 GET, so that the helper needs no async runtime.
-    fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
+    pub fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         write!(stream, "GET {path_and_query} HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).ok()?;

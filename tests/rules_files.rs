@@ -1,0 +1,109 @@
+//! The committed rules under `deploy/rules/` are what the generator makes of
+//! `deploy/fediprobe.yaml`, every alert links to a runbook that exists, and both
+//! `promtool` and `vmalert` accept every output format.
+//!
+//! When the journeys or the generator change, regenerate the committed files
+//! with `FEDIPROBE_BLESS=1 cargo test --test rules_files` and review the diff.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use fediprobe::generate::runbooks::AlertKind;
+use fediprobe::generate::{self, Format};
+use support::rules::{FORMATS, committed, deploy_rules, load_deploy, plain_groups, root};
+use support::tools;
+
+#[test]
+fn committed_rules_are_up_to_date() {
+    let file = deploy_rules(&[]);
+    let bless = std::env::var_os("FEDIPROBE_BLESS").is_some();
+    let mut stale = Vec::new();
+    for format in FORMATS {
+        let path = committed(format);
+        let fresh = generate::render(&file, format);
+        if bless {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &fresh).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(fresh.as_str()) {
+            stale.push(path.strip_prefix(root()).unwrap().display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated rules: {}\nregenerate them with `FEDIPROBE_BLESS=1 cargo test --test rules_files` \
+         and commit the result",
+        stale.join(", ")
+    );
+}
+
+#[test]
+fn generation_is_deterministic() {
+    let a = generate::render(&deploy_rules(&[]), Format::Rules);
+    let b = generate::render(&deploy_rules(&[]), Format::Rules);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn every_alert_links_to_a_runbook_that_exists() {
+    let loaded = load_deploy();
+    let base = &loaded.config.rules.runbook_url;
+    let file = deploy_rules(&[]);
+    let mut linked = BTreeSet::new();
+    for alert in file.alerts() {
+        let url = alert.annotations.get("runbook_url").unwrap_or_else(|| panic!("{} has no runbook_url", alert.alert));
+        let relative = url.strip_prefix(base.as_str()).unwrap_or_else(|| panic!("{url} is not under {base}"));
+        linked.insert(relative.to_owned());
+    }
+    for kind in AlertKind::ALL {
+        linked.insert(kind.runbook().to_owned());
+    }
+    let missing: Vec<&String> = linked.iter().filter(|f| !root().join("runbooks").join(f).is_file()).collect();
+    assert!(missing.is_empty(), "runbooks linked from alerts but missing in runbooks/: {missing:?}");
+}
+
+#[test]
+fn every_alert_kind_is_generated_and_labelled() {
+    let file = deploy_rules(&[]);
+    for kind in AlertKind::ALL {
+        assert!(file.alerts().any(|a| a.alert == kind.name()), "no {} in the deploy rules", kind.name());
+    }
+    for alert in file.alerts() {
+        for label in ["severity", "journey"] {
+            assert!(alert.labels.contains_key(label), "{} lacks the `{label}` label", alert.alert);
+        }
+        assert!(["page", "ticket"].contains(&alert.labels["severity"].as_str()));
+        if alert.alert.contains("Burn") {
+            assert!(alert.labels.contains_key("sli"), "{} lacks the `sli` label", alert.alert);
+        }
+        for annotation in ["summary", "description", "runbook_url"] {
+            assert!(alert.annotations.contains_key(annotation), "{} lacks `{annotation}`", alert.alert);
+        }
+    }
+}
+
+#[test]
+fn promtool_accepts_every_format() {
+    let promtool = tools::promtool();
+    let dir = tempfile::tempdir().unwrap();
+    let file = deploy_rules(&[]);
+    for format in FORMATS {
+        let name = format!("{format:?}.yaml").to_lowercase();
+        std::fs::write(dir.path().join(&name), plain_groups(&generate::render(&file, format))).unwrap();
+        let output = tools::run(&promtool, &["check", "rules", "--lint=all", "--lint-fatal", &name], dir.path());
+        tools::assert_success(&format!("promtool check rules ({format:?})"), &output);
+    }
+}
+
+#[test]
+fn vmalert_accepts_every_format() {
+    let vmalert = tools::vmalert();
+    let dir = tempfile::tempdir().unwrap();
+    let file = deploy_rules(&[]);
+    for format in FORMATS {
+        let name = format!("{format:?}.yaml").to_lowercase();
+        std::fs::write(dir.path().join(&name), plain_groups(&generate::render(&file, format))).unwrap();
+        let output = tools::run(&vmalert, &["-dryRun", &format!("-rule={name}"), "-loggerLevel=ERROR"], dir.path());
+        tools::assert_success(&format!("vmalert -dryRun ({format:?})"), &output);
+    }
+}
