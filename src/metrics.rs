@@ -17,6 +17,8 @@ pub const JOURNEY_DURATION: &str = "fediprobe_journey_duration_seconds";
 pub const JOURNEY_LATENCY_OK: &str = "fediprobe_journey_latency_ok";
 pub const JOURNEY_OUTCOME: &str = "fediprobe_journey_outcome";
 pub const STEP_DURATION: &str = "fediprobe_step_duration_seconds";
+pub const FEDERATION_DELAY: &str = "fediprobe_federation_delay_seconds";
+pub const JOURNEY_DELAY_OK: &str = "fediprobe_journey_delay_ok";
 
 /// The samples of one run, as seen from `region`.
 ///
@@ -55,6 +57,16 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
                 at,
             ));
         }
+        if let Some(d) = &step.delivery {
+            let labels =
+                [("source", d.source.as_str()), ("destination", d.destination.as_str()), ("method", d.method.as_str())];
+            out.push(Sample::new(FEDERATION_DELAY, with(&labels), d.delay.as_secs_f64(), at));
+        }
+    }
+    // Delivered within the delay objective's threshold, for journeys that have one;
+    // a failed run (a post never delivered included) is a miss.
+    if let Some(delay_ok) = result.delay_ok {
+        out.push(Sample::new(JOURNEY_DELAY_OK, with(&[]), if delay_ok { 1.0 } else { 0.0 }, at));
     }
     out
 }

@@ -84,6 +84,11 @@ pub async fn run(args: Args) -> ExitCode {
     if args.output == Output::Human {
         print!("{}", summary(&journeys.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), &all));
         println!();
+        let federation = federation_summary(&all);
+        if !federation.is_empty() {
+            print!("{federation}");
+            println!();
+        }
         if failed == 0 {
             println!("all {} runs succeeded.", all.len());
         } else {
@@ -110,6 +115,46 @@ pub fn sandbox_targets(sandbox: &Sandbox) -> Vec<Target> {
             Some(Target::new(*name, url, account.username.clone(), account.token.clone()))
         })
         .collect()
+}
+
+/// One row per federation direction: deliveries seen, how, and their delays.
+fn federation_summary(results: &[RunResult]) -> String {
+    let mut directions: Vec<(String, String)> = Vec::new();
+    for d in results.iter().flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref())) {
+        let key = (d.source.clone(), d.destination.clone());
+        if !directions.contains(&key) {
+            directions.push(key);
+        }
+    }
+    if directions.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = directions
+        .iter()
+        .map(|(source, destination)| {
+            let deliveries: Vec<_> = results
+                .iter()
+                .flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref()))
+                .filter(|d| d.source == *source && d.destination == *destination)
+                .collect();
+            let mut delays: Vec<Duration> = deliveries.iter().map(|d| d.delay).collect();
+            delays.sort();
+            let methods: Vec<&str> = {
+                let mut m: Vec<&str> = deliveries.iter().map(|d| d.method.as_str()).collect();
+                m.sort();
+                m.dedup();
+                m
+            };
+            vec![
+                format!("{source} → {destination}"),
+                deliveries.len().to_string(),
+                methods.join("+"),
+                table::duration(delays[delays.len().saturating_sub(1) / 2]),
+                table::duration(*delays.last().unwrap_or(&Duration::ZERO)),
+            ]
+        })
+        .collect();
+    table::render(&["FEDERATION", "DELIVERED", "SEEN BY", "P50 DELAY", "MAX DELAY"], &rows)
 }
 
 /// One row per journey: runs, successes, p50 and max duration, the last failure.

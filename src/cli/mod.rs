@@ -93,9 +93,34 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// Libraries that write request headers (and so the `Authorization` header) into
+/// their debug or trace output. They are held at `info` whatever the log level asked
+/// for: a token must not reach the logs at any level.
+const HEADER_LOGGING_LIBRARIES: &[&str] = &["tungstenite", "tokio_tungstenite", "h2", "hyper", "hyper_util", "reqwest"];
+
+/// The tracing filter for `--log-level`: a bare level applies to fediprobe itself
+/// (other libraries stay at `info` at most); a filter expression is taken as it is.
+/// Either way, [`HEADER_LOGGING_LIBRARIES`] never go below `info`.
+pub fn log_filter(level: &str) -> String {
+    let base = match level.trim().parse::<tracing::level_filters::LevelFilter>() {
+        Ok(l) => {
+            let others = l.min(tracing::level_filters::LevelFilter::INFO);
+            format!("{others},fediprobe={l}")
+        }
+        Err(_) => level.trim().to_owned(),
+    };
+    let mut filter = base;
+    for library in HEADER_LOGGING_LIBRARIES {
+        filter.push_str(&format!(",{library}=info"));
+    }
+    filter
+}
+
 fn init_logging(level: &str, format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(level)).unwrap_or_else(|e| {
+        eprintln!("warning: `--log-level {level}` is not a log level or filter ({e}); using `warn`");
+        tracing_subscriber::EnvFilter::new(log_filter("warn"))
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -12,6 +12,8 @@ pub enum AlertKind {
     AvailabilitySlowBurn,
     LatencyFastBurn,
     LatencySlowBurn,
+    DelayFastBurn,
+    DelaySlowBurn,
     /// One region sees a fast burn that fewer than `page_quorum` regions see.
     RegionOnlyBurn,
     /// A region stopped reporting a journey.
@@ -21,11 +23,13 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 7] = [
+    pub const ALL: [AlertKind; 9] = [
         AlertKind::AvailabilityFastBurn,
         AlertKind::AvailabilitySlowBurn,
         AlertKind::LatencyFastBurn,
         AlertKind::LatencySlowBurn,
+        AlertKind::DelayFastBurn,
+        AlertKind::DelaySlowBurn,
         AlertKind::RegionOnlyBurn,
         AlertKind::JourneyAbsent,
         AlertKind::ProbeErrors,
@@ -38,6 +42,8 @@ impl AlertKind {
             (Sli::Availability, Severity::Ticket) => AlertKind::AvailabilitySlowBurn,
             (Sli::Latency, Severity::Page) => AlertKind::LatencyFastBurn,
             (Sli::Latency, Severity::Ticket) => AlertKind::LatencySlowBurn,
+            (Sli::Delay, Severity::Page) => AlertKind::DelayFastBurn,
+            (Sli::Delay, Severity::Ticket) => AlertKind::DelaySlowBurn,
         }
     }
 
@@ -48,6 +54,8 @@ impl AlertKind {
             AlertKind::AvailabilitySlowBurn => "FediprobeAvailabilitySlowBurn",
             AlertKind::LatencyFastBurn => "FediprobeLatencyFastBurn",
             AlertKind::LatencySlowBurn => "FediprobeLatencySlowBurn",
+            AlertKind::DelayFastBurn => "FediprobeFederationDelayFastBurn",
+            AlertKind::DelaySlowBurn => "FediprobeFederationDelaySlowBurn",
             AlertKind::RegionOnlyBurn => "FediprobeRegionOnlyBurn",
             AlertKind::JourneyAbsent => "FediprobeJourneyAbsent",
             AlertKind::ProbeErrors => "FediprobeProbeErrors",
@@ -61,6 +69,8 @@ impl AlertKind {
             AlertKind::AvailabilitySlowBurn => "availability-slow-burn.md",
             AlertKind::LatencyFastBurn => "latency-fast-burn.md",
             AlertKind::LatencySlowBurn => "latency-slow-burn.md",
+            AlertKind::DelayFastBurn => "federation-delay-fast-burn.md",
+            AlertKind::DelaySlowBurn => "federation-delay-slow-burn.md",
             AlertKind::RegionOnlyBurn => "region-only-burn.md",
             AlertKind::JourneyAbsent => "journey-absent.md",
             AlertKind::ProbeErrors => "probe-errors.md",

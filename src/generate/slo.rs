@@ -10,6 +10,10 @@
 //! |---|---|---|
 //! | availability | `sum_over_time(fediprobe_journey_success[w])` | `count_over_time(fediprobe_journey_success[w])` |
 //! | latency | `sum_over_time(fediprobe_journey_latency_ok[w])` | `sum_over_time(fediprobe_journey_success[w])` |
+//! | delay (federation) | `sum_over_time(fediprobe_journey_delay_ok[w])` | `count_over_time(fediprobe_journey_delay_ok[w])` |
+//!
+//! A federation journey's run that never sees its post arrive counts as a delay
+//! miss (`delay_ok` = 0), as does a late arrival.
 //!
 //! `probe_error` runs emit neither series, so they count neither for nor against
 //! an objective.
@@ -28,13 +32,9 @@ pub enum Sli {
     Availability,
     /// Share of successful runs that finish within the latency threshold.
     Latency,
-    // Extension point: federation delay. When the journey model gains a delay
-    // objective (e.g. `slo.federation_delay: { threshold: 60s, objective: 99% }`),
-    // add `FederationDelay` here, give it good/valid series in `Indicator::ratio`
-    // (good = deliveries within the threshold, e.g. a per-run
-    // `fediprobe_federation_delay_ok` next to `fediprobe_federation_delay_seconds`;
-    // valid = deliveries measured) and push it in `indicators`. Recording rules,
-    // burn alerts, quorum and runbook links then follow without further change.
+    /// Share of runs (of a federation journey) whose post arrives within the
+    /// delay threshold; a post that never arrives is a miss.
+    Delay,
 }
 
 impl Sli {
@@ -42,6 +42,7 @@ impl Sli {
         match self {
             Sli::Availability => "availability",
             Sli::Latency => "latency",
+            Sli::Delay => "delay",
         }
     }
 }
@@ -51,7 +52,7 @@ impl Sli {
 pub struct Indicator {
     pub sli: Sli,
     pub objective: Objective,
-    /// The latency threshold, for the latency SLI.
+    /// The latency or delay threshold, for those SLIs.
     pub threshold: Option<Duration>,
 }
 
@@ -69,6 +70,10 @@ impl Indicator {
                 format!("sum_over_time(fediprobe_journey_latency_ok{sel}[{w}])"),
                 format!("sum_over_time(fediprobe_journey_success{sel}[{w}])"),
             ),
+            Sli::Delay => (
+                format!("sum_over_time(fediprobe_journey_delay_ok{sel}[{w}])"),
+                format!("count_over_time(fediprobe_journey_delay_ok{sel}[{w}])"),
+            ),
         };
         format!("1 - (\n  sum by ({by}) ({good})\n  /\n  sum by ({by}) ({valid})\n)")
     }
@@ -81,6 +86,9 @@ impl Indicator {
             (Sli::Latency, Some(t)) => {
                 format!("{p} of successful runs within {} over {w}", humantime::format_duration(t))
             }
+            (Sli::Delay, Some(t)) => {
+                format!("{p} of posts delivered within {} over {w}", humantime::format_duration(t))
+            }
             _ => format!("{p} of runs succeed over {w}"),
         }
     }
@@ -90,6 +98,9 @@ impl Indicator {
         match (self.sli, self.threshold) {
             (Sli::Latency, Some(t)) => {
                 format!("of successful runs took longer than {}", humantime::format_duration(t))
+            }
+            (Sli::Delay, Some(t)) => {
+                format!("of posts were not delivered within {}", humantime::format_duration(t))
             }
             _ => "of runs failed".to_owned(),
         }
@@ -101,6 +112,9 @@ pub fn indicators(journey: &Journey) -> Vec<Indicator> {
     let mut out = vec![Indicator { sli: Sli::Availability, objective: journey.slo.availability, threshold: None }];
     if let Some(latency) = &journey.slo.latency {
         out.push(Indicator { sli: Sli::Latency, objective: latency.objective, threshold: Some(latency.threshold) });
+    }
+    if let Some(delay) = &journey.slo.delay {
+        out.push(Indicator { sli: Sli::Delay, objective: delay.objective, threshold: Some(delay.threshold) });
     }
     out
 }

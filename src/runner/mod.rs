@@ -18,6 +18,7 @@
 pub mod check;
 pub mod http;
 pub mod result;
+pub mod stream;
 pub mod target;
 
 use std::time::Duration;
@@ -25,10 +26,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::spec::journey::{Body, Journey, RequestSpec, Step, StepKind};
+use std::collections::HashMap;
+
+use crate::spec::journey::{Body, FailAs, Journey, RequestSpec, Step, StepKind, StreamSpec};
 use crate::spec::template::Var;
 use check::Body as ResponseBody;
-pub use result::{Outcome, Reason, RunResult, StepError, StepResult, StepStatus};
+pub use result::{Delivery, Outcome, Reason, RunResult, StepError, StepResult, StepStatus};
 pub use target::{Target, targets_from_config};
 
 /// Runs journeys against a fixed set of targets.
@@ -49,6 +52,10 @@ struct RunState<'a> {
     nonce: String,
     captures: Vec<(String, String)>,
     client: Option<reqwest::Client>,
+    /// Streams opened for later `stream` steps, by the stream step's name.
+    streams: HashMap<String, Result<stream::OpenStream, StepError>>,
+    /// When each step that ran ended, for delivery delays.
+    step_ends: HashMap<String, Instant>,
 }
 
 impl Runner {
@@ -77,7 +84,14 @@ impl Runner {
     pub async fn run_until(&self, journey: &Journey, cancel: &CancellationToken) -> RunResult {
         let started_at = chrono::Utc::now();
         let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
-        let mut state = RunState { journey, nonce: new_nonce(started_at), captures: Vec::new(), client: None };
+        let mut state = RunState {
+            journey,
+            nonce: new_nonce(started_at),
+            captures: Vec::new(),
+            client: None,
+            streams: HashMap::new(),
+            step_ends: HashMap::new(),
+        };
         match http::client_for_run() {
             Ok(c) => state.client = Some(c),
             Err(e) => return self.config_failure(journey, account, started_at, e),
@@ -94,10 +108,14 @@ impl Runner {
                 continue;
             }
             let result = tokio::select! {
-                result = self.run_step(&mut state, step, Phase::Main, Some(deadline)) => result,
+                result = async {
+                    self.open_streams_before(&mut state, step).await;
+                    self.run_step(&mut state, step, Phase::Main, Some(deadline)).await
+                } => result,
                 () = cancel.cancelled() => cancelled(journey, step),
             };
             end = Instant::now();
+            state.step_ends.insert(step.name.clone(), end);
             if let Some(error) = &result.error {
                 failed = Some((step.name.clone(), error.clone()));
             }
@@ -124,6 +142,10 @@ impl Runner {
         };
         let latency_ok =
             outcome == Outcome::Success && journey.slo.latency.as_ref().is_none_or(|l| duration <= l.threshold);
+        let delay_ok = journey.slo.delay.as_ref().map(|objective| {
+            outcome == Outcome::Success
+                && steps.iter().filter_map(|s| s.delivery.as_ref()).any(|d| d.delay <= objective.threshold)
+        });
         let mut result = RunResult {
             journey: journey.name.clone(),
             instance: journey.instance.clone(),
@@ -133,6 +155,7 @@ impl Runner {
             outcome,
             reason,
             latency_ok,
+            delay_ok,
             failed_step,
             steps,
             cleanup,
@@ -166,6 +189,7 @@ impl Runner {
             outcome: error.reason.outcome(),
             reason: Some(error.reason),
             latency_ok: false,
+            delay_ok: journey.slo.delay.as_ref().map(|_| false),
             failed_step: Some(first),
             steps,
             cleanup: Vec::new(),
@@ -190,6 +214,7 @@ impl Runner {
             http_status: None,
             error: None,
             skipped_because: None,
+            delivery: None,
         };
         // A cleanup step whose variables were never captured has nothing to clean up.
         if phase == Phase::Cleanup {
@@ -200,8 +225,20 @@ impl Runner {
             }
         }
         let start = Instant::now();
-        let outcome = self.attempt_step(state, step, &instance, deadline, &mut result).await;
+        let outcome = match &step.kind {
+            StepKind::Stream(spec) => self.stream_step(state, step, spec, &instance, deadline, &mut result).await,
+            _ => self.attempt_step(state, step, &instance, deadline, &mut result).await,
+        };
         result.duration = start.elapsed();
+        // A prerequisite check's own failure is the probe's set-up, not the instance.
+        let outcome = match (outcome, step.fail_as) {
+            (Err(mut e), Some(FailAs::NotFollowing)) if matches!(e.reason, Reason::Assertion | Reason::HttpStatus) => {
+                e.reason = Reason::NotFollowing;
+                e.message = format!("{}; the receiving account must follow the posting one (see the README)", e.message);
+                Err(e)
+            }
+            (outcome, _) => outcome,
+        };
         match outcome {
             Ok(captured) => {
                 for (name, value) in captured {
@@ -229,6 +266,7 @@ impl Runner {
         let (spec, poll) = match &step.kind {
             StepKind::Request(r) => (r, None),
             StepKind::Poll(p) => (&p.request, Some(p)),
+            StepKind::Stream(_) => unreachable!("stream steps run in stream_step"),
         };
         // The step ends at the earliest of: the journey's deadline, the poll's `within`.
         let step_end = match (deadline, poll.map(|p| Instant::now() + p.within)) {
@@ -291,6 +329,115 @@ impl Runner {
                 }
                 (Err(e), _, _) => return Err(e),
             }
+        }
+    }
+
+    /// Opens the streams of later `stream` steps that open before `step`.
+    async fn open_streams_before(&self, state: &mut RunState<'_>, step: &Step) {
+        let journey = state.journey;
+        for later in &journey.steps {
+            let StepKind::Stream(spec) = &later.kind else { continue };
+            if spec.open_before != step.name {
+                continue;
+            }
+            let opened = match self.target(journey.step_instance(later)) {
+                Err(e) => Err(e),
+                Ok(target) => {
+                    let client = state.client.as_ref().expect("set before steps run");
+                    match tokio::time::timeout(later.timeout, stream::open(client, target, spec)).await {
+                        Ok(opened) => opened,
+                        Err(_) => Err(StepError::new(
+                            Reason::Timeout,
+                            format!("the stream did not open within {}", humantime::format_duration(later.timeout)),
+                        )),
+                    }
+                }
+            };
+            if let Err(e) = &opened {
+                tracing::debug!(journey = %journey.name, step = %later.name, error = %e.message, "stream not opened");
+            }
+            state.streams.insert(later.name.clone(), opened);
+        }
+    }
+
+    /// Waits for the event on the stream opened earlier, or polls the fallback.
+    async fn stream_step(
+        &self,
+        state: &mut RunState<'_>,
+        step: &Step,
+        spec: &StreamSpec,
+        instance: &str,
+        deadline: Option<Instant>,
+        result: &mut StepResult,
+    ) -> Result<Vec<(String, String)>, StepError> {
+        let target = self.target(instance)?;
+        let by_within = Instant::now() + spec.within;
+        let until = deadline.map_or(by_within, |d| d.min(by_within));
+        let not_delivered = || {
+            StepError::new(
+                Reason::NotDelivered,
+                format!(
+                    "no `{}` event on {instance}'s `{}` stream matched within {}",
+                    spec.event,
+                    spec.stream,
+                    humantime::format_duration(spec.within)
+                ),
+            )
+        };
+        result.attempts = 1;
+        let opened = state.streams.remove(&step.name).unwrap_or_else(|| {
+            Err(StepError::new(
+                Reason::Config,
+                format!("the stream was never opened (`open_before: {}` did not run)", spec.open_before),
+            ))
+        });
+        let stream_error = match opened {
+            Ok(mut open) => {
+                let state_ref: &RunState<'_> = state;
+                let waited = stream::wait_for_event(&mut open, &spec.event, until, |response| {
+                    let mut body = check::Body::new(response);
+                    let mut lookup = |v: &Var| lookup_var(state_ref, target, v);
+                    check::check_expect(&step.expect, response, &mut body, &mut lookup)?;
+                    check::capture(&step.captures, response, &mut body)
+                })
+                .await;
+                match waited {
+                    Err(()) => return Err(not_delivered()),
+                    Ok(Ok((at, captured))) => {
+                        result.delivery = Some(delivery(state, spec, instance, stream::Method::Stream, at));
+                        return Ok(captured);
+                    }
+                    Ok(Err(e)) => e,
+                }
+            }
+            Err(e) if matches!(e.reason, Reason::Unauthorized | Reason::Config) => return Err(e),
+            Err(e) => e,
+        };
+        let Some(fallback) = &spec.fallback else { return Err(stream_error) };
+        tracing::info!(
+            journey = %state.journey.name,
+            step = %step.name,
+            error = %stream_error.message,
+            "stream unusable; polling instead"
+        );
+        let request = self.prepare(state, step, &fallback.request, target)?;
+        let client = state.client.as_ref().expect("set before steps run");
+        let what = format!("{} {}", request.method, request.url.path());
+        let sent_token = request.bearer.is_some();
+        let state_ref: &RunState<'_> = state;
+        let polled = stream::poll_until(client, &request, fallback.interval, step.timeout, until, |response| {
+            let mut lookup = |v: &Var| lookup_var(state_ref, target, v);
+            stream::check_response(&fallback.expect, response, &what, sent_token, &mut lookup)?;
+            let mut body = check::Body::new(response);
+            check::capture(&step.captures, response, &mut body)
+        })
+        .await?;
+        match polled {
+            Some((at, captured)) => {
+                result.delivery = Some(delivery(state, spec, instance, stream::Method::Poll, at));
+                Ok(captured)
+            }
+            None => Err(not_delivered()),
         }
     }
 
@@ -377,6 +524,15 @@ impl Runner {
     }
 }
 
+/// The delivery a stream step saw: from the `delay_from` step's end to `at`.
+fn delivery(state: &RunState<'_>, spec: &StreamSpec, destination: &str, method: stream::Method, at: Instant) -> Delivery {
+    let journey = state.journey;
+    let from = journey.steps.iter().find(|s| s.name == spec.delay_from);
+    let source = from.map(|s| journey.step_instance(s)).unwrap_or(&journey.instance).to_owned();
+    let delay = state.step_ends.get(&spec.delay_from).map(|end| at.saturating_duration_since(*end)).unwrap_or_default();
+    Delivery { source, destination: destination.to_owned(), method, delay }
+}
+
 fn lookup_var(state: &RunState<'_>, target: &Target, var: &Var) -> Result<String, StepError> {
     match var {
         Var::Nonce => Ok(state.nonce.clone()),
@@ -393,7 +549,7 @@ fn lookup_var(state: &RunState<'_>, target: &Target, var: &Var) -> Result<String
 }
 
 fn missing_capture(step: &Step, captures: &[(String, String)]) -> Option<String> {
-    let request = step.kind.request();
+    let request = step.kind.request()?;
     let mut vars: Vec<&Var> = request.path.vars().collect();
     for (_, t) in request.query.iter().chain(&request.headers) {
         vars.extend(t.vars());
@@ -427,6 +583,7 @@ fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
         http_status: None,
         error: None,
         skipped_because: Some(because.to_owned()),
+        delivery: None,
     }
 }
 

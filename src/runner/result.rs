@@ -62,10 +62,13 @@ pub enum Reason {
     Config,
     /// The probe stopped the run itself (shutting down).
     Cancelled,
+    /// A prerequisite of a federation journey is missing: the receiving account
+    /// does not follow the posting one.
+    NotFollowing,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::Connect,
@@ -82,6 +85,7 @@ impl Reason {
         Reason::Unauthorized,
         Reason::Config,
         Reason::Cancelled,
+        Reason::NotFollowing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,13 +106,16 @@ impl Reason {
             Reason::Unauthorized => "unauthorized",
             Reason::Config => "config",
             Reason::Cancelled => "cancelled",
+            Reason::NotFollowing => "not_following",
         }
     }
 
     /// Whose fault a problem with this reason is.
     pub fn outcome(self) -> Outcome {
         match self {
-            Reason::RateLimited | Reason::Unauthorized | Reason::Config | Reason::Cancelled => Outcome::ProbeError,
+            Reason::RateLimited | Reason::Unauthorized | Reason::Config | Reason::Cancelled | Reason::NotFollowing => {
+                Outcome::ProbeError
+            }
             _ => Outcome::Failure,
         }
     }
@@ -167,6 +174,24 @@ pub struct StepResult {
     /// Why the step was skipped, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped_because: Option<String>,
+    /// For a `stream` step that saw its post arrive: how and how fast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+/// A post seen arriving on another instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// The instance the post was made on.
+    pub source: String,
+    /// The instance it arrived on.
+    pub destination: String,
+    /// `stream`, or `poll` when the stream could not be used.
+    pub method: super::stream::Method,
+    /// Arrival (frame read, or poll response read) minus the end of the
+    /// `delay_from` step, on the probe's monotonic clock; never negative.
+    #[serde(serialize_with = "seconds")]
+    pub delay: Duration,
 }
 
 /// One run of one journey.
@@ -185,6 +210,10 @@ pub struct RunResult {
     pub reason: Option<Reason>,
     /// Successful and within the SLO's latency threshold (just successful, without one).
     pub latency_ok: bool,
+    /// For journeys with a delay objective: successful, and the post arrived within
+    /// its threshold. A failed run (a post never delivered included) is a miss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ok: Option<bool>,
     /// The step that decided a failure or probe error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,

@@ -18,6 +18,8 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("journeys/favourite.yaml", include_str!("../../journeys/favourite.yaml")),
     ("journeys/search.yaml", include_str!("../../journeys/search.yaml")),
     ("journeys/instance-health.yaml", include_str!("../../journeys/instance-health.yaml")),
+    ("journeys/federation-main-to-peer.yaml", include_str!("../../journeys/federation-main-to-peer.yaml")),
+    ("journeys/federation-peer-to-main.yaml", include_str!("../../journeys/federation-peer-to-main.yaml")),
 ];
 
 /// The bundled journeys, parsed. They are tested to parse without errors.

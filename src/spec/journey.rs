@@ -108,6 +108,9 @@ pub struct Slo {
     pub availability: Objective,
     /// Share of runs that must succeed within a threshold, e.g. 95% within 300 ms.
     pub latency: Option<LatencyObjective>,
+    /// For journeys with a `stream` step measuring delivery: share of runs whose
+    /// post arrives within a threshold, e.g. 99% within 30 s.
+    pub delay: Option<LatencyObjective>,
     /// The rolling window, 30 days unless set (whole days, 7 to 90).
     pub window: Duration,
 }
@@ -129,24 +132,73 @@ pub struct Step {
     pub kind: StepKind,
     pub expect: Expect,
     pub captures: Vec<Capture>,
+    /// What a failure of this step means, when it is not the instance's fault: a
+    /// prerequisite check (e.g. that a follow exists) says `fail_as: not_following`.
+    pub fail_as: Option<FailAs>,
+}
+
+/// The reasons a step may claim for its own failures (assertions and HTTP statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAs {
+    /// The receiving account does not follow the posting one: the probe's set-up is incomplete.
+    NotFollowing,
+}
+
+impl FailAs {
+    pub const NAMES: &'static [&'static str] = &["not_following"];
 }
 
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Request(RequestSpec),
     Poll(PollSpec),
+    Stream(StreamSpec),
 }
 
 impl StepKind {
-    pub fn request(&self) -> &RequestSpec {
+    /// The HTTP request the step makes (for a stream, its polling fallback's, if any).
+    pub fn request(&self) -> Option<&RequestSpec> {
         match self {
-            StepKind::Request(r) => r,
-            StepKind::Poll(p) => &p.request,
+            StepKind::Request(r) => Some(r),
+            StepKind::Poll(p) => Some(&p.request),
+            StepKind::Stream(s) => s.fallback.as_ref().map(|f| &f.request),
         }
     }
 }
 
-pub const STEP_KINDS: &[&str] = &["request", "poll"];
+pub const STEP_KINDS: &[&str] = &["request", "poll", "stream"];
+
+/// Waits on the instance's streaming API (`/api/v1/streaming?stream=…` over a
+/// websocket) for an event whose parsed payload passes the step's `expect`.
+/// The socket is opened just before the step `open_before` runs, so that what
+/// that step causes (a post on another instance) cannot be missed.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Default `user`: the account's home feed and notifications.
+    pub stream: String,
+    /// Default `update`: a status inserted into the home feed.
+    pub event: String,
+    /// The earlier step before which the socket is opened.
+    pub open_before: String,
+    /// The earlier step whose response starts the delivery delay; default `open_before`.
+    pub delay_from: String,
+    /// Default 5 min (and never past the journey's deadline): no matching event by
+    /// then is a failure with reason `not_delivered`.
+    pub within: Duration,
+    /// Polling to fall back on when the stream cannot be used.
+    pub fallback: Option<FallbackSpec>,
+}
+
+pub const DEFAULT_STREAM_WITHIN: Duration = Duration::from_secs(300);
+
+/// A stream step's fallback: poll a request until its own `expect` holds.
+#[derive(Debug, Clone)]
+pub struct FallbackSpec {
+    pub request: RequestSpec,
+    /// Default 2 s between attempts.
+    pub interval: Duration,
+    pub expect: Expect,
+}
 
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
@@ -268,11 +320,14 @@ pub enum CaptureSource {
 
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
-const STEP_KEYS: &[&str] = &["name", "request", "poll", "expect", "capture", "timeout", "instance"];
+const STEP_KEYS: &[&str] =
+    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as"];
+const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "fallback"];
+const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
 const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
 const POLL_KEYS: &[&str] = &["request", "interval", "within"];
 const EXPECT_KEYS: &[&str] = &["status", "headers", "json"];
-const SLO_KEYS: &[&str] = &["availability", "latency", "window"];
+const SLO_KEYS: &[&str] = &["availability", "latency", "delay", "window"];
 const LATENCY_KEYS: &[&str] = &["threshold", "objective"];
 
 /// Reads a journey from its YAML tree; problems go to `reader`'s diagnostics.
@@ -313,6 +368,7 @@ pub fn read_journey(reader: &mut Reader<'_>, root: &Node) -> Option<Journey> {
         None => Vec::new(),
     };
 
+    check_stream_references(reader, &steps, &cleanup);
     if let (Some(deadline), true) = (deadline, reader.diagnostics.error_count() == errors_before) {
         for step in &steps {
             if step.timeout > deadline {
@@ -377,6 +433,17 @@ fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
             Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
         }
     };
+    let delay = match fields.get("delay") {
+        None => Some(None),
+        Some(n) => {
+            let df = reader.map(n, "`delay`", LATENCY_KEYS)?;
+            let threshold =
+                df.require(reader, "threshold", "`delay`").and_then(|t| values::duration(reader, t, "`threshold`"));
+            let objective =
+                df.require(reader, "objective", "`delay`").and_then(|o| values::objective(reader, o, "delay objective"));
+            Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
+        }
+    };
     let window = match fields.get("window") {
         None => Some(DEFAULT_WINDOW),
         Some(n) => values::duration(reader, n, "`window`").and_then(|w| {
@@ -393,7 +460,7 @@ fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
             }
         }),
     };
-    Some(Slo { availability: availability?, latency: latency?, window: window? })
+    Some(Slo { availability: availability?, latency: latency?, delay: delay?, window: window? })
 }
 
 fn read_steps(
@@ -457,6 +524,7 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
             let n = fields.get(one).expect("key listed");
             match *one {
                 "request" => read_request(reader, n, known_captures).map(StepKind::Request),
+                "stream" => read_stream(reader, n, known_captures).map(StepKind::Stream),
                 _ => read_poll(reader, n, known_captures).map(StepKind::Poll),
             }
         }
@@ -483,10 +551,110 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
             known_captures.push(c.name.clone());
         }
     }
+    let fail_as = match fields.get("fail_as") {
+        None => Some(None),
+        Some(n) => match reader.string(n, "`fail_as`").as_deref() {
+            Some("not_following") => Some(Some(FailAs::NotFollowing)),
+            Some(other) => {
+                reader.error_hint(n, format!("`{other}` is not a reason a step can claim"), format!("use one of: {}", FailAs::NAMES.join(", ")));
+                None
+            }
+            None => None,
+        },
+    };
     if reader.diagnostics.error_count() > errors_before {
         return None;
     }
-    Some(Step { name: name?, pos: node.pos, instance, timeout: timeout?, kind: kind?, expect: expect?, captures })
+    Some(Step {
+        name: name?,
+        pos: node.pos,
+        instance,
+        timeout: timeout?,
+        kind: kind?,
+        expect: expect?,
+        captures,
+        fail_as: fail_as?,
+    })
+}
+
+fn read_stream(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<StreamSpec> {
+    let fields = reader.map(node, "`stream`", STREAM_KEYS)?;
+    let stream = match fields.get("stream") {
+        None => Some("user".to_owned()),
+        Some(n) => reader.string(n, "`stream`"),
+    };
+    let event = match fields.get("event") {
+        None => Some("update".to_owned()),
+        Some(n) => reader.string(n, "`event`").and_then(|e| {
+            const EVENTS: &[&str] = &["update", "delete", "notification", "status.update", "conversation", "announcement"];
+            if EVENTS.contains(&e.as_str()) {
+                Some(e)
+            } else {
+                let hint = match super::diag::did_you_mean(&e, EVENTS) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("Mastodon's events are {}", EVENTS.join(", ")),
+                };
+                reader.error_hint(n, format!("`{e}` is not a streaming event"), hint);
+                None
+            }
+        }),
+    };
+    let open_before = fields.require(reader, "open_before", "`stream`").and_then(|n| values::name(reader, n, "step name"));
+    let delay_from = match fields.get("delay_from") {
+        None => open_before.clone(),
+        Some(n) => values::name(reader, n, "step name"),
+    };
+    let within = match fields.get("within") {
+        None => Some(DEFAULT_STREAM_WITHIN),
+        Some(n) => values::duration(reader, n, "`within`"),
+    };
+    let fallback = match fields.get("fallback") {
+        None => Some(None),
+        Some(n) => {
+            let ff = reader.map(n, "`fallback`", FALLBACK_KEYS)?;
+            let request = ff.require(reader, "request", "`fallback`").and_then(|r| read_request(reader, r, known));
+            let interval = match ff.get("interval") {
+                None => Some(Duration::from_secs(2)),
+                Some(i) => values::duration(reader, i, "`interval`"),
+            };
+            let expect = ff.require(reader, "expect", "`fallback`").and_then(|e| read_expect(reader, e, known));
+            Some(Some(FallbackSpec { request: request?, interval: interval?, expect: expect? }))
+        }
+    };
+    Some(StreamSpec {
+        stream: stream?,
+        event: event?,
+        open_before: open_before?,
+        delay_from: delay_from?,
+        within: within?,
+        fallback: fallback?,
+    })
+}
+
+/// A stream step opens its socket before, and measures from, steps that come
+/// earlier in `steps`; cleanup steps cannot wait on a stream.
+fn check_stream_references(reader: &mut Reader<'_>, steps: &[Step], cleanup: &[Step]) {
+    for (index, step) in steps.iter().enumerate() {
+        let StepKind::Stream(spec) = &step.kind else { continue };
+        for (key, name) in [("open_before", &spec.open_before), ("delay_from", &spec.delay_from)] {
+            if !steps[..index].iter().any(|s| &s.name == name) {
+                let node = Node { pos: step.pos, width: 1, value: Value::Null };
+                let earlier: Vec<&str> = steps[..index].iter().map(|s| s.name.as_str()).collect();
+                let hint = if earlier.is_empty() {
+                    "a stream step waits for something an earlier step does: put it after that step".to_owned()
+                } else {
+                    format!("earlier steps: {}", earlier.join(", "))
+                };
+                reader.error_hint(&node, format!("`{key}: {name}` does not name an earlier step"), hint);
+            }
+        }
+    }
+    for step in cleanup {
+        if let StepKind::Stream(_) = step.kind {
+            let node = Node { pos: step.pos, width: 1, value: Value::Null };
+            reader.error_hint(&node, "a cleanup step cannot wait on a stream", "move the `stream` step into `steps`");
+        }
+    }
 }
 
 fn template(reader: &mut Reader<'_>, node: &Node, what: &str, known_captures: &[String]) -> Option<Template> {

@@ -53,11 +53,16 @@ pub fn limits_hit(method: &http::Method, path: &str, authenticated: bool) -> Vec
 pub fn worst_case_attempts(step: &Step) -> u32 {
     match &step.kind {
         StepKind::Request(_) => 1,
-        StepKind::Poll(p) => {
-            let interval = p.interval.as_secs_f64().max(0.001);
-            (p.within.as_secs_f64() / interval).ceil() as u32 + 1
-        }
+        StepKind::Poll(p) => polls(p.within, p.interval),
+        // Opening the stream is not rate limited; its fallback polls (worst case: the
+        // stream is down for the whole wait) are.
+        StepKind::Stream(s) => s.fallback.as_ref().map_or(0, |f| polls(s.within, f.interval)),
     }
+}
+
+fn polls(within: Duration, interval: Duration) -> u32 {
+    let interval = interval.as_secs_f64().max(0.001);
+    (within.as_secs_f64() / interval).ceil() as u32 + 1
 }
 
 /// How many times a journey uses each limit per run, on each instance it talks to.
@@ -65,7 +70,7 @@ pub fn usage_per_run(journey: &Journey) -> Vec<(String, Limit, u32)> {
     let mut out: Vec<(String, Limit, u32)> = Vec::new();
     for step in journey.steps.iter().chain(&journey.cleanup) {
         let instance = journey.step_instance(step).to_owned();
-        let request = step.kind.request();
+        let Some(request) = step.kind.request() else { continue };
         let attempts = worst_case_attempts(step);
         for limit in limits_hit(&request.method, &request.path.to_string(), request.auth) {
             match out.iter_mut().find(|(i, l, _)| *i == instance && l.what == limit.what) {
