@@ -16,7 +16,9 @@
 //!   their own instance; anything shown is scrubbed of them.
 
 pub mod check;
+pub mod connect;
 pub mod http;
+pub mod phases;
 pub mod result;
 pub mod target;
 
@@ -27,18 +29,19 @@ use tokio::time::Instant;
 use crate::spec::journey::{Body, Journey, RequestSpec, Step, StepKind};
 use crate::spec::template::Var;
 use check::Body as ResponseBody;
-pub use result::{Outcome, Reason, RunResult, StepError, StepResult, StepStatus};
+pub use result::{Outcome, Phase, Phases, Reason, RunResult, StepError, StepResult, StepStatus};
 pub use target::{Target, targets_from_config};
 
 /// Runs journeys against a fixed set of targets.
 #[derive(Debug, Clone)]
 pub struct Runner {
     targets: Vec<Target>,
+    tls: connect::Tls,
 }
 
 /// Where a step is in its run.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Stage {
     Main,
     Cleanup,
 }
@@ -47,12 +50,19 @@ struct RunState<'a> {
     journey: &'a Journey,
     nonce: String,
     captures: Vec<(String, String)>,
-    client: Option<reqwest::Client>,
+    client: http::Client,
 }
 
 impl Runner {
     pub fn new(targets: Vec<Target>) -> Self {
-        Runner { targets }
+        Runner { targets, tls: connect::Tls::default() }
+    }
+
+    /// Trusts `roots` (DER certificates, e.g. a private CA's) besides the
+    /// platform's roots for every HTTPS connection this runner's runs make.
+    pub fn with_extra_roots(mut self, roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Result<Self, String> {
+        self.tls = connect::Tls::with_extra_roots(roots)?;
+        Ok(self)
     }
 
     pub fn targets(&self) -> &[Target] {
@@ -70,11 +80,13 @@ impl Runner {
     pub async fn run(&self, journey: &Journey) -> RunResult {
         let started_at = chrono::Utc::now();
         let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
-        let mut state = RunState { journey, nonce: new_nonce(started_at), captures: Vec::new(), client: None };
-        match http::client_for_run() {
-            Ok(c) => state.client = Some(c),
-            Err(e) => return self.config_failure(journey, account, started_at, e),
-        }
+        // A new client per run: its first request pays DNS, TCP and TLS as a user's would.
+        let mut state = RunState {
+            journey,
+            nonce: new_nonce(started_at),
+            captures: Vec::new(),
+            client: http::Client::new(self.tls.clone()),
+        };
 
         let start = Instant::now();
         let deadline = start + journey.deadline;
@@ -86,7 +98,7 @@ impl Runner {
                 steps.push(skipped(journey, step, "an earlier step failed"));
                 continue;
             }
-            let result = self.run_step(&mut state, step, Phase::Main, Some(deadline)).await;
+            let result = self.run_step(&mut state, step, Stage::Main, Some(deadline)).await;
             end = Instant::now();
             if let Some(error) = &result.error {
                 failed = Some((step.name.clone(), error.clone()));
@@ -97,7 +109,7 @@ impl Runner {
 
         let mut cleanup = Vec::new();
         for step in &journey.cleanup {
-            cleanup.push(self.run_step(&mut state, step, Phase::Cleanup, None).await);
+            cleanup.push(self.run_step(&mut state, step, Stage::Cleanup, None).await);
         }
         for c in cleanup.iter().filter(|c| c.status == StepStatus::Failed) {
             tracing::warn!(
@@ -132,42 +144,11 @@ impl Runner {
         result
     }
 
-    fn config_failure(
-        &self,
-        journey: &Journey,
-        account: String,
-        started_at: chrono::DateTime<chrono::Utc>,
-        error: StepError,
-    ) -> RunResult {
-        let first = journey.steps.first().map(|s| s.name.clone()).unwrap_or_default();
-        let mut steps: Vec<StepResult> =
-            journey.steps.iter().map(|s| skipped(journey, s, "the run could not start")).collect();
-        if let Some(s) = steps.first_mut() {
-            s.status = StepStatus::Failed;
-            s.skipped_because = None;
-            s.error = Some(error.clone());
-        }
-        RunResult {
-            journey: journey.name.clone(),
-            instance: journey.instance.clone(),
-            account,
-            started_at,
-            duration: Duration::ZERO,
-            outcome: error.reason.outcome(),
-            reason: Some(error.reason),
-            latency_ok: false,
-            failed_step: Some(first),
-            steps,
-            cleanup: Vec::new(),
-            captures: Vec::new(),
-        }
-    }
-
     async fn run_step(
         &self,
         state: &mut RunState<'_>,
         step: &Step,
-        phase: Phase,
+        stage: Stage,
         deadline: Option<Instant>,
     ) -> StepResult {
         let instance = state.journey.step_instance(step).to_owned();
@@ -178,11 +159,12 @@ impl Runner {
             duration: Duration::ZERO,
             attempts: 0,
             http_status: None,
+            phases: None,
             error: None,
             skipped_because: None,
         };
         // A cleanup step whose variables were never captured has nothing to clean up.
-        if phase == Phase::Cleanup {
+        if stage == Stage::Cleanup {
             if let Some(missing) = missing_capture(step, &state.captures) {
                 result.status = StepStatus::Skipped;
                 result.skipped_because = Some(format!("`${{{missing}}}` was never captured"));
@@ -226,12 +208,15 @@ impl Runner {
             (d, p) => d.or(p),
         };
         let request = self.prepare(state, step, spec, target)?;
-        let client = state.client.as_ref().expect("set before steps run");
+        let client = &state.client;
         loop {
             let by_timeout = Instant::now() + step.timeout;
             let attempt_end = step_end.map_or(by_timeout, |e| e.min(by_timeout));
             result.attempts += 1;
-            let response = match tokio::time::timeout_at(attempt_end, http::send(client, &request)).await {
+            let sent = tokio::time::timeout_at(attempt_end, http::send(client, &request)).await;
+            // Taken after every attempt, the failed and the timed-out ones included.
+            result.phases.get_or_insert_default().add(&client.take_phases());
+            let response = match sent {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
@@ -313,11 +298,11 @@ impl Runner {
                 for (name, value) in fields {
                     form.append_pair(name, &value.render(&mut lookup)?);
                 }
-                Some(("application/x-www-form-urlencoded", form.finish().into_bytes()))
+                Some(("application/x-www-form-urlencoded", form.finish().into_bytes().into()))
             }
             Some(Body::Json(template)) => {
                 let value = template.render(&mut lookup)?;
-                Some(("application/json", serde_json::to_vec(&value).unwrap_or_default()))
+                Some(("application/json", serde_json::to_vec(&value).unwrap_or_default().into()))
             }
         };
         let bearer =
@@ -407,6 +392,7 @@ fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
         duration: Duration::ZERO,
         attempts: 0,
         http_status: None,
+        phases: None,
         error: None,
         skipped_because: Some(because.to_owned()),
     }
