@@ -320,18 +320,14 @@ impl Runner {
     /// Replaces every token this runner knows with a placeholder in everything a
     /// result shows: a hostile server could echo the `Authorization` header back.
     fn scrub(&self, result: &mut RunResult) {
-        let secrets: Vec<&str> = self
-            .targets
-            .iter()
-            .filter_map(|t| t.token.as_ref().ok())
-            .map(|s| s.expose())
-            .filter(|s| s.len() >= 4)
-            .collect();
-        if secrets.is_empty() {
+        // Iterated afresh where needed rather than collected: this runs after every run.
+        let secrets =
+            || self.targets.iter().filter_map(|t| t.token.as_ref().ok()).map(|s| s.expose()).filter(|s| s.len() >= 4);
+        if secrets().next().is_none() {
             return;
         }
         let clean = |text: &mut String| {
-            for s in &secrets {
+            for s in secrets() {
                 if text.contains(s) {
                     *text = text.replace(s, "<redacted>");
                 }
