@@ -72,8 +72,9 @@ fn exit_with_parent() {
 }
 
 /// HTTP/1.1 on 127.0.0.1: `GET /delay/D` answers `200 ok` exactly D ms after the
-/// request head has been read (a thread per connection, `thread::sleep`, no timer
-/// wheel: its error is tens of microseconds). Prints its port.
+/// request head has been read (a thread per connection that sleeps until 1 ms
+/// before and spins the rest, so that a busy machine's late wake-ups don't land
+/// in the figures). Prints its port.
 fn serve_delay() {
     exit_with_parent();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -105,8 +106,12 @@ fn serve_delay_connection(stream: TcpStream) {
         let read_at = Instant::now();
         let path = request_line.split(' ').nth(1).unwrap_or("/");
         let delay = path.strip_prefix("/delay/").and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
-        if let Some(left) = Duration::from_millis(delay).checked_sub(read_at.elapsed()) {
+        let until = read_at + Duration::from_millis(delay);
+        if let Some(left) = until.checked_duration_since(Instant::now() + Duration::from_millis(1)) {
             std::thread::sleep(left);
+        }
+        while Instant::now() < until {
+            std::hint::spin_loop();
         }
         let response = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
         if writer.write_all(response).is_err() {
@@ -517,7 +522,7 @@ fn cold_start() {
 // ---------------------------------------------------------------------------
 // Slow targets.
 
-/// Child mode: two rounds of `runs` runs all in flight at once against a server
+/// Child mode: rounds (`SLOW_ROUNDS`, default 3) of `runs` runs all in flight at once against a server
 /// that never answers, each with a [`SLOW_DEADLINE`] deadline. Prints one line
 /// per round: runs, timeouts, median and max lateness past the deadline (ms),
 /// peak RSS during the round and RSS after it (KiB).
@@ -525,7 +530,8 @@ fn slow_runs(base_url: &str, runs: usize) {
     let runtime = runtime();
     let runner = Arc::new(runner_for(base_url));
     let journey = Arc::new(one_request_journey("/", SLOW_DEADLINE));
-    for _round in 0..2 {
+    let rounds: usize = std::env::var("SLOW_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    for _round in 0..rounds {
         // RSS sampled every 50 ms by a thread while the round runs.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sampler = {
@@ -572,7 +578,7 @@ fn slow_runs(base_url: &str, runs: usize) {
 fn slow_targets() {
     let server = Server::start("serve-silent");
     println!(
-        "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), two rounds in one process\n",
+        "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process\n",
         SLOW_DEADLINE.as_secs()
     );
     println!(

@@ -143,7 +143,9 @@ async fn exchange(
     let failed = |e: hyper::Error| transport_error(method, url, &e);
     let (mut connection, reused) = match client.take_idle(&origin) {
         Some(c) => (c, true),
-        None => (connect::open(&origin, &client.tls, &client.recorder).await?, false),
+        // Boxed: the TLS handshake's state is large, and a future is as large as its
+        // largest state, so unboxed it would be carried by every run in flight.
+        None => (Box::pin(connect::open(&origin, &client.tls, &client.recorder)).await?, false),
     };
     let message = build(method, url, headers, bearer, body, &connection)?;
     client.recorder.enter_send(connection.writes.clone());
@@ -155,7 +157,7 @@ async fn exchange(
             if !(reused && e.take_message().is_some()) {
                 return Err(failed(e.into_error()));
             }
-            connection = connect::open(&origin, &client.tls, &client.recorder).await?;
+            connection = Box::pin(connect::open(&origin, &client.tls, &client.recorder)).await?;
             let message = build(method, url, headers, bearer, body, &connection)?;
             client.recorder.enter_send(connection.writes.clone());
             try_send(&mut connection, message).await.map_err(|e| failed(e.into_error()))?

@@ -213,7 +213,9 @@ impl Runner {
             let by_timeout = Instant::now() + step.timeout;
             let attempt_end = step_end.map_or(by_timeout, |e| e.min(by_timeout));
             result.attempts += 1;
-            let sent = tokio::time::timeout_at(attempt_end, http::send(client, &request)).await;
+            // Boxed, so that the exchange's state is allocated while it runs rather
+            // than carried inline in every run's future.
+            let sent = tokio::time::timeout_at(attempt_end, Box::pin(http::send(client, &request))).await;
             // Taken after every attempt, the failed and the timed-out ones included.
             result.phases.get_or_insert_default().add(&client.take_phases());
             let response = match sent {
