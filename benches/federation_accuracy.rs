@@ -57,7 +57,11 @@ async fn measure(injected: Duration, runs: usize, parallel: usize, streaming_dow
     sandbox.instance("beta").expect("beta").federation().set_streaming_down(streaming_down);
     let runner = std::sync::Arc::new(Runner::new(targets(&sandbox)));
     let journey = std::sync::Arc::new(
-        bundled::journeys().expect("bundled journeys").into_iter().find(|j| j.name == "federation-main-to-peer").expect("journey"),
+        bundled::journeys()
+            .expect("bundled journeys")
+            .into_iter()
+            .find(|j| j.name == "federation-main-to-peer")
+            .expect("journey"),
     );
     let mut errors = Vec::new();
     let mut done = 0;

@@ -9,7 +9,7 @@
 //! rules count runs with `count_over_time` and good runs with `sum_over_time`, the
 //! same for a CronJob that lives for one run and for the long-running agent.
 
-use crate::runner::{Outcome, RunResult, StepStatus};
+use crate::runner::{Outcome, Phase, RunResult, StepStatus};
 use crate::sink::Sample;
 
 pub const JOURNEY_SUCCESS: &str = "fediprobe_journey_success";
@@ -19,6 +19,7 @@ pub const JOURNEY_OUTCOME: &str = "fediprobe_journey_outcome";
 pub const STEP_DURATION: &str = "fediprobe_step_duration_seconds";
 pub const FEDERATION_DELAY: &str = "fediprobe_federation_delay_seconds";
 pub const JOURNEY_DELAY_OK: &str = "fediprobe_journey_delay_ok";
+pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
 
 /// The samples of one run, as seen from `region`.
 ///
@@ -56,6 +57,17 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
                 step.duration.as_secs_f64(),
                 at,
             ));
+        }
+        // Every phase, zeros included: a zero `connect` says the connection was reused.
+        if let Some(phases) = &step.phases {
+            for phase in Phase::ALL {
+                out.push(Sample::new(
+                    HTTP_PHASE,
+                    with(&[("step", step.name.as_str()), ("phase", phase.as_str())]),
+                    phases.get(phase).as_secs_f64(),
+                    at,
+                ));
+            }
         }
         if let Some(d) = &step.delivery {
             let labels =

@@ -48,10 +48,9 @@ async fn both_directions_arrive_by_stream_with_the_injected_delay() {
     sandbox.instance("alpha").unwrap().federation().set_delay(Duration::from_millis(400));
     sandbox.instance("beta").unwrap().federation().set_delay(Duration::from_millis(250));
     let runner = Runner::new(targets(&sandbox));
-    for (name, source, destination, injected) in [
-        ("federation-main-to-peer", "main", "peer", 400),
-        ("federation-peer-to-main", "peer", "main", 250),
-    ] {
+    for (name, source, destination, injected) in
+        [("federation-main-to-peer", "main", "peer", 400), ("federation-peer-to-main", "peer", "main", 250)]
+    {
         let result = runner.run(&journey(name)).await;
         assert_eq!(result.outcome, Outcome::Success, "{}", json(&result));
         let d = delivery(&result);

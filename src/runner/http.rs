@@ -2,10 +2,20 @@
 //! request pays DNS, TCP and TLS like a user's), no redirects unless the step asks,
 //! a capped body, and transport errors sorted into bounded reasons.
 
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use http::HeaderMap;
+use http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT as USER_AGENT_HEADER,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
+use super::connect::{self, Connection, OriginKey, Sender, Tls};
+use super::phases::{Phase, Phases, Recorder};
 use super::result::{Reason, StepError};
+use crate::secret::Secret;
 
 /// The most of a response body the probe reads; a larger body is a failure
 /// (`body_too_large`), so that a hostile or broken server cannot eat the probe's memory.
@@ -32,51 +42,83 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Sent as `Authorization: Bearer`, only to the request's own origin.
     pub bearer: Option<crate::secret::Secret>,
-    pub body: Option<(&'static str, Vec<u8>)>,
+    /// The content type and the bytes (shared, so attempts and redirects don't copy them).
+    pub body: Option<(&'static str, Bytes)>,
     pub follow_redirects: bool,
 }
 
-/// A client for one run. Connections are reused within the run (as an app does
-/// between its requests) and never between runs.
-pub fn client_for_run() -> Result<reqwest::Client, StepError> {
-    crate::install_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
-        .no_proxy()
-        .pool_max_idle_per_host(4)
-        .build()
-        .map_err(|e| StepError::new(Reason::Config, format!("cannot set up the HTTP client: {}", describe(&e))))
+/// The HTTP client of one run. Its connections are reused by the run's later
+/// requests to the same origin (as an app reuses them between its requests) and
+/// closed when the client is dropped at the run's end: never shared between runs.
+/// It also records the phases of its exchanges ([`Client::take_phases`]).
+pub struct Client {
+    tls: Tls,
+    /// Connections not in use, at most one per origin in practice (a run's
+    /// requests are sequential). Locked only to take or put one, never across an `.await`.
+    idle: Mutex<Vec<Connection>>,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("tls", &self.tls).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with no connection yet. Cheap: the TLS configuration is shared.
+    pub fn new(tls: Tls) -> Client {
+        Client { tls, idle: Mutex::new(Vec::new()), recorder: Recorder::default() }
+    }
+
+    /// The TLS set-up, for the run's other connections (the streaming API).
+    pub fn tls(&self) -> &Tls {
+        &self.tls
+    }
+
+    /// The phases of the exchanges since the last call, summed. An exchange still
+    /// running (or dropped by a timeout) has its current phase closed now.
+    pub fn take_phases(&self) -> Phases {
+        self.recorder.take()
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        // A Vec of connections cannot be left half-updated by a panic.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take_idle(&self, origin: &OriginKey) -> Option<Connection> {
+        let mut idle = self.idle();
+        idle.retain(Connection::is_open);
+        let index = idle.iter().position(|c| c.origin == *origin)?;
+        Some(idle.swap_remove(index))
+    }
+
+    fn put_idle(&self, connection: Connection) {
+        if connection.is_open() {
+            self.idle().push(connection);
+        }
+    }
 }
 
 /// Sends `request`, follows redirects if asked, reads the body up to [`MAX_BODY_BYTES`].
-pub async fn send(client: &reqwest::Client, request: &Request) -> Result<Response, StepError> {
-    let origin = request.url.origin();
+pub async fn send(client: &Client, request: &Request) -> Result<Response, StepError> {
     let mut method = request.method.clone();
     let mut url = request.url.clone();
     let mut body = request.body.clone();
+    let origin = OriginKey::of(&request.url)?;
     for _ in 0..=MAX_REDIRECTS {
-        let mut builder = client.request(method.clone(), url.clone());
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let (Some(token), true) = (&request.bearer, url.origin() == origin) {
-            builder = builder.bearer_auth(token.expose());
-        }
-        if let Some((content_type, bytes)) = &body {
-            builder = builder.header(http::header::CONTENT_TYPE, *content_type).body(bytes.clone());
-        }
-        let response = builder.send().await.map_err(|e| transport_error(&method, &url, &e))?;
-        let status = response.status();
-        if request.follow_redirects && status.is_redirection() {
+        let bearer = request.bearer.as_ref().filter(|_| origin.matches(&url));
+        let response = exchange(client, &method, &url, &request.headers, bearer, body.as_ref()).await?;
+        if request.follow_redirects && (300..400).contains(&response.status) {
             if let Some(next) = response
-                .headers()
+                .headers
                 .get(http::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| url.join(l).ok())
             {
                 // Browsers turn 301/302/303 into a GET without a body; 307/308 keep both.
-                if matches!(status.as_u16(), 301..=303) && method != http::Method::HEAD {
+                if matches!(response.status, 301..=303) && method != http::Method::HEAD {
                     method = http::Method::GET;
                     body = None;
                 }
@@ -84,7 +126,7 @@ pub async fn send(client: &reqwest::Client, request: &Request) -> Result<Respons
                 continue;
             }
         }
-        return read_response(response, &method, &url).await;
+        return Ok(response);
     }
     Err(StepError::new(
         Reason::RedirectLoop,
@@ -92,32 +134,138 @@ pub async fn send(client: &reqwest::Client, request: &Request) -> Result<Respons
     ))
 }
 
-async fn read_response(
-    mut response: reqwest::Response,
+/// One request and its response, on a connection of the run's (reused when one
+/// to the same origin is open, else new), recording the phases as it goes.
+async fn exchange(
+    client: &Client,
     method: &http::Method,
     url: &url::Url,
+    headers: &[(String, String)],
+    bearer: Option<&Secret>,
+    body: Option<&(&'static str, Bytes)>,
 ) -> Result<Response, StepError> {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    if let Some(length) = response.content_length() {
+    let origin = OriginKey::of(url)?;
+    let failed = |e: hyper::Error| transport_error(method, url, &e);
+    let (mut connection, reused) = match client.take_idle(&origin) {
+        Some(c) => (c, true),
+        // Boxed: the TLS handshake's state is large, and a future is as large as its
+        // largest state, so unboxed it would be carried by every run in flight.
+        None => (Box::pin(connect::open(&origin, &client.tls, &client.recorder)).await?, false),
+    };
+    let message = build(method, url, headers, bearer, body, &connection)?;
+    client.recorder.enter_send(connection.writes.clone());
+    let head = match try_send(&mut connection, message).await {
+        Ok(head) => head,
+        Err(mut e) => {
+            // The server closed an idle connection before the request went out: the
+            // request was never sent, so sending it on a new connection is no retry.
+            if !(reused && e.take_message().is_some()) {
+                return Err(failed(e.into_error()));
+            }
+            connection = Box::pin(connect::open(&origin, &client.tls, &client.recorder)).await?;
+            let message = build(method, url, headers, bearer, body, &connection)?;
+            client.recorder.enter_send(connection.writes.clone());
+            try_send(&mut connection, message).await.map_err(|e| failed(e.into_error()))?
+        }
+    };
+    client.recorder.enter(Phase::Transfer);
+    let (parts, incoming) = head.into_parts();
+    let body = read_body(incoming, &parts.headers, method, url).await;
+    client.recorder.finish();
+    let body = body?;
+    client.put_idle(connection);
+    Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
+}
+
+type TrySendError = hyper::client::conn::TrySendError<http::Request<Full<Bytes>>>;
+
+async fn try_send(
+    connection: &mut Connection,
+    message: http::Request<Full<Bytes>>,
+) -> Result<http::Response<Incoming>, TrySendError> {
+    match &mut connection.sender {
+        Sender::Http1(sender) => {
+            // A connection that closed meanwhile refuses below, handing the message back.
+            let _ = sender.ready().await;
+            sender.try_send_request(message).await
+        }
+        Sender::Http2(sender) => {
+            // A connection that closed meanwhile refuses below, handing the message back.
+            let _ = sender.ready().await;
+            sender.try_send_request(message).await
+        }
+    }
+}
+
+/// The request as it goes on the wire: origin-form with a `Host` header over
+/// HTTP/1.1, absolute (`:authority`) over HTTP/2.
+fn build(
+    method: &http::Method,
+    url: &url::Url,
+    headers: &[(String, String)],
+    bearer: Option<&Secret>,
+    body: Option<&(&'static str, Bytes)>,
+    connection: &Connection,
+) -> Result<http::Request<Full<Bytes>>, StepError> {
+    let invalid = |what: &str| StepError::new(Reason::Config, format!("{method} {}: invalid {what}", url.path()));
+    let http2 = matches!(connection.sender, Sender::Http2(_));
+    let target = if http2 {
+        url.as_str()
+    } else {
+        let start = url[..url::Position::BeforePath].len();
+        &url.as_str()[start..url[..url::Position::AfterQuery].len()]
+    };
+    let mut message = http::Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .body(Full::new(body.map(|(_, b)| b.clone()).unwrap_or_default()))
+        .map_err(|_| invalid("URL"))?;
+    let map = message.headers_mut();
+    if !http2 {
+        let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        map.insert(HOST, HeaderValue::from_str(host).map_err(|_| invalid("host"))?);
+    }
+    map.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+    map.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("header name"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid(&format!("value of header {name}")))?;
+        map.insert(name, value);
+    }
+    if let Some(token) = bearer {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| invalid("token"))?;
+        value.set_sensitive(true);
+        map.insert(AUTHORIZATION, value);
+    }
+    if let Some((content_type, _)) = body {
+        map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    Ok(message)
+}
+
+async fn read_body(
+    mut incoming: Incoming,
+    headers: &HeaderMap,
+    method: &http::Method,
+    url: &url::Url,
+) -> Result<Bytes, StepError> {
+    let announced = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = announced {
         if length > MAX_BODY_BYTES as u64 {
             return Err(too_large(method, url, Some(length)));
         }
     }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large(method, url, None));
-                }
-                body.extend_from_slice(&chunk);
+    let mut body = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| transport_error(method, url, &e))?;
+        if let Ok(chunk) = frame.into_data() {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large(method, url, None));
             }
-            Ok(None) => break,
-            Err(e) => return Err(transport_error(method, url, &e)),
+            body.extend_from_slice(&chunk);
         }
     }
-    Ok(Response { status, headers, body: Bytes::from(body) })
+    Ok(Bytes::from(body))
 }
 
 fn too_large(method: &http::Method, url: &url::Url, announced: Option<u64>) -> StepError {
@@ -134,61 +282,44 @@ fn too_large(method: &http::Method, url: &url::Url, announced: Option<u64>) -> S
 
 /// Sorts a transport error into a reason, with a message that names the request
 /// by method and path (never the query, which may hold values from the environment).
-fn transport_error(method: &http::Method, url: &url::Url, error: &reqwest::Error) -> StepError {
-    let reason = classify(error);
-    StepError::new(reason, format!("{method} {}: {}", url.path(), describe(error)))
+fn transport_error(method: &http::Method, url: &url::Url, error: &hyper::Error) -> StepError {
+    StepError::new(classify(error), format!("{method} {}: {}", url.path(), describe(error)))
 }
 
-fn classify(error: &reqwest::Error) -> Reason {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut text = String::new();
+/// The reason for an error of an established connection.
+pub(crate) fn classify(error: &hyper::Error) -> Reason {
+    let mut source = std::error::Error::source(error);
     while let Some(e) = source {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return Reason::Tls;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) {
+            if connect::classify_io(io) == Reason::Tls {
                 return Reason::Tls;
             }
         }
-        text.push_str(&e.to_string().to_ascii_lowercase());
-        text.push('\n');
         source = e.source();
     }
-    if error.is_timeout() {
-        Reason::Timeout
-    } else if text.contains("dns error") || text.contains("failed to lookup address") {
-        Reason::Dns
-    } else if error.is_connect() {
-        if text.contains("certificate") || text.contains("tls") { Reason::Tls } else { Reason::Connect }
-    } else if error.is_body()
-        || error.is_decode()
-        || text.contains("connection closed")
-        || text.contains("reset")
-        || text.contains("incomplete")
-    {
-        Reason::ConnectionClosed
-    } else if text.contains("parse") || text.contains("invalid") {
+    if error.is_parse() || error.is_parse_status() || error.is_parse_too_large() {
         Reason::Protocol
+    } else if error.is_timeout() {
+        Reason::Timeout
     } else {
+        // Closed, reset, incomplete, canceled, an HTTP/2 stream error.
         Reason::ConnectionClosed
     }
 }
 
-/// The error's causes, without reqwest's outer line (which carries the full URL).
-pub fn describe(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source = std::error::Error::source(error);
+/// The error and its causes, each once.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = Some(error);
     while let Some(e) = source {
         let text = e.to_string();
-        if !parts.iter().any(|p: &String| p.contains(&text)) {
+        if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         source = e.source();
     }
-    if parts.is_empty() {
-        if error.is_timeout() { "timed out".to_owned() } else { "request failed".to_owned() }
-    } else {
-        parts.join(": ")
-    }
+    parts.join(": ")
 }

@@ -16,7 +16,9 @@
 //!   their own instance; anything shown is scrubbed of them.
 
 pub mod check;
+pub mod connect;
 pub mod http;
+pub mod phases;
 pub mod result;
 pub mod stream;
 pub mod target;
@@ -31,18 +33,19 @@ use std::collections::HashMap;
 use crate::spec::journey::{Body, FailAs, Journey, RequestSpec, Step, StepKind, StreamSpec};
 use crate::spec::template::Var;
 use check::Body as ResponseBody;
-pub use result::{Delivery, Outcome, Reason, RunResult, StepError, StepResult, StepStatus};
+pub use result::{Delivery, Outcome, Phase, Phases, Reason, RunResult, StepError, StepResult, StepStatus};
 pub use target::{Target, targets_from_config};
 
 /// Runs journeys against a fixed set of targets.
 #[derive(Debug, Clone)]
 pub struct Runner {
     targets: Vec<Target>,
+    tls: connect::Tls,
 }
 
 /// Where a step is in its run.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Stage {
     Main,
     Cleanup,
 }
@@ -51,7 +54,7 @@ struct RunState<'a> {
     journey: &'a Journey,
     nonce: String,
     captures: Vec<(String, String)>,
-    client: Option<reqwest::Client>,
+    client: http::Client,
     /// Streams opened for later `stream` steps, by the stream step's name.
     streams: HashMap<String, Result<stream::OpenStream, StepError>>,
     /// When each step that ran ended, for delivery delays.
@@ -60,7 +63,14 @@ struct RunState<'a> {
 
 impl Runner {
     pub fn new(targets: Vec<Target>) -> Self {
-        Runner { targets }
+        Runner { targets, tls: connect::Tls::default() }
+    }
+
+    /// Trusts `roots` (DER certificates, e.g. a private CA's) besides the
+    /// platform's roots for every HTTPS connection this runner's runs make.
+    pub fn with_extra_roots(mut self, roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Result<Self, String> {
+        self.tls = connect::Tls::with_extra_roots(roots)?;
+        Ok(self)
     }
 
     pub fn targets(&self) -> &[Target] {
@@ -84,18 +94,15 @@ impl Runner {
     pub async fn run_until(&self, journey: &Journey, cancel: &CancellationToken) -> RunResult {
         let started_at = chrono::Utc::now();
         let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
+        // A new client per run: its first request pays DNS, TCP and TLS as a user's would.
         let mut state = RunState {
             journey,
             nonce: new_nonce(started_at),
             captures: Vec::new(),
-            client: None,
+            client: http::Client::new(self.tls.clone()),
             streams: HashMap::new(),
             step_ends: HashMap::new(),
         };
-        match http::client_for_run() {
-            Ok(c) => state.client = Some(c),
-            Err(e) => return self.config_failure(journey, account, started_at, e),
-        }
 
         let start = Instant::now();
         let deadline = start + journey.deadline;
@@ -110,7 +117,7 @@ impl Runner {
             let result = tokio::select! {
                 result = async {
                     self.open_streams_before(&mut state, step).await;
-                    self.run_step(&mut state, step, Phase::Main, Some(deadline)).await
+                    self.run_step(&mut state, step, Stage::Main, Some(deadline)).await
                 } => result,
                 () = cancel.cancelled() => cancelled(journey, step),
             };
@@ -125,7 +132,7 @@ impl Runner {
 
         let mut cleanup = Vec::new();
         for step in &journey.cleanup {
-            cleanup.push(self.run_step(&mut state, step, Phase::Cleanup, None).await);
+            cleanup.push(self.run_step(&mut state, step, Stage::Cleanup, None).await);
         }
         for c in cleanup.iter().filter(|c| c.status == StepStatus::Failed) {
             tracing::warn!(
@@ -165,43 +172,11 @@ impl Runner {
         result
     }
 
-    fn config_failure(
-        &self,
-        journey: &Journey,
-        account: String,
-        started_at: chrono::DateTime<chrono::Utc>,
-        error: StepError,
-    ) -> RunResult {
-        let first = journey.steps.first().map(|s| s.name.clone()).unwrap_or_default();
-        let mut steps: Vec<StepResult> =
-            journey.steps.iter().map(|s| skipped(journey, s, "the run could not start")).collect();
-        if let Some(s) = steps.first_mut() {
-            s.status = StepStatus::Failed;
-            s.skipped_because = None;
-            s.error = Some(error.clone());
-        }
-        RunResult {
-            journey: journey.name.clone(),
-            instance: journey.instance.clone(),
-            account,
-            started_at,
-            duration: Duration::ZERO,
-            outcome: error.reason.outcome(),
-            reason: Some(error.reason),
-            latency_ok: false,
-            delay_ok: journey.slo.delay.as_ref().map(|_| false),
-            failed_step: Some(first),
-            steps,
-            cleanup: Vec::new(),
-            captures: Vec::new(),
-        }
-    }
-
     async fn run_step(
         &self,
         state: &mut RunState<'_>,
         step: &Step,
-        phase: Phase,
+        stage: Stage,
         deadline: Option<Instant>,
     ) -> StepResult {
         let instance = state.journey.step_instance(step).to_owned();
@@ -212,12 +187,13 @@ impl Runner {
             duration: Duration::ZERO,
             attempts: 0,
             http_status: None,
+            phases: None,
             error: None,
             skipped_because: None,
             delivery: None,
         };
         // A cleanup step whose variables were never captured has nothing to clean up.
-        if phase == Phase::Cleanup {
+        if stage == Stage::Cleanup {
             if let Some(missing) = missing_capture(step, &state.captures) {
                 result.status = StepStatus::Skipped;
                 result.skipped_because = Some(format!("`${{{missing}}}` was never captured"));
@@ -234,7 +210,8 @@ impl Runner {
         let outcome = match (outcome, step.fail_as) {
             (Err(mut e), Some(FailAs::NotFollowing)) if matches!(e.reason, Reason::Assertion | Reason::HttpStatus) => {
                 e.reason = Reason::NotFollowing;
-                e.message = format!("{}; the receiving account must follow the posting one (see the README)", e.message);
+                e.message =
+                    format!("{}; the receiving account must follow the posting one (see the README)", e.message);
                 Err(e)
             }
             (outcome, _) => outcome,
@@ -274,12 +251,17 @@ impl Runner {
             (d, p) => d.or(p),
         };
         let request = self.prepare(state, step, spec, target)?;
-        let client = state.client.as_ref().expect("set before steps run");
+        let client = &state.client;
         loop {
             let by_timeout = Instant::now() + step.timeout;
             let attempt_end = step_end.map_or(by_timeout, |e| e.min(by_timeout));
             result.attempts += 1;
-            let response = match tokio::time::timeout_at(attempt_end, http::send(client, &request)).await {
+            // Boxed, so that the exchange's state is allocated while it runs rather
+            // than carried inline in every run's future.
+            let sent = tokio::time::timeout_at(attempt_end, Box::pin(http::send(client, &request))).await;
+            // Taken after every attempt, the failed and the timed-out ones included.
+            result.phases.get_or_insert_default().add(&client.take_phases());
+            let response = match sent {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
@@ -343,7 +325,7 @@ impl Runner {
             let opened = match self.target(journey.step_instance(later)) {
                 Err(e) => Err(e),
                 Ok(target) => {
-                    let client = state.client.as_ref().expect("set before steps run");
+                    let client = &state.client;
                     match tokio::time::timeout(later.timeout, stream::open(client, target, spec)).await {
                         Ok(opened) => opened,
                         Err(_) => Err(StepError::new(
@@ -421,7 +403,7 @@ impl Runner {
             "stream unusable; polling instead"
         );
         let request = self.prepare(state, step, &fallback.request, target)?;
-        let client = state.client.as_ref().expect("set before steps run");
+        let client = &state.client;
         let what = format!("{} {}", request.method, request.url.path());
         let sent_token = request.bearer.is_some();
         let state_ref: &RunState<'_> = state;
@@ -470,11 +452,11 @@ impl Runner {
                 for (name, value) in fields {
                     form.append_pair(name, &value.render(&mut lookup)?);
                 }
-                Some(("application/x-www-form-urlencoded", form.finish().into_bytes()))
+                Some(("application/x-www-form-urlencoded", form.finish().into_bytes().into()))
             }
             Some(Body::Json(template)) => {
                 let value = template.render(&mut lookup)?;
-                Some(("application/json", serde_json::to_vec(&value).unwrap_or_default()))
+                Some(("application/json", serde_json::to_vec(&value).unwrap_or_default().into()))
             }
         };
         let bearer =
@@ -492,18 +474,14 @@ impl Runner {
     /// Replaces every token this runner knows with a placeholder in everything a
     /// result shows: a hostile server could echo the `Authorization` header back.
     fn scrub(&self, result: &mut RunResult) {
-        let secrets: Vec<&str> = self
-            .targets
-            .iter()
-            .filter_map(|t| t.token.as_ref().ok())
-            .map(|s| s.expose())
-            .filter(|s| s.len() >= 4)
-            .collect();
-        if secrets.is_empty() {
+        // Iterated afresh where needed rather than collected: this runs after every run.
+        let secrets =
+            || self.targets.iter().filter_map(|t| t.token.as_ref().ok()).map(|s| s.expose()).filter(|s| s.len() >= 4);
+        if secrets().next().is_none() {
             return;
         }
         let clean = |text: &mut String| {
-            for s in &secrets {
+            for s in secrets() {
                 if text.contains(s) {
                     *text = text.replace(s, "<redacted>");
                 }
@@ -525,7 +503,13 @@ impl Runner {
 }
 
 /// The delivery a stream step saw: from the `delay_from` step's end to `at`.
-fn delivery(state: &RunState<'_>, spec: &StreamSpec, destination: &str, method: stream::Method, at: Instant) -> Delivery {
+fn delivery(
+    state: &RunState<'_>,
+    spec: &StreamSpec,
+    destination: &str,
+    method: stream::Method,
+    at: Instant,
+) -> Delivery {
     let journey = state.journey;
     let from = journey.steps.iter().find(|s| s.name == spec.delay_from);
     let source = from.map(|s| journey.step_instance(s)).unwrap_or(&journey.instance).to_owned();
@@ -581,6 +565,7 @@ fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
         duration: Duration::ZERO,
         attempts: 0,
         http_status: None,
+        phases: None,
         error: None,
         skipped_because: Some(because.to_owned()),
         delivery: None,

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::phases::{Phase, Phases};
+
 /// How a run ended. Only `Success` and `Failure` count toward an SLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -169,6 +171,12 @@ pub struct StepResult {
     /// The last response's HTTP status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// Where the time of the step's HTTP exchanges went, summed over all its
+    /// attempts and redirects (like `duration`). Absent when no request was made.
+    /// The phases add up to `duration` less the probe's own work between
+    /// exchanges and, for a poll, the waits between attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
     /// Why the step was skipped, when it was.

@@ -14,7 +14,6 @@
 //! journey has one, which marks the delivery `poll`; nothing matching before
 //! `within` is a failure with reason `not_delivered`.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -66,27 +65,9 @@ impl Method {
     }
 }
 
-/// TLS for `wss://`: the platform's roots, built once per process.
-fn tls() -> Option<Arc<rustls::ClientConfig>> {
-    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            crate::install_crypto_provider();
-            use rustls_platform_verifier::ConfigVerifierExt;
-            match rustls::ClientConfig::with_platform_verifier() {
-                Ok(config) => Some(Arc::new(config)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot load the platform's TLS roots for the streaming API");
-                    None
-                }
-            }
-        })
-        .clone()
-}
-
 /// The streaming server's base URL: `configuration.urls.streaming` of
 /// `/api/v2/instance`, or the instance's own URL (as ws/wss) when that is unknown.
-async fn streaming_base(client: &reqwest::Client, target: &Target) -> url::Url {
+async fn streaming_base(client: &http::Client, target: &Target) -> url::Url {
     let mut fallback = target.base_url.clone();
     let _ = fallback.set_scheme(if target.base_url.scheme() == "https" { "wss" } else { "ws" });
     let Ok(url) = target.base_url.join("/api/v2/instance") else { return fallback };
@@ -108,16 +89,14 @@ async fn streaming_base(client: &reqwest::Client, target: &Target) -> url::Url {
 }
 
 /// Opens the stream for `spec` on `target` and starts reading it.
-pub async fn open(client: &reqwest::Client, target: &Target, spec: &StreamSpec) -> Result<OpenStream, StepError> {
+pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> Result<OpenStream, StepError> {
     let token = target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?;
     let mut url = streaming_base(client, target).await;
     url.set_path("/api/v1/streaming");
     url.query_pairs_mut().clear().append_pair("stream", &spec.stream);
     let what = format!("streaming {}", url.path());
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| StepError::new(Reason::Protocol, format!("{what}: {e}")))?;
+    let mut request =
+        url.as_str().into_client_request().map_err(|e| StepError::new(Reason::Protocol, format!("{what}: {e}")))?;
     let bearer = format!("Bearer {}", token.expose());
     let headers = request.headers_mut();
     headers.insert(
@@ -125,7 +104,11 @@ pub async fn open(client: &reqwest::Client, target: &Target, spec: &StreamSpec) 
         bearer.parse().map_err(|_| StepError::new(Reason::Config, "the token is not a valid header value"))?,
     );
     headers.insert(::http::header::USER_AGENT, ::http::HeaderValue::from_static(http::USER_AGENT));
-    let connector = tls().map(tokio_tungstenite::Connector::Rustls);
+    let connector = if url.scheme() == "wss" {
+        Some(tokio_tungstenite::Connector::Rustls(client.tls().websocket_config()?))
+    } else {
+        Some(tokio_tungstenite::Connector::Plain)
+    };
     let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
         .await
         .map_err(|e| upgrade_error(&what, e))?;
@@ -174,7 +157,10 @@ where
             },
             Ok(Message::Close(close)) => {
                 let why = close.map(|c| format!(" ({} {})", u16::from(c.code), c.reason)).unwrap_or_default();
-                Frame::Closed(StepError::new(Reason::ConnectionClosed, format!("the streaming server closed the stream{why}")))
+                Frame::Closed(StepError::new(
+                    Reason::ConnectionClosed,
+                    format!("the streaming server closed the stream{why}"),
+                ))
             }
             Ok(_) => continue,
             Err(e) => Frame::Closed(StepError::new(Reason::ConnectionClosed, format!("the stream broke: {e}"))),
@@ -242,7 +228,7 @@ pub const FALLBACK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Polls `request` until `check` passes; returns when the passing response was read.
 pub async fn poll_until(
-    client: &reqwest::Client,
+    client: &http::Client,
     request: &http::Request,
     interval: Duration,
     timeout: Duration,
@@ -257,7 +243,12 @@ pub async fn poll_until(
             Err(_) => {
                 return Err(StepError::new(
                     Reason::Timeout,
-                    format!("{} {}: no complete response within {}", request.method, request.url.path(), humantime::format_duration(timeout)),
+                    format!(
+                        "{} {}: no complete response within {}",
+                        request.method,
+                        request.url.path(),
+                        humantime::format_duration(timeout)
+                    ),
                 ));
             }
         };

@@ -439,8 +439,9 @@ fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
             let df = reader.map(n, "`delay`", LATENCY_KEYS)?;
             let threshold =
                 df.require(reader, "threshold", "`delay`").and_then(|t| values::duration(reader, t, "`threshold`"));
-            let objective =
-                df.require(reader, "objective", "`delay`").and_then(|o| values::objective(reader, o, "delay objective"));
+            let objective = df
+                .require(reader, "objective", "`delay`")
+                .and_then(|o| values::objective(reader, o, "delay objective"));
             Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
         }
     };
@@ -556,7 +557,11 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
         Some(n) => match reader.string(n, "`fail_as`").as_deref() {
             Some("not_following") => Some(Some(FailAs::NotFollowing)),
             Some(other) => {
-                reader.error_hint(n, format!("`{other}` is not a reason a step can claim"), format!("use one of: {}", FailAs::NAMES.join(", ")));
+                reader.error_hint(
+                    n,
+                    format!("`{other}` is not a reason a step can claim"),
+                    format!("use one of: {}", FailAs::NAMES.join(", ")),
+                );
                 None
             }
             None => None,
@@ -586,7 +591,8 @@ fn read_stream(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option
     let event = match fields.get("event") {
         None => Some("update".to_owned()),
         Some(n) => reader.string(n, "`event`").and_then(|e| {
-            const EVENTS: &[&str] = &["update", "delete", "notification", "status.update", "conversation", "announcement"];
+            const EVENTS: &[&str] =
+                &["update", "delete", "notification", "status.update", "conversation", "announcement"];
             if EVENTS.contains(&e.as_str()) {
                 Some(e)
             } else {
@@ -599,7 +605,8 @@ fn read_stream(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option
             }
         }),
     };
-    let open_before = fields.require(reader, "open_before", "`stream`").and_then(|n| values::name(reader, n, "step name"));
+    let open_before =
+        fields.require(reader, "open_before", "`stream`").and_then(|n| values::name(reader, n, "step name"));
     let delay_from = match fields.get("delay_from") {
         None => open_before.clone(),
         Some(n) => values::name(reader, n, "step name"),

@@ -1,0 +1,669 @@
+//! fediprobe's benchmarks, side by side with blackbox_exporter where the question
+//! applies to both. Every figure in `BENCHMARKS.md` comes from one of these:
+//!
+//! ```text
+//! cargo build --release                        # the `fediprobe` binary (cold start, footprint)
+//! cargo bench --bench probes -- accuracy       # reported duration − D, D = 0, 10, 100, 1000 ms
+//! cargo bench --bench probes -- cost           # CPU and peak memory for 10 000 runs / probes
+//! cargo bench --bench probes -- cold-start     # `fediprobe once`: exec → first request byte
+//! cargo bench --bench probes -- slow-targets   # 10 000 runs in flight against a silent server
+//! cargo bench --bench probes -- footprint      # `fediprobe run`, 1 000 journeys every minute
+//! cargo bench --bench probes                   # all of the above
+//! ```
+//!
+//! Everything targets 127.0.0.1 only, every loop is bounded, and the helper
+//! servers (this same binary in a server mode, as a child process so that its CPU
+//! is not counted) exit when the benchmark's end of their stdin closes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fediprobe::runner::{Outcome, Reason, Runner, Target};
+use fediprobe::secret::Secret;
+use fediprobe::spec::{Journey, parse_journey_str};
+
+const DELAYS_MS: [u64; 4] = [0, 10, 100, 1000];
+const COST_RUNS: usize = 10_000;
+const SLOW_RUNS: usize = 10_000;
+const SLOW_DEADLINE: Duration = Duration::from_secs(2);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    match args.first().map(String::as_str) {
+        // Helper modes, started by the benchmarks themselves.
+        Some("serve-delay") => serve_delay(),
+        Some("serve-silent") => serve_silent(),
+        Some("runner-loop") => runner_loop(&args[1], args[2].parse().unwrap()),
+        Some("slow-runs") => slow_runs(&args[1], args[2].parse().unwrap()),
+        // Benchmarks.
+        Some("accuracy") => accuracy(),
+        Some("cost") => cost(),
+        Some("cold-start") => cold_start(),
+        Some("slow-targets") => slow_targets(),
+        Some("footprint") => footprint(),
+        None => {
+            accuracy();
+            cost();
+            cold_start();
+            slow_targets();
+            footprint();
+        }
+        Some(other) => {
+            eprintln!("unknown benchmark `{other}`: accuracy, cost, cold-start, slow-targets or footprint");
+            std::process::exit(2);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helper servers (child processes).
+
+/// Exits when the parent closes our stdin (or dies), so no server outlives its bench.
+fn exit_with_parent() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+}
+
+/// HTTP/1.1 on 127.0.0.1: `GET /delay/D` answers `200 ok` exactly D ms after the
+/// request head has been read (a thread per connection that sleeps until 1 ms
+/// before and spins the rest, so that a busy machine's late wake-ups don't land
+/// in the figures). Prints its port.
+fn serve_delay() {
+    exit_with_parent();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || serve_delay_connection(stream));
+    }
+}
+
+fn serve_delay_connection(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let read_at = Instant::now();
+        let path = request_line.split(' ').nth(1).unwrap_or("/");
+        let delay = path.strip_prefix("/delay/").and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+        let until = read_at + Duration::from_millis(delay);
+        if let Some(left) = until.checked_duration_since(Instant::now() + Duration::from_millis(1)) {
+            std::thread::sleep(left);
+        }
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let response = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+        if writer.write_all(response).is_err() {
+            return;
+        }
+    }
+}
+
+/// Accepts connections and never answers (it reads and discards, so that a
+/// connection the client closed is released). Prints its port.
+fn serve_silent() {
+    exit_with_parent();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mode: &str) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg(mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the helper server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        Server { child, port: line.trim().parse().expect("the helper prints its port") }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// blackbox_exporter.
+
+const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
+
+struct Blackbox {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Blackbox {
+    fn start() -> Blackbox {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("blackbox.yml");
+        std::fs::write(
+            &config,
+            "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(BLACKBOX)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BLACKBOX} (apt-get install prometheus-blackbox-exporter): {e}"));
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "blackbox_exporter did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Blackbox { child, port, _dir: dir }
+    }
+
+    /// One probe of `target`: (probe_duration_seconds, sum of probe_http_duration_seconds).
+    fn probe(&self, target: &str) -> (f64, f64) {
+        let body = http_get(self.port, &format!("/probe?module=http_2xx&target={target}"));
+        let mut duration = None;
+        let mut phases = 0.0;
+        let mut success = false;
+        for line in body.lines() {
+            if let Some(v) = line.strip_prefix("probe_duration_seconds ") {
+                duration = v.parse().ok();
+            } else if line.starts_with("probe_http_duration_seconds{") {
+                phases += line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            } else if line == "probe_success 1" {
+                success = true;
+            }
+        }
+        assert!(success, "blackbox_exporter's probe failed:\n{body}");
+        (duration.expect("probe_duration_seconds"), phases)
+    }
+
+    fn usage(&self) -> Usage {
+        Usage::of(self.child.id())
+    }
+}
+
+impl Drop for Blackbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.0 GET on loopback, for talking to blackbox_exporter.
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------
+// Measuring processes.
+
+/// CPU time and memory of a process, from /proc.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    cpu: Duration,
+    rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+impl Usage {
+    fn of(pid: u32) -> Usage {
+        Usage::from_proc(&format!("/proc/{pid}"))
+    }
+
+    fn own() -> Usage {
+        Usage::from_proc("/proc/self")
+    }
+
+    fn from_proc(dir: &str) -> Usage {
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).unwrap();
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let status = std::fs::read_to_string(format!("{dir}/status")).unwrap();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        // USER_HZ is 100 on Linux.
+        Usage { cpu: Duration::from_millis(ticks * 10), rss_kib: kib("VmRSS:"), peak_rss_kib: kib("VmHWM:") }
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------
+// Statistics.
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn median_p99(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (quantile(&values, 0.5), quantile(&values, 0.99))
+}
+
+// ---------------------------------------------------------------------------
+// fediprobe in this process.
+
+fn one_request_journey(path: &str, deadline: Duration) -> Journey {
+    let text = format!(
+        "name: bench\ninstance: main\nschedule: '* * * * *'\ndeadline: {}ms\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    timeout: 60s\n    request: {{ path: '{path}', auth: false }}\n",
+        deadline.as_millis()
+    );
+    let (journey, diagnostics) = parse_journey_str(Path::new("bench.yaml"), &text);
+    journey.unwrap_or_else(|| panic!("{diagnostics}"))
+}
+
+fn runner_for(base_url: &str) -> Runner {
+    Runner::new(vec![Target::new("main", base_url.parse().unwrap(), "probe", Secret::new("unused"))])
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Accuracy.
+
+fn accuracy() {
+    let server = Server::start("serve-delay");
+    let blackbox = Blackbox::start();
+    let runtime = runtime();
+    let runner = runner_for(&server.url("/"));
+    println!("\n## Accuracy: reported duration − D (ms), fediprobe and blackbox_exporter interleaved\n");
+    println!(
+        "| D | runs each | fediprobe journey median | fediprobe journey p99 | fediprobe `ttfb` − D median | blackbox `probe_duration_seconds` median | blackbox p99 | blackbox Σ`probe_http_duration_seconds` median | blackbox Σ p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for delay in DELAYS_MS {
+        let runs = match delay {
+            0 | 10 => 300,
+            100 => 150,
+            _ => 40,
+        };
+        let path = format!("/delay/{delay}");
+        let journey = one_request_journey(&path, Duration::from_secs(60));
+        let target = server.url(&path);
+        let d = delay as f64;
+        let (mut fp, mut fp_ttfb, mut bb, mut bb_phases) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Warm up both (page in code, first connections).
+        for _ in 0..5 {
+            runtime.block_on(runner.run(&journey));
+            blackbox.probe(&target);
+        }
+        for _ in 0..runs {
+            let result = runtime.block_on(runner.run(&journey));
+            assert_eq!(result.outcome, Outcome::Success, "{result:?}");
+            fp.push(result.duration.as_secs_f64() * 1e3 - d);
+            fp_ttfb.push(result.steps[0].phases.unwrap().ttfb.as_secs_f64() * 1e3 - d);
+            let (duration, phases) = blackbox.probe(&target);
+            bb.push(duration * 1e3 - d);
+            bb_phases.push(phases * 1e3 - d);
+        }
+        let (fp_m, fp_p) = median_p99(fp);
+        let (ttfb_m, _) = median_p99(fp_ttfb);
+        let (bb_m, bb_p) = median_p99(bb);
+        let (bbp_m, bbp_p) = median_p99(bb_phases);
+        println!(
+            "| {delay} ms | {runs} | {fp_m:.3} | {fp_p:.3} | {ttfb_m:.3} | {bb_m:.3} | {bb_p:.3} | {bbp_m:.3} | {bbp_p:.3} |"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cost per run.
+
+/// Child mode: `runs` sequential one-request runs (each turned into its samples,
+/// as the agent does), then this process's CPU time and peak RSS on stdout.
+fn runner_loop(base_url: &str, runs: usize) {
+    let runtime = runtime();
+    let runner = runner_for(base_url);
+    let journey = one_request_journey("/delay/0", Duration::from_secs(60));
+    let started = Instant::now();
+    let mut samples = 0;
+    for _ in 0..runs {
+        let result = runtime.block_on(runner.run(&journey));
+        assert_eq!(result.outcome, Outcome::Success, "{result:?}");
+        samples += fediprobe::metrics::samples_for_run(&result, "bench").len();
+    }
+    let wall = started.elapsed();
+    let usage = Usage::own();
+    println!("{} {} {} {samples}", usage.cpu.as_secs_f64(), usage.peak_rss_kib, wall.as_secs_f64());
+}
+
+fn cost() {
+    let server = Server::start("serve-delay");
+    println!("\n## Cost per run: {COST_RUNS} sequential one-request runs against `/delay/0`\n");
+    println!("| prober | CPU total | CPU per run | peak RSS | wall |");
+    println!("|---|---|---|---|---|");
+
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["runner-loop", &server.url("/"), &COST_RUNS.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let fields: Vec<f64> = text.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let (cpu, peak_kib, wall) = (fields[0], fields[1] as u64, fields[2]);
+    println!(
+        "| fediprobe (runner in one process, samples made per run) | {cpu:.2} s | {:.0} µs | {:.1} MiB | {wall:.1} s |",
+        cpu / COST_RUNS as f64 * 1e6,
+        mib(peak_kib)
+    );
+
+    let blackbox = Blackbox::start();
+    let target = server.url("/delay/0");
+    for _ in 0..20 {
+        blackbox.probe(&target);
+    }
+    let before = blackbox.usage();
+    let started = Instant::now();
+    for _ in 0..COST_RUNS {
+        blackbox.probe(&target);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let after = blackbox.usage();
+    let cpu = (after.cpu - before.cpu).as_secs_f64();
+    println!(
+        "| blackbox_exporter (`/probe` {COST_RUNS} times) | {cpu:.2} s | {:.0} µs | {:.1} MiB | {wall:.1} s |",
+        cpu / COST_RUNS as f64 * 1e6,
+        mib(after.peak_rss_kib)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Cold start.
+
+fn fediprobe_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("FEDIPROBE_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/release/deps/probes-… → target/release/fediprobe
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("fediprobe");
+    assert!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
+    path
+}
+
+/// A config for `fediprobe once`/`run` with `count` one-request journeys to `base_url`.
+fn write_config(dir: &Path, base_url: &str, count: usize, path: &str) -> PathBuf {
+    let journeys = dir.join("journeys");
+    std::fs::create_dir_all(&journeys).unwrap();
+    for i in 0..count {
+        std::fs::write(
+            journeys.join(format!("j{i:04}.yaml")),
+            format!(
+                "name: j{i:04}\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    request: {{ path: '{path}', auth: false }}\n"
+            ),
+        )
+        .unwrap();
+    }
+    let config = dir.join("fediprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "probe:\n  region: bench\ninstances:\n  main:\n    url: {base_url}\n    account: probe\n    token: {{ env: FEDIPROBE_BENCH_TOKEN }}\njourneys: [journeys]\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn cold_start() {
+    const RUNS: usize = 50;
+    let binary = fediprobe_binary();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("http://127.0.0.1:{port}"), 1, "/cold");
+    // Answers each connection's request once; reports when its first byte came.
+    let (first_byte, arrived) = std::sync::mpsc::channel::<Instant>();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            if stream.read(&mut buf).unwrap_or(0) > 0 {
+                let _ = first_byte.send(Instant::now());
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            }
+        }
+    });
+    let mut times = Vec::new();
+    for _ in 0..RUNS + 3 {
+        let started = Instant::now();
+        let status = Command::new(&binary)
+            .args(["once", "-c"])
+            .arg(&config)
+            .args(["--output", "json"])
+            .env("FEDIPROBE_BENCH_TOKEN", "unused")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let at = arrived.recv_timeout(Duration::from_secs(10)).expect("fediprobe once sent a request");
+        times.push((at - started).as_secs_f64() * 1e3);
+        let mut status = status;
+        status.wait().unwrap();
+    }
+    let (median, p99) = median_p99(times.split_off(3));
+    println!("\n## Cold start: `fediprobe once` from exec to its first request byte ({RUNS} runs)\n");
+    println!("| median | p99 |");
+    println!("|---|---|");
+    println!("| {median:.2} ms | {p99:.2} ms |");
+}
+
+// ---------------------------------------------------------------------------
+// Slow targets.
+
+/// Child mode: rounds (`SLOW_ROUNDS`, default 3) of `runs` runs all in flight at once against a server
+/// that never answers, each with a [`SLOW_DEADLINE`] deadline. Prints one line
+/// per round: runs, timeouts, median and max lateness past the deadline (ms),
+/// peak RSS during the round and RSS after it (KiB).
+fn slow_runs(base_url: &str, runs: usize) {
+    let runtime = runtime();
+    let runner = Arc::new(runner_for(base_url));
+    let journey = Arc::new(one_request_journey("/", SLOW_DEADLINE));
+    let rounds: usize = std::env::var("SLOW_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    for _round in 0..rounds {
+        // RSS sampled every 50 ms by a thread while the round runs.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(Usage::own().rss_kib);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                peak
+            })
+        };
+        let (lateness, timeouts) = runtime.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..runs {
+                let (runner, journey) = (runner.clone(), journey.clone());
+                set.spawn(async move {
+                    let started = tokio::time::Instant::now();
+                    let result = runner.run(&journey).await;
+                    (started.elapsed(), result.reason)
+                });
+            }
+            let mut lateness = Vec::new();
+            let mut timeouts = 0;
+            while let Some(joined) = set.join_next().await {
+                let (elapsed, reason) = joined.unwrap();
+                timeouts += usize::from(reason == Some(Reason::Timeout));
+                lateness.push((elapsed.as_secs_f64() - SLOW_DEADLINE.as_secs_f64()) * 1e3);
+            }
+            (lateness, timeouts)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rss_peak = sampler.join().unwrap();
+        // Let the runtime drop the aborted connection tasks before measuring.
+        std::thread::sleep(Duration::from_millis(500));
+        let after = Usage::own().rss_kib;
+        let mut sorted = lateness;
+        sorted.sort_by(f64::total_cmp);
+        println!("{runs} {timeouts} {:.2} {:.2} {rss_peak} {after}", quantile(&sorted, 0.5), sorted[sorted.len() - 1]);
+    }
+}
+
+fn slow_targets() {
+    let server = Server::start("serve-silent");
+    println!(
+        "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process\n",
+        SLOW_DEADLINE.as_secs()
+    );
+    println!(
+        "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | peak RSS | RSS after the round |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["slow-runs", &server.url("/"), &SLOW_RUNS.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    for (round, line) in String::from_utf8(output.stdout).unwrap().lines().enumerate() {
+        let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+        println!(
+            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB |",
+            round + 1,
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+            mib(f[4] as u64),
+            mib(f[5] as u64)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Agent footprint.
+
+fn footprint() {
+    const JOURNEYS: usize = 1000;
+    let seconds: u64 = std::env::var("FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
+    let binary = fediprobe_binary();
+    println!("\n## Agent footprint: `fediprobe run` with {JOURNEYS} journeys each every minute, against the sandbox\n");
+    let has_run = Command::new(&binary)
+        .args(["run", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_run {
+        println!("not measured: this `fediprobe` has no `run` command yet (the bench runs as soon as it has)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The sandbox, from the same binary; it prints `alpha at http://127.0.0.1:PORT`.
+    let mut sandbox = Command::new(&binary)
+        .args(["sandbox", "--instances", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(sandbox.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let config = write_config(dir.path(), &url, JOURNEYS, "/health");
+    let mut agent = Command::new(&binary)
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("FEDIPROBE_BENCH_TOKEN", "unused")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Skip the first minute (start-up, first firing), then measure whole minutes.
+    std::thread::sleep(Duration::from_secs(60));
+    let before = Usage::of(agent.id());
+    let started = Instant::now();
+    let mut peak = before.rss_kib;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_millis(500));
+        peak = peak.max(Usage::of(agent.id()).rss_kib);
+    }
+    let after = Usage::of(agent.id());
+    let cpu_share = (after.cpu - before.cpu).as_secs_f64() / started.elapsed().as_secs_f64() * 100.0;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    println!("| measured for | CPU (% of one core) | RSS peak | RSS at the end |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {} s | {cpu_share:.2} % | {:.1} MiB | {:.1} MiB |",
+        started.elapsed().as_secs(),
+        mib(peak),
+        mib(after.rss_kib)
+    );
+}

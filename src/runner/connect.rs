@@ -1,0 +1,329 @@
+//! Opening connections the way a user's app does, timing each phase: DNS
+//! (`tokio::net::lookup_host`; none for an IP literal), TCP connect (the resolved
+//! addresses in order, the next one started after [`NEXT_ADDRESS_AFTER`] or as soon
+//! as the previous one fails), the TLS handshake (rustls with the platform's
+//! verifier, ALPN `h2` then `http/1.1`), then an HTTP/2 or HTTP/1.1 connection by
+//! what ALPN chose.
+//!
+//! A connection belongs to one run's [`Client`](super::http::Client): it is
+//! reused by the run's later requests to the same origin and closed when the run
+//! ends. The TLS configuration (root store included) is built once per process.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::phases::{Phase, Recorder, WriteClock};
+use super::result::{Reason, StepError};
+
+/// How long a connection attempt to one address runs alone before the next
+/// address is tried alongside it (RFC 8305's "connection attempt delay").
+pub const NEXT_ADDRESS_AFTER: Duration = Duration::from_millis(250);
+
+/// The TLS set-up a runner's clients use.
+#[derive(Clone, Default)]
+pub struct Tls {
+    /// `None`: the platform's roots, loaded on first use and shared by the process.
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.config.is_some() { "Tls(platform roots + extra roots)" } else { "Tls(platform roots)" })
+    }
+}
+
+impl Tls {
+    /// The platform's roots plus `extra_roots` (e.g. a private CA).
+    pub fn with_extra_roots(extra_roots: Vec<CertificateDer<'static>>) -> Result<Tls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
+            .map_err(|e| format!("cannot set up TLS verification: {e}"))?;
+        Ok(Tls { config: Some(client_config(provider, Arc::new(verifier))?) })
+    }
+
+    /// The same verification for a websocket: ALPN offers only HTTP/1.1, the one
+    /// the websocket upgrade works over.
+    pub(crate) fn websocket_config(&self) -> Result<Arc<rustls::ClientConfig>, StepError> {
+        let mut config = (*self.config()?).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    fn config(&self) -> Result<Arc<rustls::ClientConfig>, StepError> {
+        if let Some(config) = &self.config {
+            return Ok(config.clone());
+        }
+        static PLATFORM: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+        PLATFORM
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+                    .map_err(|e| format!("cannot load the platform's CA roots: {e}"))?;
+                client_config(provider, Arc::new(verifier))
+            })
+            .clone()
+            .map_err(|e| StepError::new(Reason::Config, e))
+    }
+}
+
+fn client_config(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<rustls_platform_verifier::Verifier>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Where a connection goes: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OriginKey {
+    https: bool,
+    host: url::Host<String>,
+    port: u16,
+}
+
+impl OriginKey {
+    pub(crate) fn of(url: &url::Url) -> Result<OriginKey, StepError> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(StepError::new(Reason::Config, format!("`{other}:` URLs are not HTTP"))),
+        };
+        let host = url
+            .host()
+            .ok_or_else(|| StepError::new(Reason::Config, format!("`{}` has no host", url.path())))?
+            .to_owned();
+        let port = url.port().unwrap_or(if https { 443 } else { 80 });
+        Ok(OriginKey { https, host, port })
+    }
+
+    pub(crate) fn matches(&self, url: &url::Url) -> bool {
+        let https = url.scheme() == "https";
+        https == self.https
+            && url.port().unwrap_or(if https { 443 } else { 80 }) == self.port
+            && url.host().is_some_and(|h| match (&self.host, h) {
+                (url::Host::Domain(a), url::Host::Domain(b)) => a == b,
+                (url::Host::Ipv4(a), url::Host::Ipv4(b)) => *a == b,
+                (url::Host::Ipv6(a), url::Host::Ipv6(b)) => *a == b,
+                _ => false,
+            })
+    }
+}
+
+/// One open connection, HTTP/1.1 or HTTP/2, with the task that drives it.
+pub(crate) struct Connection {
+    pub(crate) origin: OriginKey,
+    pub(crate) sender: Sender,
+    pub(crate) writes: Arc<WriteClock>,
+    task: tokio::task::AbortHandle,
+}
+
+pub(crate) enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Connection {
+    pub(crate) fn is_open(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(s) => !s.is_closed(),
+            Sender::Http2(s) => !s.is_closed(),
+        }
+    }
+}
+
+impl Drop for Connection {
+    /// Closing is immediate: a run that timed out mid-response must not leave a
+    /// task waiting on a server that never answers.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Opens a new connection to `origin`, reporting each phase as it starts.
+pub(crate) async fn open(origin: &OriginKey, tls: &Tls, phases: &Recorder) -> Result<Connection, StepError> {
+    let addresses: Vec<SocketAddr> = match &origin.host {
+        url::Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), origin.port)],
+        url::Host::Ipv6(ip) => vec![SocketAddr::new((*ip).into(), origin.port)],
+        url::Host::Domain(name) => {
+            phases.enter(Phase::Dns);
+            let found = tokio::net::lookup_host((name.as_str(), origin.port))
+                .await
+                .map_err(|e| StepError::new(Reason::Dns, format!("cannot resolve {name}: {e}")))?;
+            let found: Vec<SocketAddr> = found.collect();
+            if found.is_empty() {
+                return Err(StepError::new(Reason::Dns, format!("{name} has no address")));
+            }
+            found
+        }
+    };
+    phases.enter(Phase::Connect);
+    let tcp = connect_any(&addresses)
+        .await
+        .map_err(|e| StepError::new(Reason::Connect, format!("cannot connect to {}: {e}", origin_text(origin))))?;
+    // Requests are written whole; Nagle's algorithm would only delay them.
+    let _ = tcp.set_nodelay(true);
+    let writes = Arc::new(WriteClock::default());
+    let io = TimedIo { inner: tcp, writes: writes.clone() };
+    let (sender, task) = if origin.https {
+        phases.enter(Phase::Tls);
+        let config = tls.config()?;
+        let name = match &origin.host {
+            url::Host::Domain(d) => ServerName::try_from(d.clone())
+                .map_err(|e| StepError::new(Reason::Config, format!("`{d}` is not a TLS server name: {e}")))?,
+            url::Host::Ipv4(ip) => ServerName::IpAddress((*ip).into()),
+            url::Host::Ipv6(ip) => ServerName::IpAddress((*ip).into()),
+        };
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, io)
+            .await
+            .map_err(|e| StepError::new(classify_io(&e), format!("TLS with {}: {e}", origin_text(origin))))?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        handshake(TokioIo::new(stream), h2).await?
+    } else {
+        handshake(TokioIo::new(io), false).await?
+    };
+    Ok(Connection { origin: origin.clone(), sender, writes, task })
+}
+
+fn origin_text(origin: &OriginKey) -> String {
+    format!("{}:{}", origin.host, origin.port)
+}
+
+async fn handshake<T>(io: TokioIo<T>, h2: bool) -> Result<(Sender, tokio::task::AbortHandle), StepError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let failed = |e: hyper::Error| StepError::new(super::http::classify(&e), format!("HTTP handshake: {e}"));
+    if h2 {
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(failed)?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP/2 connection ended");
+            }
+        });
+        Ok((Sender::Http2(sender), task.abort_handle()))
+    } else {
+        let (sender, connection) = http1::handshake(io).await.map_err(failed)?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP/1.1 connection ended");
+            }
+        });
+        Ok((Sender::Http1(sender), task.abort_handle()))
+    }
+}
+
+/// Connects to the first address that answers. Each address gets
+/// [`NEXT_ADDRESS_AFTER`] alone before the next one is tried alongside it, and a
+/// refused address hands over at once, so a host with a broken IPv6 route still
+/// connects over IPv4 quickly.
+async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
+    if let [only] = addresses {
+        return TcpStream::connect(only).await;
+    }
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = 0;
+    let mut last_error = None;
+    loop {
+        if attempts.is_empty() {
+            match addresses.get(next) {
+                Some(address) => {
+                    attempts.spawn(TcpStream::connect(*address));
+                    next += 1;
+                }
+                None => {
+                    return Err(last_error.unwrap_or_else(|| io::Error::other("no address to connect to")));
+                }
+            }
+        }
+        tokio::select! {
+            Some(joined) = attempts.join_next() => match joined {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last_error = Some(e),
+                Err(e) => last_error = Some(io::Error::other(e)),
+            },
+            () = tokio::time::sleep(NEXT_ADDRESS_AFTER), if next < addresses.len() => {
+                attempts.spawn(TcpStream::connect(addresses[next]));
+                next += 1;
+            }
+        }
+    }
+}
+
+/// Whether an I/O error from the TLS layer is the handshake failing (certificate,
+/// protocol) or the connection going away under it.
+pub(crate) fn classify_io(error: &io::Error) -> Reason {
+    if error.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        || error.kind() == io::ErrorKind::InvalidData
+    {
+        Reason::Tls
+    } else {
+        Reason::ConnectionClosed
+    }
+}
+
+/// The TCP stream with every successful write noted on the connection's
+/// [`WriteClock`]. It sits under TLS, so it sees bytes as they reach the socket.
+struct TimedIo {
+    inner: TcpStream,
+    writes: Arc<WriteClock>,
+}
+
+impl AsyncRead for TimedIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TimedIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.wrote();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.wrote();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

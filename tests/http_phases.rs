@@ -1,0 +1,264 @@
+//! HTTP phase timings over real loopback connections: the phases add up to the
+//! step's duration, a reused connection has no DNS, connect or TLS phase, a timed
+//! out request keeps its time, and TLS (against a local server with a generated
+//! certificate) has its own phase and fails as `tls` when the certificate is not
+//! trusted.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fediprobe::runner::{Outcome, Phase, Reason, RunResult, Runner, StepResult, Target};
+use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
+use fediprobe::secret::Secret;
+use fediprobe::spec::{Journey, parse_journey_str};
+use http_body_util::Full;
+use rustls::pki_types::CertificateDer;
+
+/// How far the phases may fall short of the step's duration: the probe's own work
+/// between exchanges (rendering the request, checking the response). Generous,
+/// because test machines are busy; the phases measured here are hundreds of ms.
+const TOLERANCE: Duration = Duration::from_millis(15);
+
+fn journey(text: &str) -> Journey {
+    let (journey, diagnostics) = parse_journey_str(Path::new("test.yaml"), text);
+    journey.unwrap_or_else(|| panic!("{diagnostics}"))
+}
+
+/// Two unauthenticated GETs to the same instance, the first to `first`.
+fn two_requests(first: &str, timeout: &str) -> Journey {
+    journey(&format!(
+        "name: two\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: first\n    timeout: {timeout}\n    request: {{ path: {first}, auth: false }}\n  - name: second\n    request: {{ path: /api/v2/instance, auth: false }}\n"
+    ))
+}
+
+fn main_target(url: &str) -> Target {
+    Target::new("main", url.parse().unwrap(), "probe", Secret::new("unused-token"))
+}
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxConfig::default()).await.expect("sandbox starts")
+}
+
+fn show(result: &RunResult) -> String {
+    serde_json::to_string_pretty(result).unwrap()
+}
+
+fn assert_phases_add_up(step: &StepResult, result: &RunResult) {
+    let phases = step.phases.unwrap_or_else(|| panic!("step {} has no phases: {}", step.name, show(result)));
+    let total = phases.total();
+    assert!(
+        total <= step.duration,
+        "phases {total:?} exceed the step's duration {:?}: {}",
+        step.duration,
+        show(result)
+    );
+    assert!(
+        step.duration - total <= TOLERANCE,
+        "phases {total:?} fall short of the step's duration {:?}: {}",
+        step.duration,
+        show(result)
+    );
+}
+
+#[tokio::test]
+async fn phases_add_up_to_the_step_duration_and_the_wait_is_ttfb() {
+    let sandbox = sandbox().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    alpha.faults().inject(None, "/health", Fault::Latency(Duration::from_millis(200)));
+    alpha.faults().inject(None, "/api/v2/instance", Fault::SlowBody { total: Duration::from_millis(200) });
+    let result = Runner::new(vec![main_target(&alpha.base_url)]).run(&two_requests("/health", "5s")).await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", show(&result));
+    for step in &result.steps {
+        assert_phases_add_up(step, &result);
+    }
+    let first = result.steps[0].phases.unwrap();
+    assert!(first.ttfb >= Duration::from_millis(200), "the server's wait is ttfb: {first:?}");
+    assert!(first.transfer < Duration::from_millis(200), "{first:?}");
+    let second = result.steps[1].phases.unwrap();
+    assert!(second.transfer >= Duration::from_millis(150), "a trickling body is transfer: {second:?}");
+
+    // The same values in `--output json`, in seconds.
+    let json = serde_json::to_value(&result).unwrap();
+    let ttfb = json["steps"][0]["phases"]["ttfb"].as_f64().unwrap();
+    assert!((ttfb - first.ttfb.as_secs_f64()).abs() < 1e-9);
+    for phase in Phase::ALL {
+        assert!(json["steps"][1]["phases"][phase.as_str()].is_f64(), "{json}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_request_in_the_run_reuses_the_connection() {
+    let sandbox = sandbox().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    let result = Runner::new(vec![main_target(&alpha.base_url)]).run(&two_requests("/health", "5s")).await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", show(&result));
+    let (first, second) = (result.steps[0].phases.unwrap(), result.steps[1].phases.unwrap());
+    assert!(first.connect > Duration::ZERO, "{first:?}");
+    assert_eq!((second.dns, second.connect, second.tls), (Duration::ZERO, Duration::ZERO, Duration::ZERO));
+    assert!(second.ttfb > Duration::ZERO && second.transfer > Duration::ZERO, "{second:?}");
+    assert_eq!(second.total(), second.send + second.ttfb + second.transfer);
+
+    // A new run opens a new connection.
+    let again = Runner::new(vec![main_target(&alpha.base_url)]).run(&two_requests("/health", "5s")).await;
+    assert!(again.steps[0].phases.unwrap().connect > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn an_ip_literal_has_no_dns_phase_and_a_host_name_has_one() {
+    let sandbox = sandbox().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    let url: url::Url = alpha.base_url.parse().unwrap();
+    assert_eq!(url.host_str(), Some("127.0.0.1"));
+    let by_ip = Runner::new(vec![main_target(url.as_str())]).run(&two_requests("/health", "5s")).await;
+    assert_eq!(by_ip.steps[0].phases.unwrap().dns, Duration::ZERO, "{}", show(&by_ip));
+
+    // `localhost` may resolve to ::1 first, where the sandbox does not listen:
+    // the connector moves on to 127.0.0.1.
+    let by_name = format!("http://localhost:{}", url.port().unwrap());
+    let result = Runner::new(vec![main_target(&by_name)]).run(&two_requests("/health", "5s")).await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", show(&result));
+    assert!(result.steps[0].phases.unwrap().dns > Duration::ZERO, "{}", show(&result));
+    assert_phases_add_up(&result.steps[0], &result);
+}
+
+#[tokio::test]
+async fn a_timed_out_request_keeps_its_time_in_the_phase_it_was_in() {
+    let sandbox = sandbox().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    alpha.faults().inject(None, "/health", Fault::Latency(Duration::from_secs(5)));
+    let result = Runner::new(vec![main_target(&alpha.base_url)]).run(&two_requests("/health", "300ms")).await;
+    assert_eq!((result.outcome, result.reason), (Outcome::Failure, Some(Reason::Timeout)), "{}", show(&result));
+    let phases = result.steps[0].phases.unwrap();
+    assert!(phases.ttfb >= Duration::from_millis(250), "{phases:?}");
+    assert_eq!(phases.transfer, Duration::ZERO);
+    assert_phases_add_up(&result.steps[0], &result);
+    assert!(result.steps[1].phases.is_none(), "a skipped step made no request");
+}
+
+#[tokio::test]
+async fn phases_become_one_sample_per_phase_per_step() {
+    let sandbox = sandbox().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    let result = Runner::new(vec![main_target(&alpha.base_url)]).run(&two_requests("/health", "5s")).await;
+    let samples = fediprobe::metrics::samples_for_run(&result, "here");
+    let label = |s: &fediprobe::sink::Sample, name: &str| {
+        s.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let phases: Vec<_> = samples
+        .iter()
+        .filter(|s| label(s, "__name__") == fediprobe::metrics::HTTP_PHASE)
+        .map(|s| (label(s, "step"), label(s, "phase"), s.value))
+        .collect();
+    assert_eq!(phases.len(), 12, "{phases:?}");
+    let connect_of_second = phases.iter().find(|(s, p, _)| s == "second" && p == "connect").unwrap();
+    assert_eq!(connect_of_second.2, 0.0);
+    let ttfb_of_first = phases.iter().find(|(s, p, _)| s == "first" && p == "ttfb").unwrap();
+    assert_eq!(ttfb_of_first.2, result.steps[0].phases.unwrap().ttfb.as_secs_f64());
+}
+
+/// A private CA and a certificate it issued for `localhost` and 127.0.0.1.
+struct Pki {
+    ca: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "fediprobe test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    Pki { ca: ca.der().clone(), chain: vec![leaf.der().clone(), ca.der().clone()], key: key.into() }
+}
+
+/// A TLS server on loopback answering 200 `ok` to everything, over HTTP/2 or
+/// HTTP/1.1 as ALPN decides (only HTTP/1.1 when `http2` is false). Returns its URL.
+async fn tls_server(pki: &Pki, http2: bool) -> String {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+        .unwrap();
+    config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let io = hyper_util::rt::TokioIo::new(tls);
+                // The HTTP version the request came in, for the journey to check.
+                let service = hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                    let version = format!("{:?}", request.version()).parse().unwrap();
+                    response.headers_mut().insert("x-version", version);
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                }
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+/// Two GETs over the same connection, each checking the HTTP version it went over.
+fn two_tls_requests(version: &str) -> Journey {
+    journey(&format!(
+        "name: tls\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: first\n    request: {{ path: /one, auth: false }}\n    expect: {{ headers: {{ x-version: {version} }} }}\n  - name: second\n    request: {{ path: /two, auth: false }}\n    expect: {{ headers: {{ x-version: {version} }} }}\n"
+    ))
+}
+
+async fn tls_handshake_is_its_own_phase_and_is_not_repeated(http2: bool) {
+    let pki = pki();
+    let url = tls_server(&pki, http2).await;
+    let runner = Runner::new(vec![main_target(&url)]).with_extra_roots(vec![pki.ca.clone()]).unwrap();
+    let result = runner.run(&two_tls_requests(if http2 { "HTTP/2.0" } else { "HTTP/1.1" })).await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", show(&result));
+    let (first, second) = (result.steps[0].phases.unwrap(), result.steps[1].phases.unwrap());
+    assert!(first.tls > Duration::ZERO && first.connect > Duration::ZERO, "{first:?}");
+    assert_eq!((second.dns, second.connect, second.tls), (Duration::ZERO, Duration::ZERO, Duration::ZERO));
+    for step in &result.steps {
+        assert_phases_add_up(step, &result);
+    }
+}
+
+#[tokio::test]
+async fn tls_handshake_is_its_own_phase_and_is_not_repeated_over_http2() {
+    tls_handshake_is_its_own_phase_and_is_not_repeated(true).await;
+}
+
+#[tokio::test]
+async fn tls_handshake_is_its_own_phase_and_is_not_repeated_over_http1() {
+    tls_handshake_is_its_own_phase_and_is_not_repeated(false).await;
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_failure_with_reason_tls() {
+    let pki = pki();
+    let url = tls_server(&pki, true).await;
+    let result = Runner::new(vec![main_target(&url)]).run(&two_tls_requests("HTTP/2.0")).await;
+    assert_eq!((result.outcome, result.reason), (Outcome::Failure, Some(Reason::Tls)), "{}", show(&result));
+    let message = &result.error().unwrap().message;
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    assert!(result.steps[0].phases.unwrap().tls > Duration::ZERO);
+}
