@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 
 use crate::report::{self, Backend, Options, ReportError};
 
@@ -76,7 +76,7 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let options = Options { days: args.window, end: args.end, now: Utc::now() };
+    let options = Options { days: args.window, end: args.end, now: Utc::now().trunc_subsecs(0) };
     let report = match report::build(&backend, &loaded.config, &loaded.journeys, &options).await {
         Ok(r) => r,
         Err(e) => {

@@ -9,10 +9,10 @@ use super::words::{escape, percent};
 /// The chart's coordinate system (the SVG scales to the page's width).
 const WIDTH: f64 = 520.0;
 const HEIGHT: f64 = 250.0;
-const LEFT: f64 = 58.0;
+const LEFT: f64 = 64.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 14.0;
-const BOTTOM: f64 = 30.0;
+const TOP: f64 = 16.0;
+const BOTTOM: f64 = 32.0;
 
 /// How far below the objective the axis may reach, in budgets: a day at 0%
 /// would otherwise flatten every other day against the top.
@@ -145,7 +145,8 @@ pub fn render(chart: &Chart<'_>) -> String {
         OBJECTIVE.width,
         OBJECTIVE.dash,
         WIDTH - RIGHT - 2.0,
-        oy - 4.0,
+        // Below the line: the days that meet the objective are above it.
+        oy + 13.0,
         escape(&percent(chart.objective)),
     );
     for line in &chart.lines {

@@ -35,13 +35,19 @@ td.n, th.n { text-align: right; white-space: nowrap; }
 figure { margin: 0.75rem 0; }
 svg.chart { width: 100%; height: auto; display: block; }
 svg.chart .grid { stroke: #e5e7eb; stroke-width: 1; }
-svg.chart text { font: 11px system-ui, sans-serif; fill: var(--muted); }
+svg.chart text { font: 13px system-ui, sans-serif; fill: var(--muted); }
 svg.chart text.objective { fill: var(--bad); }
 .legend { list-style: none; padding: 0; margin: 0.25rem 0; display: flex; flex-wrap: wrap; gap: 0.25rem 1.25rem; font-size: 0.9rem; }
 .legend svg { vertical-align: middle; margin-right: 0.3rem; }
 details { margin: 0.5rem 0; }
 summary { cursor: pointer; color: var(--muted); }
 .problems li { color: var(--bad); }
+@media (max-width: 40rem) {
+  main { padding: 0.75rem; }
+  table { font-size: 0.82rem; }
+  th, td { padding: 0.25rem 0.3rem; }
+  .numbers dd { font-size: 1.15rem; }
+}
 footer { margin-top: 3rem; border-top: 1px solid var(--line); padding-top: 1rem; font-size: 0.9rem; color: var(--muted); }
 ";
 
@@ -82,10 +88,13 @@ pub fn render(report: &Report) -> String {
         "<footer>\n<p>Each journey is a scripted user action, run every few minutes from each region. A run that \
          fails because of the probe itself (its token, its own network, its own rate limit) counts neither for nor \
          against an objective. Percentages are exact ratios of runs, rounded down. The error budget is the share of \
-         runs the objective allows to fail; incidents are periods in which it burned at least {factor} times too \
-         fast over both the last hour and the last five minutes, from at least {quorum} regions (page) or from fewer \
-         (region only).</p>\n<p>Made by fediprobe on {generated}.</p>\n</footer>\n</main>\n</body>\n</html>\n",
-        factor = "14.4",
+         runs the objective allows to fail; incidents are periods in which it burned fast enough to spend \
+         {share}% of an objective window's budget in an hour, over both the last hour and the last five minutes, \
+         seen from at least {quorum} regions (paged) or from fewer (region only).</p>\n\
+         <p>Made by fediprobe on {generated}.</p>\n</footer>\n</main>\n</body>\n</html>\n",
+        share = crate::generate::slo::round(
+            crate::generate::slo::BURN_WINDOWS[0].budget_share(crate::generate::slo::REFERENCE_WINDOW) * 100.0
+        ),
         quorum = report.page_quorum,
         generated = escape(&words::time(report.generated_at)),
     );
@@ -156,7 +165,7 @@ fn journey_section(page: &mut String, report: &Report, index: usize, journey: &J
     }
     let _ = writeln!(
         page,
-        "<p><strong>Objective:</strong> {} (over {} days).</p>\n<p>Measured {}. {}</p>",
+        "<p><strong>Objective:</strong> {} (over {} days).</p>\n<p>Measured from probes {}. {}</p>",
         escape(&journey.objective),
         journey.slo_window_days,
         escape(&from_where(&journey.measured_from)),
@@ -170,11 +179,7 @@ fn journey_section(page: &mut String, report: &Report, index: usize, journey: &J
 
 fn timing_sentence(measures: &str) -> String {
     let m = measures.trim().trim_end_matches('.');
-    let mut chars = m.chars();
-    match chars.next() {
-        Some(first) => format!("Timing runs {}{}.", first.to_lowercase(), chars.as_str()),
-        None => String::new(),
-    }
+    if m.is_empty() { String::new() } else { format!("What the timing covers: {m}.") }
 }
 
 fn indicator_section(page: &mut String, report: &Report, id: &str, journey: &JourneyReport, ind: &IndicatorReport) {
@@ -274,7 +279,10 @@ fn chart_figure(page: &mut String, report: &Report, id: &str, journey: &JourneyR
 }
 
 fn daily_table(page: &mut String, ind: &IndicatorReport) {
-    page.push_str("<details>\n<summary>Day by day</summary>\n<div class=\"scroll\"><table>\n<thead><tr><th scope=\"col\">Day (UTC)</th><th scope=\"col\" class=\"n\">All regions</th>");
+    page.push_str(
+        "<details>\n<summary>Day by day</summary>\n<div class=\"scroll\"><table>\n<thead><tr>\
+         <th scope=\"col\">Day (UTC)</th><th scope=\"col\" class=\"n\">All regions</th>",
+    );
     for r in &ind.regions {
         let _ = write!(page, "<th scope=\"col\" class=\"n\">{}</th>", escape(&r.region));
     }

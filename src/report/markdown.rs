@@ -48,7 +48,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(md, "**Objective:** {} (over {} days).\n", cell(&j.objective), j.slo_window_days);
         let _ = writeln!(
             md,
-            "Measured {}; timing: {}.\n",
+            "Measured from probes {}. What the timing covers: {}.\n",
             cell(&from_where(&j.measured_from)),
             cell(j.measures.trim().trim_end_matches('.'))
         );
@@ -91,7 +91,10 @@ pub fn render(report: &Report) -> String {
             if ind.incidents.is_empty() {
                 md.push_str("\nNo incidents.\n\n");
             } else {
-                md.push_str("\n| Seen from | Start | End | Duration | Bad runs | Budget spent |\n|---|---|---|---:|---:|---:|\n");
+                md.push_str(
+                    "\n| Seen from | Start | End | Duration | Bad runs | Budget spent |\n\
+                     |---|---|---|---:|---:|---:|\n",
+                );
                 for i in &ind.incidents {
                     let seen = match i.kind {
                         IncidentKind::Page => format!("{} (paged)", and_list(&i.regions)),
@@ -117,7 +120,10 @@ pub fn render(report: &Report) -> String {
     if report.federation.is_empty() {
         md.push_str("No federation journeys: no federation delay was measured in the window.\n");
     } else {
-        md.push_str("| From → to | Region | Posts | Median | 95th percentile | 99th percentile |\n|---|---|---:|---:|---:|---:|\n");
+        md.push_str(
+            "| From → to | Region | Posts | Median | 95th percentile | 99th percentile |\n\
+             |---|---|---:|---:|---:|---:|\n",
+        );
         for f in &report.federation {
             let _ = writeln!(
                 md,

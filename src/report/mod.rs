@@ -254,7 +254,7 @@ fn indicator(
     let per_region = |m: &Measures, t: i64| -> Vec<RegionCount> {
         ctx.regions.iter().map(|r| RegionCount { region: r.clone(), count: count_at(m, r, t) }).collect()
     };
-    let pooled = |rc: &[RegionCount]| rc.iter().fold(Count::default(), |acc, r| acc.add(r.count));
+    let pooled = |rc: &[RegionCount]| rc.iter().fold(Count::default(), |acc, r| acc + r.count);
 
     let regions = per_region(totals, ctx.end);
     let total = pooled(&regions);

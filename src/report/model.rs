@@ -97,8 +97,12 @@ impl Count {
         let ratio = (valid > 0).then(|| good as f64 / valid as f64);
         Count { valid_runs: valid, good_runs: good, bad_runs: valid - good, ratio }
     }
+}
 
-    pub fn add(self, other: Count) -> Count {
+impl std::ops::Add for Count {
+    type Output = Count;
+
+    fn add(self, other: Count) -> Count {
         Count::new(self.valid_runs + other.valid_runs, self.good_runs + other.good_runs)
     }
 }
