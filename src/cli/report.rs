@@ -29,7 +29,7 @@ pub struct Args {
     /// How many days to report on, e.g. `30d` or `90d`. Default: the longest SLO window of the journeys.
     #[arg(long, value_name = "DAYS", value_parser = parse_days)]
     window: Option<u32>,
-    /// The end of the window: an RFC 3339 time or a date (midnight UTC). Default: now.
+    /// The end of the window: an RFC 3339 time or a date (midnight UTC), rounded down to five minutes. Default: now.
     #[arg(long, value_name = "TIME", value_parser = parse_end)]
     end: Option<DateTime<Utc>>,
     /// The folder to write report.html, report.md and report.json into (created if missing).
