@@ -363,3 +363,76 @@ fn federation(page: &mut String, report: &Report) {
     }
     page.push_str("</tbody>\n</table></div>\n</section>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::compute::time;
+    use crate::report::model::{Count, Day, FederationDelay, Incident, Instance, RegionCount, Window};
+
+    /// A report whose every label value is hostile markup.
+    fn hostile() -> Report {
+        let evil = "<script>alert(1)</script>";
+        let count = |region: &str| RegionCount { region: region.to_owned(), count: Count::new(10, 9) };
+        let indicator = IndicatorReport {
+            sli: "availability",
+            objective: 0.995,
+            threshold_seconds: None,
+            objective_text: "99.5% of runs succeed".into(),
+            total: Count::new(10, 9),
+            budget_remaining: Some(-19.0),
+            met: Some(false),
+            regions: vec![count(evil)],
+            daily: vec![Day { start: time(0), count: Count::new(10, 9), regions: vec![count(evil)] }],
+            incidents: vec![Incident {
+                kind: IncidentKind::RegionOnly,
+                start: time(0),
+                end: time(3600),
+                duration_seconds: 3600,
+                ongoing: true,
+                regions: vec![evil.into()],
+                bad_runs: 1,
+                budget_spent: 20.0,
+            }],
+        };
+        Report {
+            generated_at: time(0),
+            window: Window { start: time(0), end: time(86_400), days: 1 },
+            instances: vec![Instance { name: "main".into(), host: evil.into() }],
+            regions: vec![evil.into()],
+            page_quorum: 2,
+            journeys: vec![JourneyReport {
+                name: evil.into(),
+                description: Some(evil.into()),
+                instance: "main".into(),
+                measures: evil.into(),
+                slo_window_days: 30,
+                objective: evil.into(),
+                measured_from: vec![evil.into()],
+                indicators: vec![indicator],
+            }],
+            federation: vec![FederationDelay {
+                source: evil.into(),
+                destination: evil.into(),
+                region: evil.into(),
+                samples: 1,
+                p50_seconds: Some(0.5),
+                p95_seconds: None,
+                p99_seconds: None,
+            }],
+            problems: vec![evil.into()],
+        }
+    }
+
+    #[test]
+    fn every_label_value_is_escaped_and_the_page_has_no_script() {
+        let page = render(&hostile());
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("overspent by 1900%"));
+        assert!(page.contains("(ongoing)"));
+        let markdown = crate::report::markdown::render(&hostile());
+        // Markdown escapes markup with a backslash: every `<` is `\<`.
+        assert_eq!(markdown.matches('<').count(), markdown.matches("\\<").count(), "{markdown}");
+    }
+}
