@@ -8,12 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The real parts the tests run against, from Debian packages:
-#   victoria-metrics (victoria-metrics, vmalert), prometheus (promtool), kubectl.
+#   victoria-metrics (victoria-metrics, vmalert), prometheus (promtool), kubectl,
+#   chromium (renders the SLO report page headless).
 need=()
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v vmalert >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then

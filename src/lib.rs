@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cli;
 pub mod generate;
 pub mod metrics;
+pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod once;
 mod push;
+mod report;
 mod rules;
 mod run;
 mod sandbox;
@@ -64,6 +65,8 @@ enum Command {
     Sandbox(sandbox::Args),
     /// Write the SLO recording and alerting rules (rule file, PrometheusRule or VMRule).
     Rules(rules::Args),
+    /// Write an SLO report (HTML, Markdown, JSON) from the samples in VictoriaMetrics or Prometheus.
+    Report(report::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => check::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::Rules(args) => rules::run(args),
+            Command::Report(args) => report::run(args).await,
         }
     })
 }

@@ -26,6 +26,10 @@ pub fn vmalert() -> PathBuf {
     require("vmalert", "victoria-metrics")
 }
 
+pub fn chromium() -> PathBuf {
+    require("chromium", "chromium")
+}
+
 /// Runs `program args…` in `dir` and returns its output; panics when it cannot start.
 pub fn run(program: &Path, args: &[&str], dir: &Path) -> Output {
     Command::new(program)

@@ -156,6 +156,34 @@ impl VictoriaMetrics {
         }
     }
 
+    /// The value of an instant query that returns at most one series, at `time`
+    /// (unix seconds); `None` when it returns none.
+    pub fn query_value(&self, query: &str, time: i64) -> Option<f64> {
+        let params: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", query)
+            .append_pair("time", &time.to_string())
+            .finish();
+        let (status, body) = self.get(&format!("/api/v1/query?{params}")).expect("query answers");
+        assert_eq!(status, 200, "query {query}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("query answer is JSON");
+        json["data"]["result"][0]["value"][1].as_str().map(|v| v.parse().expect("a number"))
+    }
+
+    /// Waits (up to 15 s) until `query` at `time` has the value `expected`, so
+    /// that a backfill is fully searchable before a test reads it.
+    pub fn wait_for_value(&self, query: &str, time: i64, expected: f64) {
+        let started = Instant::now();
+        loop {
+            let value = self.query_value(query, time);
+            if value == Some(expected) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "`{query}` is {value:?}, not {expected}, after 15 s");
+            self.force_flush();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A plain HTTP/1.0 POST of a text body.
     fn post(&self, path: &str, body: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(2)).ok()?;

@@ -1,0 +1,173 @@
+//! The report as Markdown, for a wiki, a status repository or a chat message:
+//! the same numbers as the HTML page, in tables, without charts.
+
+use std::fmt::Write;
+
+use super::compute::and_list;
+use super::html::from_where;
+use super::model::{IncidentKind, IndicatorReport, Report};
+use super::words::{self, percent, percent_or_dash};
+
+/// The whole document.
+pub fn render(report: &Report) -> String {
+    let hosts: Vec<String> = report.instances.iter().map(|i| i.host.clone()).collect();
+    let site = if hosts.is_empty() { "the instance".to_owned() } else { and_list(&hosts) };
+    let mut md = String::new();
+    let _ = writeln!(md, "# Service levels of {}\n", cell(&site));
+    let _ = writeln!(
+        md,
+        "How well the things people do on {} worked over {} days, from {} to {}, measured by probes {}.\n",
+        cell(&site),
+        report.window.days,
+        words::time(report.window.start),
+        words::time(report.window.end),
+        cell(&from_where(&report.regions)),
+    );
+    md.push_str(
+        "| Journey | Indicator | Objective | Measured | Error budget | Incidents |\n|---|---|---|---:|---:|---:|\n",
+    );
+    for j in &report.journeys {
+        for ind in &j.indicators {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&j.name),
+                ind.sli,
+                cell(&ind.objective_text),
+                status(ind),
+                words::budget(ind.budget_remaining),
+                ind.incidents.len()
+            );
+        }
+    }
+    for j in &report.journeys {
+        let _ = writeln!(md, "\n## {}\n", cell(&j.name));
+        if let Some(d) = &j.description {
+            let _ = writeln!(md, "{}\n", cell(d));
+        }
+        let _ = writeln!(md, "**Objective:** {} (over {} days).\n", cell(&j.objective), j.slo_window_days);
+        let _ = writeln!(
+            md,
+            "Measured from probes {}. What the timing covers: {}.\n",
+            cell(&from_where(&j.measured_from)),
+            cell(j.measures.trim().trim_end_matches('.'))
+        );
+        for ind in &j.indicators {
+            let _ = writeln!(
+                md,
+                "### {}: {}\n\nMeasured {} ({} of {} runs good); error budget: {}.\n",
+                ind.sli,
+                cell(&ind.objective_text),
+                status(ind),
+                words::count(ind.total.good_runs),
+                words::count(ind.total.valid_runs),
+                words::budget(ind.budget_remaining)
+            );
+            md.push_str("| Region | Measured | Good runs | Runs |\n|---|---:|---:|---:|\n");
+            for r in &ind.regions {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    cell(&r.region),
+                    percent_or_dash(r.count.ratio),
+                    words::count(r.count.good_runs),
+                    words::count(r.count.valid_runs)
+                );
+            }
+            md.push_str("\n| Day (UTC) | All regions |");
+            for r in &ind.regions {
+                let _ = write!(md, " {} |", cell(&r.region));
+            }
+            md.push_str(" Runs |\n|---|---:|");
+            md.push_str(&"---:|".repeat(ind.regions.len()));
+            md.push_str("---:|\n");
+            for d in &ind.daily {
+                let _ = write!(md, "| {} | {} |", words::time(d.start), percent_or_dash(d.count.ratio));
+                for r in &d.regions {
+                    let _ = write!(md, " {} |", percent_or_dash(r.count.ratio));
+                }
+                let _ = writeln!(md, " {} |", words::count(d.count.valid_runs));
+            }
+            if ind.incidents.is_empty() {
+                md.push_str("\nNo incidents.\n\n");
+            } else {
+                md.push_str(
+                    "\n| Seen from | Start | End | Duration | Bad runs | Budget spent |\n\
+                     |---|---|---|---:|---:|---:|\n",
+                );
+                for i in &ind.incidents {
+                    let seen = match i.kind {
+                        IncidentKind::Page => format!("{} (paged)", and_list(&i.regions)),
+                        IncidentKind::RegionOnly => format!("{} only", and_list(&i.regions)),
+                    };
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {}{} | {} | {} | {} |",
+                        cell(&seen),
+                        words::time(i.start),
+                        words::time(i.end),
+                        if i.ongoing { " (ongoing)" } else { "" },
+                        words::duration(i.duration_seconds),
+                        words::count(i.bad_runs),
+                        percent(i.budget_spent)
+                    );
+                }
+                md.push('\n');
+            }
+        }
+    }
+    md.push_str("\n## Federation delay\n\n");
+    if report.federation.is_empty() {
+        md.push_str("No federation journeys: no federation delay was measured in the window.\n");
+    } else {
+        md.push_str(
+            "| From → to | Region | Posts | Median | 95th percentile | 99th percentile |\n\
+             |---|---|---:|---:|---:|---:|\n",
+        );
+        for f in &report.federation {
+            let _ = writeln!(
+                md,
+                "| {} → {} | {} | {} | {} | {} | {} |",
+                cell(&f.source),
+                cell(&f.destination),
+                cell(&f.region),
+                words::count(f.samples),
+                words::seconds(f.p50_seconds),
+                words::seconds(f.p95_seconds),
+                words::seconds(f.p99_seconds)
+            );
+        }
+    }
+    if !report.problems.is_empty() {
+        md.push_str("\n## Missing data\n\n");
+        for p in &report.problems {
+            let _ = writeln!(md, "- {}", cell(p));
+        }
+    }
+    let _ = writeln!(md, "\n_Made by fediprobe on {}._", words::time(report.generated_at));
+    md
+}
+
+fn status(ind: &IndicatorReport) -> String {
+    match (ind.total.ratio, ind.met) {
+        (Some(r), Some(true)) => format!("{} ✓ met", percent(r)),
+        (Some(r), _) => format!("{} ✗ missed", percent(r)),
+        _ => "no runs".to_owned(),
+    }
+}
+
+/// Text safe inside a table cell and free of Markdown and HTML markup.
+fn cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' | '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,406 @@
+//! `fediprobe report`: an SLO report people can read, built from the per-run
+//! samples in VictoriaMetrics (or Prometheus) over its HTTP query API, and
+//! written as a static HTML page ([`html`]), Markdown ([`markdown`]) and JSON
+//! (the [`model`] types, serialised).
+//!
+//! ## What the numbers are
+//!
+//! **Window.** The report covers `(start, end]`, a whole number of days; `end`
+//! is the time asked for (default: now), rounded down to five minutes. Each day
+//! is `(start + k·24h, start + (k+1)·24h]`: with the default `end`, days run from
+//! the time of day the report was made, not from midnight. Windows are
+//! left-open, as VictoriaMetrics and Prometheus 3 evaluate range selectors.
+//!
+//! **Counts.** Everything is counted from the raw per-run series of
+//! `docs/metrics.md`, summed over regions and accounts with `sum by (journey, region)`:
+//!
+//! | SLI | valid runs | good runs |
+//! |---|---|---|
+//! | availability | `count_over_time(fediprobe_journey_success[w])` | `sum_over_time(fediprobe_journey_success[w])` |
+//! | latency | `sum_over_time(fediprobe_journey_success[w])` | `sum_over_time(fediprobe_journey_latency_ok[w])` |
+//!
+//! evaluated once at `end` with `w` = the window, and at daily steps with
+//! `w = 1d`. The SLI is `good / valid`, an exact ratio of runs; all regions
+//! pooled is the sum of the regions' counts. **Budget remaining** is
+//! `1 − (bad / valid) / (1 − objective)` over the report's window (below zero
+//! when overspent).
+//!
+//! **Incidents.** The fast-burn page condition of the generated rules
+//! ([`crate::generate::alerts`]), evaluated at five-minute steps over the window:
+//!
+//! 1. Runs are counted per region in five-minute buckets `(t − 5m, t]`, `t` a
+//!    multiple of five minutes, from an hour before the window.
+//! 2. A region *burns* at step `t` when its error ratio `bad / valid` exceeds
+//!    `14.4 × budget` (the factor scaled to the journey's SLO window, as the rules
+//!    do) over both `(t − 1h, t]` and `(t − 5m, t]`.
+//! 3. A **page** incident is a maximal stretch of consecutive steps at which at
+//!    least `rules.page_quorum` regions burn. With a quorum above one, a
+//!    **region-only** incident is a stretch at which one region burns while the
+//!    quorum does not (the region-only ticket, without its 15-minute wait).
+//! 4. The period runs from the start of the first step's short window to the
+//!    last step (`first − 5m` to `last`): the runs those steps judged. An outage
+//!    of every run from 10:00 to 12:00 is an incident from 10:00 to 12:00 as soon
+//!    as one bad run exceeds the threshold over the hour; a slower burn is only
+//!    an incident from the step at which the hour's ratio exceeds it.
+//! 5. **Budget spent** is the bad runs in the period (every region for a page,
+//!    the region for a region-only incident) divided by `budget × valid runs in
+//!    the window` (all regions).
+//!
+//! The rules are evaluated every minute by vmalert; at five-minute steps a
+//! reported period can start or end up to five minutes apart from the alert.
+//!
+//! **Federation delay.** Per direction (`source`, `destination`) and region:
+//! the count of `fediprobe_federation_delay_seconds` samples in the window and
+//! `quantile_over_time` at 0.5, 0.95 and 0.99 (linear interpolation between
+//! samples; the worst series when several journeys or accounts measure the same
+//! direction). No such series: the report says there are no federation journeys.
+//!
+//! **Missing data** is reported, not fatal: a journey without samples from a
+//! region listed in `rules.regions` (or from any region) gets a line in
+//! `problems`. Only a backend without samples for any journey is an error.
+
+pub mod chart;
+pub mod compute;
+pub mod html;
+pub mod markdown;
+pub mod model;
+pub mod query;
+pub mod words;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::generate::slo::{self, BURN_WINDOWS, Sli, Threshold, prom_duration};
+use crate::spec::{Config, Journey};
+use compute::{Buckets, BurnPolicy};
+pub use model::Report;
+use model::{Count, Day, FederationDelay, IndicatorReport, Instance, JourneyReport, RegionCount, Window};
+pub use query::Backend;
+
+/// The resolution incidents are found at, and `end` is rounded to.
+pub const STEP: i64 = 300;
+const DAY: i64 = 86_400;
+
+/// Why no report could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{reason}")]
+    BadUrl { reason: String },
+    #[error("cannot reach the metrics backend at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "the metrics backend at {url} refused a query (HTTP {status}: {message}); is {url} the base URL of its \
+         Prometheus query API, e.g. http://victoria-metrics:8428? The query was: {query}"
+    )]
+    Rejected { url: String, status: u16, query: String, message: String },
+    #[error("the metrics backend at {url} did not answer like a Prometheus query API: {reason}")]
+    Malformed { url: String, reason: String },
+    #[error(
+        "no samples for any journey in the window {start} to {end} at {url}: is it the backend the probes write to, \
+         and have they run in that time?"
+    )]
+    NoData { url: String, start: DateTime<Utc>, end: DateTime<Utc> },
+}
+
+/// What to report on.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The window's length in days; default: the longest SLO window of the journeys.
+    pub days: Option<u32>,
+    /// The window's end; default: `now`.
+    pub end: Option<DateTime<Utc>>,
+    /// The time the report is made.
+    pub now: DateTime<Utc>,
+}
+
+/// The measures the report reads, per `(journey, region)`, as `(time, value)` points.
+type Table = BTreeMap<(String, String), Vec<(i64, f64)>>;
+
+/// The three per-run measures at one resolution.
+struct Measures {
+    /// `count_over_time(success)`: availability's valid runs.
+    runs: Table,
+    /// `sum_over_time(success)`: availability's good runs, latency's valid runs.
+    successes: Table,
+    /// `sum_over_time(latency_ok)`: latency's good runs.
+    fast: Table,
+}
+
+/// Queries `backend` and computes the report for `journeys` under `config`.
+pub async fn build(
+    backend: &Backend,
+    config: &Config,
+    journeys: &[Journey],
+    options: &Options,
+) -> Result<Report, ReportError> {
+    let end = options.end.unwrap_or(options.now).timestamp().div_euclid(STEP) * STEP;
+    let days = options
+        .days
+        .unwrap_or_else(|| journeys.iter().map(|j| (j.slo.window.as_secs() as i64 / DAY) as u32).max().unwrap_or(30))
+        .max(1);
+    let start = end - i64::from(days) * DAY;
+    let selector = journey_selector(journeys);
+    let long = BURN_WINDOWS[0].long.as_secs() as i64;
+
+    let totals = measures(backend, &selector, Resolution::Instant { at: end, window: end - start }).await?;
+    let daily = measures(backend, &selector, Resolution::Range { from: start + DAY, to: end, step: DAY }).await?;
+    let first_bucket = start - long + STEP;
+    let buckets = measures(backend, &selector, Resolution::Range { from: first_bucket, to: end, step: STEP }).await?;
+
+    if totals.runs.is_empty() {
+        return Err(ReportError::NoData {
+            url: backend.display_url(),
+            start: compute::time(start),
+            end: compute::time(end),
+        });
+    }
+
+    let mut problems = Vec::new();
+    let mut all_regions: BTreeSet<String> = config.rules.regions.iter().cloned().collect();
+    let mut reports = Vec::new();
+    let mut sorted: Vec<&Journey> = journeys.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for journey in sorted {
+        let seen: BTreeSet<String> =
+            totals.runs.keys().filter(|(j, _)| *j == journey.name).map(|(_, r)| r.clone()).collect();
+        if seen.is_empty() {
+            problems.push(format!("no samples for journey {} from any region in the window", journey.name));
+        } else {
+            for region in config.rules.regions.iter().filter(|r| !seen.contains(*r)) {
+                problems.push(format!("no samples for journey {} from region {region} in the window", journey.name));
+            }
+        }
+        let regions: Vec<String> = config
+            .rules
+            .regions
+            .iter()
+            .cloned()
+            .chain(seen.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        all_regions.extend(regions.iter().cloned());
+        let context = JourneyContext {
+            journey,
+            regions: &regions,
+            start,
+            end,
+            days,
+            first_bucket,
+            quorum: config.rules.page_quorum,
+        };
+        let indicators =
+            slo::indicators(journey).iter().map(|ind| indicator(&context, ind, &totals, &daily, &buckets)).collect();
+        reports.push(JourneyReport {
+            name: journey.name.clone(),
+            description: journey.description.as_ref().map(|d| d.trim().to_owned()),
+            instance: journey.instance.clone(),
+            measures: journey.measures.clone(),
+            slo_window_days: journey.slo.window.as_secs() / DAY as u64,
+            objective: slo::indicators(journey).iter().map(compute::objective_text).collect::<Vec<_>>().join("; "),
+            measured_from: seen.into_iter().collect(),
+            indicators,
+        });
+    }
+
+    let used: BTreeSet<&str> = journeys.iter().map(|j| j.instance.as_str()).collect();
+    let instances = config
+        .instances
+        .iter()
+        .filter(|i| used.contains(i.name.as_str()))
+        .map(|i| Instance { name: i.name.clone(), host: i.url.host_str().unwrap_or_default().to_owned() })
+        .collect();
+    let federation = federation(backend, end, end - start).await?;
+    Ok(Report {
+        generated_at: options.now,
+        window: Window { start: compute::time(start), end: compute::time(end), days },
+        instances,
+        regions: all_regions.into_iter().collect(),
+        page_quorum: config.rules.page_quorum,
+        journeys: reports,
+        federation,
+        problems,
+    })
+}
+
+struct JourneyContext<'a> {
+    journey: &'a Journey,
+    regions: &'a [String],
+    start: i64,
+    end: i64,
+    days: u32,
+    first_bucket: i64,
+    quorum: usize,
+}
+
+/// One indicator of one journey from the three resolutions of measures.
+fn indicator(
+    ctx: &JourneyContext<'_>,
+    ind: &slo::Indicator,
+    totals: &Measures,
+    daily: &Measures,
+    buckets: &Measures,
+) -> IndicatorReport {
+    let name = ctx.journey.name.as_str();
+    let count_at = |m: &Measures, region: &str, t: i64| -> Count {
+        let (valid, good) = match ind.sli {
+            Sli::Availability => (&m.runs, &m.successes),
+            Sli::Latency => (&m.successes, &m.fast),
+        };
+        Count::new(value_at(valid, name, region, t), value_at(good, name, region, t))
+    };
+    let per_region = |m: &Measures, t: i64| -> Vec<RegionCount> {
+        ctx.regions.iter().map(|r| RegionCount { region: r.clone(), count: count_at(m, r, t) }).collect()
+    };
+    let pooled = |rc: &[RegionCount]| rc.iter().fold(Count::default(), |acc, r| acc + r.count);
+
+    let regions = per_region(totals, ctx.end);
+    let total = pooled(&regions);
+    let budget = ind.objective.budget();
+    let daily: Vec<Day> = (0..ctx.days)
+        .map(|d| {
+            let t = ctx.start + (i64::from(d) + 1) * DAY;
+            let regions = per_region(daily, t);
+            Day { start: compute::time(t - DAY), count: pooled(&regions), regions }
+        })
+        .collect();
+
+    let bucket_count = ((ctx.end - ctx.first_bucket) / STEP + 1) as usize;
+    let bucket_regions = ctx
+        .regions
+        .iter()
+        .map(|r| {
+            let counts = (0..bucket_count).map(|i| count_at(buckets, r, ctx.first_bucket + i as i64 * STEP)).collect();
+            (r.clone(), counts)
+        })
+        .collect();
+    let b = Buckets { first_end: ctx.first_bucket, step: STEP, regions: bucket_regions };
+    let fast = &BURN_WINDOWS[0];
+    let threshold = Threshold::new(fast.factor(ctx.journey.slo.window), ind.objective);
+    let policy = BurnPolicy::new(threshold, fast.long, fast.short, STEP, ctx.quorum);
+    let incidents = compute::incidents(&b, &policy, ctx.start, ctx.end, budget * total.valid_runs as f64);
+
+    IndicatorReport {
+        sli: ind.sli.label(),
+        objective: ind.objective.fraction(),
+        threshold_seconds: ind.threshold.map(|t| t.as_secs_f64()),
+        objective_text: compute::objective_text(ind),
+        total,
+        budget_remaining: compute::budget_remaining(total, budget),
+        met: total.ratio.map(|r| r >= ind.objective.fraction()),
+        regions,
+        daily,
+        incidents,
+    }
+}
+
+/// The value of `(journey, region)` at time `t`, as a whole number of runs; 0 when absent.
+fn value_at(table: &Table, journey: &str, region: &str, t: i64) -> u64 {
+    table
+        .get(&(journey.to_owned(), region.to_owned()))
+        .and_then(|points| points.binary_search_by_key(&t, |(time, _)| *time).ok().map(|i| points[i].1))
+        .map(|v| v.round().max(0.0) as u64)
+        .unwrap_or(0)
+}
+
+/// `{journey=~"a|b"}` for the journeys' names.
+fn journey_selector(journeys: &[Journey]) -> String {
+    let names: Vec<String> = journeys.iter().map(|j| regex::escape(&j.name)).collect();
+    format!("{{journey=~\"{}\"}}", promql_string(&names.join("|")))
+}
+
+/// A PromQL string literal's content: backslashes and quotes escaped.
+fn promql_string(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+enum Resolution {
+    /// One value at `at` over the last `window` seconds.
+    Instant { at: i64, window: i64 },
+    /// Values every `step` seconds from `from` to `to`, each over the last `step` seconds.
+    Range { from: i64, to: i64, step: i64 },
+}
+
+async fn measures(backend: &Backend, selector: &str, resolution: Resolution) -> Result<Measures, ReportError> {
+    let query = |function: &str, metric: &str, window: i64| {
+        let w = prom_duration(Duration::from_secs(window as u64));
+        format!("sum by (journey, region) ({function}({metric}{selector}[{w}]))")
+    };
+    let mut tables = Vec::new();
+    for (function, metric) in [
+        ("count_over_time", "fediprobe_journey_success"),
+        ("sum_over_time", "fediprobe_journey_success"),
+        ("sum_over_time", "fediprobe_journey_latency_ok"),
+    ] {
+        let series = match resolution {
+            Resolution::Instant { at, window } => backend
+                .instant(&query(function, metric, window), at)
+                .await?
+                .into_iter()
+                .map(|(labels, v)| (labels, vec![(at, v)]))
+                .collect(),
+            Resolution::Range { from, to, step } => {
+                backend.range(&query(function, metric, step), from, to, step).await?
+            }
+        };
+        tracing::debug!(function, metric, series = series.len(), "queried");
+        let table: Table = series
+            .into_iter()
+            .filter_map(|(labels, points)| {
+                Some(((labels.get("journey")?.clone(), labels.get("region")?.clone()), points))
+            })
+            .collect();
+        tables.push(table);
+    }
+    let fast = tables.pop().unwrap_or_default();
+    let successes = tables.pop().unwrap_or_default();
+    let runs = tables.pop().unwrap_or_default();
+    Ok(Measures { runs, successes, fast })
+}
+
+/// Federation delay per direction and region over the window.
+async fn federation(backend: &Backend, end: i64, window: i64) -> Result<Vec<FederationDelay>, ReportError> {
+    let w = prom_duration(Duration::from_secs(window as u64));
+    let metric = "fediprobe_federation_delay_seconds";
+    let by = "source, destination, region";
+    let key = |labels: &query::Labels| {
+        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        (get("source"), get("destination"), get("region"))
+    };
+    let counts = backend.instant(&format!("sum by ({by}) (count_over_time({metric}[{w}]))"), end).await?;
+    let mut out: BTreeMap<(String, String, String), FederationDelay> = counts
+        .iter()
+        .map(|(labels, v)| {
+            let (source, destination, region) = key(labels);
+            let delay = FederationDelay {
+                source: source.clone(),
+                destination: destination.clone(),
+                region: region.clone(),
+                samples: v.round() as u64,
+                p50_seconds: None,
+                p95_seconds: None,
+                p99_seconds: None,
+            };
+            ((source, destination, region), delay)
+        })
+        .collect();
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (i, q) in ["0.5", "0.95", "0.99"].into_iter().enumerate() {
+        let query = format!("max by ({by}) (quantile_over_time({q}, {metric}[{w}]))");
+        for (labels, v) in backend.instant(&query, end).await? {
+            if let Some(d) = out.get_mut(&key(&labels)) {
+                let slot = match i {
+                    0 => &mut d.p50_seconds,
+                    1 => &mut d.p95_seconds,
+                    _ => &mut d.p99_seconds,
+                };
+                *slot = Some(v);
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}
