@@ -22,6 +22,7 @@ pub fn objective_text(indicator: &Indicator) -> String {
     let p = indicator.objective.percent_text();
     match (indicator.sli, indicator.threshold) {
         (Sli::Latency, Some(t)) => format!("{p} of successful runs finish within {}", humantime::format_duration(t)),
+        (Sli::Delay, Some(t)) => format!("{p} of posts arrive within {}", humantime::format_duration(t)),
         _ => format!("{p} of runs succeed"),
     }
 }

@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | availability | `count_over_time(fediprobe_journey_success[w])` | `sum_over_time(fediprobe_journey_success[w])` |
 //! | latency | `sum_over_time(fediprobe_journey_success[w])` | `sum_over_time(fediprobe_journey_latency_ok[w])` |
+//! | delay (federation) | `count_over_time(fediprobe_journey_delay_ok[w])` | `sum_over_time(fediprobe_journey_delay_ok[w])` |
 //!
 //! evaluated once at `end` with `w` = the window, and at daily steps with
 //! `w = 1d`. The SLI is `good / valid`, an exact ratio of runs; all regions
@@ -126,6 +127,10 @@ struct Measures {
     successes: Table,
     /// `sum_over_time(latency_ok)`: latency's good runs.
     fast: Table,
+    /// `count_over_time(delay_ok)`: delay's valid runs (federation journeys).
+    delay_runs: Table,
+    /// `sum_over_time(delay_ok)`: delay's good runs.
+    delivered_in_time: Table,
 }
 
 /// Queries `backend` and computes the report for `journeys` under `config`.
@@ -248,6 +253,7 @@ fn indicator(
         let (valid, good) = match ind.sli {
             Sli::Availability => (&m.runs, &m.successes),
             Sli::Latency => (&m.successes, &m.fast),
+            Sli::Delay => (&m.delay_runs, &m.delivered_in_time),
         };
         Count::new(value_at(valid, name, region, t), value_at(good, name, region, t))
     };
@@ -333,6 +339,8 @@ async fn measures(backend: &Backend, selector: &str, resolution: Resolution) -> 
         ("count_over_time", "fediprobe_journey_success"),
         ("sum_over_time", "fediprobe_journey_success"),
         ("sum_over_time", "fediprobe_journey_latency_ok"),
+        ("count_over_time", "fediprobe_journey_delay_ok"),
+        ("sum_over_time", "fediprobe_journey_delay_ok"),
     ] {
         let series = match resolution {
             Resolution::Instant { at, window } => backend
@@ -354,10 +362,12 @@ async fn measures(backend: &Backend, selector: &str, resolution: Resolution) -> 
             .collect();
         tables.push(table);
     }
+    let delivered_in_time = tables.pop().unwrap_or_default();
+    let delay_runs = tables.pop().unwrap_or_default();
     let fast = tables.pop().unwrap_or_default();
     let successes = tables.pop().unwrap_or_default();
     let runs = tables.pop().unwrap_or_default();
-    Ok(Measures { runs, successes, fast })
+    Ok(Measures { runs, successes, fast, delay_runs, delivered_in_time })
 }
 
 /// Federation delay per direction and region over the window.
