@@ -2,6 +2,7 @@
 //! human-facing output. The only place that prints to stdout.
 
 mod check;
+mod dashboards;
 mod demo;
 mod once;
 mod push;
@@ -64,6 +65,8 @@ enum Command {
     Sandbox(sandbox::Args),
     /// Write the SLO recording and alerting rules (rule file, PrometheusRule or VMRule).
     Rules(rules::Args),
+    /// Write the Grafana dashboards (JSON) for the config's journeys.
+    Dashboards(dashboards::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => check::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::Rules(args) => rules::run(args),
+            Command::Dashboards(args) => dashboards::run(args),
         }
     })
 }

@@ -1,6 +1,6 @@
 //! The generators: what the journeys' SLO blocks turn into outside the probe.
 //! Today the Prometheus/vmalert rules ([`rules`]) with the runbook each alert
-//! links to ([`runbooks`]); the Grafana dashboards will live here too.
+//! links to ([`runbooks`]), and the Grafana dashboards ([`dashboards`]).
 //!
 //! **Invariant: generation is a pure function of the config and the journeys.**
 //! No clock, no network, no file I/O: the same input gives byte-identical output
@@ -16,6 +16,7 @@
 //! blocks, so the expressions in the committed files read like hand-written ones.
 
 pub mod alerts;
+pub mod dashboards;
 pub mod model;
 pub mod output;
 pub mod rules;
