@@ -8,6 +8,7 @@ use super::model::*;
 
 /// A dashboard being assembled: panels get ids and grid positions in the order
 /// they are added.
+#[derive(Default)]
 pub struct Board {
     panels: Vec<Panel>,
     x: u32,
@@ -17,7 +18,7 @@ pub struct Board {
 
 impl Board {
     pub fn new() -> Board {
-        Board { panels: Vec::new(), x: 0, y: 0, row_height: 0 }
+        Board::default()
     }
 
     /// A full-width row title; the panels after it go below.
