@@ -195,3 +195,56 @@ fn every_query_parses_in_vmalert() {
     let output = tools::run(&vmalert, &["-dryRun", "-rule=queries.yaml", "-loggerLevel=ERROR"], dir.path());
     tools::assert_success("vmalert -dryRun (the dashboards' queries)", &output);
 }
+
+/// The one query of the panel titled `title` in dashboard file `file`, variables filled in.
+fn panel_query(file: &str, title: &str) -> String {
+    let (_, dashboard) = committed().into_iter().find(|(name, _)| name == file).expect("dashboard file");
+    let found: Vec<String> = queries(&dashboard).into_iter().filter(|(t, _)| t == title).map(|(_, e)| e).collect();
+    assert_eq!(found.len(), 1, "{file}: panel `{title}` should have one query");
+    substitute(&found[0])
+}
+
+#[test]
+fn status_and_last_run_queries_mean_what_the_panels_say() {
+    let status = panel_query("fediprobe-overview.json", "Status per journey");
+    let last_run = panel_query("fediprobe-probes.json", "Since each journey's last run");
+    let test = serde_json::json!({
+        "rule_files": ["empty.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                { "series": "fediprobe_journey_outcome{journey=\"home\",instance=\"main\",region=\"eu-west\",outcome=\"failure\",reason=\"timeout\"}", "values": "1 1 1 _ _ _ _ _ _ _" },
+                { "series": "ALERTS{alertname=\"FediprobeAvailabilityFastBurn\",alertstate=\"firing\",severity=\"page\",journey=\"home\",instance=\"main\"}", "values": "1x10" },
+                { "series": "ALERTS{alertname=\"FediprobeJourneyAbsent\",alertstate=\"firing\",severity=\"ticket\",journey=\"home\",instance=\"main\",region=\"us-east\"}", "values": "1x10" },
+                { "series": "ALERTS{alertname=\"FediprobeProbeErrors\",alertstate=\"firing\",severity=\"ticket\",journey=\"post\",instance=\"main\",region=\"us-east\"}", "values": "1x10" },
+                { "series": "journey:fediprobe_slo_objective:ratio{journey=\"home\",instance=\"main\",sli=\"availability\",window=\"30d\"}", "values": "0.995x10" },
+                { "series": "journey:fediprobe_slo_objective:ratio{journey=\"post\",instance=\"main\",sli=\"availability\",window=\"30d\"}", "values": "0.995x10" },
+                { "series": "journey:fediprobe_slo_objective:ratio{journey=\"search\",instance=\"main\",sli=\"availability\",window=\"30d\"}", "values": "0.99x10" },
+            ],
+            "promql_expr_test": [
+                {
+                    // A page wins over a ticket; a journey with neither is OK, not missing.
+                    "expr": status,
+                    "eval_time": "5m",
+                    "exp_samples": [
+                        { "labels": "{journey=\"home\"}", "value": 2 },
+                        { "labels": "{journey=\"post\"}", "value": 1 },
+                        { "labels": "{journey=\"search\"}", "value": 0 },
+                    ],
+                },
+                {
+                    // The last sample was at 2m: at 9m, 7 minutes ago.
+                    "expr": last_run,
+                    "eval_time": "9m",
+                    "exp_samples": [{ "labels": "{journey=\"home\",region=\"eu-west\"}", "value": 420 }],
+                },
+            ],
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.yaml"), "groups: []\n").unwrap();
+    std::fs::write(dir.path().join("test.yaml"), serde_json::to_string_pretty(&test).unwrap()).unwrap();
+    let output = tools::run(&tools::promtool(), &["test", "rules", "test.yaml"], dir.path());
+    tools::assert_success("promtool test rules (status and last-run queries)", &output);
+}
