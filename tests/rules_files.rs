@@ -1,4 +1,5 @@
-//! The committed rules under `deploy/rules/` are what the generator makes of
+//! The committed rules (`deploy/rules/`, and the VMRule and PrometheusRule under
+//! `deploy/monitoring/`) are what the generator makes of
 //! `deploy/fediprobe.yaml`, every alert links to a runbook that exists, and both
 //! `promtool` and `vmalert` accept every output format.
 //!

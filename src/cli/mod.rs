@@ -2,6 +2,7 @@
 //! human-facing output. The only place that prints to stdout.
 
 mod check;
+mod dashboards;
 mod demo;
 mod once;
 mod push;
@@ -67,6 +68,8 @@ enum Command {
     Rules(rules::Args),
     /// Write an SLO report (HTML, Markdown, JSON) from the samples in VictoriaMetrics or Prometheus.
     Report(report::Args),
+    /// Write the Grafana dashboards (JSON) for the config's journeys.
+    Dashboards(dashboards::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::Rules(args) => rules::run(args),
             Command::Report(args) => report::run(args).await,
+            Command::Dashboards(args) => dashboards::run(args),
         }
     })
 }

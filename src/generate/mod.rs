@@ -1,6 +1,7 @@
 //! The generators: what the journeys' SLO blocks turn into outside the probe.
 //! Today the Prometheus/vmalert rules ([`rules`]) with the runbook each alert
-//! links to ([`runbooks`]); the Grafana dashboards will live here too.
+//! links to ([`runbooks`]), the Grafana dashboards ([`dashboards`]), and the
+//! Kubernetes CronJobs of the schedule groups ([`cronjobs`]).
 //!
 //! **Invariant: generation is a pure function of the config and the journeys.**
 //! No clock, no network, no file I/O: the same input gives byte-identical output
@@ -16,6 +17,8 @@
 //! blocks, so the expressions in the committed files read like hand-written ones.
 
 pub mod alerts;
+pub mod cronjobs;
+pub mod dashboards;
 pub mod model;
 pub mod output;
 pub mod rules;

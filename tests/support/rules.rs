@@ -38,14 +38,14 @@ pub fn deploy_rules(only: &[&str]) -> RuleFile {
 
 pub const FORMATS: [Format; 3] = [Format::Rules, Format::Prometheusrule, Format::Vmrule];
 
-/// Where each format is committed.
+/// Where each format is committed: the plain file under `deploy/rules/`, the
+/// operator resources in the kustomizations under `deploy/monitoring/`.
 pub fn committed(format: Format) -> PathBuf {
-    let name = match format {
-        Format::Rules => "fediprobe-rules.yaml",
-        Format::Prometheusrule => "prometheusrule.yaml",
-        Format::Vmrule => "vmrule.yaml",
-    };
-    root().join("deploy/rules").join(name)
+    root().join(match format {
+        Format::Rules => "deploy/rules/fediprobe-rules.yaml",
+        Format::Prometheusrule => "deploy/monitoring/prometheus-operator/prometheusrule.yaml",
+        Format::Vmrule => "deploy/monitoring/victoria-metrics/vmrule.yaml",
+    })
 }
 
 /// The plain rule file inside a rendered output: the whole file, or a

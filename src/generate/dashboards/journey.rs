@@ -1,0 +1,169 @@
+//! The *Journey detail* dashboard: one journey (the `journey` variable) per
+//! region over time: its SLIs, latency percentiles, where a run's time goes
+//! (steps, HTTP phases), and what went wrong (outcome reasons, recent failures).
+//!
+//! Per-run samples are gauges with one sample per run, so percentiles are
+//! `quantile_over_time` over the `span` variable per series (region × account),
+//! and the worst series of a region is shown.
+
+use super::build::{self, Board, Style, column, instant, selector, series};
+use super::model::{Dashboard, Override, Thresholds};
+use crate::generate::rules::region_ratio_record;
+use crate::generate::slo::SHORT_WINDOWS;
+use crate::metrics;
+
+pub const UID: &str = "fediprobe-journey";
+
+/// The HTTP phases of a request, one sample per run, step and phase. Named in
+/// `DESIGN.md`; panels stay empty until the runner emits it.
+pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
+
+/// Choices of the `span` variable: what percentiles and counts are taken over.
+pub const SPANS: [&str; 4] = ["5m", "15m", "1h", "6h"];
+
+pub fn dashboard() -> Dashboard {
+    let ratio_5m = region_ratio_record(SHORT_WINDOWS[0]);
+    let mut board = Board::new();
+
+    board.row("$journey per region");
+    for (sli, title, what) in [
+        ("availability", "Success ratio per region (5m)", "The share of runs that succeeded"),
+        (
+            "latency",
+            "Within the latency threshold per region (5m)",
+            "The share of successful runs within the journey's latency threshold",
+        ),
+    ] {
+        board.add(
+            build::timeseries(
+                title,
+                &format!("{what} over the last 5 minutes, per region (recorded by the SLO rules)."),
+                "percentunit",
+                Style::Lines,
+                None,
+                vec![series(format!("1 - {ratio_5m}{}", selector(&format!("sli=\"{sli}\""))), "{{region}}")],
+            ),
+            12,
+            8,
+        );
+    }
+    let percentiles = [("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")]
+        .into_iter()
+        .map(|(q, name)| {
+            series(
+                format!(
+                    "max by (region) (quantile_over_time({q}, {}{}[$span]))",
+                    metrics::JOURNEY_DURATION,
+                    selector("")
+                ),
+                &format!("{name} {{{{region}}}}"),
+            )
+        })
+        .collect();
+    board.add(
+        build::timeseries(
+            "Latency percentiles per region",
+            "Run durations (successful and failed runs) over the span: p50, p95 and p99 of each probe account's \
+             runs, the worst account of each region. The duration covers what the journey's `measures` says.",
+            "s",
+            Style::Lines,
+            None,
+            percentiles,
+        ),
+        24,
+        9,
+    );
+
+    board.row("Where the time goes");
+    board.add(
+        build::timeseries(
+            "Step durations (mean, stacked)",
+            "The mean duration of each step over the span, all selected regions: the stack is a typical run \
+             (cleanup steps included, which the journey's duration excludes).",
+            "s",
+            Style::Stacked,
+            None,
+            vec![series(
+                format!("avg by (step) (avg_over_time({}{}[$span]))", metrics::STEP_DURATION, selector("")),
+                "{{step}}",
+            )],
+        ),
+        12,
+        9,
+    );
+    board.add(
+        build::timeseries(
+            "HTTP phases (mean, stacked)",
+            "DNS, connect, TLS, time to first byte and transfer of each step's requests, mean over the span.",
+            "s",
+            Style::Stacked,
+            None,
+            vec![series(
+                format!("avg by (step, phase) (avg_over_time({HTTP_PHASE}{}[$span]))", selector("")),
+                "{{step}} {{phase}}",
+            )],
+        ),
+        12,
+        9,
+    );
+
+    board.row("What went wrong");
+    board.add(
+        build::timeseries(
+            "Runs that did not succeed, by reason",
+            "Failures (the instance's fault) and probe errors (the probe's own: token, config, its own rate \
+             limit) per span, by reason.",
+            "short",
+            Style::Bars,
+            None,
+            vec![series(
+                format!(
+                    "sum by (outcome, reason) (count_over_time({}{}[$span]))",
+                    metrics::JOURNEY_OUTCOME,
+                    selector("outcome!=\"success\"")
+                ),
+                "{{outcome}} {{reason}}",
+            )],
+        ),
+        12,
+        9,
+    );
+    let failures = selector("outcome!=\"success\"");
+    let by = "journey, region, account, outcome, reason";
+    board.add(
+        build::table(
+            "Recent failures",
+            "Runs that did not succeed in the time range, per region, account and reason: how many, and when the \
+             last one started.",
+            vec![
+                instant(format!("sum by ({by}) (count_over_time({}{failures}[$__range]))", metrics::JOURNEY_OUTCOME)),
+                instant(format!(
+                    "1000 * max by ({by}) (max_over_time(timestamp({}{failures})[$__range:1m]))",
+                    metrics::JOURNEY_OUTCOME
+                )),
+            ],
+            &["Runs", "Last"],
+            &[],
+            vec![
+                Override::by_name("Runs", column("short", Some(0), Some(Thresholds::absolute("orange", &[])))),
+                Override::by_name("Last", column("dateTimeAsIso", None, None)),
+            ],
+        ),
+        12,
+        9,
+    );
+
+    build::dashboard(
+        UID,
+        "fediprobe / Journey detail",
+        "One journey per region: SLIs, latency percentiles, steps, HTTP phases, failures. Generated by \
+         `fediprobe dashboards`; do not edit, regenerate.",
+        "now-6h",
+        {
+            let mut vars = build::standard_variables(metrics::JOURNEY_OUTCOME, false, false);
+            vars.push(build::custom_variable("span", "Span", &SPANS, "15m"));
+            vars
+        },
+        board,
+    )
+}

@@ -1,0 +1,250 @@
+//! The committed dashboards under `deploy/dashboards/` are what the generator
+//! makes of `deploy/fediprobe.yaml`, and every query in them parses in both
+//! `promtool` and `vmalert`, reads only recorded series the rules record, and
+//! uses only variables the dashboard defines.
+//!
+//! When the journeys or the generator change, regenerate the committed files
+//! with `FEDIPROBE_BLESS=1 cargo test --test dashboards` and review the diff.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use fediprobe::generate::dashboards;
+use serde_json::Value;
+use support::rules::{deploy_rules, load_deploy, root};
+use support::tools;
+
+fn committed_dir() -> PathBuf {
+    root().join("deploy/dashboards")
+}
+
+/// The committed dashboards as JSON values, by file name.
+fn committed() -> Vec<(String, Value)> {
+    let loaded = load_deploy();
+    dashboards::generate(&loaded.config.rules, &loaded.journeys)
+        .into_iter()
+        .map(|f| {
+            let path = committed_dir().join(&f.file_name);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (bless with FEDIPROBE_BLESS=1)", path.display()));
+            (f.file_name, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// Every panel's queries (rows hold none of their own when expanded).
+fn queries(dashboard: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or_default().to_owned();
+            out.push((title, target["expr"].as_str().expect("every target has an expr").to_owned()));
+        }
+    }
+    out
+}
+
+/// The selectors inside the `label_values(selector, label)` variable queries.
+fn variable_selectors(dashboard: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for var in dashboard["templating"]["list"].as_array().expect("templating") {
+        if let Some(q) = var["query"].as_str().and_then(|q| q.strip_prefix("label_values(")) {
+            let selector = q.rsplit_once(',').expect("label_values(selector, label)").0;
+            out.push((format!("variable {}", var["name"]), selector.to_owned()));
+        }
+    }
+    out
+}
+
+fn variables(dashboard: &Value) -> BTreeSet<String> {
+    dashboard["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Grafana's variables replaced by values a query may take, so that the
+/// query can be checked as plain PromQL.
+fn substitute(expr: &str) -> String {
+    let mut out = expr.to_owned();
+    for (var, value) in [
+        ("$__rate_interval", "5m"),
+        ("$__interval", "1m"),
+        ("$__range", "6h"),
+        ("$span", "15m"),
+        ("$region", ".*"),
+        ("$journey", ".*"),
+        ("$instance", ".*"),
+    ] {
+        out = out.replace(var, value);
+    }
+    out
+}
+
+#[test]
+fn committed_dashboards_are_up_to_date() {
+    let loaded = load_deploy();
+    let bless = std::env::var_os("FEDIPROBE_BLESS").is_some();
+    let mut stale = Vec::new();
+    for file in dashboards::generate(&loaded.config.rules, &loaded.journeys) {
+        let path = committed_dir().join(&file.file_name);
+        let fresh = dashboards::render(&file.dashboard);
+        if bless {
+            std::fs::create_dir_all(committed_dir()).unwrap();
+            std::fs::write(&path, &fresh).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(fresh.as_str()) {
+            stale.push(path.strip_prefix(root()).unwrap().display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated dashboards: {}\nregenerate them with `FEDIPROBE_BLESS=1 cargo test --test dashboards` and \
+         commit the result",
+        stale.join(", ")
+    );
+}
+
+#[test]
+fn the_kustomization_ships_every_dashboard() {
+    let kustomization = std::fs::read_to_string(committed_dir().join("kustomization.yaml")).unwrap();
+    for (name, _) in committed() {
+        assert!(kustomization.contains(&name), "deploy/dashboards/kustomization.yaml does not ship {name}");
+    }
+}
+
+#[test]
+fn every_dashboard_has_the_datasource_and_filter_variables() {
+    for (name, dashboard) in committed() {
+        let vars = variables(&dashboard);
+        for v in ["datasource", "region", "journey", "instance"] {
+            assert!(vars.contains(v), "{name} lacks the `{v}` variable");
+        }
+        assert_eq!(dashboard["schemaVersion"], 39, "{name}");
+        for panel in dashboard["panels"].as_array().unwrap() {
+            if panel["type"] != "row" {
+                assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name}: {}", panel["title"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn queries_use_only_defined_variables() {
+    let builtins = ["__rate_interval", "__interval", "__range"];
+    let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)").unwrap();
+    for (name, dashboard) in committed() {
+        let vars = variables(&dashboard);
+        for (title, expr) in queries(&dashboard).into_iter().chain(variable_selectors(&dashboard)) {
+            for cap in re.captures_iter(&expr) {
+                let v = &cap[1];
+                assert!(vars.contains(v) || builtins.contains(&v), "{name}: `{title}` uses undefined ${v}: {expr}");
+            }
+            assert!(!substitute(&expr).contains('$'), "{name}: `{title}` has a variable the test cannot fill: {expr}");
+        }
+    }
+}
+
+#[test]
+fn recorded_series_the_dashboards_read_are_recorded_by_the_rules() {
+    let records: BTreeSet<String> = deploy_rules(&[]).records().map(|r| r.record.clone()).collect();
+    // A recorded name: `level:metric:operations`, not a subquery's `[1h:1m]` nor `$__range:1m`.
+    let re = regex::Regex::new(r"(?:^|[^$a-z_0-9])([a-z][a-z_]*:[a-z_:0-9]+)").unwrap();
+    let mut used = 0;
+    for (name, dashboard) in committed() {
+        for (title, expr) in queries(&dashboard) {
+            for cap in re.captures_iter(&expr) {
+                used += 1;
+                let series = &cap[1];
+                assert!(records.contains(series), "{name}: `{title}` reads {series}, which no rule records");
+            }
+        }
+    }
+    assert!(used > 0, "the dashboards read no recorded series at all");
+}
+
+/// Every query (and every variable's selector) as a recording rule of one file.
+fn queries_as_rule_file() -> String {
+    let mut rules = Vec::new();
+    for (name, dashboard) in committed() {
+        for (title, expr) in queries(&dashboard).into_iter().chain(variable_selectors(&dashboard)) {
+            rules.push(serde_json::json!({
+                "record": format!("dashboard:query_{}:check", rules.len()),
+                "expr": substitute(&expr),
+                "labels": { "dashboard": name, "panel": title },
+            }));
+        }
+    }
+    assert!(rules.len() > 30, "only {} queries found", rules.len());
+    // JSON is YAML: both tools read it as a rule file.
+    serde_json::to_string_pretty(&serde_json::json!({ "groups": [{ "name": "dashboards", "rules": rules }] })).unwrap()
+}
+
+#[test]
+fn every_query_parses_in_promtool() {
+    let promtool = tools::promtool();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("queries.yaml"), queries_as_rule_file()).unwrap();
+    let output = tools::run(&promtool, &["check", "rules", "queries.yaml"], dir.path());
+    tools::assert_success("promtool check rules (the dashboards' queries)", &output);
+}
+
+#[test]
+fn every_query_parses_in_vmalert() {
+    let vmalert = tools::vmalert();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("queries.yaml"), queries_as_rule_file()).unwrap();
+    let output = tools::run(&vmalert, &["-dryRun", "-rule=queries.yaml", "-loggerLevel=ERROR"], dir.path());
+    tools::assert_success("vmalert -dryRun (the dashboards' queries)", &output);
+}
+
+/// The one query of the panel titled `title` in dashboard file `file`, variables filled in.
+fn panel_query(file: &str, title: &str) -> String {
+    let (_, dashboard) = committed().into_iter().find(|(name, _)| name == file).expect("dashboard file");
+    let found: Vec<String> = queries(&dashboard).into_iter().filter(|(t, _)| t == title).map(|(_, e)| e).collect();
+    assert_eq!(found.len(), 1, "{file}: panel `{title}` should have one query");
+    substitute(&found[0])
+}
+
+#[test]
+fn status_and_last_run_queries_mean_what_the_panels_say() {
+    let status = panel_query("fediprobe-overview.json", "Status per journey");
+    let last_run = panel_query("fediprobe-probes.json", "Since each journey's last run");
+    let test = serde_json::json!({
+        "rule_files": ["empty.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                { "series": "fediprobe_journey_outcome{journey=\"home\",instance=\"main\",region=\"eu-west\",outcome=\"failure\",reason=\"timeout\"}", "values": "1 1 1 _ _ _ _ _ _ _" },
+                { "series": "ALERTS{alertname=\"FediprobeAvailabilityFastBurn\",alertstate=\"firing\",severity=\"page\",journey=\"home\",instance=\"main\"}", "values": "1x10" },
+                { "series": "ALERTS{alertname=\"FediprobeJourneyAbsent\",alertstate=\"firing\",severity=\"ticket\",journey=\"home\",instance=\"main\",region=\"us-east\"}", "values": "1x10" },
+                { "series": "ALERTS{alertname=\"FediprobeProbeErrors\",alertstate=\"firing\",severity=\"ticket\",journey=\"post\",instance=\"main\",region=\"us-east\"}", "values": "1x10" },
+                { "series": "journey:fediprobe_slo_objective:ratio{journey=\"home\",instance=\"main\",sli=\"availability\",window=\"30d\"}", "values": "0.995x10" },
+                { "series": "journey:fediprobe_slo_objective:ratio{journey=\"post\",instance=\"main\",sli=\"availability\",window=\"30d\"}", "values": "0.995x10" },
+                { "series": "journey:fediprobe_slo_objective:ratio{journey=\"search\",instance=\"main\",sli=\"availability\",window=\"30d\"}", "values": "0.99x10" },
+            ],
+            "promql_expr_test": [
+                {
+                    // A page wins over a ticket; a journey with neither is OK, not missing.
+                    "expr": status,
+                    "eval_time": "5m",
+                    "exp_samples": [
+                        { "labels": "{journey=\"home\"}", "value": 2 },
+                        { "labels": "{journey=\"post\"}", "value": 1 },
+                        { "labels": "{journey=\"search\"}", "value": 0 },
+                    ],
+                },
+                {
+                    // The last sample was at 2m: at 9m, 7 minutes ago.
+                    "expr": last_run,
+                    "eval_time": "9m",
+                    "exp_samples": [{ "labels": "{journey=\"home\",region=\"eu-west\"}", "value": 420 }],
+                },
+            ],
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.yaml"), "groups: []\n").unwrap();
+    std::fs::write(dir.path().join("test.yaml"), serde_json::to_string_pretty(&test).unwrap()).unwrap();
+    let output = tools::run(&tools::promtool(), &["test", "rules", "test.yaml"], dir.path());
+    tools::assert_success("promtool test rules (status and last-run queries)", &output);
+}
