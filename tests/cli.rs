@@ -226,3 +226,39 @@ async fn demo_runs_every_bundled_journey_and_pushes_when_asked() {
     assert_eq!(success.len(), journeys.len());
     assert!(success.iter().all(|(l, s)| s.len() == 2 && l["region"] == "local"));
 }
+
+#[tokio::test]
+async fn the_sandbox_command_writes_a_config_that_once_can_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = tokio::process::Command::new(BIN)
+        .args(["sandbox", "--write-config", dir.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let config = dir.path().join("fediprobe.yaml");
+    for _ in 0..200 {
+        if config.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(config.exists(), "the sandbox wrote no config");
+    let output = fediprobe(&["once", "-c", config.to_str().unwrap(), "--output", "json"]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let runs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), fediprobe::spec::bundled::BUNDLED.len());
+    assert!(runs.iter().all(|r| r["outcome"] == "success"), "{stdout}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("main.token")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "token files are private");
+    }
+    let pid = sandbox.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), sandbox.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "Ctrl-C stops the sandbox cleanly");
+}

@@ -37,7 +37,7 @@ pub async fn run(args: Args) -> ExitCode {
         }
     };
     for instance in sandbox.instances() {
-        println!("{} at {}", instance.name, instance.base_url);
+        println!("{} at {} (streaming {})", instance.name, instance.base_url, instance.streaming_url());
         for account in &instance.accounts {
             println!("  @{} (id {})", account.username, account.id);
         }
@@ -45,7 +45,7 @@ pub async fn run(args: Args) -> ExitCode {
     if let Some(dir) = &args.write_config {
         match write_config(&sandbox, dir) {
             Ok(path) => println!(
-                "\nwrote {} (tokens in files beside it); try: fediprobe once -c {}",
+                "\nwrote {} (tokens and the bundled journeys beside it); try: fediprobe once -c {}",
                 path.display(),
                 path.display()
             ),
@@ -62,10 +62,18 @@ pub async fn run(args: Args) -> ExitCode {
 }
 
 /// Writes a config for the bundled journeys' instance names, with each probe
-/// account's token in a file readable by the owner only.
+/// account's token in a file readable by the owner only, and the bundled
+/// journeys in `DIR/journeys/` to edit (files already there are kept: they may
+/// be journeys being written).
 pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let journeys = std::fs::canonicalize("journeys").unwrap_or_else(|_| PathBuf::from("journeys"));
+    let journeys = dir.join("journeys");
+    std::fs::create_dir_all(&journeys)?;
+    for (path, text) in crate::spec::bundled::BUNDLED {
+        let file = journeys.join(Path::new(path).file_name().unwrap_or_default());
+        if !file.exists() {
+            std::fs::write(file, text)?;
+        }
+    }
     let mut yaml =
         String::from("# Written by `fediprobe sandbox --write-config`: points the bundled journeys at the sandbox.\n");
     yaml.push_str("probe:\n  region: local\ninstances:\n");
@@ -79,7 +87,7 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
             instance.base_url, account.username
         ));
     }
-    yaml.push_str(&format!("journeys: [{}]\n", journeys.display()));
+    yaml.push_str("journeys: [journeys]\n");
     let path = dir.join("fediprobe.yaml");
     std::fs::write(&path, yaml)?;
     Ok(path)
