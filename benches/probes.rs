@@ -624,7 +624,7 @@ fn footprint() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // The sandbox, from the same binary; it prints `alpha at http://127.0.0.1:PORT`.
+    // The sandbox, from the same binary; it prints `alpha at http://127.0.0.1:PORT (streaming …)`.
     let mut sandbox = Command::new(&binary)
         .args(["sandbox", "--instances", "1"])
         .stdout(Stdio::piped())
@@ -633,10 +633,10 @@ fn footprint() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(sandbox.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().last().unwrap().to_owned();
+    let url = line.split_whitespace().nth(2).unwrap().to_owned();
     let config = write_config(dir.path(), &url, JOURNEYS, "/health");
     let mut agent = Command::new(&binary)
-        .args(["run", "-c"])
+        .args(["run", "--listen", "127.0.0.1:0", "-c"])
         .arg(&config)
         .env("FEDIPROBE_BENCH_TOKEN", "unused")
         .stdout(Stdio::null())

@@ -17,6 +17,7 @@ pub mod diag;
 pub mod journey;
 pub mod limits;
 pub mod load;
+mod read_journey;
 pub mod template;
 pub mod values;
 pub mod yaml;

@@ -1,0 +1,684 @@
+//! Reading a journey file's YAML tree into a [`Journey`], reporting every
+//! problem with its position (and carrying on, so `check` lists them all).
+//! Variables are checked as they are read: a capture used before any step
+//! captures it is an error here, not a failed run later.
+
+use std::time::Duration;
+
+use super::diag::Pos;
+use super::journey::*;
+use super::template::{JsonTemplate, Template, Var};
+use super::values;
+use super::yaml::{Node, Reader, Value};
+
+const JOURNEY_KEYS: &[&str] =
+    &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
+const STEP_KEYS: &[&str] =
+    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as"];
+const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "fallback"];
+const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
+const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
+const POLL_KEYS: &[&str] = &["request", "interval", "within"];
+const EXPECT_KEYS: &[&str] = &["status", "headers", "json"];
+const SLO_KEYS: &[&str] = &["availability", "latency", "delay", "window"];
+const LATENCY_KEYS: &[&str] = &["threshold", "objective"];
+
+/// Reads a journey from its YAML tree; problems go to `reader`'s diagnostics.
+/// Returns `None` when an error makes the journey unusable.
+pub fn read_journey(reader: &mut Reader<'_>, root: &Node) -> Option<Journey> {
+    let errors_before = reader.diagnostics.error_count();
+    let fields = reader.map(root, "a journey", JOURNEY_KEYS)?;
+    let name = fields.require(reader, "name", "the journey").and_then(|n| values::name(reader, n, "journey name"));
+    let description = fields.get("description").and_then(|n| reader.string(n, "`description`"));
+    let measures = fields
+        .get("measures")
+        .and_then(|n| reader.string(n, "`measures`"))
+        .unwrap_or_else(|| DEFAULT_MEASURES.to_owned());
+    let instance_node = fields.require(reader, "instance", "the journey");
+    let instance = instance_node.and_then(|n| values::name(reader, n, "instance name"));
+    let schedule = fields.require(reader, "schedule", "the journey").and_then(|n| read_schedule(reader, n));
+    let slo = fields.require(reader, "slo", "the journey").and_then(|n| read_slo(reader, n));
+    let deadline = match fields.get("deadline") {
+        Some(n) => values::duration(reader, n, "`deadline`"),
+        None => Some(DEFAULT_DEADLINE),
+    };
+
+    let mut known_captures: Vec<String> = Vec::new();
+    let mut step_names: Vec<(String, Pos)> = Vec::new();
+    let steps = match fields.require(reader, "steps", "the journey") {
+        Some(n) => read_steps(reader, n, "steps", &mut known_captures, &mut step_names),
+        None => Vec::new(),
+    };
+    if let Some(n) = fields.get("steps") {
+        if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
+            reader.error(n, "a journey needs at least one step");
+        }
+    }
+    // Cleanup sees every capture of the steps; a cleanup step whose variables were
+    // never captured (its step failed first) is skipped at run time.
+    let cleanup = match fields.get("cleanup") {
+        Some(n) => read_steps(reader, n, "cleanup", &mut known_captures, &mut step_names),
+        None => Vec::new(),
+    };
+
+    check_stream_references(reader, &steps, &cleanup);
+    if let (Some(deadline), true) = (deadline, reader.diagnostics.error_count() == errors_before) {
+        for step in &steps {
+            if step.timeout > deadline {
+                let title = format!(
+                    "step `{}` may take {} but the journey's deadline is {}",
+                    step.name,
+                    humantime::format_duration(step.timeout),
+                    humantime::format_duration(deadline)
+                );
+                let node = Node { pos: step.pos, width: 1, value: Value::Null };
+                reader.warning(&node, title, Some("lower the step's `timeout` or raise `deadline`".into()));
+            }
+        }
+    }
+
+    if reader.diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Journey {
+        name: name?,
+        description,
+        measures,
+        file: reader.path().to_path_buf(),
+        instance: instance?,
+        instance_pos: instance_node?.pos,
+        schedule: schedule?,
+        slo: slo?,
+        deadline: deadline?,
+        steps,
+        cleanup,
+    })
+}
+
+fn read_schedule(reader: &mut Reader<'_>, node: &Node) -> Option<Schedule> {
+    let text = reader.string(node, "`schedule`")?;
+    match Schedule::parse(&text) {
+        Ok(cron) => Some(Schedule { text, cron, pos: node.pos }),
+        Err(e) => {
+            reader.error_hint(
+                node,
+                format!("`{text}` is not a valid schedule: {e}"),
+                "use Kubernetes CronJob syntax, e.g. `*/5 * * * *` for every five minutes (times are UTC)",
+            );
+            None
+        }
+    }
+}
+
+fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
+    let fields = reader.map(node, "`slo`", SLO_KEYS)?;
+    let availability =
+        fields.require(reader, "availability", "`slo`").and_then(|n| values::objective(reader, n, "availability"));
+    let latency = match fields.get("latency") {
+        None => Some(None),
+        Some(n) => {
+            let lf = reader.map(n, "`latency`", LATENCY_KEYS)?;
+            let threshold =
+                lf.require(reader, "threshold", "`latency`").and_then(|t| values::duration(reader, t, "`threshold`"));
+            let objective = lf
+                .require(reader, "objective", "`latency`")
+                .and_then(|o| values::objective(reader, o, "latency objective"));
+            Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
+        }
+    };
+    let delay = match fields.get("delay") {
+        None => Some(None),
+        Some(n) => {
+            let df = reader.map(n, "`delay`", LATENCY_KEYS)?;
+            let threshold =
+                df.require(reader, "threshold", "`delay`").and_then(|t| values::duration(reader, t, "`threshold`"));
+            let objective = df
+                .require(reader, "objective", "`delay`")
+                .and_then(|o| values::objective(reader, o, "delay objective"));
+            Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
+        }
+    };
+    let window = match fields.get("window") {
+        None => Some(DEFAULT_WINDOW),
+        Some(n) => values::duration(reader, n, "`window`").and_then(|w| {
+            let days = w.as_secs() / 86_400;
+            if w.as_secs() % 86_400 != 0 || !(7..=90).contains(&days) {
+                reader.error_hint(
+                    n,
+                    "an SLO window is a whole number of days from 7 to 90",
+                    "the usual windows are `28d`, `30d` and `90d`",
+                );
+                None
+            } else {
+                Some(w)
+            }
+        }),
+    };
+    Some(Slo { availability: availability?, latency: latency?, delay: delay?, window: window? })
+}
+
+fn read_steps(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    what: &str,
+    known_captures: &mut Vec<String>,
+    step_names: &mut Vec<(String, Pos)>,
+) -> Vec<Step> {
+    let Some(items) = reader.seq(node, &format!("`{what}`")) else {
+        return Vec::new();
+    };
+    let mut steps = Vec::new();
+    for item in items {
+        if let Some(step) = read_step(reader, item, known_captures) {
+            if let Some((_, first)) = step_names.iter().find(|(n, _)| *n == step.name) {
+                let title = format!("two steps are named `{}`", step.name);
+                let hint = format!("the first is at line {}; step names label metrics and must be unique", first.line);
+                reader.error_hint(item, title, hint);
+            }
+            step_names.push((step.name.clone(), step.pos));
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<String>) -> Option<Step> {
+    // A key that looks like a misspelt step kind is reported as such ("unknown step
+    // kind `reqest`"), and then accepted as known so it is not reported twice.
+    let errors_before = reader.diagnostics.error_count();
+    let mut known: Vec<&str> = STEP_KEYS.to_vec();
+    if let Value::Map(entries) = &node.value {
+        for (key, _) in entries {
+            if let Value::Str(k) = &key.value {
+                if !STEP_KEYS.contains(&k.as_str()) {
+                    if let Some(kind) = super::diag::did_you_mean(k, STEP_KINDS) {
+                        reader.error_hint(key, format!("unknown step kind `{k}`"), format!("did you mean `{kind}`?"));
+                        known.push(k.as_str());
+                    }
+                }
+            }
+        }
+    }
+    let fields = reader.map(node, "a step", &known)?;
+    let name = fields.require(reader, "name", "a step").and_then(|n| values::name(reader, n, "step name"));
+    let instance = fields.get("instance").and_then(|n| values::name(reader, n, "instance name").map(|s| (s, n.pos)));
+    let timeout = match fields.get("timeout") {
+        Some(n) => values::duration(reader, n, "`timeout`"),
+        None => Some(DEFAULT_STEP_TIMEOUT),
+    };
+    let kinds: Vec<&str> = fields.keys().filter(|k| STEP_KINDS.contains(k)).collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            if reader.diagnostics.error_count() == errors_before {
+                reader.error_hint(node, "this step does nothing", format!("give it one of: {}", STEP_KINDS.join(", ")));
+            }
+            None
+        }
+        [one] => {
+            let n = fields.get(one).expect("key listed");
+            match *one {
+                "request" => read_request(reader, n, known_captures).map(StepKind::Request),
+                "stream" => read_stream(reader, n, known_captures).map(StepKind::Stream),
+                _ => read_poll(reader, n, known_captures).map(StepKind::Poll),
+            }
+        }
+        _ => {
+            let key = fields.key_node(kinds[1]).expect("key listed");
+            reader.error_hint(
+                key,
+                format!("a step has one kind, this one has {}", kinds.join(" and ")),
+                "split it into two steps",
+            );
+            None
+        }
+    };
+    let expect = match fields.get("expect") {
+        Some(n) => read_expect(reader, n, known_captures),
+        None => Some(Expect::default()),
+    };
+    let captures = match fields.get("capture") {
+        Some(n) => read_captures(reader, n),
+        None => Vec::new(),
+    };
+    for c in &captures {
+        if !known_captures.contains(&c.name) {
+            known_captures.push(c.name.clone());
+        }
+    }
+    let fail_as = match fields.get("fail_as") {
+        None => Some(None),
+        Some(n) => match reader.string(n, "`fail_as`").as_deref() {
+            Some("not_following") => Some(Some(FailAs::NotFollowing)),
+            Some(other) => {
+                reader.error_hint(
+                    n,
+                    format!("`{other}` is not a reason a step can claim"),
+                    format!("use one of: {}", FailAs::NAMES.join(", ")),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    if reader.diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Step {
+        name: name?,
+        pos: node.pos,
+        instance,
+        timeout: timeout?,
+        kind: kind?,
+        expect: expect?,
+        captures,
+        fail_as: fail_as?,
+    })
+}
+
+fn read_stream(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<StreamSpec> {
+    let fields = reader.map(node, "`stream`", STREAM_KEYS)?;
+    let stream = match fields.get("stream") {
+        None => Some("user".to_owned()),
+        Some(n) => reader.string(n, "`stream`"),
+    };
+    let event = match fields.get("event") {
+        None => Some("update".to_owned()),
+        Some(n) => reader.string(n, "`event`").and_then(|e| {
+            const EVENTS: &[&str] =
+                &["update", "delete", "notification", "status.update", "conversation", "announcement"];
+            if EVENTS.contains(&e.as_str()) {
+                Some(e)
+            } else {
+                let hint = match super::diag::did_you_mean(&e, EVENTS) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("Mastodon's events are {}", EVENTS.join(", ")),
+                };
+                reader.error_hint(n, format!("`{e}` is not a streaming event"), hint);
+                None
+            }
+        }),
+    };
+    let open_before =
+        fields.require(reader, "open_before", "`stream`").and_then(|n| values::name(reader, n, "step name"));
+    let delay_from = match fields.get("delay_from") {
+        None => open_before.clone(),
+        Some(n) => values::name(reader, n, "step name"),
+    };
+    let within = match fields.get("within") {
+        None => Some(DEFAULT_STREAM_WITHIN),
+        Some(n) => values::duration(reader, n, "`within`"),
+    };
+    let fallback = match fields.get("fallback") {
+        None => Some(None),
+        Some(n) => {
+            let ff = reader.map(n, "`fallback`", FALLBACK_KEYS)?;
+            let request = ff.require(reader, "request", "`fallback`").and_then(|r| read_request(reader, r, known));
+            let interval = match ff.get("interval") {
+                None => Some(Duration::from_secs(2)),
+                Some(i) => values::duration(reader, i, "`interval`"),
+            };
+            let expect = ff.require(reader, "expect", "`fallback`").and_then(|e| read_expect(reader, e, known));
+            Some(Some(FallbackSpec { request: request?, interval: interval?, expect: expect? }))
+        }
+    };
+    Some(StreamSpec {
+        stream: stream?,
+        event: event?,
+        open_before: open_before?,
+        delay_from: delay_from?,
+        within: within?,
+        fallback: fallback?,
+    })
+}
+
+/// A stream step opens its socket before, and measures from, steps that come
+/// earlier in `steps`; cleanup steps cannot wait on a stream.
+fn check_stream_references(reader: &mut Reader<'_>, steps: &[Step], cleanup: &[Step]) {
+    for (index, step) in steps.iter().enumerate() {
+        let StepKind::Stream(spec) = &step.kind else { continue };
+        for (key, name) in [("open_before", &spec.open_before), ("delay_from", &spec.delay_from)] {
+            if !steps[..index].iter().any(|s| &s.name == name) {
+                let node = Node { pos: step.pos, width: 1, value: Value::Null };
+                let earlier: Vec<&str> = steps[..index].iter().map(|s| s.name.as_str()).collect();
+                let hint = if earlier.is_empty() {
+                    "a stream step waits for something an earlier step does: put it after that step".to_owned()
+                } else {
+                    format!("earlier steps: {}", earlier.join(", "))
+                };
+                reader.error_hint(&node, format!("`{key}: {name}` does not name an earlier step"), hint);
+            }
+        }
+    }
+    for step in cleanup {
+        if let StepKind::Stream(_) = step.kind {
+            let node = Node { pos: step.pos, width: 1, value: Value::Null };
+            reader.error_hint(&node, "a cleanup step cannot wait on a stream", "move the `stream` step into `steps`");
+        }
+    }
+}
+
+fn template(reader: &mut Reader<'_>, node: &Node, what: &str, known_captures: &[String]) -> Option<Template> {
+    let text = reader.scalar_text(node, what)?;
+    match Template::parse(&text) {
+        Ok(t) => {
+            for var in t.vars() {
+                if let Var::Capture(name) = var {
+                    if !known_captures.contains(name) {
+                        let hint = if known_captures.is_empty() {
+                            "no step before this one captures anything; add `capture:` to an earlier step".to_owned()
+                        } else {
+                            format!("captured so far: {}", known_captures.join(", "))
+                        };
+                        reader.error_hint(node, format!("`${{{name}}}` is not captured by any earlier step"), hint);
+                        return None;
+                    }
+                }
+            }
+            Some(t)
+        }
+        Err(e) => {
+            let d = reader.error(node, format!("{what}: {}", e.message));
+            d.hint = e.hint;
+            None
+        }
+    }
+}
+
+fn template_pairs(reader: &mut Reader<'_>, node: &Node, what: &str, known: &[String]) -> Vec<(String, Template)> {
+    reader
+        .pairs(node, what)
+        .into_iter()
+        .filter_map(|(k, _, v)| template(reader, v, &format!("`{k}`"), known).map(|t| (k, t)))
+        .collect()
+}
+
+fn json_template(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<JsonTemplate> {
+    Some(match &node.value {
+        Value::Null => JsonTemplate::Null,
+        Value::Bool(b) => JsonTemplate::Bool(*b),
+        Value::Int(i) => JsonTemplate::Number((*i).into()),
+        Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => JsonTemplate::Number(n),
+            None => {
+                reader.error(node, "this number cannot be written as JSON");
+                return None;
+            }
+        },
+        Value::Str(_) => JsonTemplate::String(template(reader, node, "a JSON string", known)?),
+        Value::Seq(items) => {
+            JsonTemplate::Array(items.iter().filter_map(|i| json_template(reader, i, known)).collect())
+        }
+        Value::Map(_) => JsonTemplate::Object(
+            reader
+                .pairs(node, "a JSON object")
+                .into_iter()
+                .filter_map(|(k, _, v)| json_template(reader, v, known).map(|t| (k, t)))
+                .collect(),
+        ),
+    })
+}
+
+fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<RequestSpec> {
+    let fields = reader.map(node, "`request`", REQUEST_KEYS)?;
+    let method = match fields.get("method") {
+        Some(n) => values::method(reader, n),
+        None => Some(http::Method::GET),
+    };
+    let path = fields.require(reader, "path", "`request`").and_then(|n| {
+        let t = template(reader, n, "`path`", known)?;
+        if !t.to_string().starts_with('/') {
+            reader.error_hint(
+                n,
+                "`path` must start with `/`",
+                "it is joined to the instance's URL from the config, e.g. `/api/v1/timelines/home`",
+            );
+            return None;
+        }
+        if t.to_string().contains('?') {
+            reader.error_hint(
+                n,
+                "`path` contains a query string",
+                "put query parameters under `query:` so they are encoded correctly",
+            );
+            return None;
+        }
+        Some(t)
+    });
+    let query = fields.get("query").map(|n| template_pairs(reader, n, "`query`", known)).unwrap_or_default();
+    let headers = fields.get("headers").map(|n| template_pairs(reader, n, "`headers`", known)).unwrap_or_default();
+    for (name, _) in &headers {
+        if name.eq_ignore_ascii_case("authorization") {
+            let n = fields.get("headers").expect("present");
+            reader.error_hint(
+                n,
+                "a journey must not set `Authorization`",
+                "tokens come from the config (`token: { env: … }` or `{ file: … }`), never from a journey file",
+            );
+        }
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            let n = fields.get("headers").expect("present");
+            reader.error(n, format!("`{name}` is not a valid header name"));
+        }
+    }
+    let body = match (fields.get("form"), fields.get("json")) {
+        (Some(_), Some(j)) => {
+            reader.error_hint(j, "a request has `form` or `json`, not both", "Mastodon accepts either; pick one");
+            None
+        }
+        (Some(f), None) => Some(Body::Form(template_pairs(reader, f, "`form`", known))),
+        (None, Some(j)) => json_template(reader, j, known).map(Body::Json),
+        (None, None) => None,
+    };
+    let follow_redirects =
+        fields.get("follow_redirects").and_then(|n| reader.bool(n, "`follow_redirects`")).unwrap_or(false);
+    let auth = fields.get("auth").and_then(|n| reader.bool(n, "`auth`")).unwrap_or(true);
+    Some(RequestSpec { method: method?, path: path?, query, headers, body, follow_redirects, auth })
+}
+
+fn read_poll(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<PollSpec> {
+    let fields = reader.map(node, "`poll`", POLL_KEYS)?;
+    let request = fields.require(reader, "request", "`poll`").and_then(|n| read_request(reader, n, known));
+    let interval = match fields.get("interval") {
+        Some(n) => values::duration(reader, n, "`interval`"),
+        None => Some(DEFAULT_POLL_INTERVAL),
+    };
+    let within = fields.require(reader, "within", "`poll`").and_then(|n| values::duration(reader, n, "`within`"));
+    Some(PollSpec { request: request?, interval: interval?, within: within? })
+}
+
+fn read_expect(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Expect> {
+    let fields = reader.map(node, "`expect`", EXPECT_KEYS)?;
+    let mut expect = Expect::default();
+    if let Some(n) = fields.get("status") {
+        let items: Vec<&Node> = match &n.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![n],
+        };
+        for item in items {
+            match &item.value {
+                Value::Int(code) if (100..=599).contains(code) => expect.status.push(*code as u16),
+                _ => {
+                    reader.error_hint(
+                        item,
+                        "`status` must be an HTTP status code",
+                        "e.g. `status: 200` or `status: [200, 206]`",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(n) = fields.get("headers") {
+        for (name, _, value) in reader.pairs(n, "`headers`") {
+            let predicate = match &value.value {
+                Value::Map(_) => read_predicate(reader, value, known),
+                _ => template(reader, value, "header value", known).map(|t| Predicate::Equals(JsonTemplate::String(t))),
+            };
+            if let Some(predicate) = predicate {
+                expect.headers.push(HeaderAssert { name: name.to_ascii_lowercase(), predicate, pos: value.pos });
+            }
+        }
+    }
+    if let Some(n) = fields.get("json") {
+        for item in reader.seq(n, "`json`").unwrap_or_default() {
+            if let Some(a) = read_json_assert(reader, item, known) {
+                expect.json.push(a);
+            }
+        }
+    }
+    Some(expect)
+}
+
+fn json_path(reader: &mut Reader<'_>, node: &Node) -> Option<(String, serde_json_path::JsonPath)> {
+    let text = reader.string(node, "a JSONPath")?;
+    match serde_json_path::JsonPath::parse(&text) {
+        Ok(p) => Some((text, p)),
+        Err(e) => {
+            reader.error_hint(
+                node,
+                format!("`{text}` is not a JSONPath: {e}"),
+                "e.g. `$.id`, `$[0].uri`, `$.accounts[*].acct`",
+            );
+            None
+        }
+    }
+}
+
+fn read_json_assert(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<JsonAssert> {
+    let mut keys = vec!["path", "every"];
+    keys.extend_from_slice(Predicate::KEYS);
+    let fields = reader.map(node, "a JSON assertion", &keys)?;
+    let path_node = fields.require(reader, "path", "a JSON assertion")?;
+    let (path_text, path) = json_path(reader, path_node)?;
+    let predicate = read_predicate_fields(reader, node, &fields, known)?;
+    let every = fields.get("every").and_then(|n| reader.bool(n, "`every`")).unwrap_or(false);
+    Some(JsonAssert { every, path_text, path, predicate, pos: node.pos })
+}
+
+fn read_predicate(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Predicate> {
+    let fields = reader.map(node, "an assertion", Predicate::KEYS)?;
+    read_predicate_fields(reader, node, &fields, known)
+}
+
+fn read_predicate_fields(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    fields: &super::yaml::Fields<'_>,
+    known: &[String],
+) -> Option<Predicate> {
+    let present: Vec<&str> = fields.keys().filter(|k| Predicate::KEYS.contains(k)).collect();
+    let key = match present.as_slice() {
+        [one] => *one,
+        [] => {
+            reader.error_hint(
+                node,
+                "this assertion tests nothing",
+                format!("add one of: {}", Predicate::KEYS.join(", ")),
+            );
+            return None;
+        }
+        _ => {
+            reader.error_hint(
+                node,
+                format!("one assertion tests one thing, this one has {}", present.join(" and ")),
+                "split it into several assertions",
+            );
+            return None;
+        }
+    };
+    let value = fields.get(key).expect("key listed");
+    match key {
+        "equals" => json_template(reader, value, known).map(Predicate::Equals),
+        "not_equals" => json_template(reader, value, known).map(Predicate::NotEquals),
+        "contains" => template(reader, value, "`contains`", known).map(Predicate::Contains),
+        "matches" => {
+            let text = reader.string(value, "`matches`")?;
+            match regex::Regex::new(&text) {
+                Ok(r) => Some(Predicate::Matches(r)),
+                Err(e) => {
+                    reader.error(value, format!("`{text}` is not a regular expression: {e}"));
+                    None
+                }
+            }
+        }
+        "exists" => reader.bool(value, "`exists`").map(Predicate::Exists),
+        "type" => {
+            let text = reader.string(value, "`type`")?;
+            match JsonType::NAMES.iter().position(|n| *n == text) {
+                Some(i) => Some(Predicate::Type(
+                    [
+                        JsonType::String,
+                        JsonType::Number,
+                        JsonType::Boolean,
+                        JsonType::Array,
+                        JsonType::Object,
+                        JsonType::Null,
+                    ][i],
+                )),
+                None => {
+                    reader.error_hint(
+                        value,
+                        format!("unknown JSON type `{text}`"),
+                        format!("use one of {}", JsonType::NAMES.join(", ")),
+                    );
+                    None
+                }
+            }
+        }
+        "min_length" | "count" => match &value.value {
+            Value::Int(n) if *n >= 0 => {
+                let n = *n as usize;
+                Some(if key == "count" { Predicate::Count(n) } else { Predicate::MinLength(n) })
+            }
+            _ => {
+                reader.error(value, format!("`{key}` must be a whole number"));
+                None
+            }
+        },
+        _ => unreachable!("keys are checked against Predicate::KEYS"),
+    }
+}
+
+fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
+    let mut out = Vec::new();
+    for (name, key, value) in reader.pairs(node, "`capture`") {
+        if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || ["nonce", "account", "env"].contains(&name.as_str())
+        {
+            reader.error_hint(
+                key,
+                format!("`{name}` cannot be a capture name"),
+                "use letters, digits and `_`; `nonce`, `account` and `env` are taken",
+            );
+            continue;
+        }
+        let source = match &value.value {
+            Value::Str(_) => json_path(reader, value).map(|(text, path)| CaptureSource::Json { text, path }),
+            Value::Map(_) => {
+                let Some(f) = reader.map(value, "a capture", &["json", "header"]) else { continue };
+                match (f.get("json"), f.get("header")) {
+                    (Some(j), None) => json_path(reader, j).map(|(text, path)| CaptureSource::Json { text, path }),
+                    (None, Some(h)) => {
+                        reader.string(h, "`header`").map(|h| CaptureSource::Header(h.to_ascii_lowercase()))
+                    }
+                    _ => {
+                        reader.error_hint(
+                            value,
+                            "a capture reads `json` or `header`",
+                            "e.g. `id: $.id` or `link: { header: Link }`",
+                        );
+                        None
+                    }
+                }
+            }
+            other => {
+                reader.error(value, format!("a capture must be a JSONPath such as `$.id`, found {}", other.kind()));
+                None
+            }
+        };
+        if let Some(source) = source {
+            out.push(Capture { name, source, pos: value.pos });
+        }
+    }
+    out
+}
