@@ -303,3 +303,79 @@ fn generated_rules_pass_promtool_unit_tests_for_every_scenario() {
     let output = tools::run(&promtool, &["test", "rules", "tests.yaml"], &dir);
     tools::assert_success(&format!("promtool test rules (files in {})", dir.display()), &output);
 }
+
+/// The federation-delay SLI of `federation-main-to-peer` (every 5 minutes, 99% of
+/// posts within 30 s): posts that arrive, but late, page on delay and not on
+/// availability; posts that arrive in time raise nothing.
+#[test]
+fn late_federation_pages_on_the_delay_sli_only() {
+    const FEDERATION: &str = "federation-main-to-peer";
+    let promtool = tools::promtool();
+    let rules = deploy_rules(&[FEDERATION]);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rules_promtool_delay");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.yaml"), generate::render(&rules, Format::Rules)).unwrap();
+    // 13 runs, one every 5 minutes, from every region; `late` says whether each
+    // arrived after the 30 s threshold.
+    let series = |late: bool| -> Vec<Value> {
+        REGIONS
+            .iter()
+            .flat_map(|region| {
+                let labels = format!(
+                    "journey=\"{FEDERATION}\",instance=\"{INSTANCE}\",region=\"{region}\",account=\"fediprobe\""
+                );
+                let delay_ok = if late { "0x12" } else { "1x12" };
+                [
+                    json!({ "series": format!("fediprobe_journey_success{{{labels}}}"), "values": "1x12" }),
+                    json!({ "series": format!("fediprobe_journey_latency_ok{{{labels}}}"), "values": "1x12" }),
+                    json!({ "series": format!("fediprobe_journey_delay_ok{{{labels}}}"), "values": delay_ok }),
+                    json!({
+                        "series": format!("fediprobe_journey_outcome{{{labels},outcome=\"success\"}}"),
+                        "values": "1x12"
+                    }),
+                ]
+            })
+            .collect()
+    };
+    let alerts_at = |alertname: &str, windows: &[&str]| -> Value {
+        let exp: Vec<Value> = windows
+            .iter()
+            .map(|w| {
+                let labels: BTreeMap<String, String> = [
+                    ("journey", FEDERATION),
+                    ("instance", INSTANCE),
+                    ("severity", "page"),
+                    ("sli", "delay"),
+                    ("window", w),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                let annotations = rendered(&rules, alertname, &labels, "100%");
+                json!({ "exp_labels": labels, "exp_annotations": annotations })
+            })
+            .collect();
+        json!({ "eval_time": "60m", "alertname": alertname, "exp_alerts": exp })
+    };
+    let tests = json!([
+        {
+            "name": "every post arrives, but after the threshold: the delay pages, availability does not",
+            "interval": "5m",
+            "input_series": series(true),
+            "alert_rule_test": [
+                alerts_at("FediprobeFederationDelayFastBurn", &["1h", "6h"]),
+                alerts_at(FAST_AVAILABILITY, &[]),
+            ],
+        },
+        {
+            "name": "every post arrives in time: no delay alert",
+            "interval": "5m",
+            "input_series": series(false),
+            "alert_rule_test": [alerts_at("FediprobeFederationDelayFastBurn", &[])],
+        },
+    ]);
+    let file = json!({ "rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests });
+    std::fs::write(dir.join("tests.yaml"), to_yaml(&file)).unwrap();
+    let output = tools::run(&promtool, &["test", "rules", "tests.yaml"], &dir);
+    tools::assert_success(&format!("promtool test rules (files in {})", dir.display()), &output);
+}
