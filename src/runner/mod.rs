@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use crate::spec::journey::{Body, FailAs, Journey, RequestSpec, Step, StepKind, StreamSpec};
 use crate::spec::template::Var;
 use check::Body as ResponseBody;
+pub use connect::Resolver;
 pub use result::{Delivery, Outcome, Phase, Phases, Reason, RunResult, StepError, StepResult, StepStatus};
 pub use target::{Target, targets_from_config};
 
@@ -41,7 +42,37 @@ pub use target::{Target, targets_from_config};
 pub struct Runner {
     targets: Vec<Target>,
     tls: connect::Tls,
+    resolver: connect::Resolver,
+    /// Where the probe checks its own network before blaming an instance.
+    control: Option<ControlTarget>,
 }
+
+/// A host and port the probe can always reach when its own network works (the
+/// metrics backend, a well-known host): see [`Runner::with_control_target`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlTarget {
+    pub host: url::Host<String>,
+    pub port: u16,
+}
+
+impl ControlTarget {
+    /// The host and port of an `http(s)` URL (the scheme's port when none is given).
+    pub fn of_url(url: &url::Url) -> Option<ControlTarget> {
+        Some(ControlTarget { host: url.host()?.to_owned(), port: url.port_or_known_default()? })
+    }
+}
+
+impl std::fmt::Display for ControlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            url::Host::Ipv6(ip) => write!(f, "[{ip}]:{}", self.port),
+            host => write!(f, "{host}:{}", self.port),
+        }
+    }
+}
+
+/// How long the probe's own connectivity check may take.
+pub const CONTROL_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a step is in its run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,7 +94,24 @@ struct RunState<'a> {
 
 impl Runner {
     pub fn new(targets: Vec<Target>) -> Self {
-        Runner { targets, tls: connect::Tls::default() }
+        Runner { targets, tls: connect::Tls::default(), resolver: connect::Resolver::System, control: None }
+    }
+
+    /// Resolves host names with `resolver` instead of the system's (tests and
+    /// sandboxes: a fixed table, so that no lookup leaves the machine).
+    pub fn with_resolver(mut self, resolver: connect::Resolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Before a run's network failure counts against the instance, the probe
+    /// checks its own connectivity by one TCP connect to `control` (within
+    /// [`CONTROL_CHECK_TIMEOUT`]); when that fails too, the run ends in
+    /// `probe_error`/`probe_network`. The reasons checked are those
+    /// [`Reason::may_be_the_probes_network`] lists. `None`: no check.
+    pub fn with_control_target(mut self, control: Option<ControlTarget>) -> Self {
+        self.control = control;
+        self
     }
 
     /// Trusts `roots` (DER certificates, e.g. a private CA's) besides the
@@ -99,7 +147,7 @@ impl Runner {
             journey,
             nonce: new_nonce(started_at),
             captures: Vec::new(),
-            client: http::Client::new(self.tls.clone()),
+            client: http::Client::with_resolver(self.tls.clone(), self.resolver.clone()),
             streams: HashMap::new(),
             step_ends: HashMap::new(),
         };
@@ -143,6 +191,16 @@ impl Runner {
             );
         }
 
+        if let Some((name, error)) = &mut failed {
+            let step = steps.iter_mut().find(|s| s.name == *name);
+            if let Some(step) = step.filter(|s| network_failure(error, s)) {
+                if let Some(problem) = self.probe_network_problem().await {
+                    error.reason = Reason::ProbeNetwork;
+                    error.message = format!("{}; {problem}", error.message);
+                    step.error = Some(error.clone());
+                }
+            }
+        }
         let (outcome, reason, failed_step) = match &failed {
             None => (Outcome::Success, None, None),
             Some((name, error)) => (error.reason.outcome(), Some(error.reason), Some(name.clone())),
@@ -170,6 +228,24 @@ impl Runner {
         };
         self.scrub(&mut result);
         result
+    }
+
+    /// Whether the probe's own network is down: `Some(why)` when the control
+    /// target cannot be reached either. `None` without a control target.
+    async fn probe_network_problem(&self) -> Option<String> {
+        let control = self.control.as_ref()?;
+        let connected =
+            tokio::time::timeout(CONTROL_CHECK_TIMEOUT, connect::tcp(&self.resolver, &control.host, control.port))
+                .await;
+        let why = match connected {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => e.message,
+            Err(_) => format!("no TCP connection within {}", humantime::format_duration(CONTROL_CHECK_TIMEOUT)),
+        };
+        tracing::warn!(control = %control, error = %why, "the probe's control target is unreachable too");
+        Some(format!(
+            "the probe's control target {control} is unreachable too ({why}): the probe's own network is down, not the instance"
+        ))
     }
 
     async fn run_step(
@@ -499,6 +575,20 @@ impl Runner {
         for (_, value) in &mut result.captures {
             clean(value);
         }
+    }
+}
+
+/// Whether a failure may be the probe's own network rather than the instance:
+/// no TCP connection (`connect`), no name resolution (`dns`), or a `timeout`
+/// before any connection was up (the step spent no time in TLS, sending or
+/// waiting for a response). Anything later means the probe reached the instance.
+fn network_failure(error: &StepError, step: &StepResult) -> bool {
+    match error.reason {
+        Reason::Connect | Reason::Dns => true,
+        Reason::Timeout => {
+            step.phases.is_none_or(|p| p.tls.is_zero() && p.send.is_zero() && p.ttfb.is_zero() && p.transfer.is_zero())
+        }
+        _ => false,
     }
 }
 
