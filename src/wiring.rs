@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::runner::ControlTarget;
 use crate::runner::target::read_secret;
 use crate::sink::remote_write::{Auth, RemoteWriteOptions};
 use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
@@ -38,4 +39,12 @@ pub fn remote_write_options(
     options.spool_max_bytes = c.spool_max_bytes;
     options.queue_capacity_samples = c.queue_capacity;
     Ok(Some((options, c.flush_timeout)))
+}
+
+/// Where the probe checks its own network (see `probe.control_url`): the
+/// configured control URL, else the remote-write URL in effect (`url_override`
+/// first), else none.
+pub fn control_target(config: &crate::spec::Config, url_override: Option<&url::Url>) -> Option<ControlTarget> {
+    let url = config.probe.control_url.as_ref().or(url_override).or(config.remote_write.as_ref().map(|r| &r.url))?;
+    ControlTarget::of_url(url)
 }

@@ -108,7 +108,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Listen { address: listen, source })?;
     let runs = Runs::new(agent.max_concurrent_runs);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
-    let generation = start_generation(&loaded, &runs, &results_tx, 0, 0);
+    let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
         exposition: Exposition::new(),
         sink: sink.clone(),
@@ -154,12 +154,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn start_generation(
     loaded: &Loaded,
+    options: &Options,
     runs: &Runs,
     results: &mpsc::UnboundedSender<RunResult>,
     reloads_ok: u64,
     reloads_failed: u64,
 ) -> Generation {
-    let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)));
+    let control = crate::wiring::control_target(&loaded.config, options.remote_write_url.as_ref());
+    let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)).with_control_target(control));
     for target in runner.targets() {
         if let Err(e) = &target.token {
             tracing::warn!(instance = %target.name, "{e}; its journeys will end in probe_error");
@@ -216,7 +218,7 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
         Ok(loaded) => {
             let (ok, failed) = (generation.reloads_ok + 1, generation.reloads_failed);
             generation.schedules.stop();
-            *generation = start_generation(&loaded, runs, results, ok, failed);
+            *generation = start_generation(&loaded, options, runs, results, ok, failed);
             tracing::info!(journeys = loaded.journeys.len(), "SIGHUP: config reloaded");
             if loaded.config.agent != crate::spec::config::AgentConfig::default()
                 || loaded.config.remote_write.is_some()

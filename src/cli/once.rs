@@ -52,7 +52,8 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let runner = Runner::new(targets_from_config(&loaded.config));
+    let control = crate::wiring::control_target(&loaded.config, args.remote_write_url.as_ref());
+    let runner = Runner::new(targets_from_config(&loaded.config)).with_control_target(control);
     let results = run_all(&runner, &journeys).await;
     print_results(&results, args.output);
     if let Some(push) = push {
