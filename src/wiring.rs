@@ -48,3 +48,21 @@ pub fn control_target(config: &crate::spec::Config, url_override: Option<&url::U
     let url = config.probe.control_url.as_ref().or(url_override).or(config.remote_write.as_ref().map(|r| &r.url))?;
     ControlTarget::of_url(url)
 }
+
+/// How old a marked status must be before the leftover sweep deletes it: the
+/// longest deadline of the config's journeys (all of them, not only those a
+/// command runs), so that no run still in flight loses its post.
+pub fn sweep_min_age(journeys: &[crate::spec::Journey]) -> Duration {
+    journeys.iter().map(|j| j.deadline).max().unwrap_or(crate::spec::journey::DEFAULT_DEADLINE)
+}
+
+/// How long a leftover sweep may take in all, so that a hung instance cannot
+/// hold up the runs behind it.
+pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs the leftover sweep within [`SWEEP_TIMEOUT`].
+pub async fn sweep(runner: &crate::runner::Runner, min_age: Duration) {
+    if tokio::time::timeout(SWEEP_TIMEOUT, runner.sweep_leftovers(min_age)).await.is_err() {
+        tracing::warn!("the leftover sweep did not finish within {SWEEP_TIMEOUT:?}; the next one tries again");
+    }
+}

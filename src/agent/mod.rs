@@ -64,6 +64,10 @@ pub(crate) struct Shared {
 /// The config now running and its schedules.
 pub(crate) struct Generation {
     pub schedules: Schedules,
+    /// The runner the schedules use, for the leftover sweep.
+    pub runner: Arc<Runner>,
+    /// How old a marked status must be to be swept: the longest journey deadline.
+    pub sweep_min_age: Duration,
     pub region: String,
     pub journeys: usize,
     pub reloads_ok: u64,
@@ -118,6 +122,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
         started: std::time::Instant::now(),
     });
     let consumer = tokio::spawn(consume(results_rx, shared.clone()));
+    let sweeper = tokio::spawn(sweep_leftovers(shared.clone()));
     let server = tokio::spawn(http::serve(listener, shared.clone()));
     tracing::info!(address = %listen, journeys = loaded.journeys.len(), "fediprobe agent running");
 
@@ -134,6 +139,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     lock(&shared.generation).schedules.stop();
     let _ = consumer.await;
     server.abort();
+    sweeper.abort();
     let report = match background {
         Some(task) => task.shutdown(flush_timeout).await,
         None => FlushReport::default(),
@@ -169,7 +175,7 @@ fn start_generation(
     }
     let schedules = Schedules::start(
         loaded.journeys.clone(),
-        runner,
+        runner.clone(),
         runs,
         &loaded.config.probe.name,
         loaded.config.agent.spread,
@@ -177,6 +183,8 @@ fn start_generation(
     );
     Generation {
         schedules,
+        runner,
+        sweep_min_age: crate::wiring::sweep_min_age(&loaded.journeys),
         region: loaded.config.probe.region.clone(),
         journeys: loaded.journeys.len(),
         reloads_ok,
@@ -226,6 +234,22 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
                 tracing::info!("changes to `agent` and `remote_write` take effect at the next restart");
             }
         }
+    }
+}
+
+/// How often the agent sweeps leftover statuses, after the sweep at start.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes leftover statuses (see `runner::sweep`) at start and then every
+/// [`SWEEP_EVERY`], with the config running at the time.
+async fn sweep_leftovers(shared: Arc<Shared>) {
+    loop {
+        let (runner, min_age) = {
+            let generation = lock(&shared.generation);
+            (generation.runner.clone(), generation.sweep_min_age)
+        };
+        crate::wiring::sweep(&runner, min_age).await;
+        tokio::time::sleep(SWEEP_EVERY).await;
     }
 }
 

@@ -21,6 +21,7 @@ pub mod http;
 pub mod phases;
 pub mod result;
 pub mod stream;
+pub mod sweep;
 pub mod target;
 
 use std::time::Duration;
@@ -662,11 +663,14 @@ fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
     }
 }
 
+const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+/// Random characters at the end of a nonce.
+const NONCE_RANDOM_CHARS: usize = 6;
+
 /// A value unique to one run, used to mark what the run creates: `fp` then the
 /// start time in base 36 then random characters, e.g. `fpmd3k9x2a7q4w`.
-fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
+pub fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
     use rand::Rng;
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut millis = started_at.timestamp_millis().max(0) as u64;
     let mut time = Vec::new();
     while millis > 0 {
@@ -675,6 +679,51 @@ fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
     }
     time.reverse();
     let mut rng = rand::rng();
-    let random: String = (0..6).map(|_| DIGITS[rng.random_range(0..36)] as char).collect();
+    let random: String = (0..NONCE_RANDOM_CHARS).map(|_| DIGITS[rng.random_range(0..36)] as char).collect();
     format!("fp{}{random}", String::from_utf8_lossy(&time))
+}
+
+/// When the run that made `word` started, if `word` is shaped like a nonce of
+/// [`new_nonce`] from this century (2020 to 2100): how leftovers are recognised.
+pub fn nonce_time(word: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let rest = word.strip_prefix("fp")?;
+    if !(NONCE_RANDOM_CHARS + 8..=NONCE_RANDOM_CHARS + 9).contains(&rest.len())
+        || !rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return None;
+    }
+    let time = &rest[..rest.len() - NONCE_RANDOM_CHARS];
+    let millis = time.bytes().try_fold(0u64, |acc, b| {
+        let digit = DIGITS.iter().position(|d| *d == b)? as u64;
+        acc.checked_mul(36)?.checked_add(digit)
+    })?;
+    const FROM: u64 = 1_577_836_800_000; // 2020-01-01
+    const UNTIL: u64 = 4_102_444_800_000; // 2100-01-01
+    if !(FROM..UNTIL).contains(&millis) {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_millis(millis as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nonce_is_recognised_and_dated_and_other_words_are_not() {
+        let now = chrono::Utc::now();
+        let nonce = new_nonce(now);
+        assert_eq!(nonce_time(&nonce).map(|t| t.timestamp_millis()), Some(now.timestamp_millis()));
+        for word in [
+            "fediprobe",
+            "fp",
+            "fpmd3k9x2a",
+            "FPMD3K9X2A7Q4W",
+            "fpzzzzzzzzzzzzzzz",
+            "fp00000000000000",
+            "fpmd3k9x2a7q4w!",
+        ] {
+            assert_eq!(nonce_time(word), None, "{word}");
+        }
+    }
 }
