@@ -632,8 +632,11 @@ fn footprint() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(sandbox.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut stdout = BufReader::new(sandbox.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
     let url = line.split_whitespace().nth(2).unwrap().to_owned();
+    // Keep draining the sandbox's output: a closed pipe would end it at its next line.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let config = write_config(dir.path(), &url, JOURNEYS, "/health");
     let mut agent = Command::new(&binary)
         .args(["run", "--listen", "127.0.0.1:0", "-c"])

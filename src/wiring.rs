@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::runner::ControlTarget;
 use crate::runner::target::read_secret;
 use crate::sink::remote_write::{Auth, RemoteWriteOptions};
 use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
@@ -38,4 +39,30 @@ pub fn remote_write_options(
     options.spool_max_bytes = c.spool_max_bytes;
     options.queue_capacity_samples = c.queue_capacity;
     Ok(Some((options, c.flush_timeout)))
+}
+
+/// Where the probe checks its own network (see `probe.control_url`): the
+/// configured control URL, else the remote-write URL in effect (`url_override`
+/// first), else none.
+pub fn control_target(config: &crate::spec::Config, url_override: Option<&url::Url>) -> Option<ControlTarget> {
+    let url = config.probe.control_url.as_ref().or(url_override).or(config.remote_write.as_ref().map(|r| &r.url))?;
+    ControlTarget::of_url(url)
+}
+
+/// How old a marked status must be before the leftover sweep deletes it: the
+/// longest deadline of the config's journeys (all of them, not only those a
+/// command runs), so that no run still in flight loses its post.
+pub fn sweep_min_age(journeys: &[crate::spec::Journey]) -> Duration {
+    journeys.iter().map(|j| j.deadline).max().unwrap_or(crate::spec::journey::DEFAULT_DEADLINE)
+}
+
+/// How long a leftover sweep may take in all, so that a hung instance cannot
+/// hold up the runs behind it.
+pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs the leftover sweep within [`SWEEP_TIMEOUT`].
+pub async fn sweep(runner: &crate::runner::Runner, min_age: Duration) {
+    if tokio::time::timeout(SWEEP_TIMEOUT, runner.sweep_leftovers(min_age)).await.is_err() {
+        tracing::warn!("the leftover sweep did not finish within {SWEEP_TIMEOUT:?}; the next one tries again");
+    }
 }

@@ -262,3 +262,106 @@ async fn the_sandbox_command_writes_a_config_that_once_can_run() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), sandbox.wait()).await.unwrap().unwrap();
     assert!(status.success(), "Ctrl-C stops the sandbox cleanly");
 }
+
+/// Everything a command printed and every file it wrote under `dir`.
+fn everything(output: &Output, dir: &Path) -> String {
+    let (stdout, stderr) = text(output);
+    let mut all = format!("{stdout}\n{stderr}");
+    for entry in walk(dir) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()));
+    }
+    all
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test]
+async fn run_rules_dashboards_and_report_never_print_a_token_even_at_trace_level() {
+    let vm = VictoriaMetrics::start();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let alpha = sandbox.instance("alpha").unwrap();
+    let token = alpha.account("probe").unwrap().token.expose().to_owned();
+    let backend_token = "backend-secret-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.token"), &token).unwrap();
+    std::fs::write(dir.path().join("vm.token"), backend_token).unwrap();
+    std::fs::create_dir(dir.path().join("journeys")).unwrap();
+    std::fs::write(
+        dir.path().join("journeys/home.yaml"),
+        "name: home\ninstance: main\nschedule: '* * * * * *'\nslo: { availability: 99%, latency: { threshold: 1s, objective: 95% } }\nsteps:\n  - name: get\n    request: { path: /api/v1/timelines/home }\n",
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("fediprobe.yaml"),
+        format!(
+            "probe: {{ region: test }}\ninstances:\n  main: {{ url: {}, account: probe, token: {{ file: main.token }}, rate_limits: {{ api_calls: 100000 }} }}\njourneys: [journeys]\nremote_write: {{ url: {}, bearer_token: {{ file: vm.token }}, flush_timeout: 5s }}\nagent: {{ listen: 127.0.0.1:{port}, spread: 0s, push_interval: 1s, shutdown_grace: 5s }}\n",
+            alpha.base_url,
+            vm.write_url()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("fediprobe.yaml");
+    let config = config.to_str().unwrap();
+    let secrets = [token.as_str(), backend_token];
+    let assert_clean = |what: &str, all: &str| {
+        assert!(!all.trim().is_empty(), "{what} printed nothing");
+        for secret in secrets {
+            assert!(!all.contains(secret), "{what} leaked a secret:\n{all}");
+        }
+    };
+
+    // The agent: start, a few runs, SIGTERM.
+    let agent = tokio::process::Command::new(BIN)
+        .args(["--log-level", "trace", "run", "-c", config])
+        .env_remove("FEDIPROBE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let pid = agent.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let output =
+        tokio::time::timeout(std::time::Duration::from_secs(30), agent.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    assert!(text(&output).1.contains("run finished"), "{:?}", text(&output));
+    assert_clean("run", &everything(&output, Path::new("/nonexistent")));
+
+    // The generators and the report (against the samples the agent pushed).
+    vm.force_flush();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let rules = out.join("rules.yaml");
+    // The report's window ends at a whole minute: end it after the samples.
+    let (backend, end) = (vm.base_url(), (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    for args in [
+        vec!["--log-level", "trace", "rules", "-c", config, "--out", rules.to_str().unwrap()],
+        vec!["--log-level", "trace", "dashboards", "-c", config, "--out", out.to_str().unwrap()],
+        vec![
+            "--log-level",
+            "trace",
+            "report",
+            "-c",
+            config,
+            "--from-url",
+            &backend,
+            "--end",
+            &end,
+            "--out",
+            out.join("report").to_str().unwrap(),
+        ],
+    ] {
+        let output = fediprobe(&args).await;
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {:?}", text(&output));
+        assert_clean(args[2], &everything(&output, &out));
+    }
+}

@@ -208,6 +208,16 @@ async fn status_answers_match_the_schema() {
     let unfavourited =
         check(alice.post(&format!("{path}/unfavourite")), "/api/v1/statuses/{id}/unfavourite", "post", 200).await;
     assert_eq!(unfavourited["favourites_count"], 0);
+    let me = check(probe.get("/api/v1/accounts/verify_credentials"), "/api/v1/accounts/verify_credentials", "get", 200)
+        .await;
+    let own = check(
+        probe.get(&format!("/api/v1/accounts/{}/statuses?limit=40&exclude_replies=true", me["id"].as_str().unwrap())),
+        "/api/v1/accounts/{id}/statuses",
+        "get",
+        200,
+    )
+    .await;
+    assert!(!own.as_array().unwrap().is_empty(), "{own}");
     let deleted = check(probe.delete(&path), "/api/v1/statuses/{id}", "delete", 200).await;
     assert_eq!(deleted["text"], "Hello <world> & #fediprobe");
 }

@@ -64,6 +64,10 @@ pub(crate) struct Shared {
 /// The config now running and its schedules.
 pub(crate) struct Generation {
     pub schedules: Schedules,
+    /// The runner the schedules use, for the leftover sweep.
+    pub runner: Arc<Runner>,
+    /// How old a marked status must be to be swept: the longest journey deadline.
+    pub sweep_min_age: Duration,
     pub region: String,
     pub journeys: usize,
     pub reloads_ok: u64,
@@ -108,7 +112,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Listen { address: listen, source })?;
     let runs = Runs::new(agent.max_concurrent_runs);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
-    let generation = start_generation(&loaded, &runs, &results_tx, 0, 0);
+    let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
         exposition: Exposition::new(),
         sink: sink.clone(),
@@ -118,6 +122,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
         started: std::time::Instant::now(),
     });
     let consumer = tokio::spawn(consume(results_rx, shared.clone()));
+    let sweeper = tokio::spawn(sweep_leftovers(shared.clone()));
     let server = tokio::spawn(http::serve(listener, shared.clone()));
     tracing::info!(address = %listen, journeys = loaded.journeys.len(), "fediprobe agent running");
 
@@ -134,6 +139,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     lock(&shared.generation).schedules.stop();
     let _ = consumer.await;
     server.abort();
+    sweeper.abort();
     let report = match background {
         Some(task) => task.shutdown(flush_timeout).await,
         None => FlushReport::default(),
@@ -154,12 +160,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn start_generation(
     loaded: &Loaded,
+    options: &Options,
     runs: &Runs,
     results: &mpsc::UnboundedSender<RunResult>,
     reloads_ok: u64,
     reloads_failed: u64,
 ) -> Generation {
-    let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)));
+    let control = crate::wiring::control_target(&loaded.config, options.remote_write_url.as_ref());
+    let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)).with_control_target(control));
     for target in runner.targets() {
         if let Err(e) = &target.token {
             tracing::warn!(instance = %target.name, "{e}; its journeys will end in probe_error");
@@ -167,7 +175,7 @@ fn start_generation(
     }
     let schedules = Schedules::start(
         loaded.journeys.clone(),
-        runner,
+        runner.clone(),
         runs,
         &loaded.config.probe.name,
         loaded.config.agent.spread,
@@ -175,6 +183,8 @@ fn start_generation(
     );
     Generation {
         schedules,
+        runner,
+        sweep_min_age: crate::wiring::sweep_min_age(&loaded.journeys),
         region: loaded.config.probe.region.clone(),
         journeys: loaded.journeys.len(),
         reloads_ok,
@@ -216,7 +226,7 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
         Ok(loaded) => {
             let (ok, failed) = (generation.reloads_ok + 1, generation.reloads_failed);
             generation.schedules.stop();
-            *generation = start_generation(&loaded, runs, results, ok, failed);
+            *generation = start_generation(&loaded, options, runs, results, ok, failed);
             tracing::info!(journeys = loaded.journeys.len(), "SIGHUP: config reloaded");
             if loaded.config.agent != crate::spec::config::AgentConfig::default()
                 || loaded.config.remote_write.is_some()
@@ -224,6 +234,22 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
                 tracing::info!("changes to `agent` and `remote_write` take effect at the next restart");
             }
         }
+    }
+}
+
+/// How often the agent sweeps leftover statuses, after the sweep at start.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes leftover statuses (see `runner::sweep`) at start and then every
+/// [`SWEEP_EVERY`], with the config running at the time.
+async fn sweep_leftovers(shared: Arc<Shared>) {
+    loop {
+        let (runner, min_age) = {
+            let generation = lock(&shared.generation);
+            (generation.runner.clone(), generation.sweep_min_age)
+        };
+        crate::wiring::sweep(&runner, min_age).await;
+        tokio::time::sleep(SWEEP_EVERY).await;
     }
 }
 

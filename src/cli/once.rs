@@ -30,6 +30,7 @@ pub async fn run(args: Args) -> ExitCode {
     let Some(loaded) = super::load_or_report(&args.config) else {
         return ExitCode::from(super::EXIT_INVALID_INPUT);
     };
+    let sweep_min_age = crate::wiring::sweep_min_age(&loaded.journeys);
     let mut journeys = loaded.journeys;
     if !args.journeys.is_empty() {
         let known: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();
@@ -52,7 +53,10 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let runner = Runner::new(targets_from_config(&loaded.config));
+    let control = crate::wiring::control_target(&loaded.config, args.remote_write_url.as_ref());
+    let runner = Runner::new(targets_from_config(&loaded.config)).with_control_target(control);
+    // Leftovers of earlier runs (a crash between post and delete) go first.
+    crate::wiring::sweep(&runner, sweep_min_age).await;
     let results = run_all(&runner, &journeys).await;
     print_results(&results, args.output);
     if let Some(push) = push {

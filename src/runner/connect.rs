@@ -158,23 +158,74 @@ impl Drop for Connection {
     }
 }
 
-/// Opens a new connection to `origin`, reporting each phase as it starts.
-pub(crate) async fn open(origin: &OriginKey, tls: &Tls, phases: &Recorder) -> Result<Connection, StepError> {
-    let addresses: Vec<SocketAddr> = match &origin.host {
-        url::Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), origin.port)],
-        url::Host::Ipv6(ip) => vec![SocketAddr::new((*ip).into(), origin.port)],
-        url::Host::Domain(name) => {
-            phases.enter(Phase::Dns);
-            let found = tokio::net::lookup_host((name.as_str(), origin.port))
+/// How host names become addresses: the system's resolver, or a fixed table
+/// (for tests and sandboxes, so that no lookup ever leaves the machine).
+#[derive(Clone, Debug, Default)]
+pub enum Resolver {
+    /// `getaddrinfo` through `tokio::net::lookup_host`.
+    #[default]
+    System,
+    /// Only these names resolve (compared case-insensitively); every other name
+    /// fails as "no such name", as an NXDOMAIN answer would.
+    Static(Arc<Vec<(String, Vec<std::net::IpAddr>)>>),
+}
+
+impl Resolver {
+    /// A resolver that knows only `names`.
+    pub fn fixed(names: impl IntoIterator<Item = (String, Vec<std::net::IpAddr>)>) -> Resolver {
+        Resolver::Static(Arc::new(names.into_iter().collect()))
+    }
+
+    /// The addresses of `name` at `port`; an error (`dns`) when it has none.
+    pub async fn lookup(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, StepError> {
+        let found: Vec<SocketAddr> = match self {
+            Resolver::System => tokio::net::lookup_host((name, port))
                 .await
-                .map_err(|e| StepError::new(Reason::Dns, format!("cannot resolve {name}: {e}")))?;
-            let found: Vec<SocketAddr> = found.collect();
-            if found.is_empty() {
-                return Err(StepError::new(Reason::Dns, format!("{name} has no address")));
+                .map_err(|e| StepError::new(Reason::Dns, format!("cannot resolve {name}: {e}")))?
+                .collect(),
+            Resolver::Static(names) => {
+                let Some((_, ips)) = names.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
+                    return Err(StepError::new(Reason::Dns, format!("cannot resolve {name}: no such name")));
+                };
+                ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
             }
-            found
+        };
+        if found.is_empty() {
+            return Err(StepError::new(Reason::Dns, format!("{name} has no address")));
         }
-    };
+        Ok(found)
+    }
+
+    /// The addresses of `host` at `port`: an IP literal as it is, a name looked up.
+    pub async fn addresses(&self, host: &url::Host<String>, port: u16) -> Result<Vec<SocketAddr>, StepError> {
+        match host {
+            url::Host::Ipv4(ip) => Ok(vec![SocketAddr::new((*ip).into(), port)]),
+            url::Host::Ipv6(ip) => Ok(vec![SocketAddr::new((*ip).into(), port)]),
+            url::Host::Domain(name) => self.lookup(name, port).await,
+        }
+    }
+}
+
+/// Opens a TCP connection to `host`:`port` through `resolver`, as a connection
+/// to an instance does (addresses in order, the next after [`NEXT_ADDRESS_AFTER`]).
+pub async fn tcp(resolver: &Resolver, host: &url::Host<String>, port: u16) -> Result<TcpStream, StepError> {
+    let addresses = resolver.addresses(host, port).await?;
+    connect_any(&addresses)
+        .await
+        .map_err(|e| StepError::new(Reason::Connect, format!("cannot connect to {host}:{port}: {e}")))
+}
+
+/// Opens a new connection to `origin`, reporting each phase as it starts.
+pub(crate) async fn open(
+    origin: &OriginKey,
+    tls: &Tls,
+    resolver: &Resolver,
+    phases: &Recorder,
+) -> Result<Connection, StepError> {
+    if matches!(origin.host, url::Host::Domain(_)) {
+        phases.enter(Phase::Dns);
+    }
+    let addresses = resolver.addresses(&origin.host, origin.port).await?;
     phases.enter(Phase::Connect);
     let tcp = connect_any(&addresses)
         .await

@@ -53,6 +53,7 @@ pub struct Request {
 /// It also records the phases of its exchanges ([`Client::take_phases`]).
 pub struct Client {
     tls: Tls,
+    resolver: connect::Resolver,
     /// Connections not in use, at most one per origin in practice (a run's
     /// requests are sequential). Locked only to take or put one, never across an `.await`.
     idle: Mutex<Vec<Connection>>,
@@ -66,14 +67,25 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client with no connection yet. Cheap: the TLS configuration is shared.
+    /// A client with no connection yet, resolving names with the system's
+    /// resolver. Cheap: the TLS configuration is shared.
     pub fn new(tls: Tls) -> Client {
-        Client { tls, idle: Mutex::new(Vec::new()), recorder: Recorder::default() }
+        Client::with_resolver(tls, connect::Resolver::System)
+    }
+
+    /// A client that resolves names with `resolver`.
+    pub fn with_resolver(tls: Tls, resolver: connect::Resolver) -> Client {
+        Client { tls, resolver, idle: Mutex::new(Vec::new()), recorder: Recorder::default() }
     }
 
     /// The TLS set-up, for the run's other connections (the streaming API).
     pub fn tls(&self) -> &Tls {
         &self.tls
+    }
+
+    /// How names are resolved, for the run's other connections (the streaming API).
+    pub fn resolver(&self) -> &connect::Resolver {
+        &self.resolver
     }
 
     /// The phases of the exchanges since the last call, summed. An exchange still
@@ -150,7 +162,7 @@ async fn exchange(
         Some(c) => (c, true),
         // Boxed: the TLS handshake's state is large, and a future is as large as its
         // largest state, so unboxed it would be carried by every run in flight.
-        None => (Box::pin(connect::open(&origin, &client.tls, &client.recorder)).await?, false),
+        None => (Box::pin(connect::open(&origin, &client.tls, &client.resolver, &client.recorder)).await?, false),
     };
     let message = build(method, url, headers, bearer, body, &connection)?;
     client.recorder.enter_send(connection.writes.clone());
@@ -162,7 +174,7 @@ async fn exchange(
             if !(reused && e.take_message().is_some()) {
                 return Err(failed(e.into_error()));
             }
-            connection = Box::pin(connect::open(&origin, &client.tls, &client.recorder)).await?;
+            connection = Box::pin(connect::open(&origin, &client.tls, &client.resolver, &client.recorder)).await?;
             let message = build(method, url, headers, bearer, body, &connection)?;
             client.recorder.enter_send(connection.writes.clone());
             try_send(&mut connection, message).await.map_err(|e| failed(e.into_error()))?

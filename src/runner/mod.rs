@@ -21,6 +21,7 @@ pub mod http;
 pub mod phases;
 pub mod result;
 pub mod stream;
+pub mod sweep;
 pub mod target;
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ use std::collections::HashMap;
 use crate::spec::journey::{Body, FailAs, Journey, RequestSpec, Step, StepKind, StreamSpec};
 use crate::spec::template::Var;
 use check::Body as ResponseBody;
+pub use connect::Resolver;
 pub use result::{Delivery, Outcome, Phase, Phases, Reason, RunResult, StepError, StepResult, StepStatus};
 pub use target::{Target, targets_from_config};
 
@@ -41,7 +43,37 @@ pub use target::{Target, targets_from_config};
 pub struct Runner {
     targets: Vec<Target>,
     tls: connect::Tls,
+    resolver: connect::Resolver,
+    /// Where the probe checks its own network before blaming an instance.
+    control: Option<ControlTarget>,
 }
+
+/// A host and port the probe can always reach when its own network works (the
+/// metrics backend, a well-known host): see [`Runner::with_control_target`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlTarget {
+    pub host: url::Host<String>,
+    pub port: u16,
+}
+
+impl ControlTarget {
+    /// The host and port of an `http(s)` URL (the scheme's port when none is given).
+    pub fn of_url(url: &url::Url) -> Option<ControlTarget> {
+        Some(ControlTarget { host: url.host()?.to_owned(), port: url.port_or_known_default()? })
+    }
+}
+
+impl std::fmt::Display for ControlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            url::Host::Ipv6(ip) => write!(f, "[{ip}]:{}", self.port),
+            host => write!(f, "{host}:{}", self.port),
+        }
+    }
+}
+
+/// How long the probe's own connectivity check may take.
+pub const CONTROL_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a step is in its run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,7 +95,24 @@ struct RunState<'a> {
 
 impl Runner {
     pub fn new(targets: Vec<Target>) -> Self {
-        Runner { targets, tls: connect::Tls::default() }
+        Runner { targets, tls: connect::Tls::default(), resolver: connect::Resolver::System, control: None }
+    }
+
+    /// Resolves host names with `resolver` instead of the system's (tests and
+    /// sandboxes: a fixed table, so that no lookup leaves the machine).
+    pub fn with_resolver(mut self, resolver: connect::Resolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Before a run's network failure counts against the instance, the probe
+    /// checks its own connectivity by one TCP connect to `control` (within
+    /// [`CONTROL_CHECK_TIMEOUT`]); when that fails too, the run ends in
+    /// `probe_error`/`probe_network`. The reasons checked are those
+    /// [`Reason::may_be_the_probes_network`] lists. `None`: no check.
+    pub fn with_control_target(mut self, control: Option<ControlTarget>) -> Self {
+        self.control = control;
+        self
     }
 
     /// Trusts `roots` (DER certificates, e.g. a private CA's) besides the
@@ -99,7 +148,7 @@ impl Runner {
             journey,
             nonce: new_nonce(started_at),
             captures: Vec::new(),
-            client: http::Client::new(self.tls.clone()),
+            client: http::Client::with_resolver(self.tls.clone(), self.resolver.clone()),
             streams: HashMap::new(),
             step_ends: HashMap::new(),
         };
@@ -143,6 +192,16 @@ impl Runner {
             );
         }
 
+        if let Some((name, error)) = &mut failed {
+            let step = steps.iter_mut().find(|s| s.name == *name);
+            if let Some(step) = step.filter(|s| network_failure(error, s)) {
+                if let Some(problem) = self.probe_network_problem().await {
+                    error.reason = Reason::ProbeNetwork;
+                    error.message = format!("{}; {problem}", error.message);
+                    step.error = Some(error.clone());
+                }
+            }
+        }
         let (outcome, reason, failed_step) = match &failed {
             None => (Outcome::Success, None, None),
             Some((name, error)) => (error.reason.outcome(), Some(error.reason), Some(name.clone())),
@@ -170,6 +229,24 @@ impl Runner {
         };
         self.scrub(&mut result);
         result
+    }
+
+    /// Whether the probe's own network is down: `Some(why)` when the control
+    /// target cannot be reached either. `None` without a control target.
+    async fn probe_network_problem(&self) -> Option<String> {
+        let control = self.control.as_ref()?;
+        let connected =
+            tokio::time::timeout(CONTROL_CHECK_TIMEOUT, connect::tcp(&self.resolver, &control.host, control.port))
+                .await;
+        let why = match connected {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => e.message,
+            Err(_) => format!("no TCP connection within {}", humantime::format_duration(CONTROL_CHECK_TIMEOUT)),
+        };
+        tracing::warn!(control = %control, error = %why, "the probe's control target is unreachable too");
+        Some(format!(
+            "the probe's control target {control} is unreachable too ({why}): the probe's own network is down, not the instance"
+        ))
     }
 
     async fn run_step(
@@ -502,6 +579,20 @@ impl Runner {
     }
 }
 
+/// Whether a failure may be the probe's own network rather than the instance:
+/// no TCP connection (`connect`), no name resolution (`dns`), or a `timeout`
+/// before any connection was up (the step spent no time in TLS, sending or
+/// waiting for a response). Anything later means the probe reached the instance.
+fn network_failure(error: &StepError, step: &StepResult) -> bool {
+    match error.reason {
+        Reason::Connect | Reason::Dns => true,
+        Reason::Timeout => {
+            step.phases.is_none_or(|p| p.tls.is_zero() && p.send.is_zero() && p.ttfb.is_zero() && p.transfer.is_zero())
+        }
+        _ => false,
+    }
+}
+
 /// The delivery a stream step saw: from the `delay_from` step's end to `at`.
 fn delivery(
     state: &RunState<'_>,
@@ -572,11 +663,14 @@ fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
     }
 }
 
+const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+/// Random characters at the end of a nonce.
+const NONCE_RANDOM_CHARS: usize = 6;
+
 /// A value unique to one run, used to mark what the run creates: `fp` then the
 /// start time in base 36 then random characters, e.g. `fpmd3k9x2a7q4w`.
-fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
+pub fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
     use rand::Rng;
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut millis = started_at.timestamp_millis().max(0) as u64;
     let mut time = Vec::new();
     while millis > 0 {
@@ -585,6 +679,51 @@ fn new_nonce(started_at: chrono::DateTime<chrono::Utc>) -> String {
     }
     time.reverse();
     let mut rng = rand::rng();
-    let random: String = (0..6).map(|_| DIGITS[rng.random_range(0..36)] as char).collect();
+    let random: String = (0..NONCE_RANDOM_CHARS).map(|_| DIGITS[rng.random_range(0..36)] as char).collect();
     format!("fp{}{random}", String::from_utf8_lossy(&time))
+}
+
+/// When the run that made `word` started, if `word` is shaped like a nonce of
+/// [`new_nonce`] from this century (2020 to 2100): how leftovers are recognised.
+pub fn nonce_time(word: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let rest = word.strip_prefix("fp")?;
+    if !(NONCE_RANDOM_CHARS + 8..=NONCE_RANDOM_CHARS + 9).contains(&rest.len())
+        || !rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return None;
+    }
+    let time = &rest[..rest.len() - NONCE_RANDOM_CHARS];
+    let millis = time.bytes().try_fold(0u64, |acc, b| {
+        let digit = DIGITS.iter().position(|d| *d == b)? as u64;
+        acc.checked_mul(36)?.checked_add(digit)
+    })?;
+    const FROM: u64 = 1_577_836_800_000; // 2020-01-01
+    const UNTIL: u64 = 4_102_444_800_000; // 2100-01-01
+    if !(FROM..UNTIL).contains(&millis) {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_millis(millis as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nonce_is_recognised_and_dated_and_other_words_are_not() {
+        let now = chrono::Utc::now();
+        let nonce = new_nonce(now);
+        assert_eq!(nonce_time(&nonce).map(|t| t.timestamp_millis()), Some(now.timestamp_millis()));
+        for word in [
+            "fediprobe",
+            "fp",
+            "fpmd3k9x2a",
+            "FPMD3K9X2A7Q4W",
+            "fpzzzzzzzzzzzzzzz",
+            "fp00000000000000",
+            "fpmd3k9x2a7q4w!",
+        ] {
+            assert_eq!(nonce_time(word), None, "{word}");
+        }
+    }
 }

@@ -67,10 +67,13 @@ pub enum Reason {
     /// A prerequisite of a federation journey is missing: the receiving account
     /// does not follow the posting one.
     NotFollowing,
+    /// A network failure (`connect`, `dns`, a timeout before connecting) while the
+    /// probe's control target was unreachable too: the probe's own network is down.
+    ProbeNetwork,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::Connect,
@@ -88,6 +91,7 @@ impl Reason {
         Reason::Config,
         Reason::Cancelled,
         Reason::NotFollowing,
+        Reason::ProbeNetwork,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,15 +113,19 @@ impl Reason {
             Reason::Config => "config",
             Reason::Cancelled => "cancelled",
             Reason::NotFollowing => "not_following",
+            Reason::ProbeNetwork => "probe_network",
         }
     }
 
     /// Whose fault a problem with this reason is.
     pub fn outcome(self) -> Outcome {
         match self {
-            Reason::RateLimited | Reason::Unauthorized | Reason::Config | Reason::Cancelled | Reason::NotFollowing => {
-                Outcome::ProbeError
-            }
+            Reason::RateLimited
+            | Reason::Unauthorized
+            | Reason::Config
+            | Reason::Cancelled
+            | Reason::NotFollowing
+            | Reason::ProbeNetwork => Outcome::ProbeError,
             _ => Outcome::Failure,
         }
     }

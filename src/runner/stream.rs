@@ -109,7 +109,12 @@ pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> 
     } else {
         Some(tokio_tungstenite::Connector::Plain)
     };
-    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+    // The TCP connection goes through the run's resolver, like the run's HTTP requests.
+    let host = url.host().ok_or_else(|| StepError::new(Reason::Config, format!("{what}: the URL has no host")))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let tcp = super::connect::tcp(client.resolver(), &host.to_owned(), port).await?;
+    let _ = tcp.set_nodelay(true);
+    let (socket, _) = tokio_tungstenite::client_async_tls_with_config(request, tcp, None, connector)
         .await
         .map_err(|e| upgrade_error(&what, e))?;
     let (tx, frames) = mpsc::unbounded_channel();

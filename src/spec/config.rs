@@ -5,6 +5,9 @@
 //! probe:
 //!   region: eu-west              # required: the vantage point, a label on every sample
 //!   name: eu-west-1              # default: the region; spreads schedules between probes
+//!   control_url: https://victoria-metrics:8428   # default: none, then remote_write.url's host:port;
+//!                                # reached (one TCP connect, 2 s) before a `connect`/`dns`/
+//!                                # timeout failure counts against an instance
 //! instances:
 //!   main:
 //!     url: https://mastodon.example
@@ -69,6 +72,13 @@ pub struct ProbeIdentity {
     pub region: String,
     /// This probe's own name; defaults to the region.
     pub name: String,
+    /// A URL whose host and port the probe can always reach when its own network
+    /// works (the metrics backend, a well-known host). Before a failure that may be
+    /// the probe's own network (`connect`, `dns`, a timeout before connecting)
+    /// counts against an instance, the probe makes one TCP connection to it; when
+    /// that fails too, the run is `probe_error`/`probe_network`. Default: none,
+    /// and then the remote-write URL's host and port when one is configured.
+    pub control_url: Option<url::Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,7 +231,7 @@ pub enum RemoteWriteAuth {
 const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write", "agent", "rules"];
 const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_error_ratio"];
 const AGENT_KEYS: &[&str] = &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval"];
-const PROBE_KEYS: &[&str] = &["region", "name"];
+const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
 const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
     "url",
@@ -303,7 +313,24 @@ fn read_probe(reader: &mut Reader<'_>, node: &Node) -> Option<ProbeIdentity> {
         Some(n) => values::name(reader, n, "probe name")?,
         None => region.clone(),
     };
-    Some(ProbeIdentity { region, name })
+    let control_url = match fields.get("control_url") {
+        None => Some(None),
+        Some(n) => {
+            let text = reader.string(n, "`control_url`")?;
+            match url::Url::parse(&text) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(Some(u)),
+                _ => {
+                    reader.error_hint(
+                        n,
+                        format!("`{text}` is not an http(s) URL"),
+                        "a host the probe can always reach, e.g. `http://victoria-metrics:8428`",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some(ProbeIdentity { region, name, control_url: control_url? })
 }
 
 fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -> Option<InstanceConfig> {

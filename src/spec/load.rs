@@ -24,6 +24,13 @@ pub fn parse_journey_str(path: &Path, text: &str) -> (Option<Journey>, Diagnosti
     parse_source(&source, read_journey)
 }
 
+/// Parses a config from text, without loading its journeys or reading its
+/// tokens. `path` is only used in diagnostics (and to resolve relative paths).
+pub fn parse_config_str(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
+    let source = Source::new(path, text);
+    parse_source(&source, read_config)
+}
+
 fn parse_source<T>(
     source: &Source,
     read: impl FnOnce(&mut Reader<'_>, &yaml::Node) -> Option<T>,

@@ -25,4 +25,4 @@ pub mod yaml;
 pub use config::{Config, InstanceConfig, RemoteWriteConfig, TokenSource};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use journey::{Journey, Step, StepKind};
-pub use load::{Loaded, load_config, load_journey_paths, parse_journey_str};
+pub use load::{Loaded, load_config, load_journey_paths, parse_config_str, parse_journey_str};

@@ -84,20 +84,20 @@ impl Source {
 pub fn parse(source: &Source) -> Result<Option<Node>, Diagnostic> {
     let docs = MarkedYaml::load_from_str(&source.text).map_err(|e| {
         let m = e.marker();
-        let pos = Pos { line: m.line(), col: m.col() + 1 };
+        let pos = Pos { line: m.line().max(1), col: m.col() + 1 };
         source.diagnostic(Severity::Error, pos, 1, format!("this is not valid YAML: {}", e.info()))
     })?;
     let mut docs = docs.into_iter();
     let first = docs.next();
     if let Some(extra) = docs.next() {
-        let pos = to_pos(&extra);
+        let pos = Pos { line: extra.span.start.line().max(1), ..to_pos(&extra) };
         return Err(source
             .diagnostic(Severity::Error, pos, 3, "more than one YAML document in this file")
             .with_hint("put each journey in a file of its own"));
     }
     match first {
         None => Ok(None),
-        Some(doc) => convert(source, &doc).map(Some),
+        Some(doc) => convert(source, &doc, Pos { line: 1, col: 1 }).map(Some),
     }
 }
 
@@ -105,8 +105,11 @@ fn to_pos(node: &MarkedYaml<'_>) -> Pos {
     Pos { line: node.span.start.line(), col: node.span.start.col() + 1 }
 }
 
-fn convert(source: &Source, node: &MarkedYaml<'_>) -> Result<Node, Diagnostic> {
-    let pos = to_pos(node);
+/// Converts `node`; `outer` is the position of the node it is in, used where the
+/// YAML parser has none for this one (it gives an implicit null, e.g. after a
+/// lone tag `!`, line 0).
+fn convert(source: &Source, node: &MarkedYaml<'_>, outer: Pos) -> Result<Node, Diagnostic> {
+    let pos = if node.span.start.line() == 0 { outer } else { to_pos(node) };
     let width = if node.span.end.line() == node.span.start.line() {
         node.span.end.col().saturating_sub(node.span.start.col())
     } else {
@@ -122,14 +125,18 @@ fn convert(source: &Source, node: &MarkedYaml<'_>) -> Result<Node, Diagnostic> {
         },
         YamlData::Representation(text, _, _) => Value::Str(text.to_string()),
         YamlData::Sequence(items) => {
-            Value::Seq(items.iter().map(|item| convert(source, item)).collect::<Result<_, _>>()?)
+            Value::Seq(items.iter().map(|item| convert(source, item, pos)).collect::<Result<_, _>>()?)
         }
         YamlData::Mapping(map) => Value::Map(
             map.iter()
-                .map(|(k, v)| Ok((convert(source, k)?, convert(source, v)?)))
+                .map(|(k, v)| {
+                    let key = convert(source, k, pos)?;
+                    let value = convert(source, v, key.pos)?;
+                    Ok((key, value))
+                })
                 .collect::<Result<_, Diagnostic>>()?,
         ),
-        YamlData::Tagged(_, inner) => return convert(source, inner),
+        YamlData::Tagged(_, inner) => return convert(source, inner, pos),
         YamlData::Alias(_) => {
             return Err(source
                 .diagnostic(Severity::Error, pos, 1, "YAML aliases are not supported here")

@@ -250,10 +250,14 @@ impl Sink {
         let service = Service::new(&options)?;
         let spool = match &options.spool_dir {
             None => None,
-            Some(dir) => Some(Mutex::new(
-                Spool::open(dir, options.spool_max_bytes)
-                    .map_err(|source| SinkError::Spool { dir: dir.clone(), source })?,
-            )),
+            // An unusable spool directory (a full disk, a file in its place) must not
+            // stop the probe from measuring: it is reported, and samples that cannot
+            // be delivered are dropped and counted until the directory can be written.
+            Some(dir) => Some(Mutex::new(Spool::open(dir, options.spool_max_bytes).unwrap_or_else(|source| {
+                let error = SinkError::Spool { dir: dir.clone(), source };
+                tracing::error!(%error, "samples that cannot be delivered will be dropped until the spool can be written");
+                Spool::unavailable(dir, options.spool_max_bytes)
+            }))),
         };
         Ok(Sink {
             inner: Arc::new(Inner {

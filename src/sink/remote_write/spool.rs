@@ -111,6 +111,14 @@ impl Spool {
         })
     }
 
+    /// A spool on a directory that could not be opened (not creatable, not a
+    /// directory, no space): it indexes nothing, and every write tries the
+    /// directory again and fails while it is still unusable (the sink then counts
+    /// the samples as dropped), so a directory that comes back is used again.
+    pub fn unavailable(dir: &Path, max_bytes: u64) -> Spool {
+        Spool { dir: dir.to_owned(), max_bytes, files: VecDeque::new(), next_sequence: 0 }
+    }
+
     /// The spool's files, oldest first.
     pub fn files(&self) -> impl Iterator<Item = &SpoolFile> {
         self.files.iter()

@@ -1,0 +1,170 @@
+//! The leftover sweep: statuses the probe posted and never deleted (the process
+//! was killed between a journey's post and its cleanup, or the cleanup's delete
+//! failed) are found and deleted at the next start, so the probe leaves nothing
+//! behind on the instances it measures.
+//!
+//! For each instance with a token, the sweep reads the probe account
+//! (`verify_credentials`), lists its [`PAGE_SIZE`] newest statuses
+//! (`/api/v1/accounts/:id/statuses`, reblogs excluded), and deletes those that
+//! are **leftovers**: the text carries a run's marker (a word shaped like the
+//! runs' nonce, see [`nonce_time`](super::nonce_time)), the status is the probe
+//! account's own, and it was created (`created_at`, the instance's clock) longer
+//! ago than `min_age` — the longest journey deadline, so that a run still in
+//! flight (on this probe or another region's sharing the account) keeps its post.
+//!
+//! It deletes at most [`MAX_DELETES`] statuses per instance per sweep, so that it
+//! stays well inside Mastodon's limit of 30 deletes per 30 minutes next to the
+//! journeys' own deletes, and stops at the first refusal (a 429 included). Each
+//! request has [`REQUEST_TIMEOUT`]. A sweep never fails anything: what it could
+//! not do is in its report and logged, and the next sweep tries again.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::http::{self, Client, Request};
+use super::{Runner, Target};
+
+/// The most statuses one sweep deletes on one instance.
+pub const MAX_DELETES: usize = 5;
+
+/// How many of the probe account's newest statuses a sweep looks at (Mastodon's maximum page).
+pub const PAGE_SIZE: usize = 40;
+
+/// How long each of the sweep's requests may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a sweep did on one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub instance: String,
+    /// Leftovers found (old enough and marked), deleted or not.
+    pub found: usize,
+    pub deleted: usize,
+    /// Why the sweep stopped early, if it did (never contains a token).
+    pub error: Option<String>,
+}
+
+impl Runner {
+    /// Deletes leftover statuses of the probe accounts on every instance (see the
+    /// module doc). Instances whose token is missing are skipped.
+    pub async fn sweep_leftovers(&self, min_age: Duration) -> Vec<SweepReport> {
+        let mut reports = Vec::new();
+        for target in self.targets.iter().filter(|t| t.token.is_ok()) {
+            let client = Client::with_resolver(self.tls.clone(), self.resolver.clone());
+            let mut report = SweepReport { instance: target.name.clone(), ..SweepReport::default() };
+            if let Err(e) = sweep_one(&client, target, min_age, &mut report).await {
+                report.error = Some(self.scrub_text(e));
+            }
+            match &report.error {
+                Some(e) => {
+                    tracing::warn!(instance = %report.instance, found = report.found, deleted = report.deleted, error = %e, "leftover sweep stopped early")
+                }
+                None if report.found > 0 => {
+                    tracing::info!(instance = %report.instance, found = report.found, deleted = report.deleted, "leftover statuses deleted")
+                }
+                None => tracing::debug!(instance = %report.instance, "no leftover statuses"),
+            }
+            reports.push(report);
+        }
+        reports
+    }
+
+    /// `text` with every known token replaced (a hostile server may echo one back).
+    fn scrub_text(&self, mut text: String) -> String {
+        for secret in self.targets.iter().filter_map(|t| t.token.as_ref().ok()).map(|s| s.expose()) {
+            if secret.len() >= 4 && text.contains(secret) {
+                text = text.replace(secret, "<redacted>");
+            }
+        }
+        text
+    }
+}
+
+async fn sweep_one(
+    client: &Client,
+    target: &Target,
+    min_age: Duration,
+    report: &mut SweepReport,
+) -> Result<(), String> {
+    let me = get_json(client, target, "/api/v1/accounts/verify_credentials", &[]).await?;
+    let id = me.get("id").and_then(Value::as_str).ok_or("verify_credentials has no `id`")?.to_owned();
+    let limit = PAGE_SIZE.to_string();
+    let path = format!("/api/v1/accounts/{id}/statuses");
+    let statuses = get_json(client, target, &path, &[("limit", &limit), ("exclude_reblogs", "true")]).await?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+    let leftovers: Vec<String> = statuses
+        .as_array()
+        .ok_or("the account's statuses are not a list")?
+        .iter()
+        .filter(|s| s.pointer("/account/id").and_then(Value::as_str) == Some(id.as_str()))
+        .filter(|s| {
+            s.get("created_at")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t <= cutoff)
+        })
+        .filter(|s| s.get("content").and_then(Value::as_str).is_some_and(is_marked))
+        .filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    report.found = leftovers.len();
+    for status in leftovers.iter().take(MAX_DELETES) {
+        let request = request(target, ::http::Method::DELETE, &format!("/api/v1/statuses/{status}"), &[])?;
+        let response = send(client, &request).await?;
+        match response.status {
+            200 | 404 => report.deleted += usize::from(response.status == 200),
+            status => return Err(format!("DELETE {}: status {status}", request.url.path())),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a status's text (HTML content) carries a run's marker.
+pub fn is_marked(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| super::nonce_time(word).is_some())
+}
+
+fn request(target: &Target, method: ::http::Method, path: &str, query: &[(&str, &str)]) -> Result<Request, String> {
+    let mut url = target.base_url.join(path).map_err(|e| format!("{path}: {e}"))?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(Request {
+        method,
+        url,
+        headers: Vec::new(),
+        bearer: target.token.clone().ok(),
+        body: None,
+        follow_redirects: false,
+    })
+}
+
+async fn send(client: &Client, request: &Request) -> Result<http::Response, String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, http::send(client, request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(e.message),
+        Err(_) => Err(format!("{} {}: no response within {REQUEST_TIMEOUT:?}", request.method, request.url.path())),
+    }
+}
+
+async fn get_json(client: &Client, target: &Target, path: &str, query: &[(&str, &str)]) -> Result<Value, String> {
+    let request = request(target, ::http::Method::GET, path, query)?;
+    let response = send(client, &request).await?;
+    if response.status != 200 {
+        return Err(format!("GET {path}: status {}", response.status));
+    }
+    serde_json::from_slice(&response.body).map_err(|e| format!("GET {path}: not JSON ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_marked_by_a_nonce_shaped_word() {
+        let nonce = super::super::new_nonce(chrono::Utc::now());
+        assert!(is_marked(&format!("<p>fediprobe check {nonce}</p>")));
+        assert!(!is_marked("<p>fediprobe check, by hand</p>"));
+        assert!(!is_marked(&format!("<p>{nonce}x</p>")));
+    }
+}
