@@ -35,14 +35,7 @@ async fn sandbox() -> Sandbox {
 }
 
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
-    [("main", "alpha"), ("peer", "beta")]
-        .iter()
-        .map(|(name, instance)| {
-            let instance = sandbox.instance(instance).expect("instance");
-            let account = instance.account("probe").expect("probe account");
-            Target::new(*name, instance.base_url.parse().expect("url"), &account.username, account.token.clone())
-        })
-        .collect()
+    fediprobe::wiring::sandbox_targets(sandbox)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod cli;
 pub mod generate;
+pub mod html;
 pub mod metrics;
 pub mod report;
 pub mod runner;

@@ -12,14 +12,7 @@ use fediprobe::secret::Secret;
 use fediprobe::spec::{Journey, bundled, parse_journey_str};
 
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
-    [("main", "alpha"), ("peer", "beta")]
-        .iter()
-        .map(|(name, instance)| {
-            let instance = sandbox.instance(instance).unwrap();
-            let account = instance.account("probe").unwrap();
-            Target::new(*name, instance.base_url.parse().unwrap(), &account.username, account.token.clone())
-        })
-        .collect()
+    fediprobe::wiring::sandbox_targets(sandbox)
 }
 
 fn journey(name: &str) -> Journey {

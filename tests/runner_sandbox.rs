@@ -14,16 +14,8 @@ async fn sandbox() -> Sandbox {
     Sandbox::start(SandboxConfig::default()).await.expect("sandbox starts")
 }
 
-/// Targets named as the bundled journeys expect: `main` is alpha, `peer` is beta.
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
-    [("main", "alpha"), ("peer", "beta")]
-        .iter()
-        .map(|(name, instance)| {
-            let instance = sandbox.instance(instance).unwrap();
-            let account = instance.account("probe").unwrap();
-            Target::new(*name, instance.base_url.parse().unwrap(), &account.username, account.token.clone())
-        })
-        .collect()
+    fediprobe::wiring::sandbox_targets(sandbox)
 }
 
 fn bundled_journey(name: &str) -> Journey {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::runner::{Outcome, RunResult, Runner, Target};
+use crate::runner::{Outcome, RunResult, Runner};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::bundled;
 
@@ -26,9 +26,6 @@ pub struct Args {
 
 /// The region label of the demo's samples.
 pub const DEMO_REGION: &str = "local";
-
-/// The bundled journeys' instance names, and the sandbox instance each stands for.
-pub const DEMO_INSTANCES: &[(&str, &str)] = &[("main", "alpha"), ("peer", "beta")];
 
 pub async fn run(args: Args) -> ExitCode {
     let journeys = match bundled::journeys() {
@@ -53,7 +50,7 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let runner = Runner::new(sandbox_targets(&sandbox));
+    let runner = Runner::new(crate::wiring::sandbox_targets(&sandbox));
     if args.output == Output::Human {
         println!("fediprobe demo: {} journeys × {} rounds against the sandbox", journeys.len(), args.rounds);
         for instance in sandbox.instances() {
@@ -102,19 +99,6 @@ pub async fn run(args: Args) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// Targets for the bundled journeys' instance names, pointing at sandbox instances.
-pub fn sandbox_targets(sandbox: &Sandbox) -> Vec<Target> {
-    DEMO_INSTANCES
-        .iter()
-        .filter_map(|(name, sandbox_name)| {
-            let instance = sandbox.instance(sandbox_name)?;
-            let account = instance.account("probe")?;
-            let url = url::Url::parse(&instance.base_url).ok()?;
-            Some(Target::new(*name, url, account.username.clone(), account.token.clone()))
-        })
-        .collect()
 }
 
 /// One row per federation direction: deliveries seen, how, and their delays.

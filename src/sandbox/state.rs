@@ -371,20 +371,7 @@ impl Db {
 }
 
 /// HTML-escapes text the way Mastodon's plain-text formatter does.
-pub(crate) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::html::escape as escape_html;
 
 /// Renders status text as Mastodon does for plain text: escaped, paragraphs on
 /// blank lines, `<br />` on single line breaks.
