@@ -55,15 +55,24 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let control = crate::wiring::control_target(&loaded.config, args.remote_write_url.as_ref());
     let runner = Runner::new(targets_from_config(&loaded.config)).with_control_target(control);
-    // Leftovers of earlier runs (a crash between post and delete) go first.
-    crate::wiring::sweep(&runner, sweep_min_age).await;
     let results = run_all(&runner, &journeys).await;
     print_results(&results, args.output);
-    if let Some(push) = push {
-        push.push(&results).await;
-        if !push.finish().await {
-            return ExitCode::from(EXIT_SAMPLES_LOST);
+    // Leftovers of earlier runs (a crash between post and delete) are deleted
+    // after the measurement, not before: the sweep's requests must not delay the
+    // runs or load the instance just before them. It overlaps with the push.
+    let sweep = crate::wiring::sweep(&runner, sweep_min_age);
+    let delivered = async {
+        match push {
+            Some(push) => {
+                push.push(&results).await;
+                push.finish().await
+            }
+            None => true,
         }
+    };
+    let ((), delivered) = tokio::join!(sweep, delivered);
+    if !delivered {
+        return ExitCode::from(EXIT_SAMPLES_LOST);
     }
     ExitCode::SUCCESS
 }
