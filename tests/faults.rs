@@ -107,6 +107,9 @@ const GET_FOLLOWING: &str =
 const SLOW_DEADLINE: &str = "deadline: 2s\nsteps:\n  - name: get\n    timeout: 2s\n    request: { path: /api/v1/timelines/public, auth: false }\n";
 const STREAM: &str = "steps:\n  - name: ping\n    request: { path: /health, auth: false }\n  - name: arrive\n    instance: peer\n    timeout: 3s\n    stream: { open_before: ping, event: update, within: 2s }\n    expect: { json: [ { path: '$.content', equals: hello } ] }\n";
 
+/// The same stream step with a short `silence`: a quiet stream is broken, long before `within`.
+const STREAM_SILENCE: &str = "steps:\n  - name: ping\n    request: { path: /health, auth: false }\n  - name: arrive\n    instance: peer\n    timeout: 3s\n    stream: { open_before: ping, event: update, within: 60s, silence: 1s }\n    expect: { json: [ { path: '$.content', equals: hello } ] }\n";
+
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -272,6 +275,14 @@ fn cases() -> Vec<Case> {
             Failure,
             Some(Reason::NotDelivered),
             secs(2 + 5),
+        ),
+        case(
+            "stream silent longer than `silence` (no fallback): broken, not waited for",
+            Server::Stream(StreamBehaviour::Silent),
+            STREAM_SILENCE,
+            Failure,
+            Some(Reason::ConnectionClosed),
+            secs(1 + 10),
         ),
         case(
             "stream sends only garbage frames",

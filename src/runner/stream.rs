@@ -118,7 +118,7 @@ pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> 
         .await
         .map_err(|e| upgrade_error(&what, e))?;
     let (tx, frames) = mpsc::unbounded_channel();
-    let task = tokio::spawn(read_frames(socket, tx));
+    let task = tokio::spawn(read_frames(socket, tx, spec.silence));
     Ok(OpenStream { frames, task })
 }
 
@@ -147,13 +147,28 @@ fn upgrade_error(what: &str, error: tungstenite::Error) -> StepError {
     }
 }
 
-async fn read_frames<S>(mut socket: tokio_tungstenite::WebSocketStream<S>, tx: mpsc::UnboundedSender<Frame>)
-where
+async fn read_frames<S>(
+    mut socket: tokio_tungstenite::WebSocketStream<S>,
+    tx: mpsc::UnboundedSender<Frame>,
+    silence: std::time::Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     // Reading also answers the server's pings: tungstenite queues the pong and
-    // flushes it on the next read.
-    while let Some(message) = socket.next().await {
+    // flushes it on the next read. Any frame, a ping included, shows the stream
+    // is alive; nothing for `silence` means it is not.
+    loop {
+        let message = match tokio::time::timeout(silence, socket.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) => {
+                let _ = tx.send(Frame::Closed(StepError::new(
+                    Reason::ConnectionClosed,
+                    format!("the stream sent nothing, not even a ping, for {}", humantime::format_duration(silence)),
+                )));
+                return;
+            }
+        };
         let at = Instant::now();
         let frame = match message {
             Ok(Message::Text(text)) => match parse_frame(&text) {

@@ -186,9 +186,14 @@ pub struct StreamSpec {
     pub within: Duration,
     /// Polling to fall back on when the stream cannot be used.
     pub fallback: Option<FallbackSpec>,
+    /// Default 45 s: a stream with no frame at all, not even a ping, for this long
+    /// counts as broken (Mastodon's streaming server pings every 30 s), so a
+    /// server that accepts and then stays silent switches to the fallback.
+    pub silence: Duration,
 }
 
 pub const DEFAULT_STREAM_WITHIN: Duration = Duration::from_secs(300);
+pub const DEFAULT_STREAM_SILENCE: Duration = Duration::from_secs(45);
 
 /// A stream step's fallback: poll a request until its own `expect` holds.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
 const STEP_KEYS: &[&str] =
     &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as"];
-const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "fallback"];
+const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "silence", "fallback"];
 const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
 const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
 const POLL_KEYS: &[&str] = &["request", "interval", "within"];
@@ -308,6 +308,10 @@ fn read_stream(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option
         None => Some(DEFAULT_STREAM_WITHIN),
         Some(n) => values::duration(reader, n, "`within`"),
     };
+    let silence = match fields.get("silence") {
+        None => Some(DEFAULT_STREAM_SILENCE),
+        Some(n) => values::duration(reader, n, "`silence`"),
+    };
     let fallback = match fields.get("fallback") {
         None => Some(None),
         Some(n) => {
@@ -328,6 +332,7 @@ fn read_stream(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option
         delay_from: delay_from?,
         within: within?,
         fallback: fallback?,
+        silence: silence?,
     })
 }
 
