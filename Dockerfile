@@ -8,7 +8,7 @@
 # with `nonroot`, no shell), as user 65532, the same the Kubernetes manifests
 # under deploy/ require (runAsNonRoot, read-only root filesystem).
 
-FROM rust:1.85-alpine AS build
+FROM rust:1.88-alpine AS build
 RUN apk add --no-cache musl-dev gcc
 WORKDIR /src
 # The whole tree (less what .dockerignore leaves out), so that every target
