@@ -28,11 +28,18 @@ fn every_second(name: &str, path: &str) -> String {
     )
 }
 
-fn config(sandbox: &Sandbox, dir: &Path, port: u16, vm: Option<&VictoriaMetrics>, grace: &str) -> PathBuf {
+fn config(
+    sandbox: &Sandbox,
+    dir: &Path,
+    port: u16,
+    vm: Option<&VictoriaMetrics>,
+    grace: &str,
+    reload_check: &str,
+) -> PathBuf {
     let alpha = sandbox.instance("alpha").unwrap();
     std::fs::write(dir.join("main.token"), alpha.account("probe").unwrap().token.expose()).unwrap();
     let mut yaml = format!(
-        "probe: {{ region: test }}\ninstances:\n  main: {{ url: {}, account: probe, token: {{ file: main.token }}, rate_limits: {{ api_calls: 100000, statuses: 100000, deletes: 100000 }} }}\njourneys: [journeys]\nagent: {{ listen: 127.0.0.1:{port}, spread: 0s, push_interval: 1s, shutdown_grace: {grace} }}\n",
+        "probe: {{ region: test }}\ninstances:\n  main: {{ url: {}, account: probe, token: {{ file: main.token }}, rate_limits: {{ api_calls: 100000, statuses: 100000, deletes: 100000 }} }}\njourneys: [journeys]\nagent: {{ listen: 127.0.0.1:{port}, spread: 0s, push_interval: 1s, shutdown_grace: {grace}, reload_check: {reload_check} }}\n",
         alpha.base_url
     );
     if let Some(vm) = vm {
@@ -45,13 +52,24 @@ fn config(sandbox: &Sandbox, dir: &Path, port: u16, vm: Option<&VictoriaMetrics>
 
 impl Agent {
     async fn start(sandbox: &Sandbox, journeys: &[(&str, String)], vm: Option<&VictoriaMetrics>, grace: &str) -> Agent {
+        Self::start_with(sandbox, journeys, vm, grace, "0s").await
+    }
+
+    /// Like `start`, looking at its files every `reload_check` (`0s`: never).
+    async fn start_with(
+        sandbox: &Sandbox,
+        journeys: &[(&str, String)],
+        vm: Option<&VictoriaMetrics>,
+        grace: &str,
+        reload_check: &str,
+    ) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("journeys")).unwrap();
         for (file, text) in journeys {
             std::fs::write(dir.path().join("journeys").join(file), text).unwrap();
         }
         let port = free_port();
-        let config = config(sandbox, dir.path(), port, vm, grace);
+        let config = config(sandbox, dir.path(), port, vm, grace, reload_check);
         let child = Command::new(BIN)
             .args(["run", "-c", config.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -268,4 +286,24 @@ async fn after_the_grace_period_runs_are_cancelled_but_still_clean_up() {
         home.as_array().unwrap().iter().filter(|s| s["content"].as_str().unwrap().contains("<p>x fp")).collect();
     assert!(leftovers.is_empty(), "the cancelled run's cleanup deleted its post: {leftovers:?}");
     assert!(stderr.contains("cancelling runs in flight"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_changed_journey_file_is_picked_up_without_a_signal() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let journeys = [("a.yaml", every_second("home", "/api/v1/timelines/home"))];
+    let agent = Agent::start_with(&sandbox, &journeys, None, "5s", "200ms").await;
+    std::fs::write(agent.dir.path().join("journeys/b.yaml"), every_second("health", "/health")).unwrap();
+    let mut journeys = None;
+    for _ in 0..50 {
+        journeys = agent.metric("fediprobe_journeys{}").await;
+        if journeys == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, stderr) = agent.stop().await;
+    assert_eq!(journeys, Some(2.0), "the new journey file was not picked up: {stderr}");
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("a journey file changed: config reloaded"), "{stderr}");
 }

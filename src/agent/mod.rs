@@ -70,6 +70,10 @@ pub(crate) struct Generation {
     pub sweep_min_age: Duration,
     pub region: String,
     pub journeys: usize,
+    /// The journey files and folders the config names, watched for changes.
+    pub journey_paths: Vec<PathBuf>,
+    /// How often to look for changed files (`agent.reload_check`; zero: never).
+    pub reload_check: Duration,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
 }
@@ -187,6 +191,8 @@ fn start_generation(
         sweep_min_age: crate::wiring::sweep_min_age(&loaded.journeys),
         region: loaded.config.probe.region.clone(),
         journeys: loaded.journeys.len(),
+        journey_paths: loaded.config.journeys.clone(),
+        reload_check: loaded.config.agent.reload_check,
         reloads_ok,
         reloads_failed,
     }
@@ -201,13 +207,53 @@ async fn wait_for_signals(options: &Options, shared: &Shared, runs: &Runs, resul
         tracing::error!("cannot listen for signals; stopping");
         return;
     };
+    // Files are looked at every `reload_check`; a tick that never fires when it is off.
+    let check_every = lock(&shared.generation).reload_check;
+    let mut check =
+        tokio::time::interval(if check_every.is_zero() { Duration::from_secs(86_400 * 365) } else { check_every });
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(options, shared, runs, results),
+            _ = hangup.recv() => {
+                reload(options, shared, runs, results, "SIGHUP");
+                seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
+            }
+            _ = check.tick(), if !check_every.is_zero() => {
+                let paths = lock(&shared.generation).journey_paths.clone();
+                if files_fingerprint(&options.config, &paths) != seen {
+                    reload(options, shared, runs, results, "the config or a journey file changed");
+                    // Whatever the outcome, these contents were looked at; a reload
+                    // may also point at other journey folders.
+                    seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
+                }
+            }
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
         }
     }
+}
+
+/// A fingerprint of the config file and of every journey file under `paths`
+/// (their contents, not their times: a Kubernetes ConfigMap update swaps a
+/// symlink, and editors may keep the mtime). Unreadable files count as empty.
+fn files_fingerprint(config: &std::path::Path, paths: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(config).unwrap_or_default().hash(&mut hasher);
+    for path in paths {
+        let mut files: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| e.path()).collect()
+        } else {
+            vec![path.clone()]
+        };
+        files.sort();
+        for file in files {
+            file.hash(&mut hasher);
+            std::fs::read(&file).unwrap_or_default().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 #[cfg(not(unix))]
@@ -216,18 +262,18 @@ async fn wait_for_signals(_: &Options, _: &Shared, _: &Runs, _: &mpsc::Unbounded
 }
 
 /// Loads the config again; keeps the old one running when the new one is invalid.
-fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::UnboundedSender<RunResult>) {
+fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::UnboundedSender<RunResult>, why: &str) {
     let mut generation = lock(&shared.generation);
     match load(&options.config) {
         Err(diagnostics) => {
             generation.reloads_failed += 1;
-            tracing::error!("SIGHUP: the new config is invalid; the old one keeps running\n{diagnostics}");
+            tracing::error!("{why}: the new config is invalid; the old one keeps running\n{diagnostics}");
         }
         Ok(loaded) => {
             let (ok, failed) = (generation.reloads_ok + 1, generation.reloads_failed);
             generation.schedules.stop();
             *generation = start_generation(&loaded, options, runs, results, ok, failed);
-            tracing::info!(journeys = loaded.journeys.len(), "SIGHUP: config reloaded");
+            tracing::info!(journeys = loaded.journeys.len(), "{why}: config reloaded");
             if loaded.config.agent != crate::spec::config::AgentConfig::default()
                 || loaded.config.remote_write.is_some()
             {

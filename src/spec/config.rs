@@ -32,6 +32,7 @@
 //!   spread: 30s                  # default 30s: most a journey's slot is shifted; 0s disables
 //!   shutdown_grace: 30s          # default 30s: runs in flight may finish within it
 //!   push_interval: 5s            # default 5s between pushes
+//!   reload_check: 10s            # default 10s: reload when the config or a journey file changes; 0s: SIGHUP only
 //! rules:                         # optional: how `fediprobe rules` generates the SLO rules
 //!   regions: [eu-west, us-east, ap-southeast]  # default: [probe.region]; regions expected to report
 //!   page_quorum: 2               # default: 2 with two or more regions, else 1
@@ -167,6 +168,10 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     /// Time between pushes to the remote-write backend. Default 5 s.
     pub push_interval: Duration,
+    /// How often the agent looks whether the config or a journey file changed
+    /// (their contents, so a Kubernetes ConfigMap's symlink swap counts), and
+    /// reloads as on SIGHUP when one did. Default 10 s; zero: SIGHUP only.
+    pub reload_check: Duration,
 }
 
 impl Default for AgentConfig {
@@ -177,6 +182,7 @@ impl Default for AgentConfig {
             spread: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             push_interval: Duration::from_secs(5),
+            reload_check: Duration::from_secs(10),
         }
     }
 }
@@ -230,7 +236,8 @@ pub enum RemoteWriteAuth {
 
 const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write", "agent", "rules"];
 const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_error_ratio"];
-const AGENT_KEYS: &[&str] = &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval"];
+const AGENT_KEYS: &[&str] =
+    &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
 const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
 const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
@@ -531,11 +538,14 @@ fn read_agent(reader: &mut Reader<'_>, node: &Node) -> Option<AgentConfig> {
         None => Some(defaults.max_concurrent_runs),
         Some(n) => positive_int(reader, n, "`max_concurrent_runs`").map(|v| v as usize),
     };
-    let spread = match fields.get("spread") {
-        None => Some(defaults.spread),
+    // `0s` turns these off; `values::duration` refuses zero everywhere else.
+    let zero_or_duration = |reader: &mut Reader<'_>, key: &str, default: Duration| match fields.get(key) {
+        None => Some(default),
         Some(n) if matches!(&n.value, Value::Str(s) if s.trim() == "0s" || s.trim() == "0") => Some(Duration::ZERO),
-        Some(n) => values::duration(reader, n, "`spread`"),
+        Some(n) => values::duration(reader, n, &format!("`{key}`")),
     };
+    let spread = zero_or_duration(reader, "spread", defaults.spread);
+    let reload_check = zero_or_duration(reader, "reload_check", defaults.reload_check);
     let shutdown_grace = fields
         .get("shutdown_grace")
         .map(|n| values::duration(reader, n, "`shutdown_grace`"))
@@ -550,6 +560,7 @@ fn read_agent(reader: &mut Reader<'_>, node: &Node) -> Option<AgentConfig> {
         spread: spread?,
         shutdown_grace: shutdown_grace?,
         push_interval: push_interval?,
+        reload_check: reload_check?,
     })
 }
 
