@@ -245,7 +245,7 @@ pub fn prom_duration(d: Duration) -> String {
         return format!("{}ms", d.as_millis());
     }
     for (unit, size) in [("d", DAY), ("h", HOUR), ("m", MINUTE)] {
-        if s % size == 0 {
+        if s.is_multiple_of(size) {
             return format!("{}{unit}", s / size);
         }
     }

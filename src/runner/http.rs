@@ -122,21 +122,21 @@ pub async fn send(client: &Client, request: &Request) -> Result<Response, StepEr
     for _ in 0..=MAX_REDIRECTS {
         let bearer = request.bearer.as_ref().filter(|_| origin.matches(&url));
         let response = exchange(client, &method, &url, &request.headers, bearer, body.as_ref()).await?;
-        if request.follow_redirects && (300..400).contains(&response.status) {
-            if let Some(next) = response
+        if request.follow_redirects
+            && (300..400).contains(&response.status)
+            && let Some(next) = response
                 .headers
                 .get(http::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| url.join(l).ok())
-            {
-                // Browsers turn 301/302/303 into a GET without a body; 307/308 keep both.
-                if matches!(response.status, 301..=303) && method != http::Method::HEAD {
-                    method = http::Method::GET;
-                    body = None;
-                }
-                url = next;
-                continue;
+        {
+            // Browsers turn 301/302/303 into a GET without a body; 307/308 keep both.
+            if matches!(response.status, 301..=303) && method != http::Method::HEAD {
+                method = http::Method::GET;
+                body = None;
             }
+            url = next;
+            continue;
         }
         return Ok(response);
     }
@@ -262,10 +262,10 @@ async fn read_body(
     url: &url::Url,
 ) -> Result<Bytes, StepError> {
     let announced = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = announced {
-        if length > MAX_BODY_BYTES as u64 {
-            return Err(too_large(method, url, Some(length)));
-        }
+    if let Some(length) = announced
+        && length > MAX_BODY_BYTES as u64
+    {
+        return Err(too_large(method, url, Some(length)));
     }
     let mut body = Vec::with_capacity(announced.unwrap_or(0) as usize);
     while let Some(frame) = incoming.frame().await {
@@ -305,10 +305,10 @@ pub(crate) fn classify(error: &hyper::Error) -> Reason {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return Reason::Tls;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if connect::classify_io(io) == Reason::Tls {
-                return Reason::Tls;
-            }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && connect::classify_io(io) == Reason::Tls
+        {
+            return Reason::Tls;
         }
         source = e.source();
     }

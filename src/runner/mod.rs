@@ -194,12 +194,12 @@ impl Runner {
 
         if let Some((name, error)) = &mut failed {
             let step = steps.iter_mut().find(|s| s.name == *name);
-            if let Some(step) = step.filter(|s| network_failure(error, s)) {
-                if let Some(problem) = self.probe_network_problem().await {
-                    error.reason = Reason::ProbeNetwork;
-                    error.message = format!("{}; {problem}", error.message);
-                    step.error = Some(error.clone());
-                }
+            if let Some(step) = step.filter(|s| network_failure(error, s))
+                && let Some(problem) = self.probe_network_problem().await
+            {
+                error.reason = Reason::ProbeNetwork;
+                error.message = format!("{}; {problem}", error.message);
+                step.error = Some(error.clone());
             }
         }
         let (outcome, reason, failed_step) = match &failed {
@@ -270,12 +270,12 @@ impl Runner {
             delivery: None,
         };
         // A cleanup step whose variables were never captured has nothing to clean up.
-        if stage == Stage::Cleanup {
-            if let Some(missing) = missing_capture(step, &state.captures) {
-                result.status = StepStatus::Skipped;
-                result.skipped_because = Some(format!("`${{{missing}}}` was never captured"));
-                return result;
-            }
+        if stage == Stage::Cleanup
+            && let Some(missing) = missing_capture(step, &state.captures)
+        {
+            result.status = StepStatus::Skipped;
+            result.skipped_because = Some(format!("`${{{missing}}}` was never captured"));
+            return result;
         }
         let start = Instant::now();
         let outcome = match &step.kind {

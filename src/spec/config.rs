@@ -385,10 +385,10 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         let keys: Vec<&str> = RATE_LIMIT_KEYS.iter().map(|(k, _)| *k).collect();
         if let Some(limits) = reader.map(n, "`rate_limits`", &keys) {
             for key in keys {
-                if let Some(value) = limits.get(key) {
-                    if let Some(max) = positive_int(reader, value, &format!("`{key}`")) {
-                        rate_limits.push((key.to_owned(), max.min(u64::from(u32::MAX)) as u32));
-                    }
+                if let Some(value) = limits.get(key)
+                    && let Some(max) = positive_int(reader, value, &format!("`{key}`"))
+                {
+                    rate_limits.push((key.to_owned(), max.min(u64::from(u32::MAX)) as u32));
                 }
             }
         }

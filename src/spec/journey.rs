@@ -53,10 +53,10 @@ impl Journey {
     pub fn instances(&self) -> Vec<(&str, Pos)> {
         let mut out = vec![(self.instance.as_str(), self.instance_pos)];
         for step in self.steps.iter().chain(&self.cleanup) {
-            if let Some((name, pos)) = &step.instance {
-                if !out.iter().any(|(n, _)| n == name) {
-                    out.push((name.as_str(), *pos));
-                }
+            if let Some((name, pos)) = &step.instance
+                && !out.iter().any(|(n, _)| n == name)
+            {
+                out.push((name.as_str(), *pos));
             }
         }
         out

@@ -49,10 +49,10 @@ pub fn read_journey(reader: &mut Reader<'_>, root: &Node) -> Option<Journey> {
         Some(n) => read_steps(reader, n, "steps", &mut known_captures, &mut step_names),
         None => Vec::new(),
     };
-    if let Some(n) = fields.get("steps") {
-        if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
-            reader.error(n, "a journey needs at least one step");
-        }
+    if let Some(n) = fields.get("steps")
+        && matches!(&n.value, Value::Seq(items) if items.is_empty())
+    {
+        reader.error(n, "a journey needs at least one step");
     }
     // Cleanup sees every capture of the steps; a cleanup step whose variables were
     // never captured (its step failed first) is skipped at run time.
@@ -189,13 +189,12 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
     let mut known: Vec<&str> = STEP_KEYS.to_vec();
     if let Value::Map(entries) = &node.value {
         for (key, _) in entries {
-            if let Value::Str(k) = &key.value {
-                if !STEP_KEYS.contains(&k.as_str()) {
-                    if let Some(kind) = super::diag::did_you_mean(k, STEP_KINDS) {
-                        reader.error_hint(key, format!("unknown step kind `{k}`"), format!("did you mean `{kind}`?"));
-                        known.push(k.as_str());
-                    }
-                }
+            if let Value::Str(k) = &key.value
+                && !STEP_KEYS.contains(&k.as_str())
+                && let Some(kind) = super::diag::did_you_mean(k, STEP_KINDS)
+            {
+                reader.error_hint(key, format!("unknown step kind `{k}`"), format!("did you mean `{kind}`?"));
+                known.push(k.as_str());
             }
         }
     }
@@ -367,16 +366,16 @@ fn template(reader: &mut Reader<'_>, node: &Node, what: &str, known_captures: &[
     match Template::parse(&text) {
         Ok(t) => {
             for var in t.vars() {
-                if let Var::Capture(name) = var {
-                    if !known_captures.contains(name) {
-                        let hint = if known_captures.is_empty() {
-                            "no step before this one captures anything; add `capture:` to an earlier step".to_owned()
-                        } else {
-                            format!("captured so far: {}", known_captures.join(", "))
-                        };
-                        reader.error_hint(node, format!("`${{{name}}}` is not captured by any earlier step"), hint);
-                        return None;
-                    }
+                if let Var::Capture(name) = var
+                    && !known_captures.contains(name)
+                {
+                    let hint = if known_captures.is_empty() {
+                        "no step before this one captures anything; add `capture:` to an earlier step".to_owned()
+                    } else {
+                        format!("captured so far: {}", known_captures.join(", "))
+                    };
+                    reader.error_hint(node, format!("`${{{name}}}` is not captured by any earlier step"), hint);
+                    return None;
                 }
             }
             Some(t)

@@ -357,10 +357,10 @@ impl BackgroundTask {
     /// Stops the task and flushes what is left, like [`Sink::flush`].
     pub async fn shutdown(mut self, deadline: Duration) -> FlushReport {
         self.stop.notify_one();
-        if let Some(handle) = self.handle.take() {
-            if let Err(error) = handle.await {
-                tracing::warn!(%error, "remote-write background task ended abnormally");
-            }
+        if let Some(handle) = self.handle.take()
+            && let Err(error) = handle.await
+        {
+            tracing::warn!(%error, "remote-write background task ended abnormally");
         }
         self.sink.flush(deadline).await
     }

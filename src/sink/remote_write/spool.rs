@@ -311,10 +311,10 @@ fn write_atomically(path: &Path, samples: &[Sample]) -> io::Result<u64> {
         fs::rename(&tmp, path)?;
         // Make the rename itself durable. Directories cannot be fsynced on every
         // platform; the rename is already atomic, so a failure here is not an error.
-        if let Some(dir) = path.parent() {
-            if let Ok(dir) = File::open(dir) {
-                let _ = dir.sync_all();
-            }
+        if let Some(dir) = path.parent()
+            && let Ok(dir) = File::open(dir)
+        {
+            let _ = dir.sync_all();
         }
         Ok(bytes.len() as u64)
     })();
