@@ -20,8 +20,6 @@
 
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-
 use crate::spec::Journey;
 use crate::spec::values::Objective;
 
@@ -255,22 +253,9 @@ pub fn prom_duration(d: Duration) -> String {
 /// A journey's period: the longest gap between two runs of its schedule over a
 /// fixed reference week (the generator never reads the clock).
 pub fn period(cron: &croner::Cron) -> Duration {
-    let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("valid date");
-    let end = start + chrono::Duration::days(8);
-    let mut longest = 0i64;
-    let mut previous: Option<i64> = None;
-    for t in cron.iter_from(start, croner::Direction::Forward) {
-        if t >= end {
-            break;
-        }
-        if let Some(p) = previous {
-            longest = longest.max(t.timestamp() - p);
-        }
-        previous = Some(t.timestamp());
-    }
     // A schedule firing less than twice in eight days ("once a year") is not a
     // probe; treat its period as the reference window so silence alerts stay quiet.
-    if longest == 0 { Duration::from_secs(8 * DAY) } else { Duration::from_secs(longest as u64) }
+    crate::spec::limits::gaps(cron, usize::MAX).map_or(Duration::from_secs(8 * DAY), |(_, longest)| longest)
 }
 
 #[cfg(test)]

@@ -200,14 +200,12 @@ pub fn next_slot(journey: &Journey, offset: Duration, after: DateTime<Utc>) -> O
     Some(base + offset)
 }
 
-/// The journey's period: the gap between two consecutive slots after a fixed
-/// reference time (for irregular schedules, the first gap, which is what the
-/// offset must stay under).
+/// The journey's period as far as the offset is concerned: the shortest gap
+/// between two of its slots (over the spec's reference week, at most 10 000
+/// firings, so an every-second schedule costs nothing at start), which is what
+/// the offset must stay under to never push a slot past the next one.
 pub fn period(journey: &Journey) -> Option<Duration> {
-    let reference = DateTime::<Utc>::from_timestamp(1_704_067_200, 0)?; // 2024-01-01T00:00:00Z
-    let first = journey.schedule.cron.find_next_occurrence(&reference, false).ok()?;
-    let second = journey.schedule.cron.find_next_occurrence(&first, false).ok()?;
-    (second - first).to_std().ok()
+    crate::spec::limits::gaps(&journey.schedule.cron, 10_000).map(|(shortest, _)| shortest)
 }
 
 /// A stable offset for this probe and journey: FNV-1a of both names, reduced

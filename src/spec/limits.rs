@@ -82,9 +82,31 @@ pub fn usage_per_run(journey: &Journey) -> Vec<(String, Limit, u32)> {
     out
 }
 
-/// A fixed reference week, so that `check` never reads the clock: a Monday at 00:00 UTC.
+/// A fixed reference week, so that `check` (and the generators) never read the
+/// clock: a Monday at 00:00 UTC.
 fn reference_start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("valid date")
+}
+
+/// The shortest and the longest gap between consecutive firings of `cron` over
+/// the reference week and one day more (so the wrap into the next week is seen),
+/// looking at no more than `cap` firings. `None` when it fires fewer than twice.
+pub fn gaps(cron: &croner::Cron, cap: usize) -> Option<(Duration, Duration)> {
+    let start = reference_start();
+    let end = start + chrono::Duration::days(8);
+    let (mut shortest, mut longest) = (i64::MAX, 0i64);
+    let mut previous: Option<i64> = None;
+    for t in cron.iter_from(start, croner::Direction::Forward).take(cap) {
+        if t >= end {
+            break;
+        }
+        if let Some(p) = previous {
+            shortest = shortest.min(t.timestamp() - p);
+            longest = longest.max(t.timestamp() - p);
+        }
+        previous = Some(t.timestamp());
+    }
+    (longest > 0).then(|| (Duration::from_secs(shortest as u64), Duration::from_secs(longest as u64)))
 }
 
 /// The most times `cron` fires within any window of length `per`, looking at a
@@ -168,6 +190,15 @@ mod tests {
         assert_eq!(max_runs_in_window(&hourly, Duration::from_secs(3 * 3600), usize::MAX), 3);
         let burst = Schedule::parse("0-9 3 * * *").unwrap();
         assert_eq!(max_runs_in_window(&burst, Duration::from_secs(30 * 60), usize::MAX), 10);
+    }
+
+    #[test]
+    fn gaps_are_the_shortest_and_longest_between_firings() {
+        let gaps = |s: &str| gaps(&Schedule::parse(s).unwrap(), usize::MAX);
+        assert_eq!(gaps("*/5 * * * *"), Some((Duration::from_secs(300), Duration::from_secs(300))));
+        assert_eq!(gaps("0,50 * * * *"), Some((Duration::from_secs(600), Duration::from_secs(3000))));
+        assert_eq!(gaps("0 9 * * 1"), Some((Duration::from_secs(7 * 86_400), Duration::from_secs(7 * 86_400))));
+        assert_eq!(gaps("0 9 1 1 *"), None);
     }
 
     #[test]
