@@ -235,18 +235,28 @@ async fn wait_for_in_flight(agent: &Agent) {
     panic!("no run started within 40 s");
 }
 
-#[tokio::test]
-async fn sigterm_during_a_slow_run_finishes_it_runs_cleanup_and_flushes() {
+/// Runs `slow_post` with its read-back taking `read_latency`, sends SIGTERM while
+/// a run is in flight, and returns what the agent left and how it exited.
+async fn sigterm_during_slow_read(
+    read_latency: Duration,
+    grace: &str,
+) -> (VictoriaMetrics, Sandbox, Option<i32>, String) {
     let vm = VictoriaMetrics::start();
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     sandbox.instance("alpha").unwrap().faults().inject(
         Some(http::Method::GET),
         "/api/v1/statuses/",
-        Fault::Latency(Duration::from_secs(2)),
+        Fault::Latency(read_latency),
     );
-    let agent = Agent::start(&sandbox, &[("p.yaml", slow_post())], Some(&vm), "20s").await;
+    let agent = Agent::start(&sandbox, &[("p.yaml", slow_post())], Some(&vm), grace).await;
     wait_for_in_flight(&agent).await;
     let (code, stderr) = agent.stop().await;
+    (vm, sandbox, code, stderr)
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_run_finishes_it_runs_cleanup_and_flushes() {
+    let (vm, _sandbox, code, stderr) = sigterm_during_slow_read(Duration::from_secs(2), "20s").await;
     assert_eq!(code, Some(0), "{stderr}");
     let success = vm.export_at_least("fediprobe_journey_success", 1);
     assert_eq!(success[0].1.len(), 1);
@@ -257,16 +267,7 @@ async fn sigterm_during_a_slow_run_finishes_it_runs_cleanup_and_flushes() {
 
 #[tokio::test]
 async fn after_the_grace_period_runs_are_cancelled_but_still_clean_up() {
-    let vm = VictoriaMetrics::start();
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    sandbox.instance("alpha").unwrap().faults().inject(
-        Some(http::Method::GET),
-        "/api/v1/statuses/",
-        Fault::Latency(Duration::from_secs(20)),
-    );
-    let agent = Agent::start(&sandbox, &[("p.yaml", slow_post())], Some(&vm), "300ms").await;
-    wait_for_in_flight(&agent).await;
-    let (code, stderr) = agent.stop().await;
+    let (vm, sandbox, code, stderr) = sigterm_during_slow_read(Duration::from_secs(20), "300ms").await;
     assert_eq!(code, Some(0), "{stderr}");
     let outcomes = vm.export_at_least("fediprobe_journey_outcome", 1);
     assert_eq!(outcomes[0].0["outcome"], "probe_error");
