@@ -1,6 +1,6 @@
 //! Holds the sandbox to the real Mastodon API: every JSON answer of every endpoint
 //! the sandbox serves, fetched over real loopback HTTP, must validate against the
-//! schema `shared/mastodon-api/openapi.json` gives for that path, method and
+//! schema the vendored Mastodon OpenAPI document (`tests/vendor/mastodon-openapi/`) gives for that path, method and
 //! status.
 
 mod common;
@@ -14,7 +14,7 @@ use jsonschema::{Draft, Validator};
 use serde_json::Value;
 
 fn openapi_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/mastodon-api/openapi.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vendor/mastodon-openapi/openapi.json")
 }
 
 fn openapi() -> &'static Value {
@@ -24,7 +24,7 @@ fn openapi() -> &'static Value {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
                 "the Mastodon OpenAPI document is needed for these tests; looked for it at {} ({e}). \
-                 It lives in shared/mastodon-api/ beside the repository clone.",
+                 It is vendored in the repository; restore it with `git checkout tests/vendor`.",
                 path.display()
             )
         });

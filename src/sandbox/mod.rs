@@ -3,7 +3,7 @@
 //! probe's tests, in `fediprobe demo` and in `fediprobe sandbox`.
 //!
 //! It owns being *faithful*: the same JSON entities, error bodies, headers, paging
-//! and rate limits as Mastodon, held to `shared/mastodon-api/openapi.json` by
+//! and rate limits as Mastodon, held to the Mastodon OpenAPI document vendored in `tests/vendor/mastodon-openapi/` by
 //! `tests/sandbox_openapi.rs`; and *breakable* on purpose through [`Faults`].
 //!
 //! The instances of one sandbox federate with each other (`federation.rs`):
