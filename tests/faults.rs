@@ -12,7 +12,6 @@ mod support;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use bytes::Bytes;
 use fediprobe::runner::{ControlTarget, Outcome, Reason, Resolver, RunResult, Runner, Target};
 use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
 use fediprobe::secret::Secret;
-use fediprobe::spec::{Journey, parse_journey_str};
+use fediprobe::spec::Journey;
 use futures_util::SinkExt;
 use http_body_util::Full;
 use rustls::pki_types::CertificateDer;
@@ -305,9 +304,7 @@ fn cases() -> Vec<Case> {
 
 /// A journey against `main` (and `peer`) with `body` (steps, optional deadline).
 fn journey(body: &str) -> Journey {
-    let text = format!("name: fault\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\n{body}");
-    let (journey, diagnostics) = parse_journey_str(Path::new("fault.yaml"), &text);
-    journey.unwrap_or_else(|| panic!("{diagnostics}"))
+    support::journeys::with_steps("fault", body)
 }
 
 fn target(name: &str, url: &str) -> Target {

@@ -2,29 +2,26 @@
 //! made on one is seen arriving on the other's streaming API, with the delay
 //! measured at the probe; and each way it can go wrong ends as it should.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
 use fediprobe::runner::stream::Method;
 use fediprobe::runner::{Outcome, Reason, RunResult, Runner, Target};
 use fediprobe::sandbox::{InstanceConfig, Sandbox, SandboxConfig};
 use fediprobe::secret::Secret;
-use fediprobe::spec::{Journey, bundled, parse_journey_str};
+use fediprobe::spec::{Journey, parse_journey_str};
+use std::path::Path;
+
+use support::journeys::bundled as journey;
 
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
     fediprobe::wiring::sandbox_targets(sandbox)
 }
 
-fn journey(name: &str) -> Journey {
-    bundled::journeys().unwrap().into_iter().find(|j| j.name == name).unwrap()
-}
-
 /// The bundled journey with a shorter wait, for the cases where nothing arrives.
 fn journey_within(name: &str, within: &str) -> Journey {
-    let (path, text) = bundled::BUNDLED.iter().find(|(p, _)| p.contains(name)).unwrap();
-    let text = text.replace("within: 5m", &format!("within: {within}"));
-    let (journey, diagnostics) = parse_journey_str(Path::new(path), &text);
-    journey.unwrap_or_else(|| panic!("{diagnostics}"))
+    support::journeys::bundled_edited(name, |text| text.replace("within: 5m", &format!("within: {within}")))
 }
 
 fn json(result: &RunResult) -> String {
@@ -108,8 +105,7 @@ async fn a_refused_token_on_the_stream_is_a_clear_probe_error_not_a_timeout() {
     let mut targets = targets(&sandbox);
     targets[1].token = Ok(Secret::new("not-the-token"));
     let text = "name: stream-only\ninstance: main\nschedule: '*/5 * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: post\n    request: { method: POST, path: /api/v1/statuses, form: { status: 'x ${nonce}', visibility: private } }\n    capture: { uri: $.uri, id: $.id }\n  - name: arrive\n    instance: peer\n    stream: { open_before: post, within: 30s }\n    expect:\n      json:\n        - { path: $.uri, equals: '${uri}' }\ncleanup:\n  - name: delete\n    request: { method: DELETE, path: '/api/v1/statuses/${id}' }\n";
-    let (journey, diagnostics) = parse_journey_str(Path::new("stream-only.yaml"), text);
-    let journey = journey.unwrap_or_else(|| panic!("{diagnostics}"));
+    let journey = support::journeys::parse_as("stream-only.yaml", text);
     let started = std::time::Instant::now();
     let result = Runner::new(targets).run(&journey).await;
     assert_eq!((result.outcome, result.reason), (Outcome::ProbeError, Some(Reason::Unauthorized)), "{}", json(&result));

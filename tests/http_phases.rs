@@ -4,7 +4,8 @@
 //! certificate) has its own phase and fails as `tls` when the certificate is not
 //! trusted.
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use fediprobe::runner::{Outcome, Phase, Reason, RunResult, Runner, StepResult, Target};
 use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
 use fediprobe::secret::Secret;
-use fediprobe::spec::{Journey, parse_journey_str};
+use fediprobe::spec::Journey;
 use http_body_util::Full;
 use rustls::pki_types::CertificateDer;
 
@@ -21,14 +22,9 @@ use rustls::pki_types::CertificateDer;
 /// because test machines are busy; the phases measured here are hundreds of ms.
 const TOLERANCE: Duration = Duration::from_millis(15);
 
-fn journey(text: &str) -> Journey {
-    let (journey, diagnostics) = parse_journey_str(Path::new("test.yaml"), text);
-    journey.unwrap_or_else(|| panic!("{diagnostics}"))
-}
-
 /// Two unauthenticated GETs to the same instance, the first to `first`.
 fn two_requests(first: &str, timeout: &str) -> Journey {
-    journey(&format!(
+    support::journeys::parse(&format!(
         "name: two\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: first\n    timeout: {timeout}\n    request: {{ path: {first}, auth: false }}\n  - name: second\n    request: {{ path: /api/v2/instance, auth: false }}\n"
     ))
 }
@@ -223,7 +219,7 @@ async fn tls_server(pki: &Pki, http2: bool) -> String {
 
 /// Two GETs over the same connection, each checking the HTTP version it went over.
 fn two_tls_requests(version: &str) -> Journey {
-    journey(&format!(
+    support::journeys::parse(&format!(
         "name: tls\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: first\n    request: {{ path: /one, auth: false }}\n    expect: {{ headers: {{ x-version: {version} }} }}\n  - name: second\n    request: {{ path: /two, auth: false }}\n    expect: {{ headers: {{ x-version: {version} }} }}\n"
     ))
 }

@@ -3,13 +3,13 @@
 //! `fediprobe once`, within the sweep's per-run delete budget; statuses without
 //! the marker, statuses too young, and other accounts' statuses are untouched.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::As;
 use fediprobe::sandbox::{Sandbox, SandboxConfig};
+use support::sandbox::As;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fediprobe");
 

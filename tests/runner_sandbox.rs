@@ -1,13 +1,14 @@
 //! The runner against the sandbox over real loopback HTTP: every bundled journey
 //! succeeds, and each injected fault ends in the outcome and reason it should.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
 use fediprobe::runner::{Outcome, Reason, RunResult, Runner, StepStatus, Target};
 use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
 use fediprobe::secret::Secret;
-use fediprobe::spec::{Journey, bundled, parse_journey_str};
+use fediprobe::spec::bundled;
 use http::Method;
 
 async fn sandbox() -> Sandbox {
@@ -18,19 +19,10 @@ fn targets(sandbox: &Sandbox) -> Vec<Target> {
     fediprobe::wiring::sandbox_targets(sandbox)
 }
 
-fn bundled_journey(name: &str) -> Journey {
-    bundled::journeys().unwrap().into_iter().find(|j| j.name == name).unwrap_or_else(|| panic!("no journey {name}"))
-}
-
-fn journey(text: &str) -> Journey {
-    let (journey, diagnostics) = parse_journey_str(Path::new("test.yaml"), text);
-    journey.unwrap_or_else(|| panic!("{diagnostics}"))
-}
-
 async fn run_with_fault(name: &str, method: Option<Method>, path: &str, fault: Fault) -> RunResult {
     let sandbox = sandbox().await;
     sandbox.instance("alpha").unwrap().faults().inject(method, path, fault);
-    Runner::new(targets(&sandbox)).run(&bundled_journey(name)).await
+    Runner::new(targets(&sandbox)).run(&support::journeys::bundled(name)).await
 }
 
 fn assert_outcome(result: &RunResult, outcome: Outcome, reason: Option<Reason>, step: &str) {
@@ -106,7 +98,7 @@ async fn a_slow_body_runs_into_the_step_timeout() {
     let sandbox = sandbox().await;
     let alpha = sandbox.instance("alpha").unwrap();
     alpha.faults().inject(None, "/api/v1/timelines/public", Fault::SlowBody { total: Duration::from_secs(5) });
-    let journey = journey(
+    let journey = support::journeys::parse(
         "name: slow\ninstance: main\nschedule: '* * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: local\n    timeout: 500ms\n    request: { path: /api/v1/timelines/public }\n",
     );
     let result = Runner::new(targets(&sandbox)).run(&journey).await;
@@ -122,7 +114,7 @@ async fn the_journey_deadline_bounds_the_whole_run() {
         "/api/v1/notifications",
         Fault::Latency(Duration::from_secs(5)),
     );
-    let journey = journey(
+    let journey = support::journeys::parse(
         "name: deadline\ninstance: main\nschedule: '* * * * *'\ndeadline: 700ms\nslo: { availability: 99% }\nsteps:\n  - name: home\n    request: { path: /api/v1/timelines/home }\n  - name: notifications\n    request: { path: /api/v1/notifications }\n  - name: never\n    request: { path: /api/v1/timelines/home }\n",
     );
     let result = Runner::new(targets(&sandbox)).run(&journey).await;
@@ -137,7 +129,7 @@ async fn cleanup_runs_after_a_failed_step_and_deletes_the_post() {
     let alpha = sandbox.instance("alpha").unwrap();
     // The post works, reading it back fails: the delete must still run.
     alpha.faults().inject(Some(Method::GET), "/api/v1/statuses/", Fault::Status(500));
-    let result = Runner::new(targets(&sandbox)).run(&bundled_journey("post-status")).await;
+    let result = Runner::new(targets(&sandbox)).run(&support::journeys::bundled("post-status")).await;
     assert_outcome(&result, Outcome::Failure, Some(Reason::HttpStatus), "read-back");
     assert_eq!(result.cleanup.len(), 1);
     assert_eq!(result.cleanup[0].status, StepStatus::Passed, "{:?}", result.cleanup[0]);
@@ -168,12 +160,12 @@ async fn a_wrong_token_is_a_probe_error_and_a_missing_one_too() {
     let sandbox = sandbox().await;
     let mut wrong = targets(&sandbox);
     wrong[0].token = Ok(Secret::new("not-the-token"));
-    let result = Runner::new(wrong).run(&bundled_journey("home-timeline")).await;
+    let result = Runner::new(wrong).run(&support::journeys::bundled("home-timeline")).await;
     assert_outcome(&result, Outcome::ProbeError, Some(Reason::Unauthorized), "home");
 
     let mut missing = targets(&sandbox);
     missing[0].token = Err("environment variable FEDIPROBE_MAIN_TOKEN is not set".into());
-    let result = Runner::new(missing).run(&bundled_journey("home-timeline")).await;
+    let result = Runner::new(missing).run(&support::journeys::bundled("home-timeline")).await;
     assert_outcome(&result, Outcome::ProbeError, Some(Reason::Config), "home");
     assert!(result.error().unwrap().message.contains("FEDIPROBE_MAIN_TOKEN"));
 }
@@ -184,14 +176,14 @@ async fn a_closed_port_is_a_failure_with_reason_connect() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let target = Target::new("main", format!("http://127.0.0.1:{port}").parse().unwrap(), "probe", Secret::new("x"));
-    let result = Runner::new(vec![target]).run(&bundled_journey("instance-health")).await;
+    let result = Runner::new(vec![target]).run(&support::journeys::bundled("instance-health")).await;
     assert_outcome(&result, Outcome::Failure, Some(Reason::Connect), "health");
 }
 
 #[tokio::test]
 async fn a_poll_repeats_until_its_assertion_holds_or_its_time_runs_out() {
     let sandbox = sandbox().await;
-    let waits = journey(
+    let waits = support::journeys::parse(
         "name: wait\ninstance: main\nschedule: '* * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: post\n    request: { method: POST, path: /api/v1/statuses, form: { status: 'poll ${nonce}', visibility: public } }\n    capture: { id: $.id }\n  - name: appears\n    poll:\n      request: { path: /api/v1/timelines/public, query: { local: 'true' } }\n      interval: 100ms\n      within: 5s\n    expect:\n      json:\n        - { path: '$[*].id', equals: '${id}' }\n  - name: never\n    poll:\n      request: { path: /api/v1/timelines/public, query: { local: 'true' } }\n      interval: 100ms\n      within: 1s\n    expect:\n      json:\n        - { path: '$[*].content', contains: 'no such text ${nonce}' }\ncleanup:\n  - name: delete\n    request: { method: DELETE, path: '/api/v1/statuses/${id}' }\n",
     );
     let result = Runner::new(targets(&sandbox)).run(&waits).await;

@@ -2,15 +2,15 @@
 //! limits and their headers, visibility, notifications, and every fault kind as a
 //! reqwest client sees it.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{As, Bodies, json, link, next_link, start, start_with};
 use fediprobe::sandbox::{Fault, InstanceConfig, Limit, RateLimits, Sandbox, SandboxConfig};
 use http::Method;
 use serde_json::Value;
+use support::sandbox::{As, Bodies, json, link, next_link, start, start_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn ids(page: &Value) -> Vec<u64> {
@@ -37,7 +37,7 @@ async fn starts_two_instances_with_seeded_accounts_by_default() {
             assert!(!account.token.is_empty());
             assert!(!format!("{account:?}").contains(account.token.expose()));
         }
-        let health = common::client().get(format!("{}/health", instance.base_url)).send().await.unwrap();
+        let health = support::sandbox::client().get(format!("{}/health", instance.base_url)).send().await.unwrap();
         assert_eq!(health.status(), 200);
         assert_eq!(health.text().await.unwrap(), "OK");
     }
@@ -424,8 +424,8 @@ async fn status_faults_answer_like_mastodon_and_its_proxy() {
 async fn shutdown_closes_the_ports() {
     let sandbox = start().await;
     let base = sandbox.instances()[0].base_url.clone();
-    assert_eq!(common::client().get(format!("{base}/health")).send().await.unwrap().status(), 200);
+    assert_eq!(support::sandbox::client().get(format!("{base}/health")).send().await.unwrap().status(), 200);
     sandbox.shutdown().await;
-    let error = common::client().get(format!("{base}/health")).send().await.unwrap_err();
+    let error = support::sandbox::client().get(format!("{base}/health")).send().await.unwrap_err();
     assert!(error.is_connect(), "{error:?}");
 }

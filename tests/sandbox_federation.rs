@@ -3,14 +3,14 @@
 //! deletes travelling through the origin's delivery queue, and the queue's knobs
 //! (delay, drops) and the streaming-down knob.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::stream::{PATIENCE, TokenIn, next_event, next_frame, open, payload, user_stream};
-use common::{As, json, start, start_with};
 use fediprobe::sandbox::{Delay, FederationConfig, InstanceConfig, InstanceHandle, Sandbox, SandboxConfig};
 use serde_json::Value;
+use support::sandbox::{As, json, start, start_with};
+use support::stream::{PATIENCE, TokenIn, next_event, next_frame, open, payload, user_stream};
 use tokio_tungstenite::tungstenite::Error;
 
 /// Alpha and beta, with deliveries from alpha taking exactly `delay`.
@@ -54,7 +54,7 @@ async fn until_in_home(instance: &InstanceHandle, username: &str, uri: &str) -> 
 /// Reads `socket` until the update of the status with id `marker` (posted
 /// after everything the test cares about), and returns the `uri`s and ids the
 /// frames before it were about.
-async fn frames_until(socket: &mut common::stream::Socket, marker: &Value) -> Vec<Value> {
+async fn frames_until(socket: &mut support::stream::Socket, marker: &Value) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
         let frame = next_frame(socket).await.expect("the marker arrives");

@@ -3,15 +3,15 @@
 //! schema the vendored Mastodon OpenAPI document (`tests/vendor/mastodon-openapi/`) gives for that path, method and
 //! status.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use common::{As, Bodies, json, start, start_with};
 use fediprobe::sandbox::{InstanceConfig, Limit, RateLimits, SandboxConfig};
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
+use support::sandbox::{As, Bodies, json, start, start_with};
 
 fn openapi_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vendor/mastodon-openapi/openapi.json")
@@ -342,7 +342,7 @@ async fn federation_answers_match_the_schema() {
 /// same entities as the REST answers, and must match them.
 #[tokio::test]
 async fn streamed_payloads_match_the_schema() {
-    use common::stream::{next_event, payload, user_stream};
+    use support::stream::{next_event, payload, user_stream};
 
     let sandbox = start().await;
     let alpha = sandbox.instance("alpha").unwrap();

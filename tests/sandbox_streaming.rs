@@ -2,15 +2,15 @@
 //! its token forms, frames for updates, deletes and notifications, client
 //! commands, pings, and the streaming-down knob.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::stream::{PATIENCE, TokenIn, command, next_event, next_frame, open, payload, sync, user_stream};
-use common::{As, client, json, start, start_with};
 use fediprobe::sandbox::{InstanceConfig, InstanceHandle, SandboxConfig};
 use futures_util::StreamExt;
 use serde_json::json;
+use support::sandbox::{As, client, json, start, start_with};
+use support::stream::{PATIENCE, TokenIn, command, next_event, next_frame, open, payload, sync, user_stream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error, Message};
 

@@ -1,5 +1,7 @@
 //! A small websocket client for the sandbox's streaming API, on tokio-tungstenite.
 
+#![allow(dead_code)] // Each test binary uses a different part of the helper.
+
 use std::time::Duration;
 
 use fediprobe::sandbox::InstanceHandle;

@@ -1,5 +1,6 @@
-//! Helpers shared by the sandbox tests: a started sandbox and a small client.
-#![allow(dead_code)]
+//! Helpers for the tests that talk to the sandbox: a started sandbox and a small
+//! client that speaks as one of its accounts.
+#![allow(dead_code)] // Each test binary uses a different part of the helper.
 
 use fediprobe::sandbox::{InstanceHandle, Sandbox, SandboxConfig};
 use reqwest::{Client, RequestBuilder, Response};
@@ -112,5 +113,3 @@ impl Bodies for RequestBuilder {
         self.header("content-type", "application/json").body(value.to_string())
     }
 }
-
-pub mod stream;
