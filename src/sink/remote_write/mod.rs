@@ -55,10 +55,14 @@
 //! twice, with the same labels, timestamp and value. The stored result is exactly
 //! once when the receiver deduplicates: VictoriaMetrics with
 //! `-dedup.minScrapeInterval=1ms` keeps one sample per series per millisecond
-//! (fediprobe never writes two samples of a series in one millisecond). Prometheus
-//! answers the duplicate of a sample it already has with 2xx and stores nothing
-//! new (a sample with the same timestamp *and value* is not an error), so the
-//! sink counts it sent once more and the stored result is still one.
+//! (fediprobe never writes two samples of a series in one millisecond), on a
+//! cluster on both vmselect and vmstorage; vmagent does not deduplicate. A
+//! Prometheus receiver stores an identical sample (same series, timestamp and
+//! value) once: a resend of a series' newest sample is accepted silently, and a
+//! resend older than the series' newest sample is refused as out of order (HTTP
+//! 400), which the sink counts as rejected although the first copy is stored, so
+//! with Prometheus `rejected_samples_total` can overstate what was lost after a
+//! slow push.
 
 mod config;
 pub mod encode;
@@ -501,9 +505,9 @@ impl Inner {
     }
 
     /// Writes `batch` to the spool as one file. Samples that the write evicts from a
-    /// full spool are counted as dropped. Fails (counting nothing) when there is no
-    /// spool or it cannot be written.
-    fn try_spool(&self, batch: &[Sample]) -> Result<(), ()> {
+    /// full spool are counted as dropped, and their number returned. Fails
+    /// (counting nothing) when there is no spool or it cannot be written.
+    fn try_spool(&self, batch: &[Sample]) -> Result<u64, ()> {
         let Some(spool) = &self.spool else {
             return Err(());
         };
@@ -520,7 +524,7 @@ impl Inner {
                     );
                     self.counters.dropped.fetch_add(evicted_samples, Ordering::Relaxed);
                 }
-                Ok(())
+                Ok(evicted_samples)
             }
             Err(error) => {
                 tracing::warn!(%error, samples = batch.len(), "cannot write the spool; keeping the samples in memory");
@@ -532,22 +536,22 @@ impl Inner {
     /// Writes `batch` to the spool, or drops it (counted) when that fails; returns
     /// how many samples were lost.
     fn spool_or_drop(&self, batch: &[Sample]) -> u64 {
-        let before = self.counters.dropped.load(Ordering::Relaxed);
-        if self.try_spool(batch).is_err() {
+        self.try_spool(batch).unwrap_or_else(|()| {
             tracing::warn!(samples = batch.len(), "dropping samples: they can be neither delivered nor spooled");
             self.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        self.counters.dropped.load(Ordering::Relaxed).saturating_sub(before)
+            batch.len() as u64
+        })
     }
 
     /// Writes what the round holds to the spool, batch by batch; what is written
     /// leaves the round (the spool now holds it). Returns whether everything was.
-    fn write_ahead(&self, pending: &mut Pending<'_>) -> bool {
+    fn write_ahead(&self, pending: &mut Pending<'_>, report: &mut FlushReport) -> bool {
         while !pending.samples.is_empty() {
             let count = pending.samples.len().min(self.options.max_batch_samples);
             let batch: Vec<Sample> = pending.samples.iter().take(count).cloned().collect();
-            if self.try_spool(&batch).is_err() {
-                return false;
+            match self.try_spool(&batch) {
+                Ok(evicted) => report.dropped += evicted,
+                Err(()) => return false,
             }
             tracing::debug!(samples = count, "receiver failing: samples written ahead to the spool");
             pending.settle(count);
@@ -599,7 +603,7 @@ impl Inner {
         // anything is sent: a kill loses nothing the round holds.
         let mut spool_writable = true;
         if self.failing.load(Ordering::Relaxed) {
-            spool_writable = self.write_ahead(&mut pending);
+            spool_writable = self.write_ahead(&mut pending, &mut report);
         }
         let mut reachable = self.deliver_spool(deadline, &mut report).await;
 
@@ -620,7 +624,7 @@ impl Inner {
                     continue;
                 }
                 BatchOutcome::Failing => {
-                    spool_writable = self.write_ahead(&mut pending);
+                    spool_writable = self.write_ahead(&mut pending, &mut report);
                     if spool_writable {
                         reachable = self.deliver_spool(deadline, &mut report).await;
                     }
