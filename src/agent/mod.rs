@@ -219,7 +219,11 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     drop(results_tx);
     let drained = runs.drain(agent.shutdown_grace, CLEANUP_BOUND).await;
     if drained.cancelled > 0 {
-        tracing::warn!(cancelled = drained.cancelled, abandoned = drained.abandoned, "some runs were cancelled at shutdown");
+        tracing::warn!(
+            cancelled = drained.cancelled,
+            abandoned = drained.abandoned,
+            "some runs were cancelled at shutdown"
+        );
     }
     // Abandoned runs still hold a sender: the consumer takes what was sent and stops.
     consumer_stop.cancel();

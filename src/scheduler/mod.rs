@@ -63,6 +63,84 @@ impl RunJourney for Runner {
     }
 }
 
+/// Stands in for the runner where no network may be waited on (tests of the
+/// scheduler and the agent on paused time): a run of journey `j` takes
+/// `durations[j]` (default: `default_duration`) of tokio time, or ends early
+/// when cancelled, then cleans up for `cleanup` (which ignores cancellation, as
+/// a real cleanup does). It records when each run started, by `clock`.
+#[derive(Debug)]
+pub struct StandIn {
+    clock: Arc<dyn Clock>,
+    durations: HashMap<String, Duration>,
+    default_duration: Duration,
+    cleanup: Duration,
+    started: Mutex<Vec<(String, DateTime<Utc>)>>,
+}
+
+impl StandIn {
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        default_duration: Duration,
+        durations: &[(&str, Duration)],
+        cleanup: Duration,
+    ) -> Arc<StandIn> {
+        let durations = durations.iter().map(|(name, d)| (name.to_string(), *d)).collect();
+        Arc::new(StandIn { clock, durations, default_duration, cleanup, started: Mutex::new(Vec::new()) })
+    }
+
+    /// Every run started so far: the journey and when.
+    pub fn started(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.started.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+impl RunJourney for StandIn {
+    fn run_journey<'a>(
+        &'a self,
+        journey: &'a Journey,
+        cancel: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = RunResult> + Send + 'a>> {
+        Box::pin(async move {
+            let started_at = self.clock.now();
+            self.started
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((journey.name.clone(), started_at));
+            let duration = self.durations.get(&journey.name).copied().unwrap_or(self.default_duration);
+            let cancelled = tokio::select! {
+                () = tokio::time::sleep(duration) => false,
+                () = cancel.cancelled() => true,
+            };
+            tokio::time::sleep(self.cleanup).await;
+            stand_in_result(journey, started_at, duration, cancelled)
+        })
+    }
+}
+
+/// What [`StandIn`] reports: a run of `journey` without steps, started at
+/// `started_at`, that succeeded or, when `cancelled`, ended in
+/// `probe_error`/`cancelled`.
+fn stand_in_result(journey: &Journey, started_at: DateTime<Utc>, duration: Duration, cancelled: bool) -> RunResult {
+    use crate::runner::{Outcome, Reason};
+    let (outcome, reason) =
+        if cancelled { (Outcome::ProbeError, Some(Reason::Cancelled)) } else { (Outcome::Success, None) };
+    RunResult {
+        journey: journey.name.clone(),
+        instance: journey.instance.clone(),
+        account: String::new(),
+        started_at,
+        duration,
+        outcome,
+        reason,
+        latency_ok: !cancelled,
+        delay_ok: None,
+        failed_step: None,
+        steps: Vec::new(),
+        cleanup: Vec::new(),
+        captures: Vec::new(),
+    }
+}
+
 /// One journey's schedule state, shared by every generation of schedules (it
 /// survives reloads), and what the agent's `/metrics` shows of it.
 #[derive(Debug, Default)]
@@ -378,7 +456,6 @@ mod tests {
 /// clock and the timers only move when every task waits.
 #[cfg(test)]
 mod paused_time {
-    use std::collections::HashMap;
 
     use super::*;
     use crate::runner::{Outcome, Reason};
@@ -391,63 +468,6 @@ mod paused_time {
         parse_journey_str(std::path::Path::new("t.yaml"), &text).0.unwrap()
     }
 
-    /// Stands in for the runner: a run of journey `j` takes `durations[j]` of
-    /// virtual time, or ends early when cancelled, after `cleanup` more (which
-    /// ignores cancellation, as a real cleanup does).
-    #[derive(Debug)]
-    struct Timed {
-        clock: PausedClock,
-        durations: HashMap<String, Duration>,
-        cleanup: Duration,
-        started: Mutex<Vec<(String, DateTime<Utc>)>>,
-    }
-
-    impl Timed {
-        fn new(clock: PausedClock, durations: &[(&str, Duration)], cleanup: Duration) -> Arc<Timed> {
-            let durations = durations.iter().map(|(name, d)| (name.to_string(), *d)).collect();
-            Arc::new(Timed { clock, durations, cleanup, started: Mutex::new(Vec::new()) })
-        }
-
-        fn started(&self) -> Vec<(String, DateTime<Utc>)> {
-            self.started.lock().unwrap().clone()
-        }
-    }
-
-    impl RunJourney for Timed {
-        fn run_journey<'a>(
-            &'a self,
-            journey: &'a Journey,
-            cancel: &'a CancellationToken,
-        ) -> Pin<Box<dyn Future<Output = RunResult> + Send + 'a>> {
-            Box::pin(async move {
-                let started_at = self.clock.now();
-                self.started.lock().unwrap().push((journey.name.clone(), started_at));
-                let cancelled = tokio::select! {
-                    () = tokio::time::sleep(self.durations[&journey.name]) => false,
-                    () = cancel.cancelled() => true,
-                };
-                tokio::time::sleep(self.cleanup).await;
-                let (outcome, reason) =
-                    if cancelled { (Outcome::ProbeError, Some(Reason::Cancelled)) } else { (Outcome::Success, None) };
-                RunResult {
-                    journey: journey.name.clone(),
-                    instance: journey.instance.clone(),
-                    account: "probe".into(),
-                    started_at,
-                    duration: Duration::ZERO,
-                    outcome,
-                    reason,
-                    latency_ok: !cancelled,
-                    delay_ok: None,
-                    failed_step: None,
-                    steps: Vec::new(),
-                    cleanup: Vec::new(),
-                    captures: Vec::new(),
-                }
-            })
-        }
-    }
-
     /// Half a second before a whole second, so slots are half a second away.
     fn clock() -> PausedClock {
         PausedClock::starting_at("2026-01-01T00:00:00.500Z".parse().unwrap())
@@ -455,7 +475,7 @@ mod paused_time {
 
     fn start(
         journeys: &[Journey],
-        runner: &Arc<Timed>,
+        runner: &Arc<StandIn>,
         runs: &Runs,
     ) -> (Schedules, mpsc::UnboundedReceiver<RunResult>, mpsc::UnboundedSender<RunResult>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -474,9 +494,15 @@ mod paused_time {
     #[tokio::test(start_paused = true)]
     async fn an_every_second_schedule_runs_once_at_each_slot_for_a_virtual_minute() {
         let clock = clock();
-        let runner = Timed::new(clock, &[("a", Duration::from_millis(300)), ("b", Duration::from_millis(900))], Duration::ZERO);
+        let runner = StandIn::new(
+            Arc::new(clock),
+            Duration::ZERO,
+            &[("a", Duration::from_millis(300)), ("b", Duration::from_millis(900))],
+            Duration::ZERO,
+        );
         let runs = Runs::new(32, Arc::new(clock));
-        let (schedules, mut rx, _tx) = start(&[journey("a", "* * * * * *"), journey("b", "* * * * * *")], &runner, &runs);
+        let (schedules, mut rx, _tx) =
+            start(&[journey("a", "* * * * * *"), journey("b", "* * * * * *")], &runner, &runs);
         tokio::time::sleep(Duration::from_millis(60_100)).await; // up to 01:00.600
         schedules.stop();
         assert_eq!(runs.drain(Duration::from_secs(5), Duration::from_secs(5)).await, Drained::default());
@@ -492,7 +518,8 @@ mod paused_time {
     #[tokio::test(start_paused = true)]
     async fn a_run_longer_than_its_period_skips_the_slots_it_covers_and_counts_them() {
         let clock = clock();
-        let runner = Timed::new(clock, &[("slow", Duration::from_millis(2500))], Duration::ZERO);
+        let runner =
+            StandIn::new(Arc::new(clock), Duration::ZERO, &[("slow", Duration::from_millis(2500))], Duration::ZERO);
         let runs = Runs::new(32, Arc::new(clock));
         let (schedules, mut rx, _tx) = start(&[journey("slow", "* * * * * *")], &runner, &runs);
         tokio::time::sleep(Duration::from_millis(10_100)).await; // up to 00:10.600
@@ -508,7 +535,8 @@ mod paused_time {
     #[tokio::test(start_paused = true)]
     async fn a_reload_during_a_long_run_neither_starts_a_second_copy_nor_loses_the_skipped_count() {
         let clock = clock();
-        let runner = Timed::new(clock, &[("long", Duration::from_millis(4200))], Duration::ZERO);
+        let runner =
+            StandIn::new(Arc::new(clock), Duration::ZERO, &[("long", Duration::from_millis(4200))], Duration::ZERO);
         let runs = Runs::new(32, Arc::new(clock));
         let journeys = [journey("long", "* * * * * *")];
         let (first, mut rx, tx) = start(&journeys, &runner, &runs);
@@ -532,8 +560,7 @@ mod paused_time {
     async fn after_shutdown_begins_no_run_starts_and_runs_waiting_for_the_cap_are_skipped_slots() {
         let clock = clock();
         let names = ["a", "b", "c", "d"];
-        let durations: Vec<(&str, Duration)> = names.iter().map(|n| (*n, Duration::from_secs(4))).collect();
-        let runner = Timed::new(clock, &durations, Duration::ZERO);
+        let runner = StandIn::new(Arc::new(clock), Duration::from_secs(4), &[], Duration::ZERO);
         // A cap of one: at 00:10 one run starts, three wait for the place.
         let runs = Runs::new(1, Arc::new(clock));
         let journeys: Vec<Journey> = names.iter().map(|n| journey(n, "*/10 * * * * *")).collect();
@@ -548,13 +575,8 @@ mod paused_time {
         let results = received(&mut rx);
         assert_eq!(results.len(), 1);
         assert_eq!(results[0].outcome, Outcome::Success, "no invented cancelled runs");
-        let skipped: u64 = runs
-            .journeys
-            .lock()
-            .unwrap()
-            .values()
-            .map(|status| status.skipped_slots.load(Ordering::Relaxed))
-            .sum();
+        let skipped: u64 =
+            runs.journeys.lock().unwrap().values().map(|status| status.skipped_slots.load(Ordering::Relaxed)).sum();
         assert_eq!(skipped, 3, "the three slots that never started are skipped slots");
         assert_eq!(runs.in_flight(), 0);
     }
@@ -564,11 +586,28 @@ mod paused_time {
         let clock = clock();
         // Cancelled at the end of the grace period, one run cleans up in 1 s; the
         // other's cleanup hangs for 100 s and is abandoned at the bound.
-        let quick = Timed::new(clock, &[("quick", Duration::from_secs(60))], Duration::from_secs(1));
-        let hung = Timed::new(clock, &[("hung", Duration::from_secs(60))], Duration::from_secs(100));
+        let quick = StandIn::new(
+            Arc::new(clock),
+            Duration::ZERO,
+            &[("quick", Duration::from_secs(60))],
+            Duration::from_secs(1),
+        );
+        let hung = StandIn::new(
+            Arc::new(clock),
+            Duration::ZERO,
+            &[("hung", Duration::from_secs(60))],
+            Duration::from_secs(100),
+        );
         let runs = Runs::new(32, Arc::new(clock));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let _a = Schedules::start(vec![journey("quick", "* * * * * *")], quick.clone(), &runs, "p", Duration::ZERO, tx.clone());
+        let _a = Schedules::start(
+            vec![journey("quick", "* * * * * *")],
+            quick.clone(),
+            &runs,
+            "p",
+            Duration::ZERO,
+            tx.clone(),
+        );
         let _b = Schedules::start(vec![journey("hung", "* * * * * *")], hung.clone(), &runs, "p", Duration::ZERO, tx);
         tokio::time::sleep(Duration::from_secs(1)).await; // both running since 00:01
         let began = tokio::time::Instant::now();

@@ -129,7 +129,8 @@ impl Spool {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, OpenError> {
         let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
         fs::create_dir_all(dir).map_err(io_error)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io_error)?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io_error)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { dir: dir.to_owned() }),
@@ -245,7 +246,12 @@ impl Spool {
         self.next_sequence = sequence + 1;
         let path = self.dir.join(format!("{sequence:020}.{EXTENSION}"));
         let bytes = write_atomically(&path, samples)?;
-        self.files.push_back(SpoolFile { path, samples: samples.len() as u64, bytes, time_range_ms: time_range(samples) });
+        self.files.push_back(SpoolFile {
+            path,
+            samples: samples.len() as u64,
+            bytes,
+            time_range_ms: time_range(samples),
+        });
         let mut evicted = Vec::new();
         while self.total_bytes() > self.max_bytes {
             let Some(oldest) = self.files.pop_front() else {
@@ -609,8 +615,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), u64::MAX).unwrap();
         spool.write(&samples(3)).unwrap(); // 1_700_000_000_000 ..= +2
-        let newer: Vec<Sample> =
-            samples(3).into_iter().map(|mut s| { s.timestamp_ms += 10; s }).collect(); // +10 ..= +12
+        let newer: Vec<Sample> = samples(3)
+            .into_iter()
+            .map(|mut s| {
+                s.timestamp_ms += 10;
+                s
+            })
+            .collect(); // +10 ..= +12
         spool.write(&newer).unwrap();
         assert_eq!(spool.expire_files_before(1_700_000_000_011), 3, "the first file only");
         assert_eq!(spool.total_samples(), 3);
