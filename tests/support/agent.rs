@@ -33,7 +33,7 @@ pub struct Ended {
 impl AgentProcess {
     /// Starts `fediprobe run -c config` serving on `port`, logging at `log_level`
     /// (`FEDIPROBE_LOG`) to `<config's folder>/agent-N.log`, and waits (up to
-    /// 10 s) until `/healthz` answers.
+    /// 30 s: a loaded machine starts processes slowly) until `/healthz` answers.
     pub async fn start(config: &Path, port: u16, log_level: &str) -> AgentProcess {
         let dir = config.parent().expect("config in a folder");
         let log =
@@ -47,7 +47,7 @@ impl AgentProcess {
             .spawn()
             .expect("start fediprobe");
         let mut agent = AgentProcess { child, port, log };
-        for _ in 0..200 {
+        for _ in 0..600 {
             if agent.get("/healthz").await.is_some() {
                 return agent;
             }
@@ -56,7 +56,7 @@ impl AgentProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the agent did not answer /healthz within 10 s:\n{}", agent.stderr());
+        panic!("the agent did not answer /healthz within 30 s:\n{}", agent.stderr());
     }
 
     /// Its log so far.
@@ -142,10 +142,11 @@ pub fn runs_logged(stderr: &str) -> BTreeMap<String, Vec<i64>> {
 }
 
 /// The samples of `fediprobe_journey_outcome` VictoriaMetrics holds, per journey:
-/// one per run (whatever its outcome), by timestamp.
+/// one per run (whatever its outcome), by timestamp; read once at least
+/// `at_least` are visible and the count has settled.
 pub fn runs_stored(vm: &super::victoria::VictoriaMetrics, at_least: usize) -> BTreeMap<String, Vec<i64>> {
     let mut runs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (labels, samples) in vm.export_at_least("fediprobe_journey_outcome", at_least) {
+    for (labels, samples) in vm.export_settled("fediprobe_journey_outcome", at_least) {
         runs.entry(labels["journey"].clone()).or_default().extend(samples.iter().map(|(t, _)| *t));
     }
     for timestamps in runs.values_mut() {

@@ -553,7 +553,12 @@ impl Inner {
                 Ok(evicted) => report.dropped += evicted,
                 Err(()) => return false,
             }
-            tracing::debug!(samples = count, "receiver failing: samples written ahead to the spool");
+            tracing::debug!(
+                samples = count,
+                oldest_ms = batch.first().map_or(0, |s| s.timestamp_ms),
+                newest_ms = batch.last().map_or(0, |s| s.timestamp_ms),
+                "receiver failing: samples written ahead to the spool"
+            );
             pending.settle(count);
         }
         true
@@ -686,7 +691,10 @@ impl Inner {
                 self.send_batch(&samples, deadline, Persist::UntilDeadline).await
             };
             match outcome {
-                BatchOutcome::Delivered => report.delivered += samples.len() as u64,
+                BatchOutcome::Delivered => {
+                    tracing::debug!(file = %file.path.display(), samples = samples.len(), "spool file delivered");
+                    report.delivered += samples.len() as u64;
+                }
                 BatchOutcome::Rejected => report.rejected += samples.len() as u64,
                 BatchOutcome::GaveUp | BatchOutcome::Failing => return false,
             }
