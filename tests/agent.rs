@@ -260,3 +260,37 @@ async fn the_agent_on_paused_time_runs_every_slot_of_a_virtual_minute_and_stops_
     let expected: Vec<String> = (1..=60).map(|s| format!("{:02}:{:02}.000", s / 60, s % 60)).collect();
     assert_eq!(started, expected, "one run at each slot, none after the stop");
 }
+
+/// The bundled Deployment gives a SIGTERM'd agent long enough to finish:
+/// `terminationGracePeriodSeconds` covers the agent's whole shutdown bound
+/// (`shutdown_grace` + the cleanup bound + `flush_timeout`) for every overlay's
+/// config, so Kubernetes never SIGKILLs a stopping agent in the middle of its
+/// final push.
+#[test]
+fn the_deployments_termination_grace_period_covers_the_agents_shutdown_bound() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deployment = std::fs::read_to_string(root.join("deploy/components/deployment/deployment.yaml")).unwrap();
+    let grace: u64 = deployment
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("terminationGracePeriodSeconds:"))
+        .expect("the Deployment sets terminationGracePeriodSeconds")
+        .trim()
+        .parse()
+        .unwrap();
+    let overlays = std::fs::read_dir(root.join("deploy/overlays")).unwrap();
+    let mut checked = 0;
+    for overlay in overlays {
+        let path = overlay.unwrap().path().join("fediprobe.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (config, diagnostics) = fediprobe::spec::parse_config_str(&path, &text);
+        let config = config.unwrap_or_else(|| panic!("{diagnostics}"));
+        let bound = fediprobe::agent::shutdown_bound(&config.agent, config.remote_write.as_ref());
+        assert!(
+            Duration::from_secs(grace) > bound,
+            "{}: the agent may take {bound:?} to stop, the Deployment gives it {grace} s",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "every overlay checked");
+}
