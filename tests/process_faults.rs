@@ -180,3 +180,37 @@ async fn an_agent_whose_spool_becomes_unwritable_keeps_measuring_and_counts_the_
     assert!(stderr.contains("cannot write the spool"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_spool_stops_with_an_error_naming_it() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let first_port = free_port();
+    let config = config(&sandbox, dir.path(), free_port(), &spool, first_port);
+    let first = start_agent(&config);
+    for _ in 0..100 {
+        if metric(first_port, "fediprobe_journeys{}").await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric(first_port, "fediprobe_journeys{}").await.is_some(), "the first agent runs");
+    // A CronJob's `once` (or a second agent) pointed at the same directory.
+    let output = Command::new(BIN)
+        .args(["once", "-c", config.to_str().unwrap()])
+        .env_remove("FEDIPROBE_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the spool directory {} is in use by another fediprobe process", spool.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("give each process its own `spool_dir`"), "{stderr}");
+    signal(&first, "TERM");
+    let output = wait(first).await;
+    assert!(output.status.code().is_some(), "the first agent stops normally");
+}
