@@ -182,11 +182,25 @@ async fn sigkill_during_an_outage_loses_at_most_one_push_interval_and_the_restar
     let Ended { code, stderr } = second.stop().await;
     assert_eq!(code, Some(0), "{stderr}");
 
+    let logged_after = runs_logged(&stderr);
     let mut logged = logged_before_kill.clone();
-    for (journey, runs) in runs_logged(&stderr) {
-        logged.entry(journey).or_default().extend(runs);
+    for (journey, runs) in &logged_after {
+        logged.entry(journey.clone()).or_default().extend(runs);
     }
-    let stored = runs_stored(&vm, total(&logged) - 2 * 3);
+    // Every run of the second process must arrive (it stopped cleanly): wait for
+    // all of them before counting, so that a row VictoriaMetrics has not made
+    // searchable yet is not taken for a lost run.
+    let mut stored = runs_stored(&vm, 1);
+    for _ in 0..60 {
+        let arrived = logged_after
+            .iter()
+            .all(|(journey, runs)| runs.iter().all(|t| stored.get(journey).is_some_and(|stored| stored.contains(t))));
+        if arrived {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        stored = runs_stored(&vm, 1);
+    }
     for (journey, runs) in &logged {
         let stored: Vec<i64> = stored.get(journey).cloned().unwrap_or_default();
         let unique: BTreeSet<i64> = stored.iter().copied().collect();

@@ -158,12 +158,12 @@ impl VictoriaMetrics {
     }
 
     /// Like [`export`](Self::export), once at least `min_samples` samples are
-    /// visible (waiting up to 15 s) and two exports half a second apart agree, so
+    /// visible (waiting up to 15 s) and two exports a second apart agree, so
     /// that a test counting what was stored sees all of it.
     pub fn export_settled(&self, name_regex: &str, min_samples: usize) -> Vec<ExportedSeries> {
         let mut last = self.export_at_least(name_regex, min_samples);
-        for _ in 0..30 {
-            std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_secs(1));
             let now = self.export(name_regex);
             if now == last {
                 return now;

@@ -256,7 +256,7 @@ impl<'a> Pending<'a> {
         samples.sort_by_key(|sample| sample.timestamp_ms);
         let pending = Pending { inner, samples: samples.into() };
         // Published before the queue's lock is released, so that the backlog
-        // gauges never see these samples in neither place.
+        // gauges always find these samples in exactly one place.
         pending.publish();
         drop(queue);
         pending
