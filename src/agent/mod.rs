@@ -306,16 +306,12 @@ async fn wait_for_signals(options: &Options, shared: &Shared, runs: &Runs, resul
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                reload(options, shared, runs, results, "SIGHUP");
-                seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
+                seen = reload_and_fingerprint(options, shared, runs, results, "SIGHUP");
             }
             _ = check.tick(), if !check_every.is_zero() => {
                 let paths = lock(&shared.generation).journey_paths.clone();
                 if files_fingerprint(&options.config, &paths) != seen {
-                    reload(options, shared, runs, results, "the config or a journey file changed");
-                    // Whatever the outcome, these contents were looked at; a reload
-                    // may also point at other journey folders.
-                    seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
+                    seen = reload_and_fingerprint(options, shared, runs, results, "the config or a journey file changed");
                 }
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return; }
@@ -323,6 +319,25 @@ async fn wait_for_signals(options: &Options, shared: &Shared, runs: &Runs, resul
             () = options.shutdown.cancelled() => { tracing::info!("asked to stop"); return; }
         }
     }
+}
+
+/// Reloads, and returns the fingerprint of the files as they were *before*
+/// the reload read them: a file changed while reloading then differs from it,
+/// and the next check reloads again instead of taking the change as seen.
+/// (When the reload points at other journey folders, those are fingerprinted
+/// afresh.)
+fn reload_and_fingerprint(
+    options: &Options,
+    shared: &Shared,
+    runs: &Runs,
+    results: &mpsc::UnboundedSender<RunResult>,
+    why: &str,
+) -> u64 {
+    let paths_before = lock(&shared.generation).journey_paths.clone();
+    let before = files_fingerprint(&options.config, &paths_before);
+    reload(options, shared, runs, results, why);
+    let paths_after = lock(&shared.generation).journey_paths.clone();
+    if paths_after == paths_before { before } else { files_fingerprint(&options.config, &paths_after) }
 }
 
 /// A fingerprint of the config file and of every journey file under `paths`
