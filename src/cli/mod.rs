@@ -150,6 +150,10 @@ fn init_logging(level: &str, format: LogFormat) {
 
 /// Loads a config with its journeys, printing every diagnostic; `None` after errors.
 fn load_or_report(path: &std::path::Path) -> Option<crate::spec::Loaded> {
+    if !path.exists() {
+        eprintln!("{}", missing_config(path));
+        return None;
+    }
     match crate::spec::load_config(path) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
@@ -159,10 +163,25 @@ fn load_or_report(path: &std::path::Path) -> Option<crate::spec::Loaded> {
         }
         Err(diagnostics) => {
             eprint!("{diagnostics}");
-            eprintln!("error: {} could not be loaded ({} errors)", path.display(), diagnostics.error_count());
+            eprintln!("error: {} could not be loaded ({})", path.display(), count(diagnostics.error_count(), "error"));
             None
         }
     }
+}
+
+/// What to say when there is no config at `path`: where it looked and how to
+/// point at one.
+fn missing_config(path: &std::path::Path) -> String {
+    format!(
+        "error: no config file at {}\n  = help: point at yours with `-c PATH` (e.g. `-c /etc/fediprobe/fediprobe.yaml`), \
+         or write one for the sandbox with `fediprobe sandbox --write-config DIR`; README's \"Point it at your instance\" shows one",
+        path.display()
+    )
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 error", "3 errors".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// The default config path, `fediprobe.yaml` in the working folder.
