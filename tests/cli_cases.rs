@@ -16,8 +16,9 @@
 //! What varies from run to run is normalised before comparing, both ways: a
 //! fresh temporary folder for the command to write into is `$TMP` in `cmd` and
 //! in the output, the case folder's absolute path is `$CASE`, the repository's
-//! is `$ROOT`, and the crate's version is `$VERSION`. `FEDIPROBE_LOG` is
-//! removed from the environment, so the default log level applies.
+//! is `$ROOT`, and the crate's version is `$VERSION`. Every `FEDIPROBE_*`
+//! variable is removed from the environment (no token, the default log level),
+//! and so is `CLICOLOR_FORCE`.
 //!
 //! To add a case, create its folder with `cmd` (and its inputs), run
 //! `FEDIPROBE_BLESS=1 cargo test --test cli_cases` to write the expected files,
@@ -64,7 +65,13 @@ fn run(case: &Path) -> Outcome {
     let tmp_path = tmp.path().to_str().unwrap().to_owned();
     let args: Vec<String> = cmd.split_whitespace().map(|arg| arg.replace("$TMP", &tmp_path)).collect();
     let mut command = Command::new(BIN);
-    command.args(&args).current_dir(case).env_remove("FEDIPROBE_LOG");
+    command.args(&args).current_dir(case).env_remove("CLICOLOR_FORCE");
+    // The developer's own settings (a token, a log level) must not change a case.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FEDIPROBE_") {
+            command.env_remove(name);
+        }
+    }
     for line in read(case, "env").unwrap_or_default().lines().filter(|l| !l.trim().is_empty()) {
         let (name, value) =
             line.split_once('=').unwrap_or_else(|| panic!("{}: `env` line {line:?} is not NAME=value", case.display()));
