@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use fediprobe::generate::runbooks::AlertKind;
-use fediprobe::generate::{self, Format};
+use fediprobe::generate;
 use support::rules::{FORMATS, committed, deploy_rules, load_deploy, plain_groups, root};
 use support::tools;
 
