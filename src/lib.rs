@@ -9,6 +9,7 @@ pub mod html;
 pub mod metrics;
 pub mod report;
 pub mod runner;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scheduler;
 pub mod secret;
