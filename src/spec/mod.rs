@@ -13,6 +13,7 @@
 
 pub mod bundled;
 pub mod config;
+pub mod control;
 pub mod diag;
 pub mod journey;
 pub mod limits;
