@@ -30,7 +30,7 @@ pub fn run(args: Args) -> ExitCode {
                 journeys += loaded.journeys.len();
                 diagnostics.extend(loaded.warnings);
                 diagnostics.extend(spec::control::warnings(&loaded.config));
-                budget = spec::limits::budget(&loaded.journeys, &|name| loaded.config.limits_for(name));
+                budget = loaded.budget;
             }
             Err(found) => diagnostics.extend(found),
         }

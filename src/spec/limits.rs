@@ -232,16 +232,32 @@ pub const AGENT_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// once` sweeps after each run on the instances its journeys leave statuses on
 /// (a CronJob runs the journeys of one schedule together), the agent sweeps every
 /// instance at start and then every [`AGENT_SWEEP_EVERY`].
-pub fn sweeps_in_window(journeys: &[Journey], instance: &str, per: Duration) -> u64 {
+pub fn sweeps_in_window(journeys: &[Journey], instance: &str, per: Duration, runs: &mut Runs) -> u64 {
     let mut schedules: Vec<&Journey> = Vec::new();
     for journey in journeys.iter().filter(|j| leaves_statuses_on(j).iter().any(|i| i == instance)) {
         if !schedules.iter().any(|s| s.schedule.normalized() == journey.schedule.normalized()) {
             schedules.push(journey);
         }
     }
-    let once: u64 = schedules.iter().map(|j| max_runs_in_window(&j.schedule.cron, per, 1_000_000) as u64).sum();
+    let once: u64 = schedules.iter().map(|j| runs.most_in(j, per)).sum();
     let agent = per.as_secs().div_ceil(AGENT_SWEEP_EVERY.as_secs()).max(1);
     once.max(agent)
+}
+
+/// How often journeys' schedules fire in their worst windows, each schedule and
+/// window length counted once: walking a week of a schedule that fires every
+/// second takes a while, and `check`, `once` and the agent load configs often.
+#[derive(Debug, Default)]
+pub struct Runs(std::collections::HashMap<(String, Duration), u64>);
+
+impl Runs {
+    /// The most runs of `journey` in one window of `per`.
+    pub fn most_in(&mut self, journey: &Journey, per: Duration) -> u64 {
+        *self
+            .0
+            .entry((journey.schedule.normalized(), per))
+            .or_insert_with(|| max_runs_in_window(&journey.schedule.cron, per, 1_000_000) as u64)
+    }
 }
 
 /// What the leftover sweep counts per sweep against `counted`.
@@ -344,6 +360,7 @@ impl Budget {
 pub fn budget(journeys: &[Journey], limits_for: &dyn Fn(&str) -> (Vec<Limit>, Sharing)) -> Vec<Budget> {
     let mut out: Vec<Budget> = Vec::new();
     let usages: Vec<Vec<Use>> = journeys.iter().map(usage).collect();
+    let mut runs = Runs::default();
     let mut instances: Vec<&str> = journeys.iter().flat_map(|j| j.instances()).map(|(i, _)| i).collect();
     instances.sort();
     instances.dedup();
@@ -353,12 +370,13 @@ pub fn budget(journeys: &[Journey], limits_for: &dyn Fn(&str) -> (Vec<Limit>, Sh
             let mut users: Vec<(User, u64)> = Vec::new();
             for (index, usage) in usages.iter().enumerate() {
                 for u in usage.iter().filter(|u| u.instance == instance && u.counted == limit.counted) {
-                    let runs = max_runs_in_window(&journeys[index].schedule.cron, limit.per, 1_000_000) as u64;
-                    let once = if runs > 0 { u64::from(u.once) } else { 0 };
-                    users.push((User::Journey(index), runs * u64::from(u.per_run) + once));
+                    let most = runs.most_in(&journeys[index], limit.per);
+                    let once = if most > 0 { u64::from(u.once) } else { 0 };
+                    users.push((User::Journey(index), most * u64::from(u.per_run) + once));
                 }
             }
-            let sweep = sweeps_in_window(journeys, instance, limit.per) * u64::from(sweep_cost(limit.counted));
+            let cost = u64::from(sweep_cost(limit.counted));
+            let sweep = if cost > 0 { sweeps_in_window(journeys, instance, limit.per, &mut runs) * cost } else { 0 };
             if sweep > 0 {
                 users.push((User::Sweep, sweep));
             }

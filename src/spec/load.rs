@@ -16,6 +16,9 @@ pub struct Loaded {
     pub config: Config,
     pub journeys: Vec<Journey>,
     pub warnings: Diagnostics,
+    /// How much of each instance's rate limits the journeys and the sweep use,
+    /// every probe sharing the account or the token counted (none exceeded).
+    pub budget: Vec<limits::Budget>,
 }
 
 /// Parses one journey from text. `path` is only used in diagnostics.
@@ -104,7 +107,7 @@ fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBu
 pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
     let (journeys, sources, mut diagnostics) = load_journeys(paths);
     let defaults = |_: &str| (limits::LIMITS.to_vec(), limits::Sharing::default());
-    diagnostics.extend(limit_diagnostics(&journeys, &sources, &defaults));
+    diagnostics.extend(limit_diagnostics(&journeys, &sources, &limits::budget(&journeys, &defaults)));
     (journeys, diagnostics)
 }
 
@@ -134,13 +137,9 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
 }
 
 /// The schedules' use of each instance's rate limits, as errors where it is too much.
-fn limit_diagnostics(
-    journeys: &[Journey],
-    sources: &[Source],
-    limits_for: &dyn Fn(&str) -> (Vec<limits::Limit>, limits::Sharing),
-) -> Diagnostics {
+fn limit_diagnostics(journeys: &[Journey], sources: &[Source], budget: &[limits::Budget]) -> Diagnostics {
     let mut diagnostics = Diagnostics::default();
-    for budget in limits::budget(journeys, limits_for).into_iter().filter(limits::Budget::exceeded) {
+    for budget in budget.iter().filter(|b| b.exceeded()) {
         let limit = budget.limit;
         let scope = limit.scope.as_str();
         let mut title = format!(
@@ -205,7 +204,8 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     let Some(config) = config else { return Err(diagnostics) };
     let (journeys, sources, found) = load_journeys(&config.journeys);
     diagnostics.extend(found);
-    diagnostics.extend(limit_diagnostics(&journeys, &sources, &|name| config.limits_for(name)));
+    let budget = limits::budget(&journeys, &|name| config.limits_for(name));
+    diagnostics.extend(limit_diagnostics(&journeys, &sources, &budget));
     for journey in &journeys {
         for (name, pos) in journey.instances() {
             if config.instance(name).is_none() {
@@ -229,7 +229,7 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     }
     let mut warnings = diagnostics;
     warnings.extend(token_warnings(&config, &source));
-    Ok(Loaded { config, journeys, warnings })
+    Ok(Loaded { config, journeys, warnings, budget })
 }
 
 /// Warnings about tokens that can't be read now (unset variable, missing or
