@@ -10,8 +10,8 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use fediprobe::generate::runbooks::AlertKind;
 use fediprobe::generate;
+use fediprobe::generate::runbooks::AlertKind;
 use support::rules::{FORMATS, committed, deploy_rules, load_deploy, plain_groups, root};
 use support::tools;
 

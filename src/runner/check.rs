@@ -193,7 +193,10 @@ fn same(actual: &Json, expected: &Json) -> bool {
     }
 }
 
-/// Runs a step's captures; a capture that finds nothing fails the step.
+/// Runs a step's captures; a capture that finds nothing fails the step, unless
+/// it is `optional` (then it is left out). A JSONPath capture takes the first
+/// matched value that is not null, so a union such as
+/// `$['account_domain','domain']` reads the first field the server sends.
 pub fn capture(
     captures: &[Capture],
     response: &Response,
@@ -204,9 +207,10 @@ pub fn capture(
         let value = match &c.source {
             CaptureSource::Json { text, path } => {
                 let json = body.json()?;
-                match path.query(json).first() {
+                match path.query(json).all().into_iter().find(|v| !v.is_null()) {
                     Some(Json::String(s)) => s.clone(),
-                    Some(Json::Null) | None => {
+                    None if c.optional => continue,
+                    None => {
                         return Err(StepError::new(
                             Reason::Assertion,
                             format!("capture `{}`: `{text}` matched nothing", c.name),
@@ -217,6 +221,7 @@ pub fn capture(
             }
             CaptureSource::Header(name) => match header(response, name) {
                 Some(v) => v.to_owned(),
+                None if c.optional => continue,
                 None => {
                     return Err(StepError::new(Reason::Assertion, format!("capture `{}`: no `{name}` header", c.name)));
                 }

@@ -280,6 +280,14 @@ impl Runner {
             result.skipped_because = Some(format!("`${{{missing}}}` was never captured"));
             return result;
         }
+        // A step that creates what an earlier step did not find is not needed when it was found.
+        if let Some(name) = &step.if_missing
+            && state.captures.iter().any(|(n, _)| n == name)
+        {
+            result.status = StepStatus::Skipped;
+            result.skipped_because = Some(format!("`${{{name}}}` was found by an earlier step"));
+            return result;
+        }
         let start = Instant::now();
         let outcome = match &step.kind {
             StepKind::Stream(spec) => self.stream_step(state, step, spec, &instance, deadline, &mut result).await,

@@ -14,7 +14,7 @@ use super::yaml::{Node, Reader, Value};
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
 const STEP_KEYS: &[&str] =
-    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as"];
+    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as", "if_missing"];
 const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "silence", "fallback"];
 const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
 const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
@@ -235,6 +235,22 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
         Some(n) => read_expect(reader, n, known_captures),
         None => Some(Expect::default()),
     };
+    // Read before this step's own captures: it names what an earlier step captures.
+    let if_missing = match fields.get("if_missing") {
+        None => Some(None),
+        Some(n) => reader.string(n, "`if_missing`").and_then(|name| {
+            if known_captures.contains(&name) {
+                Some(Some(name))
+            } else {
+                reader.error_hint(
+                    n,
+                    format!("`if_missing: {name}` names no capture of an earlier step"),
+                    "capture it with `optional: true` in an earlier step, e.g. `id: { json: $[0].id, optional: true }`",
+                );
+                None
+            }
+        }),
+    };
     let captures = match fields.get("capture") {
         Some(n) => read_captures(reader, n),
         None => Vec::new(),
@@ -271,6 +287,7 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
         expect: expect?,
         captures,
         fail_as: fail_as?,
+        if_missing: if_missing?,
     })
 }
 
@@ -656,10 +673,19 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
             );
             continue;
         }
+        let mut optional = false;
         let source = match &value.value {
             Value::Str(_) => json_path(reader, value).map(|(text, path)| CaptureSource::Json { text, path }),
             Value::Map(_) => {
-                let Some(f) = reader.map(value, "a capture", &["json", "header"]) else { continue };
+                let Some(f) = reader.map(value, "a capture", &["json", "header", "optional"]) else { continue };
+                if let Some(o) = f.get("optional") {
+                    match o.value {
+                        Value::Bool(b) => optional = b,
+                        _ => {
+                            reader.error(o, "`optional` must be `true` or `false`");
+                        }
+                    }
+                }
                 match (f.get("json"), f.get("header")) {
                     (Some(j), None) => json_path(reader, j).map(|(text, path)| CaptureSource::Json { text, path }),
                     (None, Some(h)) => {
@@ -669,7 +695,7 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
                         reader.error_hint(
                             value,
                             "a capture reads `json` or `header`",
-                            "e.g. `id: $.id` or `link: { header: Link }`",
+                            "e.g. `id: $.id`, `link: { header: Link }` or `id: { json: $[0].id, optional: true }`",
                         );
                         None
                     }
@@ -681,7 +707,7 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
             }
         };
         if let Some(source) = source {
-            out.push(Capture { name, source, pos: value.pos });
+            out.push(Capture { name, source, optional, pos: value.pos });
         }
     }
     out
