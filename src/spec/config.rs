@@ -345,6 +345,10 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
     let url = fields.require(reader, "url", "the instance").and_then(|n| {
         let text = reader.string(n, "`url`")?;
         match url::Url::parse(&text) {
+            Ok(u) if has_credentials(&u) => {
+                refuse_credentials(reader, n, "the token: `token: { file: … }`");
+                None
+            }
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
                 if u.query().is_some() || u.path() != "/" {
                     reader.error_hint(
@@ -396,6 +400,18 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
     Some(InstanceConfig { name, url: url?, account: account?, token: token?, rate_limits, pos })
 }
 
+/// Whether a URL carries a user name or password (`https://user:password@host`).
+fn has_credentials(url: &url::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Refuses credentials written into a URL: they are secrets in the config like an
+/// inline token. The title does not repeat the URL (diagnostics mask its password
+/// anyway).
+fn refuse_credentials(reader: &mut Reader<'_>, node: &Node, instead: &str) {
+    reader.error_hint(node, "a URL in the config must not carry credentials", format!("give them as {instead}"));
+}
+
 /// Reads `{ env: NAME }` or `{ file: PATH }`. An inline value is refused: config
 /// files get committed, copied into ConfigMaps and pasted into tickets.
 pub fn read_secret_source(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<TokenSource> {
@@ -440,6 +456,10 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
     let url = fields.require(reader, "url", "`remote_write`").and_then(|n| {
         let text = reader.string(n, "`url`")?;
         match url::Url::parse(&text) {
+            Ok(u) if has_credentials(&u) => {
+                refuse_credentials(reader, n, "`basic_auth: { username: …, password: { file: … } }`");
+                None
+            }
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
             _ => {
                 reader.error_hint(
