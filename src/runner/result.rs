@@ -245,6 +245,30 @@ impl RunResult {
         let name = self.failed_step.as_deref()?;
         self.steps.iter().find(|s| s.name == name)?.error.as_ref()
     }
+
+    /// Removes every secret the process knows, and every piece of one (see
+    /// [`crate::secret::scrub`]), from all the free text a result shows: error
+    /// messages, assertions' values, skip reasons, captured values. Whatever a
+    /// server echoed back ends up in one of them.
+    pub fn scrub(&mut self) {
+        use crate::secret::scrub_in_place as clean;
+        for step in self.steps.iter_mut().chain(self.cleanup.iter_mut()) {
+            if let Some(e) = &mut step.error {
+                clean(&mut e.message);
+                if let Some(a) = &mut e.assertion {
+                    clean(&mut a.assertion);
+                    clean(&mut a.actual);
+                    clean(&mut a.expected);
+                }
+            }
+            if let Some(why) = &mut step.skipped_because {
+                clean(why);
+            }
+        }
+        for (_, value) in &mut self.captures {
+            clean(value);
+        }
+    }
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
