@@ -70,10 +70,15 @@ pub enum Reason {
     /// A network failure (`connect`, `dns`, a timeout before connecting) while the
     /// probe's control target was unreachable too: the probe's own network is down.
     ProbeNetwork,
+    /// The instance's streaming URL is one the probe does not send its token to:
+    /// not `wss://` for an `https://` instance, or on a host that is neither the
+    /// instance's, under its parent domain, nor in its `streaming_hosts`. The
+    /// stream is not opened (a `stream` step polls its fallback instead).
+    StreamingUrl,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::Connect,
@@ -92,6 +97,7 @@ impl Reason {
         Reason::Cancelled,
         Reason::NotFollowing,
         Reason::ProbeNetwork,
+        Reason::StreamingUrl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +120,7 @@ impl Reason {
             Reason::Cancelled => "cancelled",
             Reason::NotFollowing => "not_following",
             Reason::ProbeNetwork => "probe_network",
+            Reason::StreamingUrl => "streaming_url",
         }
     }
 
@@ -125,7 +132,8 @@ impl Reason {
             | Reason::Config
             | Reason::Cancelled
             | Reason::NotFollowing
-            | Reason::ProbeNetwork => Outcome::ProbeError,
+            | Reason::ProbeNetwork
+            | Reason::StreamingUrl => Outcome::ProbeError,
             _ => Outcome::Failure,
         }
     }

@@ -14,6 +14,8 @@
 //!     account: fediprobe         # the probe account's user name (a label on every sample)
 //!     token: { env: FEDIPROBE_MAIN_TOKEN }   # or { file: /var/run/secrets/fediprobe/main }
 //!     rate_limits: { api_calls: 300 }        # only where the instance differs from Mastodon's
+//!     streaming_hosts: [stream.example.net]  # default: none; hosts besides the instance's own and its
+//!                                            # parent domain's that may receive the token for streaming
 //!                                            # defaults: api_calls, unauthenticated_api_calls
 //!                                            # (per 5 min), statuses (3 h), deletes, media (30 min)
 //! journeys: [journeys/]          # default: journeys/ beside this file
@@ -94,6 +96,10 @@ pub struct InstanceConfig {
     /// a limit's name (`api_calls`, `unauthenticated_api_calls`, `statuses`,
     /// `deletes`, `media`) and its maximum per Mastodon's window.
     pub rate_limits: Vec<(String, u32)>,
+    /// Hosts (names, not URLs) the streaming API may be on and receive the token,
+    /// besides the instance's own host and its parent domain (see
+    /// `runner::stream::streaming_url_allowed`).
+    pub streaming_hosts: Vec<String>,
     pub pos: Pos,
 }
 
@@ -239,7 +245,7 @@ const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_er
 const AGENT_KEYS: &[&str] =
     &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
 const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
-const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits"];
+const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits", "streaming_hosts"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
     "url",
     "basic_auth",
@@ -397,7 +403,41 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
             }
         }
     }
-    Some(InstanceConfig { name, url: url?, account: account?, token: token?, rate_limits, pos })
+    let streaming_hosts = fields.get("streaming_hosts").map_or_else(|| Some(Vec::new()), |n| read_hosts(reader, n));
+    Some(InstanceConfig {
+        name,
+        url: url?,
+        account: account?,
+        token: token?,
+        rate_limits,
+        streaming_hosts: streaming_hosts?,
+        pos,
+    })
+}
+
+/// Reads `streaming_hosts`: a list of host names (lower-cased) or addresses, not URLs.
+fn read_hosts(reader: &mut Reader<'_>, node: &Node) -> Option<Vec<String>> {
+    let mut hosts = Vec::new();
+    let mut ok = true;
+    for item in reader.seq(node, "`streaming_hosts`")? {
+        let Some(text) = reader.string(item, "a streaming host") else {
+            ok = false;
+            continue;
+        };
+        let host = if text.contains(['/', '@']) { None } else { url::Host::parse(&text).ok() };
+        match host {
+            Some(host) => hosts.push(host.to_string()),
+            None => {
+                reader.error_hint(
+                    item,
+                    format!("`{text}` is not a host name"),
+                    "give the host alone, e.g. `streaming.mastodon.example`, without scheme, port or path",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(hosts)
 }
 
 /// Whether a URL carries a user name or password (`https://user:password@host`).
