@@ -302,22 +302,34 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
     }
 }
 
-/// Makes `dir` (created when missing) and everything directly in it private to the
-/// probe's user: the directory 0700, its files 0600, also when they existed before
-/// with looser modes. For directories the probe writes secrets or samples into.
+/// Makes `dir` (created when missing) private to the probe's user: 0700, also when
+/// it existed before with a looser mode. For directories the probe writes secrets
+/// or samples into.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes every file directly in `dir` private (0600): files an earlier version or
+/// another tool left with looser modes in a directory that holds only the probe's
+/// own files (the spool).
+pub fn private_files_in(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
         for entry in std::fs::read_dir(dir)?.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
-            if kind.is_file() {
+            if entry.file_type().is_ok_and(|kind| kind.is_file()) {
                 std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 
@@ -430,6 +442,7 @@ mod tests {
         std::fs::write(&old, b"x").unwrap();
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
         private_dir(&spool).unwrap();
+        private_files_in(&spool).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&spool), 0o700);
         assert_eq!(mode(&old), 0o600);
