@@ -113,8 +113,12 @@ impl Followed {
                     tracing::info!(file = %self.path.display(), "the secret in this file changed; using the new one");
                 }
             }
-            Ok(_) => tracing::warn!(file = %self.path.display(), "the secret file is empty now; keeping the secret read before"),
-            Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "cannot read the secret file again; keeping the secret read before"),
+            Ok(_) => {
+                tracing::warn!(file = %self.path.display(), "the secret file is empty now; keeping the secret read before")
+            }
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), error = %e, "cannot read the secret file again; keeping the secret read before")
+            }
         }
     }
 }

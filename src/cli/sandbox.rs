@@ -95,4 +95,3 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::write(&path, yaml)?;
     Ok(path)
 }
-

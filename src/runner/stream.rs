@@ -142,8 +142,10 @@ fn sibling_domain(host: &str) -> Option<&str> {
     }
     // A generic second level under a country code (`co.uk`, `com.au`, `or.jp`) is a
     // public suffix: many unrelated owners live under it.
-    const GENERIC_SECOND_LEVEL: &[&str] =
-        &["ac", "co", "com", "edu", "gob", "go", "gov", "ltd", "mil", "ne", "net", "nic", "nom", "or", "org", "plc", "sch"];
+    const GENERIC_SECOND_LEVEL: &[&str] = &[
+        "ac", "co", "com", "edu", "gob", "go", "gov", "ltd", "mil", "ne", "net", "nic", "nom", "or", "org", "plc",
+        "sch",
+    ];
     if labels.len() == 2 && labels[1].len() == 2 && GENERIC_SECOND_LEVEL.contains(&labels[0]) {
         return None;
     }
@@ -418,6 +420,8 @@ mod tests {
     fn streaming_hosts_allow_a_host_and_the_refusal_says_how() {
         let refused = allowed("https://mastodon.example", "wss://stream.cdn.example.net/x", &[]).unwrap_err();
         assert!(refused.contains("`streaming_hosts: [stream.cdn.example.net]` under instance `main`"), "{refused}");
-        assert!(allowed("https://mastodon.example", "wss://stream.cdn.example.net", &["stream.cdn.example.net"]).is_ok());
+        assert!(
+            allowed("https://mastodon.example", "wss://stream.cdn.example.net", &["stream.cdn.example.net"]).is_ok()
+        );
     }
 }

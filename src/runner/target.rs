@@ -68,7 +68,8 @@ pub fn targets_from_config(config: &Config) -> Vec<Target> {
             name: i.name.clone(),
             base_url: i.url.clone(),
             account: i.account.clone(),
-            token: read_secret_following(&i.token, recheck).map_err(|e| format!("the token of instance `{}`: {e}", i.name)),
+            token: read_secret_following(&i.token, recheck)
+                .map_err(|e| format!("the token of instance `{}`: {e}", i.name)),
             streaming_hosts: i.streaming_hosts.clone(),
         })
         .collect()

@@ -88,8 +88,7 @@ impl fmt::Display for Diagnostic {
         if let Some(line) = &self.source_line {
             let start = pos.col.saturating_sub(1);
             let (line, start, width) = mask_line(line, start, self.width.max(1));
-            let caret_pad: String =
-                line.chars().take(start).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            let caret_pad: String = line.chars().take(start).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             write!(f, "\n{pad} |\n{} | {line}\n{pad} | {caret_pad}{}", pos.line, "^".repeat(width.max(1)))?;
         }
         if let Some(hint) = &self.hint {
@@ -350,7 +349,10 @@ mod tests {
     fn an_inline_token_is_masked_with_the_carets_under_the_mask() {
         let text = at("    token: abcdef123456", 12, 12);
         assert!(!text.contains("abcdef"), "{text}");
-        assert!(text.contains("3 |     token: ***\n  |            ^^^\n") || text.ends_with("  |            ^^^"), "{text}");
+        assert!(
+            text.contains("3 |     token: ***\n  |            ^^^\n") || text.ends_with("  |            ^^^"),
+            "{text}"
+        );
         // The position itself stays where the value is in the file.
         assert!(text.contains("f.yaml:3:12"), "{text}");
     }
@@ -373,7 +375,8 @@ mod tests {
             assert!(text.contains("***"), "{line} -> {text}");
         }
         // What shows where a secret is read from is not a secret.
-        for line in ["    token: { env: FEDIPROBE_MAIN_TOKEN }", "    token: { file: /var/run/secrets/fediprobe/main }"] {
+        for line in ["    token: { env: FEDIPROBE_MAIN_TOKEN }", "    token: { file: /var/run/secrets/fediprobe/main }"]
+        {
             assert!(at(line, 5, 5).contains(line), "{line}");
         }
         // Text after a masked flow value keeps its place and its carets.
