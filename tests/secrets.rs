@@ -559,3 +559,52 @@ fn the_spool_and_the_sandbox_config_fix_modes_of_what_existed_before() {
         assert_eq!(mode(&file.path), 0o600);
     }
 }
+
+/// The sandbox's targets with host names instead of `127.0.0.1` (resolved to it by
+/// the runner's fixed resolver), so that the sandbox's streaming URL,
+/// `ws://127.0.0.1:PORT`, is on another host than the instance.
+fn named_targets(sandbox: &Sandbox, streaming_hosts: &[&str]) -> (Vec<Target>, fediprobe::runner::Resolver) {
+    let mut names = Vec::new();
+    let mut targets = fediprobe::wiring::sandbox_targets(sandbox);
+    for target in &mut targets {
+        let name = format!("{}.probe.test", target.name);
+        target.base_url.set_host(Some(&name)).unwrap();
+        target.streaming_hosts = streaming_hosts.iter().map(|h| (*h).to_owned()).collect();
+        names.push((name, vec![std::net::IpAddr::from([127, 0, 0, 1])]));
+    }
+    (targets, fediprobe::runner::Resolver::fixed(names))
+}
+
+#[tokio::test]
+async fn a_streaming_url_on_another_host_gets_no_token_until_the_config_allows_the_host() {
+    use fediprobe::runner::stream::Method;
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let journey = support::journeys::bundled("federation-main-to-peer");
+    let arrive = |result: &fediprobe::runner::RunResult| {
+        result.steps.iter().find(|s| s.name == "arrive").cloned().expect("an `arrive` step")
+    };
+
+    // Not allowed: the stream is not opened, the fallback poll finds the post.
+    let (targets, resolver) = named_targets(&sandbox, &[]);
+    let result = fediprobe::runner::Runner::new(targets).with_resolver(resolver).run(&journey).await;
+    let shown = serde_json::to_string_pretty(&result).unwrap();
+    assert_eq!(result.outcome, fediprobe::runner::Outcome::Success, "{shown}");
+    assert_eq!(arrive(&result).delivery.expect("delivered").method, Method::Poll, "{shown}");
+
+    // The refusal, as the stream step reports it, says how to allow the host.
+    let (targets, _) = named_targets(&sandbox, &[]);
+    let peer = targets.iter().find(|t| t.name == "peer").unwrap();
+    let refused = fediprobe::runner::stream::streaming_url_allowed(
+        peer,
+        &sandbox.instance("beta").unwrap().streaming_url().parse().unwrap(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("`streaming_hosts: [127.0.0.1]` under instance `peer`"), "{refused}");
+
+    // Allowed by `streaming_hosts`: the stream is used.
+    let (targets, resolver) = named_targets(&sandbox, &["127.0.0.1"]);
+    let result = fediprobe::runner::Runner::new(targets).with_resolver(resolver).run(&journey).await;
+    let shown = serde_json::to_string_pretty(&result).unwrap();
+    assert_eq!(result.outcome, fediprobe::runner::Outcome::Success, "{shown}");
+    assert_eq!(arrive(&result).delivery.expect("delivered").method, Method::Stream, "{shown}");
+}

@@ -74,3 +74,34 @@ pub fn targets_from_config(config: &Config) -> Vec<Target> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_is_followed_when_a_recheck_is_given_and_read_once_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.token");
+        std::fs::write(&path, "target-old-token-0123456789\n").unwrap();
+        let source = TokenSource::File(path.clone());
+        let followed = read_secret_following(&source, Some(Duration::from_nanos(1))).unwrap();
+        let once = read_secret(&source).unwrap();
+        let never = read_secret_following(&source, Some(Duration::ZERO)).unwrap();
+        std::fs::write(&path, "target-new-token-9876543210\n").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(followed.expose(), "target-new-token-9876543210");
+        assert_eq!(once.expose(), "target-old-token-0123456789");
+        assert_eq!(never.expose(), "target-old-token-0123456789", "`reload_check: 0s` reads once");
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_source_says_where_it_looked_without_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TokenSource::File(dir.path().join("missing.token"));
+        assert!(read_secret(&missing).unwrap_err().contains("missing.token"));
+        let empty = dir.path().join("empty.token");
+        std::fs::write(&empty, "\n").unwrap();
+        assert!(read_secret(&TokenSource::File(empty)).unwrap_err().contains("is empty"));
+    }
+}
