@@ -608,3 +608,47 @@ async fn a_streaming_url_on_another_host_gets_no_token_until_the_config_allows_t
     assert_eq!(result.outcome, fediprobe::runner::Outcome::Success, "{shown}");
     assert_eq!(arrive(&result).delivery.expect("delivered").method, Method::Stream, "{shown}");
 }
+
+/// The secrets written into the data-driven cases under `tests/cases/` (each must
+/// still be in a case's `.yaml`, so that this list cannot go stale unnoticed).
+const CASE_SECRETS: &[&str] = &[
+    "abcdef123456",
+    "Bearer abc",
+    "tok-inline-7f3a9c2e5b1d",
+    "pw-host-url-48xqZ7",
+    "pw-in-url-93kd72",
+    "hdr-inline-Kq81mZp0",
+    "pw-inline-5hq8ZxY2",
+    "tok-in-query-5Gh2Lk9q",
+    "cookie-value-8Jk2Mn4p",
+];
+
+#[test]
+fn no_expected_diagnostic_in_the_cases_shows_a_secret() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let (mut yaml, mut err) = (String::new(), Vec::new());
+    for folder in std::fs::read_dir(&cases).unwrap().flatten() {
+        for file in std::fs::read_dir(folder.path()).unwrap().flatten() {
+            let path = file.path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("yaml") => yaml.push_str(&text),
+                Some("err") => err.push((path, text)),
+                _ => {}
+            }
+        }
+    }
+    assert!(!err.is_empty());
+    for secret in CASE_SECRETS {
+        assert!(yaml.contains(secret), "no case holds {secret:?} any more: update CASE_SECRETS");
+        for (path, text) in &err {
+            // The value itself, and (for the longer ones) any piece of it.
+            assert!(!text.contains(secret), "{} shows {secret:?}", path.display());
+            if secret.len() > PIECE && !secret.contains(' ') {
+                let mut secrets = Secrets::default();
+                secrets.add(*secret);
+                secrets.assert_absent(&path.display().to_string(), text);
+            }
+        }
+    }
+}
