@@ -101,13 +101,18 @@ impl Secrets {
 }
 
 /// Runs the binary at trace level (the flag before the subcommand), bounded in time.
-async fn fediprobe(args: &[&str]) -> Output {
+/// (The command is built before the future, which so borrows nothing: commands can
+/// run side by side.)
+fn fediprobe(args: &[&str]) -> impl std::future::Future<Output = Output> + use<> {
     let mut command = tokio::process::Command::new(BIN);
     command.args(["--log-level", "trace"]).args(args).env_remove("FEDIPROBE_LOG").kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("fediprobe {args:?} did not finish within 60 s"))
-        .expect("the binary runs")
+    let shown = format!("{args:?}");
+    async move {
+        tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("fediprobe {shown} did not finish within 60 s"))
+            .expect("the binary runs")
+    }
 }
 
 /// Starts the binary at trace level for a command that keeps running, its output piped.
@@ -353,33 +358,37 @@ async fn no_command_shows_any_piece_of_a_secret_on_any_path() {
     assert_eq!(output.status.code(), Some(2));
     secrets.assert_absent_in_output("once (inline token)", &output);
 
-    // rules and dashboards, and their files.
-    let output = fediprobe(&["rules", "-c", good]).await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    secrets.assert_absent_in_output("rules", &output);
+    // rules and dashboards (side by side: neither needs the other), and their files.
     let dashboards = d.join("dashboards");
-    let output = fediprobe(&["dashboards", "-c", good, "--out", dashboards.to_str().unwrap()]).await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    secrets.assert_absent_in_output("dashboards", &output);
+    let (rules, dashboard) = tokio::join!(
+        fediprobe(&["rules", "-c", good]),
+        fediprobe(&["dashboards", "-c", good, "--out", dashboards.to_str().unwrap()]),
+    );
+    for (what, output) in [("rules", &rules), ("dashboards", &dashboard)] {
+        assert_eq!(output.status.code(), Some(0), "{what}: {}", stderr(output));
+        secrets.assert_absent_in_output(what, output);
+    }
     assert!(secrets.assert_absent_in_files("dashboards", &dashboards) > 0);
 
-    // once, good path (pushes to VictoriaMetrics) with the echoing instance in it.
-    for format in ["human", "json"] {
-        let output = fediprobe(&["--log-format", format, "once", "-c", good, "--output", "json"]).await;
-        let out = stdout(&output);
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-        let runs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let run = |name: &str| runs.iter().find(|r| r["journey"] == name).unwrap_or_else(|| panic!("{name}: {out}"));
-        assert_eq!(run("home-timeline")["outcome"], "success", "{out}");
-        // The echoes were seen, and what they said reached the results scrubbed.
-        assert_eq!(run("echo-body")["reason"], "invalid_json", "{out}");
-        assert!(run("echo-body").to_string().contains("<redacted>"), "{out}");
-        assert_eq!(run("echo-error")["steps"][0]["http_status"], 500, "{out}");
-        assert!(run("echo-error").to_string().contains("<redacted>"), "{out}");
-        secrets.assert_absent_in_output(&format!("once (good, {format} logs)"), &output);
-    }
-    let output = fediprobe(&["once", "-c", good]).await;
-    secrets.assert_absent_in_output("once (table)", &output);
+    // once, good path (pushes to VictoriaMetrics) with the echoing instance in it:
+    // JSON results with human logs, and a table with JSON logs, side by side.
+    let (output, table) = tokio::join!(
+        fediprobe(&["once", "-c", good, "--output", "json"]),
+        fediprobe(&["--log-format", "json", "once", "-c", good]),
+    );
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let runs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let run = |name: &str| runs.iter().find(|r| r["journey"] == name).unwrap_or_else(|| panic!("{name}: {out}"));
+    assert_eq!(run("home-timeline")["outcome"], "success", "{out}");
+    // The echoes were seen, and what they said reached the results scrubbed.
+    assert_eq!(run("echo-body")["reason"], "invalid_json", "{out}");
+    assert!(run("echo-body").to_string().contains("<redacted>"), "{out}");
+    assert_eq!(run("echo-error")["steps"][0]["http_status"], 500, "{out}");
+    assert!(run("echo-error").to_string().contains("<redacted>"), "{out}");
+    secrets.assert_absent_in_output("once (JSON results, human logs)", &output);
+    assert!(stdout(&table).contains("echo-body"), "{}", stdout(&table));
+    secrets.assert_absent_in_output("once (table, JSON logs)", &table);
 
     // once, failure path: a token the instance refuses, and a backend nobody
     // listens on, so that the samples are spooled.
