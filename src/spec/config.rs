@@ -356,6 +356,16 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
                 None
             }
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+                if u.scheme() == "http" && !on_loopback(&u) {
+                    reader.warning(
+                        n,
+                        "the token would cross the network in clear text: the instance URL is plain http",
+                        Some(format!(
+                            "use `https://{}`; plain http is for instances on loopback (the sandbox)",
+                            u.authority()
+                        )),
+                    );
+                }
                 if u.query().is_some() || u.path() != "/" {
                     reader.error_hint(
                         n,
@@ -438,6 +448,16 @@ fn read_hosts(reader: &mut Reader<'_>, node: &Node) -> Option<Vec<String>> {
         }
     }
     ok.then_some(hosts)
+}
+
+/// Whether a URL's host is this machine (`127.0.0.0/8`, `::1`, `localhost`).
+fn on_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+        None => false,
+    }
 }
 
 /// Whether a URL carries a user name or password (`https://user:password@host`).
