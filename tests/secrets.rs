@@ -72,7 +72,7 @@ impl Secrets {
             for start in 0..=secret.len() - PIECE {
                 let piece = &secret[start..start + PIECE];
                 if let Some(line) = text.lines().find(|l| l.contains(piece)) {
-                    panic!("{what} shows characters {start}.. of secret #{n}: {}", line.replace(piece, "[PIECE]"));
+                    panic!("{what} shows characters {start}.. of secret #{n}: {}", masked(line, secret));
                 }
             }
         }
@@ -98,6 +98,17 @@ impl Secrets {
         self.assert_absent(&format!("{what}: stdout"), &String::from_utf8_lossy(&output.stdout));
         self.assert_absent(&format!("{what}: stderr"), &String::from_utf8_lossy(&output.stderr));
     }
+}
+
+/// `line` with every character that belongs to a piece of `secret` shown as `*`.
+fn masked(line: &str, secret: &str) -> String {
+    let mut hidden = vec![false; line.len()];
+    for start in 0..=secret.len() - PIECE {
+        for (at, _) in line.match_indices(&secret[start..start + PIECE]) {
+            hidden[at..at + PIECE].iter_mut().for_each(|h| *h = true);
+        }
+    }
+    line.char_indices().map(|(i, c)| if hidden[i] { '*' } else { c }).collect()
 }
 
 /// Runs the binary at trace level (the flag before the subcommand), bounded in time.
