@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::runner::ControlTarget;
-use crate::runner::target::read_secret;
+use crate::runner::target::read_secret_following;
 use crate::sink::remote_write::{Auth, RemoteWriteOptions};
 use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
 
@@ -25,6 +25,11 @@ pub fn remote_write_options(
     };
     let mut options = RemoteWriteOptions::new(url);
     let Some(c) = config else { return Ok(Some((options, DEFAULT_FLUSH_TIMEOUT))) };
+    // The sink lives as long as the process: its secret files are looked at again
+    // as often as the agent looks at its config by default, so a rotated
+    // password or token is used without a restart.
+    let recheck = Some(crate::spec::config::AgentConfig::default().reload_check);
+    let read_secret = |source| read_secret_following(source, recheck);
     options.auth = match &c.auth {
         None => None,
         Some(RemoteWriteAuth::Bearer(source)) => {

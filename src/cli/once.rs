@@ -99,12 +99,15 @@ pub async fn run_all(runner: &Runner, journeys: &[Journey]) -> Vec<RunResult> {
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Prints results; what is printed is scrubbed once more as a whole (see
+/// `secret::scrub`), so a field added to results later cannot carry a secret out
+/// even before `RunResult::scrub` learns of it.
 pub fn print_results(results: &[RunResult], output: Output) {
     match output {
         Output::Json => {
             for r in results {
                 match serde_json::to_string(r) {
-                    Ok(line) => println!("{line}"),
+                    Ok(line) => println!("{}", crate::secret::scrub(&line)),
                     Err(e) => tracing::error!(error = %e, "cannot write a result as JSON"),
                 }
             }
@@ -123,7 +126,8 @@ pub fn print_results(results: &[RunResult], output: Output) {
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"], &rows));
+            let table = table::render(&["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"], &rows);
+            print!("{}", crate::secret::scrub(&table));
         }
     }
 }

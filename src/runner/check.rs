@@ -11,6 +11,9 @@ use super::result::{AssertionFailure, Reason, StepError};
 /// How many characters of an actual value an error shows.
 const SHOWN_CHARS: usize = 200;
 
+/// How many bytes of a body that is not JSON an error shows.
+const SHOWN_BODY_BYTES: usize = 80;
+
 /// Whether a failed status check is the probe's own problem (429, 401/403 on its token).
 pub fn status_error(expect: &Expect, response: &Response, sent_token: bool, what: &str) -> Option<StepError> {
     let status = response.status;
@@ -67,7 +70,7 @@ impl<'r> Body<'r> {
         let response = self.response;
         let parsed = self.parsed.get_or_insert_with(|| {
             serde_json::from_slice(&response.body).map_err(|e| {
-                let start = String::from_utf8_lossy(&response.body[..response.body.len().min(80)]).into_owned();
+                let start = crate::secret::start_of(&response.body, SHOWN_BODY_BYTES);
                 format!("the response is not JSON ({e}); it starts with {start:?}")
             })
         });
@@ -232,11 +235,8 @@ pub fn capture(
     Ok(out)
 }
 
+/// A value as an error shows it: scrubbed of secrets, then cut (in that order,
+/// see [`crate::secret::shorten`]).
 fn shorten(text: &str) -> String {
-    if text.chars().count() <= SHOWN_CHARS {
-        text.to_owned()
-    } else {
-        let cut: String = text.chars().take(SHOWN_CHARS).collect();
-        format!("{cut}…")
-    }
+    crate::secret::shorten(text, SHOWN_CHARS)
 }

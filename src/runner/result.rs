@@ -70,10 +70,15 @@ pub enum Reason {
     /// A network failure (`connect`, `dns`, a timeout before connecting) while the
     /// probe's control target was unreachable too: the probe's own network is down.
     ProbeNetwork,
+    /// The instance's streaming URL is one the probe does not send its token to:
+    /// not `wss://` for an `https://` instance, or on a host that is neither the
+    /// instance's, under its parent domain, nor in its `streaming_hosts`. The
+    /// stream is not opened (a `stream` step polls its fallback instead).
+    StreamingUrl,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::Connect,
@@ -92,6 +97,7 @@ impl Reason {
         Reason::Cancelled,
         Reason::NotFollowing,
         Reason::ProbeNetwork,
+        Reason::StreamingUrl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +120,7 @@ impl Reason {
             Reason::Cancelled => "cancelled",
             Reason::NotFollowing => "not_following",
             Reason::ProbeNetwork => "probe_network",
+            Reason::StreamingUrl => "streaming_url",
         }
     }
 
@@ -125,7 +132,8 @@ impl Reason {
             | Reason::Config
             | Reason::Cancelled
             | Reason::NotFollowing
-            | Reason::ProbeNetwork => Outcome::ProbeError,
+            | Reason::ProbeNetwork
+            | Reason::StreamingUrl => Outcome::ProbeError,
             _ => Outcome::Failure,
         }
     }
@@ -244,6 +252,30 @@ impl RunResult {
     pub fn error(&self) -> Option<&StepError> {
         let name = self.failed_step.as_deref()?;
         self.steps.iter().find(|s| s.name == name)?.error.as_ref()
+    }
+
+    /// Removes every secret the process knows, and every piece of one (see
+    /// [`crate::secret::scrub`]), from all the free text a result shows: error
+    /// messages, assertions' values, skip reasons, captured values. Whatever a
+    /// server echoed back ends up in one of them.
+    pub fn scrub(&mut self) {
+        use crate::secret::scrub_in_place as clean;
+        for step in self.steps.iter_mut().chain(self.cleanup.iter_mut()) {
+            if let Some(e) = &mut step.error {
+                clean(&mut e.message);
+                if let Some(a) = &mut e.assertion {
+                    clean(&mut a.assertion);
+                    clean(&mut a.actual);
+                    clean(&mut a.expected);
+                }
+            }
+            if let Some(why) = &mut step.skipped_because {
+                clean(why);
+            }
+        }
+        for (_, value) in &mut self.captures {
+            clean(value);
+        }
     }
 }
 

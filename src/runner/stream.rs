@@ -88,10 +88,75 @@ async fn streaming_base(client: &http::Client, target: &Target) -> url::Url {
         .unwrap_or(fallback)
 }
 
+/// Whether the token may go to the streaming API at `streaming` (from the
+/// instance's `/api/v2/instance`); `Err` says why not and how to allow it.
+///
+/// - For an `https://` instance only `wss://`: the token must not cross the
+///   network in clear text.
+/// - The host must be the instance's own, a subdomain of it
+///   (`streaming.mastodon.social` for `mastodon.social`), a host under the
+///   instance host's parent domain when that parent is not a public suffix
+///   (`streaming.example.org` for `social.example.org`), or one of the instance's
+///   `streaming_hosts`. Without a public suffix list the parent rule is
+///   conservative: it needs a parent of two or more labels and refuses the
+///   `co.uk`/`com.au` kind of parent; anything else takes `streaming_hosts`.
+pub fn streaming_url_allowed(target: &Target, streaming: &url::Url) -> Result<(), String> {
+    let instance = &target.base_url;
+    let shown = format!("{}://{}", streaming.scheme(), streaming.host_str().unwrap_or(""));
+    if instance.scheme() == "https" && streaming.scheme() != "wss" {
+        return Err(format!(
+            "the instance's streaming API is at {shown}, not wss://: the probe sends its token only encrypted; \
+             the stream is not used"
+        ));
+    }
+    let (Some(host), Some(own)) = (streaming.host_str(), instance.host_str()) else {
+        return Err(format!("the instance's streaming URL {shown} has no host; the stream is not used"));
+    };
+    let (host, own) = (host.to_ascii_lowercase(), own.to_ascii_lowercase());
+    let allowed = host == own
+        || host.ends_with(&format!(".{own}"))
+        || sibling_domain(&own).is_some_and(|parent| host.ends_with(&format!(".{parent}")))
+        || target.streaming_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host));
+    if allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "the instance's streaming API is at {shown}, a host the probe does not send its token to; \
+         the stream is not used. If that host is the instance's, allow it in the config: \
+         `streaming_hosts: [{host}]` under instance `{}`",
+        target.name
+    ))
+}
+
+/// The parent domain whose subdomains count as the instance's own: the host less
+/// its first label, when that leaves two or more labels that do not look like a
+/// public suffix (`co.uk`, `com.au`, …) and the host is a name, not an address.
+fn sibling_domain(host: &str) -> Option<&str> {
+    if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        return None;
+    }
+    let (_, parent) = host.split_once('.')?;
+    let labels: Vec<&str> = parent.split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    // A generic second level under a country code (`co.uk`, `com.au`, `or.jp`) is a
+    // public suffix: many unrelated owners live under it.
+    const GENERIC_SECOND_LEVEL: &[&str] = &[
+        "ac", "co", "com", "edu", "gob", "go", "gov", "ltd", "mil", "ne", "net", "nic", "nom", "or", "org", "plc",
+        "sch",
+    ];
+    if labels.len() == 2 && labels[1].len() == 2 && GENERIC_SECOND_LEVEL.contains(&labels[0]) {
+        return None;
+    }
+    Some(parent)
+}
+
 /// Opens the stream for `spec` on `target` and starts reading it.
 pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> Result<OpenStream, StepError> {
     let token = target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?;
     let mut url = streaming_base(client, target).await;
+    streaming_url_allowed(target, &url).map_err(|why| StepError::new(Reason::StreamingUrl, why))?;
     url.set_path("/api/v1/streaming");
     url.query_pairs_mut().clear().append_pair("stream", &spec.stream);
     let what = format!("streaming {}", url.path());
@@ -299,4 +364,64 @@ pub fn check_response(
     }
     let mut body = check::Body::new(response);
     check::check_expect(expect, response, &mut body, lookup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn target(url: &str, allowed: &[&str]) -> Target {
+        let mut t = Target::new("main", url.parse().unwrap(), "probe", Secret::new("unused-stream-host-token"));
+        t.streaming_hosts = allowed.iter().map(|h| (*h).to_owned()).collect();
+        t
+    }
+
+    fn allowed(instance: &str, streaming: &str, hosts: &[&str]) -> Result<(), String> {
+        streaming_url_allowed(&target(instance, hosts), &streaming.parse().unwrap())
+    }
+
+    #[test]
+    fn an_https_instance_streams_over_wss_only() {
+        assert!(allowed("https://mastodon.social", "wss://mastodon.social", &[]).is_ok());
+        let refused = allowed("https://mastodon.social", "ws://mastodon.social", &[]).unwrap_err();
+        assert!(refused.contains("not wss://"), "{refused}");
+        // Allowing the host does not allow clear text.
+        assert!(allowed("https://mastodon.social", "ws://mastodon.social", &["mastodon.social"]).is_err());
+        // A plain-http instance (a test instance on loopback) already sends its token in clear.
+        assert!(allowed("http://127.0.0.1:3000", "ws://127.0.0.1:4000", &[]).is_ok());
+    }
+
+    #[test]
+    fn the_token_goes_to_the_instance_its_subdomains_and_its_parent_domain_only() {
+        for (instance, streaming) in [
+            ("https://mastodon.social", "wss://streaming.mastodon.social"),
+            ("https://social.example.org", "wss://streaming.example.org"),
+            ("https://social.example.org", "wss://SOCIAL.example.org"),
+            ("https://m.social.example.co.uk", "wss://stream.social.example.co.uk"),
+        ] {
+            assert_eq!(allowed(instance, streaming, &[]), Ok(()), "{instance} -> {streaming}");
+        }
+        for (instance, streaming) in [
+            ("https://mastodon.social", "wss://evil.social"),
+            ("https://mastodon.social", "wss://mastodon.social.evil.example"),
+            ("https://mastodon.social", "wss://notmastodon.social"),
+            ("https://mastodon.example.co.uk", "wss://evil.co.uk"),
+            ("https://mastodon.example.com.au", "wss://evil.com.au"),
+            ("https://social.example.org", "wss://example.org.evil.net"),
+            ("https://127.0.0.1", "wss://127.0.0.2"),
+        ] {
+            let refused = allowed(instance, streaming, &[]).unwrap_err();
+            assert!(refused.contains("streaming_hosts: ["), "{instance} -> {streaming}: {refused}");
+        }
+    }
+
+    #[test]
+    fn streaming_hosts_allow_a_host_and_the_refusal_says_how() {
+        let refused = allowed("https://mastodon.example", "wss://stream.cdn.example.net/x", &[]).unwrap_err();
+        assert!(refused.contains("`streaming_hosts: [stream.cdn.example.net]` under instance `main`"), "{refused}");
+        assert!(
+            allowed("https://mastodon.example", "wss://stream.cdn.example.net", &["stream.cdn.example.net"]).is_ok()
+        );
+    }
 }

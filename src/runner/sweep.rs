@@ -77,11 +77,8 @@ impl Runner {
 
     /// `text` with every known token replaced (a hostile server may echo one back).
     fn scrub_text(&self, mut text: String) -> String {
-        for secret in self.targets.iter().filter_map(|t| t.token.as_ref().ok()).map(|s| s.expose()) {
-            if secret.len() >= 4 && text.contains(secret) {
-                text = text.replace(secret, "<redacted>");
-            }
-        }
+        // Every secret the process holds, and every piece of one, not only this runner's.
+        crate::secret::scrub_in_place(&mut text);
         text
     }
 }

@@ -15,6 +15,8 @@
 //!                                            # this account, and this token; `token` defaults
 //!                                            # to `account`; `shared_by: 3` is both
 //!     rate_limits: { api_calls: 300 }        # only where the instance differs from Mastodon's
+//!     streaming_hosts: [stream.example.net]  # default: none; hosts besides the instance's own and its
+//!                                            # parent domain's that may receive the token for streaming
 //!                                            # defaults: api_calls (per token), account_api_calls,
 //!                                            # unauthenticated_api_calls (per 5 min), statuses (3 h),
 //!                                            # deletes, media (30 min)
@@ -120,6 +122,10 @@ pub struct InstanceConfig {
     pub rate_limits: Vec<(String, u32)>,
     /// How many probes use this account and this token (`shared_by`).
     pub shared_by: super::limits::Sharing,
+    /// Hosts (names, not URLs) the streaming API may be on and receive the token,
+    /// besides the instance's own host and its parent domain (see
+    /// `runner::stream::streaming_url_allowed`).
+    pub streaming_hosts: Vec<String>,
     pub pos: Pos,
 }
 
@@ -266,7 +272,7 @@ const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_er
 const AGENT_KEYS: &[&str] =
     &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
 const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
-const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "shared_by", "rate_limits"];
+const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "shared_by", "rate_limits", "streaming_hosts"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
     "url",
     "basic_auth",
@@ -373,7 +379,21 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
     let url = fields.require(reader, "url", "the instance").and_then(|n| {
         let text = reader.string(n, "`url`")?;
         match url::Url::parse(&text) {
+            Ok(u) if has_credentials(&u) => {
+                refuse_credentials(reader, n, "the token: `token: { file: … }`");
+                None
+            }
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+                if u.scheme() == "http" && !on_loopback(&u) {
+                    reader.warning(
+                        n,
+                        "the token would cross the network in clear text: the instance URL is plain http",
+                        Some(format!(
+                            "use `https://{}`; plain http is for instances on loopback (the sandbox)",
+                            u.authority()
+                        )),
+                    );
+                }
                 if u.query().is_some() || u.path() != "/" {
                     reader.error_hint(
                         n,
@@ -425,7 +445,17 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         None => Some(super::limits::Sharing::default()),
         Some(n) => read_sharing(reader, n),
     };
-    Some(InstanceConfig { name, url: url?, account: account?, token: token?, rate_limits, shared_by: shared_by?, pos })
+    let streaming_hosts = fields.get("streaming_hosts").map_or_else(|| Some(Vec::new()), |n| read_hosts(reader, n));
+    Some(InstanceConfig {
+        name,
+        url: url?,
+        account: account?,
+        token: token?,
+        rate_limits,
+        shared_by: shared_by?,
+        streaming_hosts: streaming_hosts?,
+        pos,
+    })
 }
 
 /// `shared_by: 3` (three probes share the account and its token) or
@@ -454,6 +484,53 @@ fn read_sharing(reader: &mut Reader<'_>, node: &Node) -> Option<super::limits::S
         return None;
     }
     Some(super::limits::Sharing { account, token })
+}
+
+/// Reads `streaming_hosts`: a list of host names (lower-cased) or addresses, not URLs.
+fn read_hosts(reader: &mut Reader<'_>, node: &Node) -> Option<Vec<String>> {
+    let mut hosts = Vec::new();
+    let mut ok = true;
+    for item in reader.seq(node, "`streaming_hosts`")? {
+        let Some(text) = reader.string(item, "a streaming host") else {
+            ok = false;
+            continue;
+        };
+        let host = if text.contains(['/', '@']) { None } else { url::Host::parse(&text).ok() };
+        match host {
+            Some(host) => hosts.push(host.to_string()),
+            None => {
+                reader.error_hint(
+                    item,
+                    format!("`{text}` is not a host name"),
+                    "give the host alone, e.g. `streaming.mastodon.example`, without scheme, port or path",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(hosts)
+}
+
+/// Whether a URL's host is this machine (`127.0.0.0/8`, `::1`, `localhost`).
+fn on_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+        None => false,
+    }
+}
+
+/// Whether a URL carries a user name or password (`https://user:password@host`).
+fn has_credentials(url: &url::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Refuses credentials written into a URL: they are secrets in the config like an
+/// inline token. The title does not repeat the URL (diagnostics mask its password
+/// anyway).
+fn refuse_credentials(reader: &mut Reader<'_>, node: &Node, instead: &str) {
+    reader.error_hint(node, "a URL in the config must not carry credentials", format!("give them as {instead}"));
 }
 
 /// Reads `{ env: NAME }` or `{ file: PATH }`. An inline value is refused: config
@@ -500,6 +577,10 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
     let url = fields.require(reader, "url", "`remote_write`").and_then(|n| {
         let text = reader.string(n, "`url`")?;
         match url::Url::parse(&text) {
+            Ok(u) if has_credentials(&u) => {
+                refuse_credentials(reader, n, "`basic_auth: { username: …, password: { file: … } }`");
+                None
+            }
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
             _ => {
                 reader.error_hint(

@@ -11,6 +11,11 @@ use super::template::{JsonTemplate, Template, Var};
 use super::values;
 use super::yaml::{Node, Reader, Value};
 
+/// Headers that carry credentials. The probe sets `Authorization` itself from the
+/// config's token; a journey file is committed, copied into ConfigMaps and shown
+/// in diagnostics, so it must carry none.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
 const STEP_KEYS: &[&str] =
@@ -468,11 +473,11 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
     let query = fields.get("query").map(|n| template_pairs(reader, n, "`query`", known)).unwrap_or_default();
     let headers = fields.get("headers").map(|n| template_pairs(reader, n, "`headers`", known)).unwrap_or_default();
     for (name, _) in &headers {
-        if name.eq_ignore_ascii_case("authorization") {
+        if CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             let n = fields.get("headers").expect("present");
             reader.error_hint(
                 n,
-                "a journey must not set `Authorization`",
+                format!("a journey must not set `{name}`"),
                 "tokens come from the config (`token: { env: … }` or `{ file: … }`), never from a journey file",
             );
         }
@@ -480,6 +485,15 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
             let n = fields.get("headers").expect("present");
             reader.error(n, format!("`{name}` is not a valid header name"));
         }
+    }
+    // Mastodon takes the token from `access_token` too; the probe sends it only as a header.
+    if query.iter().any(|(name, _)| name == "access_token") {
+        let n = fields.get("query").expect("present");
+        reader.error_hint(
+            n,
+            "a journey must not send `access_token`",
+            "the probe sends the instance's token from the config itself (`auth`, on by default)",
+        );
     }
     let body = match (fields.get("form"), fields.get("json")) {
         (Some(_), Some(j)) => {
