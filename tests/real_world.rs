@@ -55,6 +55,10 @@ enum Behaviour {
     Raw((&'static str, &'static str)),
     /// Every delivery from `alpha` is lost.
     DeliveriesDropped,
+    /// `beta` advertises its streaming API on a host of its own (Mastodon's
+    /// `STREAMING_API_BASE_URL`), which answers the websocket upgrade with this
+    /// head and body.
+    PeerStreamingAnswers((&'static str, &'static str)),
     /// `peer` is a websocket server that accepts, then refuses the subscription
     /// with Mastodon's scope error frame (and keeps the socket open).
     ScopeErrorFrame,
@@ -296,6 +300,56 @@ fn rows() -> Vec<Row> {
             Figures { message: Some("Invalid access token"), ..none },
         ),
         row(
+            "Mastodon before 4.2: streaming 401 'Unauthorized' for any error, token accepted by REST",
+            Behaviour::PeerStreamingAnswers(MASTODON_4_1_STREAMING_401),
+            federation,
+            Success,
+            None,
+            Figures {
+                method: Some(Method::Poll),
+                delay_figure: Some(true),
+                delay_ok: Some(true),
+                stream_failed: Some(Reason::HttpStatus),
+                ..none
+            },
+        ),
+        row(
+            "Mastodon 4.3+: streaming 500 'An unexpected error occurred'",
+            Behaviour::PeerStreamingAnswers(MASTODON_4_3_STREAMING_500),
+            federation,
+            Success,
+            None,
+            Figures {
+                method: Some(Method::Poll),
+                delay_figure: Some(true),
+                delay_ok: Some(true),
+                stream_failed: Some(Reason::HttpStatus),
+                ..none
+            },
+        ),
+        row(
+            "Mastodon 4.3+: streaming 401 'Invalid access token' while REST took the token",
+            Behaviour::PeerStreamingAnswers(MASTODON_4_3_STREAMING_INVALID_TOKEN),
+            federation,
+            ProbeError,
+            Some(Reason::Unauthorized),
+            Figures { message: Some("Invalid access token"), ..none },
+        ),
+        row(
+            "502 from nginx on the streaming path only",
+            Behaviour::PeerStreamingAnswers(NGINX_502),
+            federation,
+            Success,
+            None,
+            Figures {
+                method: Some(Method::Poll),
+                delay_figure: Some(true),
+                delay_ok: Some(true),
+                stream_failed: Some(Reason::HttpStatus),
+                ..none
+            },
+        ),
+        row(
             "subscription refused for scopes (error frame, socket kept open)",
             Behaviour::ScopeErrorFrame,
             stream_only,
@@ -443,6 +497,25 @@ const GOTOSOCIAL_401: (&str, &str) = (
     "{\"error\":\"Unauthorized: token not supplied or invalid\"}",
 );
 
+// What the streaming server (or what is in front of it) answers a websocket upgrade.
+/// Mastodon up to 4.1: the `ws` library's refusal, whatever went wrong.
+const MASTODON_4_1_STREAMING_401: (&str, &str) =
+    ("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Type: text/html\r\n", "Unauthorized");
+/// Mastodon 4.3 and later, its token lookup failing (the database unreachable).
+const MASTODON_4_3_STREAMING_500: (&str, &str) = (
+    "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Type: text/plain\r\nX-Error-Message: An unexpected error occurred\r\n",
+    "",
+);
+/// Mastodon 4.3 and later, a token it does not know.
+const MASTODON_4_3_STREAMING_INVALID_TOKEN: (&str, &str) = (
+    "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Type: text/plain\r\nX-Error-Message: Invalid access token\r\n",
+    "",
+);
+const NGINX_502: (&str, &str) = (
+    "HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nContent-Type: text/html\r\nConnection: close\r\n",
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+);
+
 #[tokio::test]
 async fn every_real_world_behaviour_ends_in_its_outcome_reason_and_figures() {
     let mut failures = Vec::new();
@@ -491,6 +564,10 @@ async fn run_row(row: &Row) -> RunResult {
         Behaviour::BadPeerToken => set_token(&mut targets, "peer", "not-a-token-anyone-issued"),
         Behaviour::Raw((head, body)) => set_url(&mut targets, "main", &raw_server(head, body).await),
         Behaviour::DeliveriesDropped => sandbox.instance("alpha").unwrap().federation().set_drop_all(true),
+        Behaviour::PeerStreamingAnswers((head, body)) => {
+            let streaming = raw_server(head, body).await.replacen("http://", "ws://", 1);
+            beta.federation().set_streaming_url(Some(streaming));
+        }
         Behaviour::ScopeErrorFrame => set_url(&mut targets, "peer", &scope_error_server().await),
     }
     let result = Runner::new(targets).run(&(row.journey)()).await;

@@ -367,7 +367,11 @@ pub async fn wait_for_arrival(
             match seen_on_stream(frame, event, &mut check_event) {
                 Seen::Arrived(arrival) => return Ok(Some(arrival)),
                 Seen::Nothing => {}
-                Seen::Refused(error) | Seen::Broken(error) => return Err(error),
+                Seen::Refused(error) => return Err(error),
+                Seen::Broken(error) => {
+                    *stream_failed = Some(error.clone());
+                    return Err(error);
+                }
             }
             continue;
         };

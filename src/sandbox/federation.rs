@@ -125,6 +125,7 @@ struct Knobs {
     streaming_down: watch::Sender<bool>,
     streaming_token_lookup_failing: std::sync::atomic::AtomicBool,
     streaming_silent: std::sync::atomic::AtomicBool,
+    streaming_url: Mutex<Option<String>>,
     queued: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
@@ -152,6 +153,7 @@ impl Federation {
                 streaming_down: watch::Sender::new(false),
                 streaming_token_lookup_failing: std::sync::atomic::AtomicBool::new(false),
                 streaming_silent: std::sync::atomic::AtomicBool::new(false),
+                streaming_url: Mutex::new(None),
                 queued: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
@@ -217,6 +219,18 @@ impl Federation {
 
     pub(crate) fn streaming_silent(&self) -> bool {
         self.inner.streaming_silent.load(Ordering::SeqCst)
+    }
+
+    /// Advertise `url` (e.g. `ws://127.0.0.1:PORT`) as the streaming API's base URL
+    /// in `/api/v2/instance` and `/api/v1/instance`, as Mastodon does with
+    /// `STREAMING_API_BASE_URL` when streaming runs on its own host; `None`: the
+    /// instance's own URL.
+    pub fn set_streaming_url(&self, url: Option<String>) {
+        *self.inner.streaming_url.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = url;
+    }
+
+    pub(crate) fn streaming_url(&self) -> Option<String> {
+        self.inner.streaming_url.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn stats(&self) -> FederationStats {

@@ -142,6 +142,11 @@ impl Hub {
         *self.down.borrow()
     }
 
+    /// The streaming base URL the instance advertises instead of its own, if any.
+    pub(crate) fn advertised_url(&self) -> Option<String> {
+        self.knobs.streaming_url()
+    }
+
     /// Sends the events a change calls for. Called with the lock held.
     pub(crate) fn publish(&self, db: &Db, info: &InstanceInfo, change: &Outgoing) {
         if self.events.receiver_count() == 0 {
