@@ -25,6 +25,7 @@ use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
 use fediprobe::secret::Secret;
 use fediprobe::sink::Sample;
 use fediprobe::spec::Journey;
+use fediprobe::spec::journey::StepKind;
 use futures_util::SinkExt;
 use http::Method as HttpMethod;
 use support::journeys;
@@ -149,6 +150,14 @@ fn rows() -> Vec<Row> {
     let none = Figures::default();
     let no_post = Figures { delay_ok: None, ..none };
     let by_stream = Figures { method: Some(Method::Stream), delay_figure: Some(true), delay_ok: Some(true), ..none };
+    // The streaming API refused; the fallback poll saw the post on its schedule.
+    let polled_after_refusal = Figures {
+        method: Some(Method::Poll),
+        delay_figure: Some(true),
+        delay_ok: Some(true),
+        stream_failed: Some(Reason::HttpStatus),
+        ..none
+    };
     let row =
         |name, behaviour, journey, outcome, reason, figures| Row { name, behaviour, journey, outcome, reason, figures };
     vec![
@@ -261,13 +270,7 @@ fn rows() -> Vec<Row> {
             federation,
             Success,
             None,
-            Figures {
-                method: Some(Method::Poll),
-                delay_figure: Some(true),
-                delay_ok: Some(true),
-                stream_failed: Some(Reason::HttpStatus),
-                ..none
-            },
+            polled_after_refusal,
         ),
         row(
             "streaming 401 unexplained, token unproven, fallback proves it on REST",
@@ -275,13 +278,7 @@ fn rows() -> Vec<Row> {
             stream_only_with_fallback,
             Success,
             None,
-            Figures {
-                method: Some(Method::Poll),
-                delay_figure: Some(true),
-                delay_ok: Some(true),
-                stream_failed: Some(Reason::HttpStatus),
-                ..none
-            },
+            polled_after_refusal,
         ),
         row(
             "streaming 401 unexplained, token unproven, no fallback",
@@ -305,13 +302,7 @@ fn rows() -> Vec<Row> {
             federation,
             Success,
             None,
-            Figures {
-                method: Some(Method::Poll),
-                delay_figure: Some(true),
-                delay_ok: Some(true),
-                stream_failed: Some(Reason::HttpStatus),
-                ..none
-            },
+            polled_after_refusal,
         ),
         row(
             "Mastodon 4.3+: streaming 500 'An unexpected error occurred'",
@@ -319,13 +310,7 @@ fn rows() -> Vec<Row> {
             federation,
             Success,
             None,
-            Figures {
-                method: Some(Method::Poll),
-                delay_figure: Some(true),
-                delay_ok: Some(true),
-                stream_failed: Some(Reason::HttpStatus),
-                ..none
-            },
+            polled_after_refusal,
         ),
         row(
             "Mastodon 4.3+: streaming 401 'Invalid access token' while REST took the token",
@@ -341,13 +326,7 @@ fn rows() -> Vec<Row> {
             federation,
             Success,
             None,
-            Figures {
-                method: Some(Method::Poll),
-                delay_figure: Some(true),
-                delay_ok: Some(true),
-                stream_failed: Some(Reason::HttpStatus),
-                ..none
-            },
+            polled_after_refusal,
         ),
         row(
             "subscription refused for scopes (error frame, socket kept open)",
@@ -524,7 +503,7 @@ async fn every_real_world_behaviour_ends_in_its_outcome_reason_and_figures() {
             .await
             .unwrap_or_else(|_| panic!("{}: the run did not end", row.name));
         let samples = samples_for_run(&result, "eu-west");
-        let problems = check(&row, &result, &samples);
+        let problems = check(&row, &(row.journey)(), &result, &samples);
         if !problems.is_empty() {
             failures.push(format!(
                 "{}: {}\n{}",
@@ -575,7 +554,7 @@ async fn run_row(row: &Row) -> RunResult {
     result
 }
 
-fn check(row: &Row, result: &RunResult, samples: &[Sample]) -> Vec<String> {
+fn check(row: &Row, journey: &Journey, result: &RunResult, samples: &[Sample]) -> Vec<String> {
     let mut problems = Vec::new();
     if (result.outcome, result.reason) != (row.outcome, row.reason) {
         problems.push(format!(
@@ -658,6 +637,13 @@ fn check(row: &Row, result: &RunResult, samples: &[Sample]) -> Vec<String> {
         }
         if step.status == StepStatus::Skipped && step.phases.is_some() {
             problems.push(format!("skipped step {} has phases", step.name));
+        }
+    }
+    // A stream step asked `/api/v2/instance` for the streaming URL before it opened:
+    // that request is its own, not the step's it opened before.
+    for (spec, step) in journey.steps.iter().zip(&result.steps) {
+        if matches!(spec.kind, StepKind::Stream(_)) && step.status != StepStatus::Skipped && step.phases.is_none() {
+            problems.push(format!("stream step {} has no phases of its own", step.name));
         }
     }
 
