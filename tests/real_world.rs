@@ -56,6 +56,9 @@ enum Behaviour {
     Raw((&'static str, &'static str)),
     /// Every delivery from `alpha` is lost.
     DeliveriesDropped,
+    /// Deliveries from `alpha` take `delay`, `beta`'s home timeline answers 500,
+    /// and `beta`'s streaming API is down when `streaming_down`.
+    SlowDeliveryHomeFailing { delay: Duration, streaming_down: bool },
     /// `beta` advertises its streaming API on a host of its own (Mastodon's
     /// `STREAMING_API_BASE_URL`), which answers the websocket upgrade with this
     /// head and body.
@@ -262,6 +265,22 @@ fn rows() -> Vec<Row> {
                 stream_failed: Some(Reason::HttpStatus),
                 ..none
             },
+        ),
+        row(
+            "fallback poll's 500 while the stream still works: the stream sees the post",
+            Behaviour::SlowDeliveryHomeFailing { delay: Duration::from_millis(2500), streaming_down: false },
+            federation,
+            Success,
+            None,
+            by_stream,
+        ),
+        row(
+            "fallback poll's 500 with the stream down: a post made, not seen",
+            Behaviour::SlowDeliveryHomeFailing { delay: Duration::from_millis(100), streaming_down: true },
+            federation,
+            Failure,
+            Some(Reason::HttpStatus),
+            Figures { delay_ok: Some(false), stream_failed: Some(Reason::HttpStatus), ..none },
         ),
         // Item 3: the streaming 401s.
         row(
@@ -543,6 +562,11 @@ async fn run_row(row: &Row) -> RunResult {
         Behaviour::BadPeerToken => set_token(&mut targets, "peer", "not-a-token-anyone-issued"),
         Behaviour::Raw((head, body)) => set_url(&mut targets, "main", &raw_server(head, body).await),
         Behaviour::DeliveriesDropped => sandbox.instance("alpha").unwrap().federation().set_drop_all(true),
+        Behaviour::SlowDeliveryHomeFailing { delay, streaming_down } => {
+            sandbox.instance("alpha").unwrap().federation().set_delay(*delay);
+            beta.faults().inject(None, "/api/v1/timelines/home", Fault::Status(500));
+            beta.federation().set_streaming_down(*streaming_down);
+        }
         Behaviour::PeerStreamingAnswers((head, body)) => {
             let streaming = raw_server(head, body).await.replacen("http://", "ws://", 1);
             beta.federation().set_streaming_url(Some(streaming));

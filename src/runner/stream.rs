@@ -334,8 +334,10 @@ pub struct Arrival {
 /// journey has a fallback, by polling in parallel from one interval after the
 /// post (`posted`) on, so that a stream that goes silent cannot push the figure
 /// further than one interval from the truth. The first to see it wins. A broken
-/// stream is left for the poll and reported in `stream_failed`; a refusal of the
-/// token (an error frame) ends the wait at once. `Ok(None)`: not seen by `until`.
+/// stream is left for the poll and reported in `stream_failed`; a failed poll
+/// leaves the stream to see the post, and decides only if it does not; a refusal
+/// of the token (an error frame) ends the wait at once. `Ok(None)`: not seen by
+/// `until`.
 #[allow(clippy::too_many_arguments)]
 pub async fn wait_for_arrival(
     mut stream: Option<&mut OpenStream>,
@@ -353,16 +355,19 @@ pub async fn wait_for_arrival(
     // Late: the poll cannot be sent one interval after the post was last known
     // absent (the step began after that, or the previous response came after it).
     let mut late = Instant::now() > due;
+    // A poll that failed (a 5xx, a timeout) while the stream still worked: the
+    // stream may yet see the post; the failure decides only if it does not.
+    let mut poll_failed: Option<StepError> = None;
     loop {
-        let Some(poller) = poller.as_ref() else {
-            // No fallback: only the stream can see the post.
+        let Some(poller) = poller.as_ref().filter(|_| poll_failed.is_none()) else {
+            // Only the stream can see the post: no fallback, or its poll failed.
             let Some(open) = stream.as_deref_mut() else {
                 let ended = || StepError::new(Reason::ConnectionClosed, "the stream ended");
-                return Err(stream_failed.clone().unwrap_or_else(ended));
+                return Err(poll_failed.or_else(|| stream_failed.clone()).unwrap_or_else(ended));
             };
             let frame = tokio::select! {
                 frame = open.frames.recv() => frame,
-                () = tokio::time::sleep_until(until) => return Ok(None),
+                () = tokio::time::sleep_until(until) => return poll_failed.map_or(Ok(None), Err),
             };
             match seen_on_stream(frame, event, &mut check_event) {
                 Seen::Arrived(arrival) => return Ok(Some(arrival)),
@@ -370,7 +375,7 @@ pub async fn wait_for_arrival(
                 Seen::Refused(error) => return Err(error),
                 Seen::Broken(error) => {
                     *stream_failed = Some(error.clone());
-                    return Err(error);
+                    return Err(poll_failed.unwrap_or(error));
                 }
             }
             continue;
@@ -398,23 +403,22 @@ pub async fn wait_for_arrival(
         }
         let sent = Instant::now();
         let attempt_end = until.min(sent + poller.timeout);
-        let response = match tokio::time::timeout_at(attempt_end, http::send(poller.client, poller.request)).await {
-            Ok(r) => r?,
+        let checked = match tokio::time::timeout_at(attempt_end, http::send(poller.client, poller.request)).await {
+            Ok(Ok(response)) => check_poll(&response),
+            Ok(Err(e)) => Err(e),
             Err(_) if attempt_end >= until => return Ok(None),
-            Err(_) => {
-                return Err(StepError::new(
-                    Reason::Timeout,
-                    format!(
-                        "{} {}: no complete response within {}",
-                        poller.request.method,
-                        poller.request.url.path(),
-                        humantime::format_duration(poller.timeout)
-                    ),
-                ));
-            }
+            Err(_) => Err(StepError::new(
+                Reason::Timeout,
+                format!(
+                    "{} {}: no complete response within {}",
+                    poller.request.method,
+                    poller.request.url.path(),
+                    humantime::format_duration(poller.timeout)
+                ),
+            )),
         };
         let read = Instant::now();
-        match check_poll(&response) {
+        match checked {
             Ok(captured) => {
                 // The stream may have seen it first while the poll was out: its frames
                 // wait in the channel, stamped with the moment they were read.
@@ -430,7 +434,12 @@ pub async fn wait_for_arrival(
                 return Ok(Some(Arrival { at: read, method: Method::Poll, captured, absent_until, bounded: !late }));
             }
             Err(e) if e.reason == Reason::Assertion => {}
-            Err(e) => return Err(e),
+            Err(e) if stream.is_none() => return Err(e),
+            Err(e) => {
+                tracing::info!(error = %e.message, "fallback poll failed; waiting on the stream alone");
+                poll_failed = Some(e);
+                continue;
+            }
         }
         absent_until = sent;
         due = sent + poller.interval;
