@@ -489,3 +489,72 @@ pub fn check_response(
     let mut body = check::Body::new(response);
     check::check_expect(expect, response, &mut body, lookup)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: u16, headers: &[(&str, &str)], body: &str) -> ::http::Response<Option<Vec<u8>>> {
+        let mut builder = ::http::Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Some(body.as_bytes().to_vec()).filter(|b| !b.is_empty())).unwrap()
+    }
+
+    /// Each shape Mastodon's streaming server (and what stands in front of it) has
+    /// used: the message is read, and only a token or scope message names the token.
+    #[test]
+    fn a_refusal_says_what_it_says_and_only_token_messages_blame_the_token() {
+        let cases = [
+            // 4.3 and later: empty body, the message in a header.
+            (refusal(401, &[("x-error-message", "Invalid access token")], ""), Some("Invalid access token"), true),
+            (refusal(401, &[("x-error-message", "Missing access token")], ""), Some("Missing access token"), true),
+            // 4.2: Error#toString() in the header; its database down is a 401 too.
+            (
+                refusal(401, &[("x-error-message", "Error: Invalid access token")], ""),
+                Some("Error: Invalid access token"),
+                true,
+            ),
+            (
+                refusal(401, &[("x-error-message", "An unexpected error occurred")], ""),
+                Some("An unexpected error occurred"),
+                false,
+            ),
+            // Before 4.2: the `ws` library's refusal, whatever went wrong.
+            (refusal(401, &[("content-type", "text/html")], "Unauthorized"), Some("Unauthorized"), false),
+            // A JSON body (the REST API's words, GoToSocial's).
+            (
+                refusal(401, &[], r#"{"error":"The access token is invalid"}"#),
+                Some("The access token is invalid"),
+                true,
+            ),
+            (
+                refusal(401, &[], r#"{"error":"Unauthorized: token not supplied or invalid"}"#),
+                Some("Unauthorized: token not supplied or invalid"),
+                true,
+            ),
+            // A proxy's HTML page says nothing the probe can use.
+            (refusal(401, &[("content-type", "text/html")], "<html><body>401</body></html>"), None, false),
+            (refusal(401, &[], ""), None, false),
+        ];
+        for (response, message, names_token) in cases {
+            let read = refusal_message(&response);
+            assert_eq!(read.as_deref(), message, "{response:?}");
+            assert_eq!(read.as_deref().is_some_and(names_the_token), names_token, "{response:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_scope_or_token_error_frame_refuses_the_subscription() {
+        let scopes = r#"{"error":"Access token does not have the required scopes","status":401}"#;
+        assert_eq!(refused_subscription(scopes).as_deref(), Some("Access token does not have the required scopes"));
+        assert_eq!(refused_subscription(r#"{"error":"Unknown stream type","status":400}"#), None);
+        assert_eq!(
+            refused_subscription(r#"{"error":"Missing access token","status":401}"#).as_deref(),
+            Some("Missing access token")
+        );
+        assert_eq!(refused_subscription(r#"{"stream":["user"],"event":"update","payload":"{}"}"#), None);
+        assert_eq!(refused_subscription("not json"), None);
+    }
+}
