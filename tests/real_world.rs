@@ -103,7 +103,10 @@ fn federation() -> Journey {
 }
 
 fn federation_quick() -> Journey {
-    journeys::bundled_edited("federation-main-to-peer", |t| t.replace("within: 5m", "within: 3s"))
+    journeys::bundled_edited("federation-main-to-peer", |t| {
+        assert!(t.contains("within: 5m"), "the bundled journey's `within` changed: update this edit");
+        t.replace("within: 5m", "within: 3s")
+    })
 }
 
 fn home_timeline() -> Journey {
