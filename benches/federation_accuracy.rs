@@ -35,7 +35,7 @@ async fn sandbox() -> Sandbox {
 }
 
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
-    fediprobe::wiring::sandbox_targets(sandbox)
+    fediprobe::sandbox::probe_targets(sandbox)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -1,7 +1,8 @@
 //! Building the run-time parts from a loaded config: the remote-write sink's
-//! options with their secrets read; and the targets that point the bundled
-//! journeys at the sandbox. Kept apart so that neither the spec nor the sink,
-//! neither the runner nor the sandbox, has to know the other.
+//! options with their secrets read, the control target, the leftover sweep's
+//! bounds. Kept apart so that neither the spec nor the sink, nor the runner, has
+//! to know the others. (Pointing the bundled journeys at the sandbox is the
+//! sandbox's own job: `sandbox::probe_targets`.)
 
 use std::time::Duration;
 
@@ -66,21 +67,4 @@ pub async fn sweep(runner: &crate::runner::Runner, min_age: Duration) {
     if tokio::time::timeout(SWEEP_TIMEOUT, runner.sweep_leftovers(min_age)).await.is_err() {
         tracing::warn!("the leftover sweep did not finish within {SWEEP_TIMEOUT:?}; the next one tries again");
     }
-}
-
-/// The bundled journeys' instance names, and the sandbox instance each stands for.
-pub const SANDBOX_INSTANCES: &[(&str, &str)] = &[("main", "alpha"), ("peer", "beta")];
-
-/// Targets for the bundled journeys' instance names, pointing at the sandbox's
-/// instances and their `probe` accounts (for the demo, tests and benchmarks).
-pub fn sandbox_targets(sandbox: &crate::sandbox::Sandbox) -> Vec<crate::runner::Target> {
-    SANDBOX_INSTANCES
-        .iter()
-        .filter_map(|(name, sandbox_name)| {
-            let instance = sandbox.instance(sandbox_name)?;
-            let account = instance.account("probe")?;
-            let url = url::Url::parse(&instance.base_url).ok()?;
-            Some(crate::runner::Target::new(*name, url, account.username.clone(), account.token.clone()))
-        })
-        .collect()
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use support::journeys::bundled as journey;
 
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
-    fediprobe::wiring::sandbox_targets(sandbox)
+    fediprobe::sandbox::probe_targets(sandbox)
 }
 
 /// The bundled journey with a shorter wait, for the cases where nothing arrives.

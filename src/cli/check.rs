@@ -22,6 +22,10 @@ pub fn run(args: Args) -> ExitCode {
     let mut diagnostics = Diagnostics::default();
     let mut journeys = 0;
     if let Some(path) = &config {
+        if !path.exists() {
+            eprintln!("{}", super::missing_config(path));
+            return ExitCode::from(super::EXIT_INVALID_INPUT);
+        }
         match spec::load_config(path) {
             Ok(loaded) => {
                 journeys += loaded.journeys.len();
@@ -36,7 +40,9 @@ pub fn run(args: Args) -> ExitCode {
         diagnostics.extend(found);
     }
     if config.is_none() && args.paths.is_empty() {
-        eprintln!("error: nothing to check: give a config with `-c fediprobe.yaml`, or journey files or folders");
+        eprintln!(
+            "error: nothing to check: there is no fediprobe.yaml here\n  = help: give a config with `-c PATH`, or journey files or folders (`fediprobe check journeys/`)"
+        );
         return ExitCode::from(super::EXIT_INVALID_INPUT);
     }
     if !diagnostics.is_empty() {
@@ -44,10 +50,10 @@ pub fn run(args: Args) -> ExitCode {
     }
     let errors = diagnostics.error_count();
     if errors > 0 {
-        eprintln!("error: {errors} problem{} found", if errors == 1 { "" } else { "s" });
+        eprintln!("error: {} found", super::count(errors, "problem"));
         ExitCode::from(super::EXIT_INVALID_INPUT)
     } else {
-        println!("ok: {journeys} journey{} checked", if journeys == 1 { "" } else { "s" });
+        println!("ok: {} checked", super::count(journeys, "journey"));
         ExitCode::SUCCESS
     }
 }

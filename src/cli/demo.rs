@@ -50,7 +50,7 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let runner = Runner::new(crate::wiring::sandbox_targets(&sandbox));
+    let runner = Runner::new(crate::sandbox::probe_targets(&sandbox));
     if args.output == Output::Human {
         println!("fediprobe demo: {} journeys × {} rounds against the sandbox", journeys.len(), args.rounds);
         for instance in sandbox.instances() {

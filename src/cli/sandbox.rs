@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::sandbox::{InstanceConfig, Sandbox, SandboxConfig};
 
-use crate::wiring::SANDBOX_INSTANCES;
+use crate::sandbox::PROBE_INSTANCES;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,7 +77,7 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
     let mut yaml =
         String::from("# Written by `fediprobe sandbox --write-config`: points the bundled journeys at the sandbox.\n");
     yaml.push_str("probe:\n  region: local\ninstances:\n");
-    for (name, sandbox_name) in SANDBOX_INSTANCES {
+    for (name, sandbox_name) in PROBE_INSTANCES {
         let Some(instance) = sandbox.instance(sandbox_name) else { continue };
         let Some(account) = instance.account("probe") else { continue };
         let token_file = dir.join(format!("{name}.token"));
@@ -88,8 +88,12 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
         ));
     }
     yaml.push_str("journeys: [journeys]\n");
+    // Written aside and renamed into place, so that whoever waits for the file
+    // never reads half of it.
     let path = dir.join("fediprobe.yaml");
-    std::fs::write(&path, yaml)?;
+    let partial = dir.join(".fediprobe.yaml.partial");
+    std::fs::write(&partial, yaml)?;
+    std::fs::rename(&partial, &path)?;
     Ok(path)
 }
 

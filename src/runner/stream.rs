@@ -136,7 +136,7 @@ pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> 
         ::http::header::AUTHORIZATION,
         bearer.parse().map_err(|_| fatal(Reason::Config, "the token is not a valid header value".to_owned()))?,
     );
-    headers.insert(::http::header::USER_AGENT, ::http::HeaderValue::from_static(http::USER_AGENT));
+    headers.insert(::http::header::USER_AGENT, ::http::HeaderValue::from_static(crate::USER_AGENT));
     let connector = if url.scheme() == "wss" {
         Some(tokio_tungstenite::Connector::Rustls(client.tls().websocket_config().map_err(OpenError::Fatal)?))
     } else {

@@ -12,11 +12,17 @@
 //! losses. Each instance serves Mastodon's streaming API on its own port
 //! (`streaming.rs`), so a probe can see a federated status arrive.
 //!
+//! The sandbox is a tool for the demo, the tests and journey writers, never part
+//! of a probe: it is compiled only with the `sandbox` cargo feature (on by
+//! default, off in the production image), and nothing outside it and the `demo`
+//! and `sandbox` commands refers to it.
+//!
 //! Code map: `server.rs` (accept loop, faults on the wire), `routes/` (the REST
 //! API), `streaming.rs` (the websocket and its events), `federation.rs` (remote
 //! accounts, cross-instance follows, delivery queues), `state.rs` (records and
 //! visibility rules), `entities.rs` (JSON shapes), `ratelimit.rs` (limits and
-//! headers), `faults.rs` (fault rules), `seed.rs` (starting data).
+//! headers), `faults.rs` (fault rules), `seed.rs` (starting data), `targets.rs` (the
+//! bundled journeys' instances pointed at the sandbox's).
 //!
 //! Seeded data: on every instance the local accounts `probe`, `alice` and `bob`
 //! (see `seed.rs`), and, unless [`FederationConfig::seed_probe_follows`] is off,
@@ -31,6 +37,7 @@ mod seed;
 mod server;
 mod state;
 mod streaming;
+mod targets;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +50,7 @@ use crate::secret::Secret;
 pub use faults::{Fault, Faults};
 pub use federation::{Delay, Federation, FederationConfig, FederationStats};
 pub use ratelimit::{Limit, RateLimits};
+pub use targets::{PROBE_INSTANCES, probe_targets};
 
 /// Mastodon's streaming server pings every socket this often.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
