@@ -547,7 +547,7 @@ async fn run_row(row: &Row) -> RunResult {
     }
     let sandbox = Sandbox::start(config).await.unwrap();
     let beta = sandbox.instance("beta").unwrap();
-    let mut targets = fediprobe::wiring::sandbox_targets(&sandbox);
+    let mut targets = fediprobe::sandbox::probe_targets(&sandbox);
     match &row.behaviour {
         Behaviour::Healthy | Behaviour::NoFollows => {}
         Behaviour::Fault { instance, method, path, fault } => {
