@@ -16,7 +16,7 @@ async fn sandbox() -> Sandbox {
 }
 
 fn targets(sandbox: &Sandbox) -> Vec<Target> {
-    fediprobe::wiring::sandbox_targets(sandbox)
+    fediprobe::sandbox::probe_targets(sandbox)
 }
 
 async fn run_with_fault(name: &str, method: Option<Method>, path: &str, fault: Fault) -> RunResult {

@@ -256,7 +256,7 @@ fn start_generation(
     reloads_ok: u64,
     reloads_failed: u64,
 ) -> Generation {
-    let control = crate::wiring::control_target(&loaded.config, options.remote_write_url.as_ref());
+    let control = crate::wiring::control_target(&loaded.config);
     let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)).with_control_target(control));
     for target in runner.targets() {
         if let Err(e) = &target.token {
@@ -391,8 +391,9 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
     }
 }
 
-/// How often the agent sweeps leftover statuses, after the sweep at start.
-const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How often the agent sweeps leftover statuses, after the sweep at start
+/// (`check` counts it against the rate limits).
+const SWEEP_EVERY: Duration = crate::spec::limits::AGENT_SWEEP_EVERY;
 
 /// Deletes leftover statuses (see `runner::sweep`) at start and then every
 /// [`SWEEP_EVERY`], with the config running at the time.

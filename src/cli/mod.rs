@@ -3,12 +3,14 @@
 
 mod check;
 mod dashboards;
+#[cfg(feature = "sandbox")]
 mod demo;
 mod once;
 mod push;
 mod report;
 mod rules;
 mod run;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod table;
 
@@ -55,6 +57,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start two simulated Mastodon instances on loopback and run every bundled journey against them.
+    #[cfg(feature = "sandbox")]
     Demo(demo::Args),
     /// Run every journey (or those named) once, print the results and exit (for Kubernetes CronJobs).
     Once(once::Args),
@@ -63,6 +66,7 @@ enum Command {
     /// Validate the config and journeys without touching the network.
     Check(check::Args),
     /// Start simulated Mastodon instances on loopback and keep them up, for writing journeys.
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::Args),
     /// Write the SLO recording and alerting rules (rule file, PrometheusRule or VMRule).
     Rules(rules::Args),
@@ -75,7 +79,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Run(_) | Command::Sandbox(_) => "info",
+        Command::Run(_) => "info",
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(_) => "info",
         _ => "warn",
     };
     init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
@@ -89,10 +95,12 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
+            #[cfg(feature = "sandbox")]
             Command::Demo(args) => demo::run(args).await,
             Command::Once(args) => once::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Check(args) => check::run(args),
+            #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::Rules(args) => rules::run(args),
             Command::Report(args) => report::run(args).await,
@@ -132,7 +140,7 @@ fn init_logging(level: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::secret::ScrubbedStderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Human => builder.try_init(),
@@ -142,6 +150,10 @@ fn init_logging(level: &str, format: LogFormat) {
 
 /// Loads a config with its journeys, printing every diagnostic; `None` after errors.
 fn load_or_report(path: &std::path::Path) -> Option<crate::spec::Loaded> {
+    if !path.exists() {
+        eprintln!("{}", missing_config(path));
+        return None;
+    }
     match crate::spec::load_config(path) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
@@ -151,10 +163,25 @@ fn load_or_report(path: &std::path::Path) -> Option<crate::spec::Loaded> {
         }
         Err(diagnostics) => {
             eprint!("{diagnostics}");
-            eprintln!("error: {} could not be loaded ({} errors)", path.display(), diagnostics.error_count());
+            eprintln!("error: {} could not be loaded ({})", path.display(), count(diagnostics.error_count(), "error"));
             None
         }
     }
+}
+
+/// What to say when there is no config at `path`: where it looked and how to
+/// point at one.
+fn missing_config(path: &std::path::Path) -> String {
+    format!(
+        "error: no config file at {}\n  = help: point at yours with `-c PATH` (e.g. `-c /etc/fediprobe/fediprobe.yaml`), \
+         or write one for the sandbox with `fediprobe sandbox --write-config DIR`; README's \"Point it at your instance\" shows one",
+        path.display()
+    )
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 error", "3 errors".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// The default config path, `fediprobe.yaml` in the working folder.

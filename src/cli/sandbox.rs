@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::sandbox::{InstanceConfig, Sandbox, SandboxConfig};
 
-use crate::wiring::SANDBOX_INSTANCES;
+use crate::sandbox::PROBE_INSTANCES;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,6 +66,9 @@ pub async fn run(args: Args) -> ExitCode {
 /// journeys in `DIR/journeys/` to edit (files already there are kept: they may
 /// be journeys being written).
 pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
+    // The folder holds the token files: private to the user (0700), fixed when it
+    // was there with a looser mode; the token files themselves are written 0600.
+    crate::secret::private_dir(dir)?;
     let journeys = dir.join("journeys");
     std::fs::create_dir_all(&journeys)?;
     for (path, text) in crate::spec::bundled::BUNDLED {
@@ -77,28 +80,22 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
     let mut yaml =
         String::from("# Written by `fediprobe sandbox --write-config`: points the bundled journeys at the sandbox.\n");
     yaml.push_str("probe:\n  region: local\ninstances:\n");
-    for (name, sandbox_name) in SANDBOX_INSTANCES {
+    for (name, sandbox_name) in PROBE_INSTANCES {
         let Some(instance) = sandbox.instance(sandbox_name) else { continue };
         let Some(account) = instance.account("probe") else { continue };
         let token_file = dir.join(format!("{name}.token"));
-        write_private(&token_file, account.token.expose())?;
+        crate::secret::private_file(&token_file, account.token.expose().as_bytes())?;
         yaml.push_str(&format!(
             "  {name}:\n    url: {}\n    account: {}\n    token: {{ file: {name}.token }}\n",
             instance.base_url, account.username
         ));
     }
     yaml.push_str("journeys: [journeys]\n");
+    // Written aside and renamed into place, so that whoever waits for the file
+    // never reads half of it.
     let path = dir.join("fediprobe.yaml");
-    std::fs::write(&path, yaml)?;
+    let partial = dir.join(".fediprobe.yaml.partial");
+    std::fs::write(&partial, yaml)?;
+    std::fs::rename(&partial, &path)?;
     Ok(path)
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())
 }

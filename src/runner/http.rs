@@ -24,8 +24,6 @@ pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// How many redirects a step that follows them accepts, like browsers' limits.
 pub const MAX_REDIRECTS: usize = 10;
 
-pub const USER_AGENT: &str = concat!("fediprobe/", env!("CARGO_PKG_VERSION"));
-
 /// A response read to the end.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -122,6 +120,16 @@ pub async fn send(client: &Client, request: &Request) -> Result<Response, StepEr
     for _ in 0..=MAX_REDIRECTS {
         let bearer = request.bearer.as_ref().filter(|_| origin.matches(&url));
         let response = exchange(client, &method, &url, &request.headers, bearer, body.as_ref()).await?;
+        // Each exchange at trace level, for whoever debugs a journey: what was asked
+        // and what came back. Never headers or query (a token may travel there).
+        tracing::trace!(
+            %method,
+            host = url.host_str().unwrap_or_default(),
+            path = url.path(),
+            status = response.status,
+            body_bytes = response.body.len(),
+            "HTTP exchange"
+        );
         if request.follow_redirects
             && (300..400).contains(&response.status)
             && let Some(next) = response
@@ -237,7 +245,7 @@ fn build(
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         map.insert(HOST, HeaderValue::from_str(host).map_err(|_| invalid("host"))?);
     }
-    map.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+    map.insert(USER_AGENT_HEADER, HeaderValue::from_static(crate::USER_AGENT));
     map.insert(ACCEPT, HeaderValue::from_static("*/*"));
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("header name"))?;

@@ -77,25 +77,40 @@ pub struct Schedule {
     pub pos: Pos,
 }
 
+/// Why a schedule is not a cron expression fediprobe accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Neither Kubernetes' 5 fields nor 6 with seconds.
+    #[error("a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {0}")]
+    FieldCount(usize),
+    /// The cron parser refused it (its message says where).
+    #[error("{0}")]
+    Cron(String),
+}
+
 impl Schedule {
-    pub fn parse(text: &str) -> Result<Cron, String> {
+    /// The schedule's text with its fields separated by single spaces: journeys
+    /// whose schedules read the same run together (one CronJob per schedule).
+    pub fn normalized(&self) -> String {
+        self.text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn parse(text: &str) -> Result<Cron, ScheduleError> {
         let fields = text.split_whitespace().count();
         if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"
-            ));
+            return Err(ScheduleError::FieldCount(fields));
         }
         CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build()
             .parse(text)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ScheduleError::Cron(e.to_string()))
     }
 }
 
 impl FromStr for Schedule {
-    type Err = String;
+    type Err = ScheduleError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Schedule { text: s.to_owned(), cron: Schedule::parse(s)?, pos: Pos::default() })
     }
@@ -134,6 +149,10 @@ pub struct Step {
     /// What a failure of this step means, when it is not the instance's fault: a
     /// prerequisite check (e.g. that a follow exists) says `fail_as: not_following`.
     pub fail_as: Option<FailAs>,
+    /// Default none. `if_missing: id` runs the step only when no earlier step
+    /// captured `id` (skipped otherwise): how a journey creates what it keeps,
+    /// e.g. the standing status `favourite` finds, once.
+    pub if_missing: Option<String>,
 }
 
 /// The reasons a step may claim for its own failures (assertions and HTTP statuses).
@@ -313,6 +332,9 @@ impl JsonType {
 pub struct Capture {
     pub name: String,
     pub source: CaptureSource,
+    /// Default false: a capture that finds nothing fails the step. With
+    /// `optional: true` the variable is left unset instead (see `Step::if_missing`).
+    pub optional: bool,
     pub pos: Pos,
 }
 

@@ -88,7 +88,6 @@ pub use config::{
 pub use retry::{
     Disposition, RetryPolicy, default_initial_backoff, default_max_backoff, default_multiplier, parse_retry_after,
 };
-pub use service::USER_AGENT;
 
 use super::Sample;
 use service::{Attempt, Service};

@@ -20,9 +20,6 @@ const PROTOCOL_HEADERS: [(&str, &str); 3] = [
     ("x-prometheus-remote-write-version", "0.1.0"),
 ];
 
-/// The `User-Agent` of every push.
-pub const USER_AGENT: &str = concat!("fediprobe/", env!("CARGO_PKG_VERSION"));
-
 /// What one attempt gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -87,7 +84,7 @@ impl Service {
         }
         crate::install_crypto_provider();
         let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(crate::USER_AGENT)
             .build()
             .map_err(|error| SinkError::Client(error.without_url().to_string()))?;
         Ok(Service { client, url: url.clone(), auth: options.auth.clone(), headers, policy: options.retry.clone() })

@@ -39,7 +39,7 @@
 //! original name) and delivered as usual.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -122,20 +122,27 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating it if needed) the spool in `dir`: takes the directory's
-    /// lock, deletes `*.tmp` files a crashed writer left (safe under the lock: no
-    /// live process writes there), and indexes the files already there (left by an
-    /// earlier run), oldest first.
+    /// Opens (creating it if needed, private: 0700) the spool in `dir`: takes the
+    /// directory's lock, makes its files private (0600) and deletes `*.tmp` files a
+    /// crashed writer left (both safe under the lock: no live process writes
+    /// there), and indexes the files already there (left by an earlier run),
+    /// oldest first.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, OpenError> {
         let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
-        fs::create_dir_all(dir).map_err(io_error)?;
-        let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io_error)?;
+        // Samples name the probe's accounts and instances: 0700/0600, fixed if looser.
+        crate::secret::private_dir(dir).map_err(io_error)?;
+        let lock = crate::secret::private_open_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io_error)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { dir: dir.to_owned() }),
             Err(fs::TryLockError::Error(source)) => return Err(io_error(source)),
         }
+        crate::secret::private_files_in(dir).map_err(io_error)?;
         let mut found: Vec<(u64, SpoolFile)> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_error)? {
             let path = entry.map_err(io_error)?.path();
@@ -459,7 +466,7 @@ fn write_atomically(path: &Path, samples: &[Sample]) -> io::Result<u64> {
     // spool opened without one could meet) from ever sharing a temporary file.
     let tmp = path.with_extension(format!("{EXTENSION}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut file = crate::secret::private_open_options().write(true).create(true).truncate(true).open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
