@@ -612,8 +612,11 @@ impl Runner {
                 Some(("application/json", serde_json::to_vec(&value).unwrap_or_default().into()))
             }
         };
-        let bearer =
-            if spec.auth { Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?) } else { None };
+        let bearer = if spec.auth {
+            Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e.to_string()))?)
+        } else {
+            None
+        };
         Ok(http::Request {
             method: spec.method.clone(),
             url,
