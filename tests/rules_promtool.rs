@@ -136,7 +136,12 @@ fn rendered(rules: &RuleFile, alertname: &str, labels: &BTreeMap<String, String>
         .annotations
         .iter()
         .map(|(k, v)| {
-            (k, v.replace("{{ $value | humanizePercentage }}", value).replace("{{ $labels.region }}", region))
+            let text = v
+                .replace("{{ $value | humanizePercentage }}", value)
+                .replace("{{ $labels.region }}", region)
+                .replace("{{ $labels.journey }}", labels.get("journey").map_or(JOURNEY, String::as_str))
+                .replace("{{ $labels.instance }}", labels.get("instance").map_or(INSTANCE, String::as_str));
+            (k, text)
         })
         .collect();
     json!(annotations)
@@ -205,7 +210,15 @@ fn scenarios(rules: &RuleFile) -> Vec<Scenario> {
                 no_alerts(REGION_ONLY, 15),
                 no_alerts(FAST_LATENCY, 15),
             ],
-            expr_tests: vec![],
+            // The instance page: its only journey here burns, so all of its journeys do.
+            expr_tests: vec![json!({
+                "expr": "ALERTS{alertname=\"FediprobeInstanceUnavailable\",alertstate=\"firing\"}",
+                "eval_time": at(15),
+                "exp_samples": [{
+                    "labels": format!("ALERTS{{alertname=\"FediprobeInstanceUnavailable\",alertstate=\"firing\",instance=\"{INSTANCE}\",severity=\"page\"}}"),
+                    "value": 1,
+                }],
+            })],
         },
         Scenario {
             name: "fast burn after an hour of good runs: no page after one failure, a page within ten minutes",
@@ -245,10 +258,17 @@ fn scenarios(rules: &RuleFile) -> Vec<Scenario> {
             run: |r, m| if r == "us-east" && m >= 60 { Run::Silent } else { Run::Fast },
             alert_tests: vec![
                 no_alerts(ABSENT, 61),
-                alerts(rules, ABSENT, 70, &[(&[("region", "us-east"), ("severity", "ticket")], "")]),
+                alerts(rules, ABSENT, 70, &[(&[("region", "us-east"), ("severity", "ticket"), ("silence", "5m")], "")]),
                 no_alerts(FAST_AVAILABILITY, 90),
                 no_alerts(REGION_ONLY, 90),
             ],
+            expr_tests: vec![],
+        },
+        Scenario {
+            name: "a fresh deploy where one region never reports: no absent-data ticket",
+            minutes: 31,
+            run: |r, _| if r == "us-east" { Run::Silent } else { Run::Fast },
+            alert_tests: vec![no_alerts(ABSENT, 1), no_alerts(ABSENT, 30)],
             expr_tests: vec![],
         },
         Scenario {
@@ -274,7 +294,11 @@ fn scenarios(rules: &RuleFile) -> Vec<Scenario> {
             minutes: 121,
             run: |r, m| if r == "eu-west" && m % 5 == 0 { Run::ProbeError } else { Run::Fast },
             alert_tests: vec![no_alerts(FAST_AVAILABILITY, 120), no_alerts(REGION_ONLY, 120)],
-            expr_tests: vec![firing(PROBE_ERRORS, 120, &[&[("region", "eu-west"), ("severity", "ticket")]])],
+            expr_tests: vec![firing(
+                PROBE_ERRORS,
+                120,
+                &[&[("region", "eu-west"), ("severity", "ticket"), ("window", "1h")]],
+            )],
         },
     ]
 }

@@ -14,6 +14,9 @@ pub enum AlertKind {
     LatencySlowBurn,
     DelayFastBurn,
     DelaySlowBurn,
+    /// At least half of an instance's journeys burn availability at page level:
+    /// one page for a whole-instance outage.
+    InstanceUnavailable,
     /// One region sees a fast burn that fewer than `page_quorum` regions see.
     RegionOnlyBurn,
     /// A region stopped reporting a journey.
@@ -23,7 +26,8 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 10] = [
+        AlertKind::InstanceUnavailable,
         AlertKind::AvailabilityFastBurn,
         AlertKind::AvailabilitySlowBurn,
         AlertKind::LatencyFastBurn,
@@ -56,6 +60,7 @@ impl AlertKind {
             AlertKind::LatencySlowBurn => "FediprobeLatencySlowBurn",
             AlertKind::DelayFastBurn => "FediprobeFederationDelayFastBurn",
             AlertKind::DelaySlowBurn => "FediprobeFederationDelaySlowBurn",
+            AlertKind::InstanceUnavailable => "FediprobeInstanceUnavailable",
             AlertKind::RegionOnlyBurn => "FediprobeRegionOnlyBurn",
             AlertKind::JourneyAbsent => "FediprobeJourneyAbsent",
             AlertKind::ProbeErrors => "FediprobeProbeErrors",
@@ -71,6 +76,7 @@ impl AlertKind {
             AlertKind::LatencySlowBurn => "latency-slow-burn.md",
             AlertKind::DelayFastBurn => "federation-delay-fast-burn.md",
             AlertKind::DelaySlowBurn => "federation-delay-slow-burn.md",
+            AlertKind::InstanceUnavailable => "instance-unavailable.md",
             AlertKind::RegionOnlyBurn => "region-only-burn.md",
             AlertKind::JourneyAbsent => "journey-absent.md",
             AlertKind::ProbeErrors => "probe-errors.md",
