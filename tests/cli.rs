@@ -8,8 +8,13 @@ use std::process::Output;
 
 use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
 use support::victoria::{VictoriaMetrics, free_port};
+use tokio::io::AsyncBufReadExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fediprobe");
+
+/// How long a wait may last before the test calls it a hang: generous, so that
+/// a loaded machine is never mistaken for a broken product.
+const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -126,6 +131,11 @@ async fn once_refuses_unknown_journeys_and_broken_configs() {
     assert!(text(&output).1.contains("inline_token.yaml:7:12"), "{:?}", text(&output));
 }
 
+/// Whether a command's stderr holds trace-level log lines, in either log format.
+fn has_trace_lines(stderr: &str) -> bool {
+    stderr.lines().any(|l| l.contains(" TRACE ") || l.contains("\"level\":\"TRACE\""))
+}
+
 #[tokio::test]
 async fn no_command_prints_a_token_even_at_trace_level() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
@@ -133,18 +143,40 @@ async fn no_command_prints_a_token_even_at_trace_level() {
     let vm_port = free_port();
     let setup = write_config(&sandbox, Some(&format!("http://127.0.0.1:{vm_port}/api/v1/write")));
     let config = setup.config.to_str().unwrap();
-    for args in [
-        vec!["--log-level", "trace", "once", "-c", config],
-        vec!["--log-level", "trace", "--log-format", "json", "once", "-c", config, "--output", "json"],
-        vec!["--log-level", "trace", "check", "-c", config],
-    ] {
-        let output = fediprobe(&args).await;
-        let (stdout, stderr) = text(&output);
-        assert!(!stdout.is_empty() || !stderr.is_empty(), "{args:?} printed nothing");
+    let assert_no_token = |args: &[&str], stdout: &str, stderr: &str| {
         for token in &setup.tokens {
             assert!(!stdout.contains(token.as_str()) && !stderr.contains(token.as_str()), "{args:?} leaked a token");
         }
+    };
+    // Commands that talk to the instances log every exchange at trace level: the
+    // level is really on, and what it prints holds no token.
+    for args in [
+        vec!["--log-level", "trace", "once", "-c", config],
+        vec!["--log-level", "trace", "--log-format", "json", "once", "-c", config, "--output", "json"],
+    ] {
+        let output = fediprobe(&args).await;
+        let (stdout, stderr) = text(&output);
+        assert!(has_trace_lines(&stderr), "{args:?} printed no trace lines:\n{stderr}");
+        assert!(stderr.contains("HTTP exchange"), "{args:?} traced no HTTP exchange:\n{stderr}");
+        assert_no_token(&args, &stdout, &stderr);
     }
+    // The same level from the environment, as a Deployment sets it.
+    let output = tokio::process::Command::new(BIN)
+        .args(["once", "-c", config, "--journey", "home-timeline"])
+        .env("FEDIPROBE_LOG", "trace")
+        .output()
+        .await
+        .expect("the binary runs");
+    let (stdout, stderr) = text(&output);
+    assert!(has_trace_lines(&stderr), "FEDIPROBE_LOG=trace printed no trace lines:\n{stderr}");
+    assert_no_token(&["FEDIPROBE_LOG=trace", "once"], &stdout, &stderr);
+    // `check` looks at the token files (are they there, are they private) and
+    // talks to nobody, so it has nothing to trace; it must not print a token either.
+    let args = ["--log-level", "trace", "check", "-c", config];
+    let output = fediprobe(&args).await;
+    let (stdout, stderr) = text(&output);
+    assert!(stdout.contains("journeys checked"), "{stdout}\n{stderr}");
+    assert_no_token(&args, &stdout, &stderr);
 }
 
 #[tokio::test]
@@ -232,19 +264,26 @@ async fn the_sandbox_command_writes_a_config_that_once_can_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut sandbox = tokio::process::Command::new(BIN)
         .args(["sandbox", "--write-config", dir.path().to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // The sandbox says where it wrote the config once the file is complete (it
+    // is renamed into place): wait for that line, not for the file to appear.
     let config = dir.path().join("fediprobe.yaml");
-    for _ in 0..200 {
-        if config.exists() {
-            break;
+    let mut stdout = tokio::io::BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    let announced = format!("wrote {}", config.display());
+    let wrote = async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.contains(&announced) {
+                return true;
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(config.exists(), "the sandbox wrote no config");
+        false
+    };
+    let wrote = tokio::time::timeout(HANG, wrote).await.expect("the sandbox started within the hang limit");
+    assert!(wrote, "the sandbox exited without announcing {}", config.display());
     let output = fediprobe(&["once", "-c", config.to_str().unwrap(), "--output", "json"]).await;
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
@@ -259,7 +298,7 @@ async fn the_sandbox_command_writes_a_config_that_once_can_run() {
     }
     let pid = sandbox.id().unwrap().to_string();
     std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let status = tokio::time::timeout(std::time::Duration::from_secs(10), sandbox.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(HANG, sandbox.wait()).await.unwrap().unwrap();
     assert!(status.success(), "Ctrl-C stops the sandbox cleanly");
 }
 
@@ -318,8 +357,9 @@ async fn run_rules_dashboards_and_report_never_print_a_token_even_at_trace_level
         }
     };
 
-    // The agent: start, a few runs, SIGTERM.
-    let agent = tokio::process::Command::new(BIN)
+    // The agent: start, wait for its first finished run (a bounded wait that
+    // only catches a hang), SIGTERM.
+    let mut agent = tokio::process::Command::new(BIN)
         .args(["--log-level", "trace", "run", "-c", config])
         .env_remove("FEDIPROBE_LOG")
         .stdout(std::process::Stdio::piped())
@@ -327,14 +367,33 @@ async fn run_rules_dashboards_and_report_never_print_a_token_even_at_trace_level
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let mut stderr_lines = tokio::io::BufReader::new(agent.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let first_run = async {
+        while let Some(line) = stderr_lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("run finished") {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(HANG, first_run).await.is_err() {
+        panic!("the agent finished no run within {HANG:?}:\n{stderr}");
+    }
     let pid = agent.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let output =
-        tokio::time::timeout(std::time::Duration::from_secs(30), agent.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
-    assert!(text(&output).1.contains("run finished"), "{:?}", text(&output));
-    assert_clean("run", &everything(&output, Path::new("/nonexistent")));
+    let rest = async {
+        while let Some(line) = stderr_lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+        agent.wait_with_output().await.unwrap()
+    };
+    let output = tokio::time::timeout(HANG, rest).await.expect("the agent stops after SIGTERM");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(has_trace_lines(&stderr), "the agent printed no trace lines:\n{stderr}");
+    assert_clean("run", &format!("{}\n{stderr}", String::from_utf8_lossy(&output.stdout)));
 
     // The generators and the report (against the samples the agent pushed).
     vm.force_flush();

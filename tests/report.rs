@@ -311,7 +311,12 @@ fn check_html(path: &Path) {
     assert!(!html.contains("<as>"), "the description is escaped");
     assert!(html.contains("in ap-southeast, eu-west and us-east, outside the instance&#39;s network"));
     assert!(html.contains("99.5% of runs succeed; 95% of successful runs finish within 500ms"));
-    assert!(html.contains("No federation journeys") || html.contains("main → peer"));
+    // The history holds ten federated posts from main to peer, seen from eu-west.
+    assert!(
+        html.contains("<tr><td>main → peer</td><td>eu-west</td><td class=\"n\">10</td>"),
+        "the federation table has the row of main → peer"
+    );
+    assert!(!html.contains("No federation journeys"), "federation delay was measured");
 }
 
 /// Runs headless Chromium on `page`: its DOM must hold every journey's name,

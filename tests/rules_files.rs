@@ -10,8 +10,8 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use fediprobe::generate;
 use fediprobe::generate::runbooks::AlertKind;
-use fediprobe::generate::{self, Format};
 use support::rules::{FORMATS, committed, deploy_rules, load_deploy, plain_groups, root};
 use support::tools;
 
@@ -38,11 +38,38 @@ fn committed_rules_are_up_to_date() {
     );
 }
 
+/// `fediprobe rules --format FORMAT` on the deploy config, in its own process,
+/// from `dir`, with `env` set: its stdout.
+fn rules_in_a_process(format: &str, dir: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fediprobe"))
+        .args(["rules", "-c", support::rules::deploy_config().to_str().unwrap(), "--format", format])
+        .current_dir(dir)
+        .env_remove("FEDIPROBE_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    tools::assert_success(&format!("fediprobe rules --format {format}"), &output);
+    String::from_utf8(output.stdout).expect("rules are UTF-8")
+}
+
+/// Two processes (each with its own randomly seeded hash maps, a different
+/// working folder, time zone and locale) write the same bytes, and those are
+/// what the committed files hold: nothing in the output depends on iteration
+/// order, the clock or the environment.
 #[test]
-fn generation_is_deterministic() {
-    let a = generate::render(&deploy_rules(&[]), Format::Rules);
-    let b = generate::render(&deploy_rules(&[]), Format::Rules);
-    assert_eq!(a, b);
+fn generation_is_deterministic_across_processes() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    for format in FORMATS {
+        let name = format!("{format:?}").to_lowercase();
+        let first = rules_in_a_process(&name, root(), &[("TZ", "UTC"), ("LANG", "C")]);
+        let second = rules_in_a_process(
+            &name,
+            elsewhere.path(),
+            &[("TZ", "Pacific/Chatham"), ("LANG", "de_DE.UTF-8"), ("LC_ALL", "tr_TR.UTF-8")],
+        );
+        assert!(first == second, "two runs of `fediprobe rules --format {name}` differ");
+        assert_eq!(first, generate::render(&deploy_rules(&[]), format), "the binary and the library disagree");
+    }
 }
 
 #[test]

@@ -22,6 +22,10 @@ pub fn run(args: Args) -> ExitCode {
     let mut diagnostics = Diagnostics::default();
     let mut journeys = 0;
     if let Some(path) = &config {
+        if !path.exists() {
+            eprintln!("{}", super::missing_config(path));
+            return ExitCode::from(super::EXIT_INVALID_INPUT);
+        }
         match spec::load_config(path) {
             Ok(loaded) => {
                 journeys += loaded.journeys.len();

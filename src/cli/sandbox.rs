@@ -88,8 +88,12 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
         ));
     }
     yaml.push_str("journeys: [journeys]\n");
+    // Written aside and renamed into place, so that whoever waits for the file
+    // never reads half of it.
     let path = dir.join("fediprobe.yaml");
-    std::fs::write(&path, yaml)?;
+    let partial = dir.join(".fediprobe.yaml.partial");
+    std::fs::write(&partial, yaml)?;
+    std::fs::rename(&partial, &path)?;
     Ok(path)
 }
 

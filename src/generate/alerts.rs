@@ -105,17 +105,22 @@ impl BurnQuery {
         match self {
             BurnQuery::Recorded { slo_window, saturates } => {
                 let objective = objective_selector(sli, *slo_window);
-                let above = format!(
-                    "{ratio}\n> on ({JOURNEY_KEY}) group_left ()\n({factor} * (1 - {objective}))"
-                );
+                let above = format!("{ratio}\n> on ({JOURNEY_KEY}) group_left ()\n({factor} * (1 - {objective}))");
                 if *saturates {
-                    format!("(\n{}\nor\n{}\n)", indent(&above, 2), indent(&format!("{ratio} >= 1\nand on ({JOURNEY_KEY})\n{objective}"), 2))
+                    format!(
+                        "(\n{}\nor\n{}\n)",
+                        indent(&above, 2),
+                        indent(&format!("{ratio} >= 1\nand on ({JOURNEY_KEY})\n{objective}"), 2)
+                    )
                 } else {
                     above
                 }
             }
             BurnQuery::Raw { objective, .. } => {
-                let t = slo::Threshold::new(factor, crate::spec::values::Objective::new(*objective).expect("a valid objective"));
+                let t = slo::Threshold::new(
+                    factor,
+                    crate::spec::values::Objective::new(*objective).expect("a valid objective"),
+                );
                 format!("{ratio}\n{}", t.promql())
             }
         }
@@ -174,12 +179,43 @@ fn annotations(plan: &Plan<'_>, kind: AlertKind, summary: String, description: S
     ])
 }
 
+/// A template that reads one of the alerting journey's recorded SLO facts
+/// (`record` for its `journey` and `sli`) at notification time and formats it
+/// with `format`: the rules are generic, so the journey's own objective and
+/// threshold are looked up, not written into each rule.
+fn lookup(record: &str, format: &str) -> String {
+    format!(
+        "{{{{ with printf \"{record}{{journey=%q,sli=%q}}\" $labels.journey $labels.sli | query }}}}\
+         {{{{ . | first | value | {format} }}}}{{{{ end }}}}"
+    )
+}
+
+/// The alerting journey's objective, e.g. `99.5%`.
+fn objective() -> String {
+    lookup(OBJECTIVE_RECORD, "humanizePercentage")
+}
+
+/// The alerting journey's latency or delay threshold, e.g. `500ms`.
+fn threshold() -> String {
+    lookup(super::rules::THRESHOLD_RECORD, "humanizeDuration")
+}
+
 /// What counts against an SLI, in words, e.g. `of runs failed`.
-pub fn bad_words(sli: Sli) -> &'static str {
+pub fn bad_words(sli: Sli) -> String {
     match sli {
-        Sli::Availability => "of runs failed",
-        Sli::Latency => "of successful runs were slower than the journey's latency threshold",
-        Sli::Delay => "of posts were not delivered within the journey's delay threshold",
+        Sli::Availability => "of runs failed".to_owned(),
+        Sli::Latency => format!("of successful runs took longer than {}", threshold()),
+        Sli::Delay => format!("of posts were not delivered within {}", threshold()),
+    }
+}
+
+/// The objective in words, e.g. `99.5% of runs succeed over 30d`.
+pub fn objective_words(sli: Sli, slo_window: Duration) -> String {
+    let w = prom_duration(slo_window);
+    match sli {
+        Sli::Availability => format!("{} of runs succeed over {w}", objective()),
+        Sli::Latency => format!("{} of successful runs within {} over {w}", objective(), threshold()),
+        Sli::Delay => format!("{} of posts delivered within {} over {w}", objective(), threshold()),
     }
 }
 
@@ -192,14 +228,16 @@ pub fn burn(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: Duration
     let short = prom_duration(window.short);
     let w = prom_duration(slo_window);
     let q = plan.rules.page_quorum;
-    let summary = format!("{JOURNEY} on {INSTANCE}: {VALUE_PERCENT} {} over the last {long}", bad_words(sli));
+    let summary = format!(
+        "{JOURNEY}: {VALUE_PERCENT} {} over the last {long} (objective: {})",
+        bad_words(sli),
+        objective_words(sli, slo_window)
+    );
     let seen =
         if q > 1 { format!("Seen from at least {q} regions; the value is the worst of them. ") } else { String::new() };
     let description = format!(
-        "{seen}At {factor}× the rate the journey's {w} {sli} objective allows (an error ratio above {factor} × \
-         (1 − objective)), {share}% of its {w} error budget goes in {long}; the ratio is still that high over the \
-         last {short}. The objective is the series {OBJECTIVE_RECORD}{{journey=\"{JOURNEY}\",sli=\"{sli}\"}}.",
-        sli = sli.label(),
+        "{seen}At {factor}× the rate the objective allows (an error ratio above {factor} × (1 − objective)), \
+         {share}% of the {w} error budget goes in {long}; the ratio is still that high over the last {short}.",
         share = slo::round(window.budget_share(slo_window) * 100.0),
     );
     super::AlertingRule {
@@ -254,13 +292,17 @@ pub fn region_only(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: D
     let query = BurnQuery::Recorded { slo_window, saturates: plan.saturates(sli, window, slo_window) };
     let long = prom_duration(window.long);
     let q = plan.rules.page_quorum;
-    let summary =
-        format!("{JOURNEY} on {INSTANCE}: {VALUE_PERCENT} {} over the last {long} from {REGION} only", bad_words(sli));
+    let summary = format!(
+        "{JOURNEY}: {VALUE_PERCENT} {} over the last {long} from {REGION} only (objective: {})",
+        bad_words(sli),
+        objective_words(sli, slo_window)
+    );
     let description = format!(
-        "Region {REGION} sees the {sli} of {JOURNEY} burn fast enough to page (over {long} and {short}), but fewer \
-         than {q} regions see it, so nobody was paged. Either this vantage point has trouble of its own (its \
-         network, DNS, the probe), or users near it do.",
+        "Region {REGION} sees the {sli} of {JOURNEY} burn fast enough to page (error ratio above {factor} × \
+         (1 − objective) over {long} and {short}), but fewer than {q} regions see it, so nobody was paged. Either \
+         this vantage point has trouble of its own (its network, DNS, the probe), or users near it do.",
         sli = sli.label(),
+        factor = window.factor(slo_window),
         short = prom_duration(window.short),
     );
     super::AlertingRule {

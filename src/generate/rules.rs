@@ -29,6 +29,7 @@
 //! | `journey_region:fediprobe_slo_errors:ratio_<w>` | error ratio over `w`, per region |
 //! | `journey:fediprobe_slo_errors:ratio_<w>` | error ratio over `w`, all regions pooled |
 //! | `journey:fediprobe_slo_objective:ratio` | the objective (e.g. 0.995), with a `window` label |
+//! | `journey:fediprobe_slo_threshold:seconds` | the latency or delay threshold (e.g. 0.5) |
 //! | `journey:fediprobe_slo_error_budget_remaining:ratio` | 1 − (errors over the SLO window ÷ budget) |
 //!
 //! Windows: 5m, 30m, 1h, 2h, 6h, 1d, 3d and the journeys' SLO windows (30d unless
@@ -61,6 +62,8 @@ pub fn ratio_record(w: Duration) -> String {
 }
 
 pub const OBJECTIVE_RECORD: &str = "journey:fediprobe_slo_objective:ratio";
+/// A journey's latency or delay threshold in seconds, for the alerts' text and the dashboards.
+pub const THRESHOLD_RECORD: &str = "journey:fediprobe_slo_threshold:seconds";
 pub const BUDGET_REMAINING_RECORD: &str = "journey:fediprobe_slo_error_budget_remaining:ratio";
 
 /// The labels the region ratios keep, and the pooled ones.
@@ -109,9 +112,11 @@ impl<'a> Plan<'a> {
     /// Whether `sli` of some journey over `slo_window` has `factor × budget` at
     /// or above 100% for `window` (so its alert must compare with `>= 1`).
     pub fn saturates(&self, sli: Sli, window: &BurnWindow, slo_window: Duration) -> bool {
-        self.journeys.iter().filter(|j| j.slo.window == slo_window).flat_map(|j| slo::indicators(j)).any(|ind| {
-            ind.sli == sli && slo::Threshold::new(window.factor(slo_window), ind.objective).inclusive
-        })
+        self.journeys
+            .iter()
+            .filter(|j| j.slo.window == slo_window)
+            .flat_map(|j| slo::indicators(j))
+            .any(|ind| ind.sli == sli && slo::Threshold::new(window.factor(slo_window), ind.objective).inclusive)
     }
 
     /// Whether some journey has an objective of `sli` over `slo_window`.
@@ -159,6 +164,15 @@ fn objectives_group(plan: &Plan<'_>) -> RuleGroup {
                 ("sli".to_owned(), ind.sli.label().to_owned()),
                 ("window".to_owned(), prom_duration(journey.slo.window)),
             ]);
+            if let Some(threshold) = ind.threshold {
+                let mut labels = labels.clone();
+                labels.remove("window");
+                rules.push(Rule::Record(RecordingRule {
+                    record: THRESHOLD_RECORD.to_owned(),
+                    expr: format!("vector({})", threshold.as_secs_f64()),
+                    labels,
+                }));
+            }
             rules.push(Rule::Record(RecordingRule {
                 record: OBJECTIVE_RECORD.to_owned(),
                 expr: format!("vector({})", ind.objective.fraction()),
@@ -325,13 +339,22 @@ mod tests {
         );
         assert_eq!(one.alerts().count(), two.alerts().count());
         assert_eq!(one.records().count() + 1, two.records().count(), "one more objective series");
+        assert_eq!(
+            one.groups.iter().map(|g| g.rules.len()).sum::<usize>() + 1,
+            two.groups.iter().map(|g| g.rules.len()).sum::<usize>()
+        );
     }
 
     #[test]
     fn a_90_day_window_scales_the_burn_factors_and_saturates_at_every_run_failing() {
         let file = generate(&config(&["a"], 1), &[journey("{ availability: 95%, window: 90d }", "*/5 * * * *")]);
         let fast = file.alerts().find(|a| a.alert == AlertKind::AvailabilityFastBurn.name()).unwrap();
-        assert!(fast.expr.contains("(43.2 * (1 - journey:fediprobe_slo_objective:ratio{sli=\"availability\",window=\"90d\"}))"), "{}", fast.expr);
+        assert!(
+            fast.expr
+                .contains("(43.2 * (1 - journey:fediprobe_slo_objective:ratio{sli=\"availability\",window=\"90d\"}))"),
+            "{}",
+            fast.expr
+        );
         assert!(fast.expr.contains(">= 1\n"), "43.2 × 5% is over 100%: {}", fast.expr);
         assert!(file.records().any(|r| r.record == "journey:fediprobe_slo_errors:ratio_90d"));
         let absent = file.alerts().find(|a| a.alert == AlertKind::JourneyAbsent.name()).unwrap();

@@ -44,13 +44,19 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// The TLS client could not be set up (the platform's verifier or rustls refused
+/// the configuration): a problem of the machine the probe runs on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsSetupError(String);
+
 impl Tls {
     /// The platform's roots plus `extra_roots` (e.g. a private CA).
-    pub fn with_extra_roots(extra_roots: Vec<CertificateDer<'static>>) -> Result<Tls, String> {
+    pub fn with_extra_roots(extra_roots: Vec<CertificateDer<'static>>) -> Result<Tls, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
-            .map_err(|e| format!("cannot set up TLS verification: {e}"))?;
-        Ok(Tls { config: Some(client_config(provider, Arc::new(verifier))?) })
+            .map_err(|e| TlsSetupError(format!("cannot set up TLS verification: {e}")))?;
+        Ok(Tls { config: Some(client_config(provider, Arc::new(verifier)).map_err(TlsSetupError)?) })
     }
 
     /// The same verification for a websocket: ALPN offers only HTTP/1.1, the one

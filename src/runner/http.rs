@@ -120,6 +120,16 @@ pub async fn send(client: &Client, request: &Request) -> Result<Response, StepEr
     for _ in 0..=MAX_REDIRECTS {
         let bearer = request.bearer.as_ref().filter(|_| origin.matches(&url));
         let response = exchange(client, &method, &url, &request.headers, bearer, body.as_ref()).await?;
+        // Each exchange at trace level, for whoever debugs a journey: what was asked
+        // and what came back. Never headers or query (a token may travel there).
+        tracing::trace!(
+            %method,
+            host = url.host_str().unwrap_or_default(),
+            path = url.path(),
+            status = response.status,
+            body_bytes = response.body.len(),
+            "HTTP exchange"
+        );
         if request.follow_redirects
             && (300..400).contains(&response.status)
             && let Some(next) = response

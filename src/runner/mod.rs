@@ -117,7 +117,10 @@ impl Runner {
 
     /// Trusts `roots` (DER certificates, e.g. a private CA's) besides the
     /// platform's roots for every HTTPS connection this runner's runs make.
-    pub fn with_extra_roots(mut self, roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Result<Self, String> {
+    pub fn with_extra_roots(
+        mut self,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<Self, connect::TlsSetupError> {
         self.tls = connect::Tls::with_extra_roots(roots)?;
         Ok(self)
     }

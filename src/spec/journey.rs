@@ -77,25 +77,34 @@ pub struct Schedule {
     pub pos: Pos,
 }
 
+/// Why a schedule is not a cron expression fediprobe accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Neither Kubernetes' 5 fields nor 6 with seconds.
+    #[error("a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {0}")]
+    FieldCount(usize),
+    /// The cron parser refused it (its message says where).
+    #[error("{0}")]
+    Cron(String),
+}
+
 impl Schedule {
-    pub fn parse(text: &str) -> Result<Cron, String> {
+    pub fn parse(text: &str) -> Result<Cron, ScheduleError> {
         let fields = text.split_whitespace().count();
         if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "a schedule has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"
-            ));
+            return Err(ScheduleError::FieldCount(fields));
         }
         CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build()
             .parse(text)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ScheduleError::Cron(e.to_string()))
     }
 }
 
 impl FromStr for Schedule {
-    type Err = String;
+    type Err = ScheduleError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Schedule { text: s.to_owned(), cron: Schedule::parse(s)?, pos: Pos::default() })
     }
