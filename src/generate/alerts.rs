@@ -42,6 +42,9 @@ pub const ABSENT_PERIODS: u32 = 3;
 /// …and never after less than this: a CronJob's pod can take a minute to start
 /// and a run's samples are pushed after the run.
 pub const ABSENT_MIN_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// …nor, on a scaled-down clock, under this much real time: a run's samples take
+/// seconds to be pushed and to become searchable, however fast the rules run.
+pub const ABSENT_FLOOR: Duration = Duration::from_secs(30);
 /// How far back a region must have reported for its silence to be news. A
 /// region silent for longer than this is no longer an alert (it was one for a
 /// day); a region that never reported, such as at a fresh deploy, never is.
@@ -316,7 +319,7 @@ pub fn region_only(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: D
 
 /// The silence after which a journey run every `period` is absent.
 pub fn silence(plan: &Plan<'_>, period: Duration) -> Duration {
-    (period * ABSENT_PERIODS).max(plan.scaled(ABSENT_MIN_SILENCE))
+    (period * ABSENT_PERIODS).max(plan.scaled(ABSENT_MIN_SILENCE)).max(ABSENT_FLOOR)
 }
 
 /// A ticket per region that reported the journeys of `names` within

@@ -66,9 +66,12 @@ pub fn dashboard(rules: &RulesConfig, journeys: &[Journey]) -> Dashboard {
                  that.",
                 prom_duration(silent)
             ),
+            // The newest sample's own timestamp while it is within the lookback
+            // (exact, and there from the first run on); the minute-stepped
+            // subquery only for runs older than that.
             vec![instant(format!(
-                "time() - max by (region, journey) (max_over_time(timestamp({outcome}{})[{lookback}:1m]))",
-                selector("")
+                "time() - max by (region, journey) (\n  timestamp({outcome}{sel})\n  or\n  max_over_time(timestamp({outcome}{sel})[{lookback}:1m])\n)",
+                sel = selector("")
             ))],
             &["Since the last run"],
             &[],
