@@ -6,10 +6,14 @@
 //! ## What the numbers are
 //!
 //! **Window.** The report covers `(start, end]`, a whole number of days; `end`
-//! is the time asked for (default: now), rounded down to five minutes. Each day
-//! is `(start + k·24h, start + (k+1)·24h]`: with the default `end`, days run from
-//! the time of day the report was made, not from midnight. Windows are
+//! is the time asked for (default: now), rounded down to five minutes. Days are
+//! UTC calendar days, each labelled with its own date; the first and the last
+//! are partial when the window does not start or end at midnight. Windows are
 //! left-open, as VictoriaMetrics and Prometheus 3 evaluate range selectors.
+//!
+//! **Coverage.** The part of the window with runs (at five-minute resolution)
+//! is stated next to the window: a 30-day report over 40 minutes of data says
+//! it covers 40 minutes.
 //!
 //! **Counts.** Everything is counted from the raw per-run series of
 //! `docs/metrics.md`, summed over regions and accounts with `sum by (journey, region)`:
@@ -150,10 +154,20 @@ pub async fn build(
     let long = BURN_WINDOWS[0].long.as_secs() as i64;
 
     let totals = measures(backend, &selector, Resolution::Instant { at: end, window: end - start }).await?;
-    let daily = measures(backend, &selector, Resolution::Range { from: start + DAY, to: end, step: DAY }).await?;
+    // Days are UTC calendar days (labelled with their own date); the first and
+    // last are partial when the window does not start or end at midnight.
+    let mut bounds = vec![start];
+    bounds.extend((start.div_euclid(DAY) + 1..=(end - 1).div_euclid(DAY)).map(|d| d * DAY));
+    bounds.push(end);
+    let mut daily = Vec::new();
+    for pair in bounds.windows(2) {
+        let (from, to) = (pair[0], pair[1]);
+        daily.push((from, to, measures(backend, &selector, Resolution::Instant { at: to, window: to - from }).await?));
+    }
     let first_bucket = start - long + STEP;
     let buckets = measures(backend, &selector, Resolution::Range { from: first_bucket, to: end, step: STEP }).await?;
 
+    let coverage = coverage(&buckets.runs, start, end);
     if totals.runs.is_empty() {
         return Err(ReportError::NoData {
             url: backend.display_url(),
@@ -187,15 +201,8 @@ pub async fn build(
             .into_iter()
             .collect();
         all_regions.extend(regions.iter().cloned());
-        let context = JourneyContext {
-            journey,
-            regions: &regions,
-            start,
-            end,
-            days,
-            first_bucket,
-            quorum: config.rules.page_quorum,
-        };
+        let context =
+            JourneyContext { journey, regions: &regions, start, end, first_bucket, quorum: config.rules.page_quorum };
         let indicators =
             slo::indicators(journey).iter().map(|ind| indicator(&context, ind, &totals, &daily, &buckets)).collect();
         reports.push(JourneyReport {
@@ -215,12 +222,19 @@ pub async fn build(
         .instances
         .iter()
         .filter(|i| used.contains(i.name.as_str()))
-        .map(|i| Instance { name: i.name.clone(), host: i.url.host_str().unwrap_or_default().to_owned() })
+        .map(|i| {
+            let host = i.url.host_str().unwrap_or_default();
+            let host = match i.url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
+            Instance { name: i.name.clone(), host }
+        })
         .collect();
     let federation = federation(backend, end, end - start).await?;
     Ok(Report {
         generated_at: options.now,
-        window: Window { start: compute::time(start), end: compute::time(end), days },
+        window: Window { start: compute::time(start), end: compute::time(end), days, coverage },
         instances,
         regions: all_regions.into_iter().collect(),
         page_quorum: config.rules.page_quorum,
@@ -235,7 +249,6 @@ struct JourneyContext<'a> {
     regions: &'a [String],
     start: i64,
     end: i64,
-    days: u32,
     first_bucket: i64,
     quorum: usize,
 }
@@ -245,7 +258,7 @@ fn indicator(
     ctx: &JourneyContext<'_>,
     ind: &slo::Indicator,
     totals: &Measures,
-    daily: &Measures,
+    daily: &[(i64, i64, Measures)],
     buckets: &Measures,
 ) -> IndicatorReport {
     let name = ctx.journey.name.as_str();
@@ -265,11 +278,11 @@ fn indicator(
     let regions = per_region(totals, ctx.end);
     let total = pooled(&regions);
     let budget = ind.objective.budget();
-    let daily: Vec<Day> = (0..ctx.days)
-        .map(|d| {
-            let t = ctx.start + (i64::from(d) + 1) * DAY;
-            let regions = per_region(daily, t);
-            Day { start: compute::time(t - DAY), count: pooled(&regions), regions }
+    let daily: Vec<Day> = daily
+        .iter()
+        .map(|(from, to, m)| {
+            let regions = per_region(m, *to);
+            Day { start: compute::time(*from), count: pooled(&regions), regions }
         })
         .collect();
 
@@ -300,6 +313,17 @@ fn indicator(
         daily,
         incidents,
     }
+}
+
+/// The part of `(start, end]` with runs, from five-minute counts: from the start
+/// of the first bucket with a run to the end of the last.
+fn coverage(runs: &Table, start: i64, end: i64) -> Option<model::Coverage> {
+    let times = runs.values().flatten().filter(|(t, v)| *v > 0.0 && *t > start && *t <= end + STEP).map(|(t, _)| *t);
+    let (first, last) = times.fold(None, |acc: Option<(i64, i64)>, t| match acc {
+        None => Some((t, t)),
+        Some((a, b)) => Some((a.min(t), b.max(t))),
+    })?;
+    Some(model::Coverage { start: compute::time((first - STEP).max(start)), end: compute::time(last.min(end)) })
 }
 
 /// The value of `(journey, region)` at time `t`, as a whole number of runs; 0 when absent.
