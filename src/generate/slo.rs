@@ -95,8 +95,15 @@ impl Indicator {
 /// down for a test), of the series matching `selector` (`{…}` or empty),
 /// aggregated `by` the given labels.
 pub fn error_ratio(sli: Sli, selector: &str, by: &str, range: Duration) -> String {
+    let (good, valid) = good_and_valid(sli, selector, range);
+    format!("1 - (\n  sum by ({by}) ({good})\n  /\n  sum by ({by}) ({valid})\n)")
+}
+
+/// The good and the valid runs of `sli` over `range` (PromQL, per series), as
+/// the table in this module's doc says.
+pub fn good_and_valid(sli: Sli, selector: &str, range: Duration) -> (String, String) {
     let w = prom_duration(range);
-    let (good, valid) = match sli {
+    match sli {
         Sli::Availability => (
             format!("sum_over_time(fediprobe_journey_success{selector}[{w}])"),
             format!("count_over_time(fediprobe_journey_success{selector}[{w}])"),
@@ -109,8 +116,7 @@ pub fn error_ratio(sli: Sli, selector: &str, by: &str, range: Duration) -> Strin
             format!("sum_over_time(fediprobe_journey_delay_ok{selector}[{w}])"),
             format!("count_over_time(fediprobe_journey_delay_ok{selector}[{w}])"),
         ),
-    };
-    format!("1 - (\n  sum by ({by}) ({good})\n  /\n  sum by ({by}) ({valid})\n)")
+    }
 }
 
 /// The indicators a journey's SLO block defines, availability first.

@@ -85,9 +85,11 @@ pub fn render(report: &Report) -> String {
         "<footer>\n<p>Each journey is a scripted user action, run every few minutes from each region. A run that \
          fails because of the probe itself (its token, its own network, its own rate limit) counts neither for nor \
          against an objective. Percentages are exact ratios of runs, to two decimals (never rounded up to 100%). The error budget is the share of \
-         runs the objective allows to fail; incidents are periods in which it burned fast enough to spend \
-         {share}% of an objective window's budget in an hour, over both the last hour and the last five minutes, \
-         seen from at least {quorum} regions (paged) or from fewer (region only).</p>\n\
+         runs the objective allows to fail; incidents are the periods in which the alerting rules' own page \
+         condition held, evaluated every minute over these runs: the budget burning fast enough to spend {share}% \
+         of an objective window's budget in an hour (over the last hour and five minutes) or 5% in six hours (over \
+         the last six hours and 30 minutes), seen from at least {quorum} regions (paged) or from fewer (region \
+         only).</p>\n\
          <p>Made by fediprobe on {generated}.</p>\n</footer>\n</main>\n</body>\n</html>\n",
         share = crate::generate::slo::round(
             crate::generate::slo::BURN_WINDOWS[0].budget_share(crate::generate::slo::REFERENCE_WINDOW) * 100.0
