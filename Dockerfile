@@ -10,17 +10,40 @@
 #
 # Built without the default `sandbox` feature: the image carries no simulated
 # Mastodon and has no `demo` or `sandbox` command (tests/lean_build.rs checks it).
+#
+# Base images by digest. A tag moves (a rebuilt `rust:1.88-alpine` is another
+# image); a digest does not. The digests are build arguments because they were
+# not known where this file was written (no registry access there): look them up
+# once and pin them in CI, e.g.
+#
+#   docker buildx imagetools inspect rust:1.88-alpine --format '{{json .Manifest.Digest}}'
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot --format '{{json .Manifest.Digest}}'
+#   docker build --build-arg RUST_IMAGE=rust:1.88-alpine@sha256:<digest> \
+#                --build-arg RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:<digest> …
+#
+# Without them the tags below are used, unpinned.
+ARG RUST_IMAGE=rust:1.88-alpine
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
-FROM rust:1.88-alpine AS build
+FROM ${RUST_IMAGE} AS build
 RUN apk add --no-cache musl-dev gcc
 WORKDIR /src
-# The whole tree (less what .dockerignore leaves out), so that every target
-# Cargo.toml declares (benches, tests) is there for the manifest to load.
-COPY . .
+# Only what the build needs, by name: never `COPY . .`, which would put whatever
+# lies in the folder (a token file, .git) into the build context and its cache.
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+# The bundled journeys are compiled into the binary (`include_str!`).
+COPY journeys journeys
+# Cargo.toml declares benches, and cargo refuses a manifest whose declared
+# targets are missing: empty stand-ins, named from the manifest itself.
+RUN mkdir benches \
+ && for bench in $(sed -n '/^\[\[bench\]\]/,/^name/s/^name = "\(.*\)"/\1/p' Cargo.toml); do \
+      echo 'fn main() {}' > "benches/$bench.rs"; \
+    done
 RUN cargo build --release --locked --no-default-features --bin fediprobe \
  && strip target/release/fediprobe
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /src/target/release/fediprobe /usr/local/bin/fediprobe
 # The bundled journeys, as a starting point; the
 # Kubernetes manifests mount their own from a ConfigMap.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::runner::ControlTarget;
-use crate::runner::target::read_secret;
+use crate::runner::target::read_secret_following;
 use crate::sink::remote_write::{Auth, RemoteWriteOptions};
 use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
 
@@ -25,6 +25,11 @@ pub fn remote_write_options(
     };
     let mut options = RemoteWriteOptions::new(url);
     let Some(c) = config else { return Ok(Some((options, DEFAULT_FLUSH_TIMEOUT))) };
+    // The sink lives as long as the process: its secret files are looked at again
+    // as often as the agent looks at its config by default, so a rotated
+    // password or token is used without a restart.
+    let recheck = Some(crate::spec::config::AgentConfig::default().reload_check);
+    let read_secret = |source| read_secret_following(source, recheck);
     options.auth = match &c.auth {
         None => None,
         Some(RemoteWriteAuth::Bearer(source)) => {
@@ -43,12 +48,11 @@ pub fn remote_write_options(
     Ok(Some((options, c.flush_timeout)))
 }
 
-/// Where the probe checks its own network (see `probe.control_url`): the
-/// configured control URL, else the remote-write URL in effect (`url_override`
-/// first), else none.
-pub fn control_target(config: &crate::spec::Config, url_override: Option<&url::Url>) -> Option<ControlTarget> {
-    let url = config.probe.control_url.as_ref().or(url_override).or(config.remote_write.as_ref().map(|r| &r.url))?;
-    ControlTarget::of_url(url)
+/// Where the probe checks its own network: `probe.control_url`, or none. Never
+/// the metrics backend: its outage must not change whose fault an instance's
+/// network failure is (without a control target, it is the instance's).
+pub fn control_target(config: &crate::spec::Config) -> Option<ControlTarget> {
+    ControlTarget::of_url(config.probe.control_url.as_ref()?)
 }
 
 /// How old a marked status must be before the leftover sweep deletes it: the
@@ -62,9 +66,46 @@ pub fn sweep_min_age(journeys: &[crate::spec::Journey]) -> Duration {
 /// hold up the runs behind it.
 pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Runs the leftover sweep within [`SWEEP_TIMEOUT`].
+/// Runs the leftover sweep on every instance within [`SWEEP_TIMEOUT`].
 pub async fn sweep(runner: &crate::runner::Runner, min_age: Duration) {
-    if tokio::time::timeout(SWEEP_TIMEOUT, runner.sweep_leftovers(min_age)).await.is_err() {
+    sweep_within_timeout(runner.sweep_leftovers(min_age, None)).await;
+}
+
+/// Runs the leftover sweep within [`SWEEP_TIMEOUT`] on the instances `journeys`
+/// post marked statuses on, the only ones they can leave a leftover on: what
+/// `fediprobe once` does after its runs (and what `check` counts).
+pub async fn sweep_after(runner: &crate::runner::Runner, min_age: Duration, journeys: &[crate::spec::Journey]) {
+    let mut instances: Vec<String> = journeys.iter().flat_map(crate::spec::limits::leaves_statuses_on).collect();
+    instances.sort();
+    instances.dedup();
+    if instances.is_empty() {
+        return;
+    }
+    sweep_within_timeout(runner.sweep_leftovers(min_age, Some(&instances))).await;
+}
+
+async fn sweep_within_timeout(sweep: impl std::future::Future<Output = Vec<crate::runner::sweep::SweepReport>>) {
+    if tokio::time::timeout(SWEEP_TIMEOUT, sweep).await.is_err() {
         tracing::warn!("the leftover sweep did not finish within {SWEEP_TIMEOUT:?}; the next one tries again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(probe: &str) -> crate::spec::Config {
+        let text = format!(
+            "probe: {{ region: eu-west{probe} }}\ninstances:\n  main: {{ url: https://mastodon.example, account: probe, token: {{ env: T }} }}\nremote_write: {{ url: 'http://victoria-metrics:8428/api/v1/write' }}\n"
+        );
+        let (config, diagnostics) = crate::spec::parse_config_str(std::path::Path::new("f.yaml"), &text);
+        config.unwrap_or_else(|| panic!("{diagnostics}"))
+    }
+
+    #[test]
+    fn the_metrics_backend_is_never_the_control_target() {
+        assert_eq!(control_target(&config("")), None);
+        let chosen = control_target(&config(", control_url: 'https://connectivitycheck.gstatic.com'")).unwrap();
+        assert_eq!(chosen.to_string(), "connectivitycheck.gstatic.com:443");
     }
 }

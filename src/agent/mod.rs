@@ -116,7 +116,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Listen { address: listen, source })?;
     let runs = Runs::new(agent.max_concurrent_runs);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
-    let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
+    let generation = start_generation(&loaded, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
         exposition: Exposition::new(),
         sink: sink.clone(),
@@ -164,13 +164,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn start_generation(
     loaded: &Loaded,
-    options: &Options,
     runs: &Runs,
     results: &mpsc::UnboundedSender<RunResult>,
     reloads_ok: u64,
     reloads_failed: u64,
 ) -> Generation {
-    let control = crate::wiring::control_target(&loaded.config, options.remote_write_url.as_ref());
+    let control = crate::wiring::control_target(&loaded.config);
     let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)).with_control_target(control));
     for target in runner.targets() {
         if let Err(e) = &target.token {
@@ -272,7 +271,7 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
         Ok(loaded) => {
             let (ok, failed) = (generation.reloads_ok + 1, generation.reloads_failed);
             generation.schedules.stop();
-            *generation = start_generation(&loaded, options, runs, results, ok, failed);
+            *generation = start_generation(&loaded, runs, results, ok, failed);
             tracing::info!(journeys = loaded.journeys.len(), "{why}: config reloaded");
             if loaded.config.agent != crate::spec::config::AgentConfig::default()
                 || loaded.config.remote_write.is_some()
@@ -283,8 +282,9 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
     }
 }
 
-/// How often the agent sweeps leftover statuses, after the sweep at start.
-const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How often the agent sweeps leftover statuses, after the sweep at start
+/// (`check` counts it against the rate limits).
+const SWEEP_EVERY: Duration = crate::spec::limits::AGENT_SWEEP_EVERY;
 
 /// Deletes leftover statuses (see `runner::sweep`) at start and then every
 /// [`SWEEP_EVERY`], with the config running at the time.

@@ -1,4 +1,6 @@
-//! `fediprobe check`: validates config and journeys offline.
+//! `fediprobe check`: validates config and journeys offline, and shows how much
+//! of each instance's rate limits the schedules use, every probe sharing the
+//! account or the token counted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ pub fn run(args: Args) -> ExitCode {
     });
     let mut diagnostics = Diagnostics::default();
     let mut journeys = 0;
+    let mut budget = Vec::new();
     if let Some(path) = &config {
         if !path.exists() {
             eprintln!("{}", super::missing_config(path));
@@ -30,6 +33,8 @@ pub fn run(args: Args) -> ExitCode {
             Ok(loaded) => {
                 journeys += loaded.journeys.len();
                 diagnostics.extend(loaded.warnings);
+                diagnostics.extend(spec::control::warnings(&loaded.config));
+                budget = loaded.budget;
             }
             Err(found) => diagnostics.extend(found),
         }
@@ -54,6 +59,37 @@ pub fn run(args: Args) -> ExitCode {
         ExitCode::from(super::EXIT_INVALID_INPUT)
     } else {
         println!("ok: {} checked", super::count(journeys, "journey"));
+        if !budget.is_empty() {
+            println!("\nrate limits, worst window, every probe sharing the account or the token counted:");
+            print!("{}", budget_table(&budget));
+        }
         ExitCode::SUCCESS
     }
+}
+
+/// The budget as a table: one row per instance and limit the journeys use.
+pub fn budget_table(budget: &[spec::limits::Budget]) -> String {
+    let rows: Vec<Vec<String>> = budget
+        .iter()
+        .filter(|b| b.per_probe > 0)
+        .map(|b| {
+            let sweep: u64 = b.users.iter().filter(|(u, _)| *u == spec::limits::User::Sweep).map(|(_, n)| n).sum();
+            vec![
+                b.instance.clone(),
+                format!(
+                    "{} {} per {} per {}",
+                    b.limit.max,
+                    b.limit.what,
+                    humantime::format_duration(b.limit.per),
+                    b.limit.scope.as_str()
+                ),
+                b.per_probe.to_string(),
+                sweep.to_string(),
+                b.probes.to_string(),
+                b.total().to_string(),
+                format!("{:.0}%", 100.0 * b.total() as f64 / f64::from(b.limit.max)),
+            ]
+        })
+        .collect();
+    super::table::render(&["INSTANCE", "LIMIT", "THIS PROBE", "OF WHICH SWEEP", "PROBES", "ALL PROBES", "USED"], &rows)
 }

@@ -53,14 +53,16 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let control = crate::wiring::control_target(&loaded.config, args.remote_write_url.as_ref());
+    let control = crate::wiring::control_target(&loaded.config);
     let runner = Runner::new(targets_from_config(&loaded.config)).with_control_target(control);
     let results = run_all(&runner, &journeys).await;
     print_results(&results, args.output);
     // Leftovers of earlier runs (a crash between post and delete) are deleted
     // after the measurement, not before: the sweep's requests must not delay the
-    // runs or load the instance just before them. It overlaps with the push.
-    let sweep = crate::wiring::sweep(&runner, sweep_min_age);
+    // runs or load the instance just before them. It overlaps with the push, and
+    // goes only to the instances these journeys post on (the only ones they can
+    // leave a leftover on), which is what `check` counts against the rate limits.
+    let sweep = crate::wiring::sweep_after(&runner, sweep_min_age, &journeys);
     let delivered = async {
         match push {
             Some(push) => {
@@ -97,12 +99,15 @@ pub async fn run_all(runner: &Runner, journeys: &[Journey]) -> Vec<RunResult> {
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Prints results; what is printed is scrubbed once more as a whole (see
+/// `secret::scrub`), so a field added to results later cannot carry a secret out
+/// even before `RunResult::scrub` learns of it.
 pub fn print_results(results: &[RunResult], output: Output) {
     match output {
         Output::Json => {
             for r in results {
                 match serde_json::to_string(r) {
-                    Ok(line) => println!("{line}"),
+                    Ok(line) => println!("{}", crate::secret::scrub(&line)),
                     Err(e) => tracing::error!(error = %e, "cannot write a result as JSON"),
                 }
             }
@@ -121,7 +126,8 @@ pub fn print_results(results: &[RunResult], output: Output) {
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"], &rows));
+            let table = table::render(&["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"], &rows);
+            print!("{}", crate::secret::scrub(&table));
         }
     }
 }

@@ -66,6 +66,9 @@ pub async fn run(args: Args) -> ExitCode {
 /// journeys in `DIR/journeys/` to edit (files already there are kept: they may
 /// be journeys being written).
 pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
+    // The folder holds the token files: private to the user (0700), fixed when it
+    // was there with a looser mode; the token files themselves are written 0600.
+    crate::secret::private_dir(dir)?;
     let journeys = dir.join("journeys");
     std::fs::create_dir_all(&journeys)?;
     for (path, text) in crate::spec::bundled::BUNDLED {
@@ -81,7 +84,7 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
         let Some(instance) = sandbox.instance(sandbox_name) else { continue };
         let Some(account) = instance.account("probe") else { continue };
         let token_file = dir.join(format!("{name}.token"));
-        write_private(&token_file, account.token.expose())?;
+        crate::secret::private_file(&token_file, account.token.expose().as_bytes())?;
         yaml.push_str(&format!(
             "  {name}:\n    url: {}\n    account: {}\n    token: {{ file: {name}.token }}\n",
             instance.base_url, account.username
@@ -95,14 +98,4 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::write(&partial, yaml)?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())
 }

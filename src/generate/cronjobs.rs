@@ -55,7 +55,7 @@ pub struct UnsupportedSchedule {
 pub fn schedule_groups(journeys: &[Journey]) -> Result<Vec<ScheduleGroup>, UnsupportedSchedule> {
     let mut by_schedule: BTreeMap<String, Vec<&Journey>> = BTreeMap::new();
     for j in journeys {
-        let schedule = j.schedule.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let schedule = j.schedule.normalized();
         if !schedule.starts_with('@') && schedule.split(' ').count() == 6 {
             return Err(UnsupportedSchedule { journey: j.name.clone(), schedule });
         }

@@ -13,8 +13,11 @@
 //! flight (on this probe or another region's sharing the account) keeps its post.
 //!
 //! It deletes at most [`MAX_DELETES`] statuses per instance per sweep, so that it
-//! stays well inside Mastodon's limit of 30 deletes per 30 minutes next to the
-//! journeys' own deletes, and stops at the first refusal (a 429 included). Each
+//! stays inside Mastodon's limit of 30 deletes per 30 minutes per account next to
+//! the journeys' own deletes (`fediprobe check` counts every sweep: see
+//! `spec::limits::sweeps_in_window`), and stops at the first refusal (a 429
+//! included). The standing status `favourite` keeps carries no run marker, so no
+//! sweep ever deletes it. Each
 //! request has [`REQUEST_TIMEOUT`]. A sweep never fails anything: what it could
 //! not do is in its report and logged, and the next sweep tries again.
 
@@ -26,7 +29,7 @@ use super::http::{self, Client, Request};
 use super::{Runner, Target};
 
 /// The most statuses one sweep deletes on one instance.
-pub const MAX_DELETES: usize = 5;
+pub const MAX_DELETES: usize = crate::spec::limits::SWEEP_MAX_DELETES as usize;
 
 /// How many of the probe account's newest statuses a sweep looks at (Mastodon's maximum page).
 pub const PAGE_SIZE: usize = 40;
@@ -46,11 +49,13 @@ pub struct SweepReport {
 }
 
 impl Runner {
-    /// Deletes leftover statuses of the probe accounts on every instance (see the
-    /// module doc). Instances whose token is missing are skipped.
-    pub async fn sweep_leftovers(&self, min_age: Duration) -> Vec<SweepReport> {
+    /// Deletes leftover statuses of the probe accounts (see the module doc) on
+    /// the instances named in `only`, or on every instance. Instances whose token
+    /// is missing are skipped.
+    pub async fn sweep_leftovers(&self, min_age: Duration, only: Option<&[String]>) -> Vec<SweepReport> {
         let mut reports = Vec::new();
-        for target in self.targets.iter().filter(|t| t.token.is_ok()) {
+        let chosen = |t: &&Target| only.is_none_or(|names| names.contains(&t.name));
+        for target in self.targets.iter().filter(|t| t.token.is_ok()).filter(chosen) {
             let client = Client::with_resolver(self.tls.clone(), self.resolver.clone());
             let mut report = SweepReport { instance: target.name.clone(), ..SweepReport::default() };
             if let Err(e) = sweep_one(&client, target, min_age, &mut report).await {
@@ -72,11 +77,8 @@ impl Runner {
 
     /// `text` with every known token replaced (a hostile server may echo one back).
     fn scrub_text(&self, mut text: String) -> String {
-        for secret in self.targets.iter().filter_map(|t| t.token.as_ref().ok()).map(|s| s.expose()) {
-            if secret.len() >= 4 && text.contains(secret) {
-                text = text.replace(secret, "<redacted>");
-            }
-        }
+        // Every secret the process holds, and every piece of one, not only this runner's.
+        crate::secret::scrub_in_place(&mut text);
         text
     }
 }

@@ -1,6 +1,10 @@
 //! The instances a run talks to, with their tokens read from where the config
-//! says (environment or file). Reading happens once per process (and per reload),
-//! not per run.
+//! says (environment or file). A variable is read once per process (and per
+//! reload); a file is read at start and looked at again every `agent.reload_check`
+//! when the token is used (see [`Secret::following`]), so a rotated Kubernetes
+//! Secret is used without a restart, like a changed ConfigMap.
+
+use std::time::Duration;
 
 use crate::secret::Secret;
 use crate::spec::{Config, TokenSource};
@@ -14,23 +18,36 @@ pub struct Target {
     pub account: String,
     /// The token, or why it could not be read (a run using it ends in `probe_error`).
     pub token: Result<Secret, String>,
+    /// Hosts besides the instance's own and its parent domain's that the token may
+    /// be sent to for streaming (the config's `streaming_hosts`).
+    pub streaming_hosts: Vec<String>,
 }
 
 impl Target {
     pub fn new(name: impl Into<String>, base_url: url::Url, account: impl Into<String>, token: Secret) -> Self {
-        Target { name: name.into(), base_url, account: account.into(), token: Ok(token) }
+        Target { name: name.into(), base_url, account: account.into(), token: Ok(token), streaming_hosts: Vec::new() }
     }
 }
 
-/// Reads a secret from its source. The error says where it looked, never a value.
+/// Reads a secret from its source, once. The error says where it looked, never a value.
 pub fn read_secret(source: &TokenSource) -> Result<Secret, String> {
+    read_secret_following(source, None)
+}
+
+/// Reads a secret from its source; one from a file follows the file, looking at it
+/// again every `recheck` when used (`None` or zero: never). The error says where
+/// it looked, never a value.
+pub fn read_secret_following(source: &TokenSource, recheck: Option<Duration>) -> Result<Secret, String> {
     let secret = match source {
         TokenSource::Env(name) => match std::env::var(name) {
             Ok(value) => Secret::new(value),
             Err(_) => return Err(format!("environment variable {name} is not set")),
         },
         TokenSource::File(path) => match std::fs::read_to_string(path) {
-            Ok(value) => Secret::new(value),
+            Ok(value) => match recheck.filter(|every| !every.is_zero()) {
+                Some(every) => Secret::following(value, path, every),
+                None => Secret::new(value),
+            },
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         },
     };
@@ -40,8 +57,10 @@ pub fn read_secret(source: &TokenSource) -> Result<Secret, String> {
     Ok(secret)
 }
 
-/// The config's instances with their tokens.
+/// The config's instances with their tokens; token files are looked at again
+/// every `agent.reload_check`.
 pub fn targets_from_config(config: &Config) -> Vec<Target> {
+    let recheck = Some(config.agent.reload_check);
     config
         .instances
         .iter()
@@ -49,7 +68,40 @@ pub fn targets_from_config(config: &Config) -> Vec<Target> {
             name: i.name.clone(),
             base_url: i.url.clone(),
             account: i.account.clone(),
-            token: read_secret(&i.token).map_err(|e| format!("the token of instance `{}`: {e}", i.name)),
+            token: read_secret_following(&i.token, recheck)
+                .map_err(|e| format!("the token of instance `{}`: {e}", i.name)),
+            streaming_hosts: i.streaming_hosts.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_is_followed_when_a_recheck_is_given_and_read_once_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.token");
+        std::fs::write(&path, "target-old-token-0123456789\n").unwrap();
+        let source = TokenSource::File(path.clone());
+        let followed = read_secret_following(&source, Some(Duration::from_nanos(1))).unwrap();
+        let once = read_secret(&source).unwrap();
+        let never = read_secret_following(&source, Some(Duration::ZERO)).unwrap();
+        std::fs::write(&path, "target-new-token-9876543210\n").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(followed.expose(), "target-new-token-9876543210");
+        assert_eq!(once.expose(), "target-old-token-0123456789");
+        assert_eq!(never.expose(), "target-old-token-0123456789", "`reload_check: 0s` reads once");
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_source_says_where_it_looked_without_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TokenSource::File(dir.path().join("missing.token"));
+        assert!(read_secret(&missing).unwrap_err().contains("missing.token"));
+        let empty = dir.path().join("empty.token");
+        std::fs::write(&empty, "\n").unwrap();
+        assert!(read_secret(&TokenSource::File(empty)).unwrap_err().contains("is empty"));
+    }
 }

@@ -19,8 +19,10 @@ pub(crate) const MAX_CHARACTERS: usize = 500;
 #[derive(Clone, Debug)]
 pub(crate) struct InstanceInfo {
     pub name: String,
-    /// `NAME.sandbox.test`
+    /// The accounts' domain (in `acct`s): `host`, or a split domain's account domain.
     pub domain: String,
+    /// `NAME.sandbox.test`: the host that serves the API.
+    pub host: String,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
 }
@@ -273,8 +275,8 @@ fn statuses_configuration() -> Value {
 /// `GET /api/v2/instance`
 pub(crate) fn instance_v2(db: &Db, info: &InstanceInfo) -> Value {
     let local_users = db.accounts.values().filter(|a| a.domain.is_none()).count();
-    json!({
-        "domain": info.domain,
+    let mut instance = json!({
+        "domain": info.host,
         "title": format!("Sandbox {}", info.name),
         "version": MASTODON_VERSION,
         "source_url": "https://github.com/mastodon/mastodon",
@@ -311,7 +313,12 @@ pub(crate) fn instance_v2(db: &Db, info: &InstanceInfo) -> Value {
         "api_versions": { "mastodon": 2 },
         "contact": { "email": format!("admin@{}", info.domain), "account": null },
         "rules": [],
-    })
+    });
+    // GoToSocial's field for a split domain; Mastodon has none.
+    if info.domain != info.host {
+        instance["account_domain"] = json!(info.domain);
+    }
+    instance
 }
 
 /// `GET /api/v1/instance`
@@ -321,7 +328,7 @@ pub(crate) fn instance_v1(db: &Db, info: &InstanceInfo) -> Value {
         db.statuses.values().filter(|s| db.accounts.get(&s.account_id).is_some_and(|a| a.domain.is_none())).count();
     let domains: std::collections::BTreeSet<&str> = db.accounts.values().filter_map(|a| a.domain.as_deref()).collect();
     json!({
-        "uri": info.domain,
+        "uri": info.host,
         "title": format!("Sandbox {}", info.name),
         "short_description": format!("A simulated Mastodon instance ({}).", info.name),
         "description": format!("A simulated Mastodon instance ({}) run by fediprobe's sandbox.", info.name),

@@ -83,6 +83,12 @@ pub struct InstanceConfig {
     /// How this instance's statuses travel to other instances. Default: see
     /// [`FederationConfig`] (50–150 ms, nothing lost, probes follow each other).
     pub federation: FederationConfig,
+    /// A split domain, as GoToSocial allows: the accounts are
+    /// `user@ACCOUNT_DOMAIN` while the API is served as `NAME.sandbox.test`;
+    /// `/api/v2/instance` then says `domain: NAME.sandbox.test` and
+    /// `account_domain: ACCOUNT_DOMAIN`. Default none: one domain, as Mastodon.
+    /// Example: `Some("people.sandbox.test".into())`.
+    pub account_domain: Option<String>,
 }
 
 impl InstanceConfig {
@@ -92,6 +98,7 @@ impl InstanceConfig {
             limits: RateLimits::default(),
             streaming_ping_interval: DEFAULT_PING_INTERVAL,
             federation: FederationConfig::default(),
+            account_domain: None,
         }
     }
 }
@@ -116,7 +123,8 @@ pub struct InstanceHandle {
     pub name: String,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
-    /// `NAME.sandbox.test`, the domain in `acct`s and in `/api/v2/instance`.
+    /// The domain in `acct`s: `NAME.sandbox.test`, as `/api/v2/instance` says
+    /// (or, with a split domain, its `account_domain`).
     pub domain: String,
     /// The seeded local accounts: `probe`, `alice` and `bob`.
     pub accounts: Vec<AccountHandle>,
@@ -172,9 +180,11 @@ impl Sandbox {
             }
             let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
             let base_url = format!("http://{}", listener.local_addr()?);
+            let host = format!("{}.sandbox.test", instance.name);
             let info = entities::InstanceInfo {
                 name: instance.name.clone(),
-                domain: format!("{}.sandbox.test", instance.name),
+                domain: instance.account_domain.clone().unwrap_or_else(|| host.clone()),
+                host,
                 base_url: base_url.clone(),
             };
             let db = seed::seed(&info, id_salt(index));
@@ -191,8 +201,7 @@ impl Sandbox {
                 .collect();
             let knobs = Federation::new(&instance.federation);
             let (node, queue) = federation::Node::new(Arc::clone(&network), knobs.clone());
-            let streams =
-                streaming::Hub::new(instance.streaming_ping_interval, knobs.streaming_down_watch(), stop_rx.clone());
+            let streams = streaming::Hub::new(instance.streaming_ping_interval, knobs.clone(), stop_rx.clone());
             let state = Arc::new(routes::AppState {
                 info: info.clone(),
                 db: Mutex::new(db),

@@ -5,17 +5,21 @@
 //! probe:
 //!   region: eu-west              # required: the vantage point, a label on every sample
 //!   name: eu-west-1              # default: the region; spreads schedules between probes
-//!   control_url: https://victoria-metrics:8428   # default: none, then remote_write.url's host:port;
-//!                                # reached (one TCP connect, 2 s) before a `connect`/`dns`/
-//!                                # timeout failure counts against an instance
+//!   control_url: https://connectivitycheck.gstatic.com   # default: none (see below)
 //! instances:
 //!   main:
 //!     url: https://mastodon.example
 //!     account: fediprobe         # the probe account's user name (a label on every sample)
 //!     token: { env: FEDIPROBE_MAIN_TOKEN }   # or { file: /var/run/secrets/fediprobe/main }
+//!     shared_by: { account: 3, token: 1 }    # default 1 and 1: probes (this one included) using
+//!                                            # this account, and this token; `token` defaults
+//!                                            # to `account`; `shared_by: 3` is both
 //!     rate_limits: { api_calls: 300 }        # only where the instance differs from Mastodon's
-//!                                            # defaults: api_calls, unauthenticated_api_calls
-//!                                            # (per 5 min), statuses (3 h), deletes, media (30 min)
+//!     streaming_hosts: [stream.example.net]  # default: none; hosts besides the instance's own and its
+//!                                            # parent domain's that may receive the token for streaming
+//!                                            # defaults: api_calls (per token), account_api_calls,
+//!                                            # unauthenticated_api_calls (per 5 min), statuses (3 h),
+//!                                            # deletes, media (30 min)
 //! journeys: [journeys/]          # default: journeys/ beside this file
 //! remote_write:                  # optional
 //!   url: http://victoria-metrics:8428/api/v1/write
@@ -39,6 +43,15 @@
 //!   runbook_url: https://git.example/ops/fediprobe/-/blob/main/runbooks/  # default: `runbooks/`
 //!   probe_error_ratio: 10%       # default 10%: share of probe_error runs that opens a ticket
 //! ```
+//!
+//! `probe.control_url` decides whose fault a network failure is: before a
+//! `connect`, `dns` or pre-connection `timeout` failure counts against an
+//! instance, the probe makes one TCP connection (2 s at most) to the control
+//! URL's host and port; when that fails too, the run is
+//! `probe_error`/`probe_network`. It must share the instances' network path (out
+//! of the cluster, to the internet) and not their fate (not the instance's host,
+//! provider or CDN, not the metrics backend). Without one, every network failure
+//! is the instance's `failure`. `check` warns when it is missing or looks wrong.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,6 +78,15 @@ impl Config {
     pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
         self.instances.iter().find(|i| i.name == name)
     }
+
+    /// The limits of instance `name` and the probes sharing them (Mastodon's
+    /// defaults and one probe for a name not in the config).
+    pub fn limits_for(&self, name: &str) -> (Vec<super::limits::Limit>, super::limits::Sharing) {
+        match self.instance(name) {
+            Some(i) => (i.limits(), i.shared_by),
+            None => (super::limits::LIMITS.to_vec(), super::limits::Sharing::default()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,13 +95,17 @@ pub struct ProbeIdentity {
     pub region: String,
     /// This probe's own name; defaults to the region.
     pub name: String,
-    /// A URL whose host and port the probe can always reach when its own network
-    /// works (the metrics backend, a well-known host). Before a failure that may be
-    /// the probe's own network (`connect`, `dns`, a timeout before connecting)
-    /// counts against an instance, the probe makes one TCP connection to it; when
-    /// that fails too, the run is `probe_error`/`probe_network`. Default: none,
-    /// and then the remote-write URL's host and port when one is configured.
+    /// A URL whose host and port the probe reaches over the same network path as
+    /// the instances, on infrastructure that does not share their fate (a
+    /// well-known public HTTPS host). Before a failure that may be the probe's
+    /// own network (`connect`, `dns`, a timeout before connecting) counts against
+    /// an instance, the probe makes one TCP connection to it; when that fails too,
+    /// the run is `probe_error`/`probe_network`. Default: none, and then such a
+    /// failure is always the instance's (never the metrics backend: its outage
+    /// must not change how instance failures are classified).
     pub control_url: Option<url::Url>,
+    /// Where `control_url` is written, or the `probe` section when it is absent (for `check`'s warnings).
+    pub control_url_pos: Pos,
 }
 
 #[derive(Debug, Clone)]
@@ -94,12 +120,19 @@ pub struct InstanceConfig {
     /// a limit's name (`api_calls`, `unauthenticated_api_calls`, `statuses`,
     /// `deletes`, `media`) and its maximum per Mastodon's window.
     pub rate_limits: Vec<(String, u32)>,
+    /// How many probes use this account and this token (`shared_by`).
+    pub shared_by: super::limits::Sharing,
+    /// Hosts (names, not URLs) the streaming API may be on and receive the token,
+    /// besides the instance's own host and its parent domain (see
+    /// `runner::stream::streaming_url_allowed`).
+    pub streaming_hosts: Vec<String>,
     pub pos: Pos,
 }
 
 /// The config's names for Mastodon's limits, with the limit each one sets.
-pub const RATE_LIMIT_KEYS: [(&str, super::limits::Limit); 5] = [
+pub const RATE_LIMIT_KEYS: [(&str, super::limits::Limit); 6] = [
     ("api_calls", super::limits::API_CALLS),
+    ("account_api_calls", super::limits::ACCOUNT_API_CALLS),
     ("unauthenticated_api_calls", super::limits::UNAUTHENTICATED_API_CALLS),
     ("statuses", super::limits::STATUSES),
     ("deletes", super::limits::DELETES),
@@ -239,7 +272,7 @@ const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_er
 const AGENT_KEYS: &[&str] =
     &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
 const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
-const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "rate_limits"];
+const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "shared_by", "rate_limits", "streaming_hosts"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
     "url",
     "basic_auth",
@@ -320,6 +353,7 @@ fn read_probe(reader: &mut Reader<'_>, node: &Node) -> Option<ProbeIdentity> {
         Some(n) => values::name(reader, n, "probe name")?,
         None => region.clone(),
     };
+    let control_url_pos = fields.get("control_url").map_or(node.pos, |n| n.pos);
     let control_url = match fields.get("control_url") {
         None => Some(None),
         Some(n) => {
@@ -330,14 +364,14 @@ fn read_probe(reader: &mut Reader<'_>, node: &Node) -> Option<ProbeIdentity> {
                     reader.error_hint(
                         n,
                         format!("`{text}` is not an http(s) URL"),
-                        "a host the probe can always reach, e.g. `http://victoria-metrics:8428`",
+                        "a public HTTPS host outside the cluster, e.g. `https://connectivitycheck.gstatic.com`",
                     );
                     None
                 }
             }
         }
     };
-    Some(ProbeIdentity { region, name, control_url: control_url? })
+    Some(ProbeIdentity { region, name, control_url: control_url?, control_url_pos })
 }
 
 fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -> Option<InstanceConfig> {
@@ -345,7 +379,21 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
     let url = fields.require(reader, "url", "the instance").and_then(|n| {
         let text = reader.string(n, "`url`")?;
         match url::Url::parse(&text) {
+            Ok(u) if has_credentials(&u) => {
+                refuse_credentials(reader, n, "the token: `token: { file: … }`");
+                None
+            }
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+                if u.scheme() == "http" && !on_loopback(&u) {
+                    reader.warning(
+                        n,
+                        "the token would cross the network in clear text: the instance URL is plain http",
+                        Some(format!(
+                            "use `https://{}`; plain http is for instances on loopback (the sandbox)",
+                            u.authority()
+                        )),
+                    );
+                }
                 if u.query().is_some() || u.path() != "/" {
                     reader.error_hint(
                         n,
@@ -393,7 +441,96 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
             }
         }
     }
-    Some(InstanceConfig { name, url: url?, account: account?, token: token?, rate_limits, pos })
+    let shared_by = match fields.get("shared_by") {
+        None => Some(super::limits::Sharing::default()),
+        Some(n) => read_sharing(reader, n),
+    };
+    let streaming_hosts = fields.get("streaming_hosts").map_or_else(|| Some(Vec::new()), |n| read_hosts(reader, n));
+    Some(InstanceConfig {
+        name,
+        url: url?,
+        account: account?,
+        token: token?,
+        rate_limits,
+        shared_by: shared_by?,
+        streaming_hosts: streaming_hosts?,
+        pos,
+    })
+}
+
+/// `shared_by: 3` (three probes share the account and its token) or
+/// `shared_by: { account: 3, token: 1 }` (a token per probe); `token` defaults to
+/// `account`, the worst case.
+fn read_sharing(reader: &mut Reader<'_>, node: &Node) -> Option<super::limits::Sharing> {
+    if let Value::Int(_) = node.value {
+        let probes = positive_int(reader, node, "`shared_by`")?.min(u64::from(u32::MAX)) as u32;
+        return Some(super::limits::Sharing { account: probes, token: probes });
+    }
+    let fields = reader.map(node, "`shared_by`", &["account", "token"])?;
+    let account = match fields.get("account") {
+        None => Some(1),
+        Some(n) => positive_int(reader, n, "`account`").map(|v| v.min(u64::from(u32::MAX)) as u32),
+    }?;
+    let token = match fields.get("token") {
+        None => Some(account),
+        Some(n) => positive_int(reader, n, "`token`").map(|v| v.min(u64::from(u32::MAX)) as u32),
+    }?;
+    if token > account {
+        reader.error_hint(
+            node,
+            format!("{token} probes share the token but only {account} the account"),
+            "a token belongs to one account: `token` is at most `account`",
+        );
+        return None;
+    }
+    Some(super::limits::Sharing { account, token })
+}
+
+/// Reads `streaming_hosts`: a list of host names (lower-cased) or addresses, not URLs.
+fn read_hosts(reader: &mut Reader<'_>, node: &Node) -> Option<Vec<String>> {
+    let mut hosts = Vec::new();
+    let mut ok = true;
+    for item in reader.seq(node, "`streaming_hosts`")? {
+        let Some(text) = reader.string(item, "a streaming host") else {
+            ok = false;
+            continue;
+        };
+        let host = if text.contains(['/', '@']) { None } else { url::Host::parse(&text).ok() };
+        match host {
+            Some(host) => hosts.push(host.to_string()),
+            None => {
+                reader.error_hint(
+                    item,
+                    format!("`{text}` is not a host name"),
+                    "give the host alone, e.g. `streaming.mastodon.example`, without scheme, port or path",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(hosts)
+}
+
+/// Whether a URL's host is this machine (`127.0.0.0/8`, `::1`, `localhost`).
+fn on_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+        None => false,
+    }
+}
+
+/// Whether a URL carries a user name or password (`https://user:password@host`).
+fn has_credentials(url: &url::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Refuses credentials written into a URL: they are secrets in the config like an
+/// inline token. The title does not repeat the URL (diagnostics mask its password
+/// anyway).
+fn refuse_credentials(reader: &mut Reader<'_>, node: &Node, instead: &str) {
+    reader.error_hint(node, "a URL in the config must not carry credentials", format!("give them as {instead}"));
 }
 
 /// Reads `{ env: NAME }` or `{ file: PATH }`. An inline value is refused: config
@@ -440,6 +577,10 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
     let url = fields.require(reader, "url", "`remote_write`").and_then(|n| {
         let text = reader.string(n, "`url`")?;
         match url::Url::parse(&text) {
+            Ok(u) if has_credentials(&u) => {
+                refuse_credentials(reader, n, "`basic_auth: { username: …, password: { file: … } }`");
+                None
+            }
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
             _ => {
                 reader.error_hint(
@@ -660,5 +801,27 @@ fn positive_int(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<u64>
             reader.error(node, format!("{what} must be a whole number above zero"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::Sharing;
+
+    fn sharing(shared_by: &str) -> Sharing {
+        let text = format!(
+            "probe: {{ region: eu-west }}\ninstances:\n  main: {{ url: https://mastodon.example, account: probe, token: {{ env: T }}{shared_by} }}\n"
+        );
+        let (config, diagnostics) = super::super::parse_config_str(std::path::Path::new("f.yaml"), &text);
+        config.unwrap_or_else(|| panic!("{diagnostics}")).instances[0].shared_by
+    }
+
+    #[test]
+    fn shared_by_counts_probes_on_the_account_and_on_the_token() {
+        assert_eq!(sharing(""), Sharing { account: 1, token: 1 });
+        assert_eq!(sharing(", shared_by: { account: 3, token: 1 }"), Sharing { account: 3, token: 1 });
+        // Unless told otherwise, the probes sharing an account are taken to share its token: the worst case.
+        assert_eq!(sharing(", shared_by: { account: 3 }"), Sharing { account: 3, token: 3 });
+        assert_eq!(sharing(", shared_by: 3"), Sharing { account: 3, token: 3 });
     }
 }

@@ -89,6 +89,12 @@ pub enum ScheduleError {
 }
 
 impl Schedule {
+    /// The schedule's text with its fields separated by single spaces: journeys
+    /// whose schedules read the same run together (one CronJob per schedule).
+    pub fn normalized(&self) -> String {
+        self.text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
     pub fn parse(text: &str) -> Result<Cron, ScheduleError> {
         let fields = text.split_whitespace().count();
         if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
@@ -143,6 +149,10 @@ pub struct Step {
     /// What a failure of this step means, when it is not the instance's fault: a
     /// prerequisite check (e.g. that a follow exists) says `fail_as: not_following`.
     pub fail_as: Option<FailAs>,
+    /// Default none. `if_missing: id` runs the step only when no earlier step
+    /// captured `id` (skipped otherwise): how a journey creates what it keeps,
+    /// e.g. the standing status `favourite` finds, once.
+    pub if_missing: Option<String>,
 }
 
 /// The reasons a step may claim for its own failures (assertions and HTTP statuses).
@@ -322,6 +332,9 @@ impl JsonType {
 pub struct Capture {
     pub name: String,
     pub source: CaptureSource,
+    /// Default false: a capture that finds nothing fails the step. With
+    /// `optional: true` the variable is left unset instead (see `Step::if_missing`).
+    pub optional: bool,
     pub pos: Pos,
 }
 

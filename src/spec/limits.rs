@@ -2,48 +2,142 @@
 //!
 //! A probe that runs into the instance's limits measures its own schedule, not
 //! the instance: `check` adds up, per instance, what every journey does per run
-//! times how often its schedule fires in the worst window, and compares that with
-//! the limits Mastodon enforces (from its `config/initializers/rack_attack.rb` and
-//! the per-account limits on statuses, deletes and media).
+//! times how often its schedule fires in the worst window, plus the leftover
+//! sweep, times the probes that share the account or the token, and compares that
+//! with the limits Mastodon enforces: from its `config/initializers/rack_attack.rb`
+//! (300 API calls per 5 min per token, 1,500 per account, 300 per address without
+//! a token, 30 deletes and 30 media uploads per 30 min per account) and the
+//! per-account limit of 300 statuses per 3 h.
+//!
+//! Worst cases are counted: every attempt of a poll, every fallback poll of a
+//! stream as if the stream were down for the whole wait, each journey's worst
+//! window summed with the others'. A step with `if_missing` (it creates what the
+//! journey keeps, such as `favourite`'s standing status) counts once per window:
+//! it runs again only when what it created is gone.
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::journey::{Journey, Step, StepKind};
+use super::journey::{Body, Journey, Step, StepKind};
+use super::template::Var;
 
-/// One limit Mastodon enforces on an account or a token.
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Requests under `/api/` with a token.
+    ApiCalls,
+    /// Requests under `/api/` without a token.
+    UnauthenticatedApiCalls,
+    /// `POST /api/v1/statuses`.
+    Statuses,
+    /// `DELETE /api/v1/statuses/:id` (and `POST …/unreblog`).
+    Deletes,
+    /// `POST /api/v1/media`, `POST /api/v2/media`.
+    Media,
+}
+
+/// Whose use a limit adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One access token: shared by the probes given the same token.
+    Token,
+    /// One account: shared by every probe using it, whatever their tokens.
+    Account,
+    /// One client address: each probe has its own (probes behind one NAT would share it).
+    Address,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Token => "token",
+            Scope::Account => "account",
+            Scope::Address => "address",
+        }
+    }
+}
+
+/// One limit Mastodon enforces on a token, an account or an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     /// What is counted, in words ("statuses posted").
     pub what: &'static str,
+    pub counted: Counted,
+    pub scope: Scope,
     pub max: u32,
     pub per: Duration,
 }
 
-pub const API_CALLS: Limit = Limit { what: "API calls", max: 300, per: Duration::from_secs(5 * 60) };
+const FIVE_MINUTES: Duration = Duration::from_secs(5 * 60);
+const HALF_AN_HOUR: Duration = Duration::from_secs(30 * 60);
+
+pub const API_CALLS: Limit =
+    Limit { what: "API calls", counted: Counted::ApiCalls, scope: Scope::Token, max: 300, per: FIVE_MINUTES };
+pub const ACCOUNT_API_CALLS: Limit =
+    Limit { what: "API calls", counted: Counted::ApiCalls, scope: Scope::Account, max: 1_500, per: FIVE_MINUTES };
 /// Calls without a token are limited per IP address: all of a probe's journeys share it.
-pub const UNAUTHENTICATED_API_CALLS: Limit =
-    Limit { what: "unauthenticated API calls", max: 300, per: Duration::from_secs(5 * 60) };
-pub const STATUSES: Limit = Limit { what: "statuses posted", max: 300, per: Duration::from_secs(3 * 3600) };
-pub const DELETES: Limit = Limit { what: "statuses deleted", max: 30, per: Duration::from_secs(30 * 60) };
-pub const MEDIA: Limit = Limit { what: "media uploads", max: 30, per: Duration::from_secs(30 * 60) };
+pub const UNAUTHENTICATED_API_CALLS: Limit = Limit {
+    what: "unauthenticated API calls",
+    counted: Counted::UnauthenticatedApiCalls,
+    scope: Scope::Address,
+    max: 300,
+    per: FIVE_MINUTES,
+};
+pub const STATUSES: Limit = Limit {
+    what: "statuses posted",
+    counted: Counted::Statuses,
+    scope: Scope::Account,
+    max: 300,
+    per: Duration::from_secs(3 * 3600),
+};
+pub const DELETES: Limit =
+    Limit { what: "statuses deleted", counted: Counted::Deletes, scope: Scope::Account, max: 30, per: HALF_AN_HOUR };
+pub const MEDIA: Limit =
+    Limit { what: "media uploads", counted: Counted::Media, scope: Scope::Account, max: 30, per: HALF_AN_HOUR };
 
 /// Mastodon's defaults. An instance may have raised them (`rate_limits` in the config).
-pub const LIMITS: [Limit; 5] = [API_CALLS, UNAUTHENTICATED_API_CALLS, STATUSES, DELETES, MEDIA];
+pub const LIMITS: [Limit; 6] = [API_CALLS, ACCOUNT_API_CALLS, UNAUTHENTICATED_API_CALLS, STATUSES, DELETES, MEDIA];
 
-/// Which limits one request counts against. Only `/api/` paths are throttled
-/// (`/health` and the like are not); a request without a token counts per IP.
-pub fn limits_hit(method: &http::Method, path: &str, authenticated: bool) -> Vec<Limit> {
+/// How many probes (this one included) use an instance's probe account, and
+/// how many of them use the same token (`shared_by` in the config). Default 1 and 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sharing {
+    pub account: u32,
+    pub token: u32,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Sharing { account: 1, token: 1 }
+    }
+}
+
+impl Sharing {
+    /// How many probes add up against a limit of `scope`.
+    pub fn probes(&self, scope: Scope) -> u32 {
+        match scope {
+            Scope::Token => self.token,
+            Scope::Account => self.account,
+            Scope::Address => 1,
+        }
+    }
+}
+
+/// What one request counts against. Only `/api/` paths are throttled (`/health`
+/// and the like are not); a request without a token counts per IP.
+pub fn counted(method: &http::Method, path: &str, authenticated: bool) -> Vec<Counted> {
     if !path.starts_with("/api/") {
         return Vec::new();
     }
-    let mut out = vec![if authenticated { API_CALLS } else { UNAUTHENTICATED_API_CALLS }];
+    let mut out = vec![if authenticated { Counted::ApiCalls } else { Counted::UnauthenticatedApiCalls }];
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
-        ("POST", ["", "api", "v1", "statuses"]) => out.push(STATUSES),
-        ("DELETE", ["", "api", "v1", "statuses", _]) => out.push(DELETES),
-        ("POST", ["", "api", "v1" | "v2", "media"]) => out.push(MEDIA),
+        ("POST", ["", "api", "v1", "statuses"]) => out.push(Counted::Statuses),
+        ("DELETE", ["", "api", "v1", "statuses", _]) | ("POST", ["", "api", "v1", "statuses", _, "unreblog"]) => {
+            out.push(Counted::Deletes)
+        }
+        ("POST", ["", "api", "v1" | "v2", "media"]) => out.push(Counted::Media),
         _ => {}
     }
     out
@@ -65,21 +159,114 @@ fn polls(within: Duration, interval: Duration) -> u32 {
     (within.as_secs_f64() / interval).ceil() as u32 + 1
 }
 
-/// How many times a journey uses each limit per run, on each instance it talks to.
-pub fn usage_per_run(journey: &Journey) -> Vec<(String, Limit, u32)> {
-    let mut out: Vec<(String, Limit, u32)> = Vec::new();
+/// One journey's use of one counter on one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    pub instance: String,
+    pub counted: Counted,
+    /// Uses in every run (worst case).
+    pub per_run: u32,
+    /// Uses of `if_missing` steps: at most once per window, however often the journey runs.
+    pub once: u32,
+}
+
+/// How many times a journey uses each counter, on each instance it talks to.
+pub fn usage(journey: &Journey) -> Vec<Use> {
+    let mut out: Vec<Use> = Vec::new();
     for step in journey.steps.iter().chain(&journey.cleanup) {
-        let instance = journey.step_instance(step).to_owned();
+        let instance = journey.step_instance(step);
         let Some(request) = step.kind.request() else { continue };
         let attempts = worst_case_attempts(step);
-        for limit in limits_hit(&request.method, &request.path.to_string(), request.auth) {
-            match out.iter_mut().find(|(i, l, _)| *i == instance && l.what == limit.what) {
-                Some(entry) => entry.2 += attempts,
-                None => out.push((instance.clone(), limit, attempts)),
+        for counted in counted(&request.method, &request.path.to_string(), request.auth) {
+            let entry = match out.iter_mut().position(|u| u.instance == instance && u.counted == counted) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(Use { instance: instance.to_owned(), counted, per_run: 0, once: 0 });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            if step.if_missing.is_some() {
+                entry.once += attempts;
+            } else {
+                entry.per_run += attempts;
             }
         }
     }
     out
+}
+
+/// The instances on which `journey` posts statuses marked with the run's
+/// `${nonce}`: the only statuses the leftover sweep deletes, so the only
+/// instances a run of it can leave a leftover on, and the ones `once` sweeps
+/// after it.
+pub fn leaves_statuses_on(journey: &Journey) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for step in journey.steps.iter().chain(&journey.cleanup) {
+        let StepKind::Request(request) = &step.kind else { continue };
+        let marked = match &request.body {
+            Some(Body::Form(fields)) => fields.iter().any(|(_, t)| t.uses(&Var::Nonce)),
+            Some(Body::Json(json)) => json.vars().contains(&&Var::Nonce),
+            None => false,
+        };
+        let instance = journey.step_instance(step);
+        if marked
+            && counted(&request.method, &request.path.to_string(), request.auth).contains(&Counted::Statuses)
+            && !out.iter().any(|i| i == instance)
+        {
+            out.push(instance.to_owned());
+        }
+    }
+    out
+}
+
+/// What one leftover sweep costs on one instance: `verify_credentials` and one
+/// page of the account's statuses, then at most this many deletes (see
+/// `runner::sweep`).
+pub const SWEEP_READS: u32 = 2;
+pub const SWEEP_MAX_DELETES: u32 = 1;
+/// The long-running agent sweeps every instance at start and then this often.
+pub const AGENT_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The most leftover sweeps `instance` sees in one window of `per`, whether the
+/// journeys run as CronJobs or in the agent, whichever sweeps more: `fediprobe
+/// once` sweeps after each run on the instances its journeys leave statuses on
+/// (a CronJob runs the journeys of one schedule together), the agent sweeps every
+/// instance at start and then every [`AGENT_SWEEP_EVERY`].
+pub fn sweeps_in_window(journeys: &[Journey], instance: &str, per: Duration, runs: &mut Runs) -> u64 {
+    let mut schedules: Vec<&Journey> = Vec::new();
+    for journey in journeys.iter().filter(|j| leaves_statuses_on(j).iter().any(|i| i == instance)) {
+        if !schedules.iter().any(|s| s.schedule.normalized() == journey.schedule.normalized()) {
+            schedules.push(journey);
+        }
+    }
+    let once: u64 = schedules.iter().map(|j| runs.most_in(j, per)).sum();
+    let agent = per.as_secs().div_ceil(AGENT_SWEEP_EVERY.as_secs()).max(1);
+    once.max(agent)
+}
+
+/// How often journeys' schedules fire in their worst windows, each schedule and
+/// window length counted once: walking a week of a schedule that fires every
+/// second takes a while, and `check`, `once` and the agent load configs often.
+#[derive(Debug, Default)]
+pub struct Runs(std::collections::HashMap<(String, Duration), u64>);
+
+impl Runs {
+    /// The most runs of `journey` in one window of `per`.
+    pub fn most_in(&mut self, journey: &Journey, per: Duration) -> u64 {
+        *self
+            .0
+            .entry((journey.schedule.normalized(), per))
+            .or_insert_with(|| max_runs_in_window(&journey.schedule.cron, per, 1_000_000) as u64)
+    }
+}
+
+/// What the leftover sweep counts per sweep against `counted`.
+fn sweep_cost(counted: Counted) -> u32 {
+    match counted {
+        Counted::ApiCalls => SWEEP_READS + SWEEP_MAX_DELETES,
+        Counted::Deletes => SWEEP_MAX_DELETES,
+        _ => 0,
+    }
 }
 
 /// A fixed reference week, so that `check` (and the generators) never read the
@@ -134,47 +321,80 @@ pub fn max_runs_in_window(cron: &croner::Cron, per: Duration, cap: usize) -> usi
     best
 }
 
-/// One limit the schedules would exceed on one instance.
-#[derive(Debug, Clone)]
-pub struct Overrun {
-    pub instance: String,
-    pub limit: Limit,
-    /// The most uses in one window, all journeys together.
-    pub worst: u64,
-    /// Each journey's share, largest first: (journey index, uses in the window).
-    pub journeys: Vec<(usize, u64)>,
+/// Who uses part of a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum User {
+    /// A journey, by its index.
+    Journey(usize),
+    /// The leftover sweep.
+    Sweep,
 }
 
-/// Every limit the journeys' schedules exceed together, per instance, with the
-/// limits `limits_for` gives for each instance name.
-pub fn check(journeys: &[Journey], limits_for: &dyn Fn(&str) -> Vec<Limit>) -> Vec<Overrun> {
-    let mut overruns: Vec<Overrun> = Vec::new();
-    let usages: Vec<Vec<(String, Limit, u32)>> = journeys.iter().map(usage_per_run).collect();
-    let mut instances: Vec<&str> = usages.iter().flatten().map(|(i, _, _)| i.as_str()).collect();
+/// One limit on one instance: how much of it this probe and the probes sharing
+/// its account or token use in the worst window.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub instance: String,
+    pub limit: Limit,
+    /// This probe's most uses in one window, all journeys and the sweep together.
+    pub per_probe: u64,
+    /// How many probes add up against the limit (see [`Sharing`]).
+    pub probes: u32,
+    /// Who uses this probe's part, largest first.
+    pub users: Vec<(User, u64)>,
+}
+
+impl Budget {
+    /// Every probe sharing the limit together.
+    pub fn total(&self) -> u64 {
+        self.per_probe * u64::from(self.probes)
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.total() > u64::from(self.limit.max)
+    }
+}
+
+/// Every limit of every instance the journeys use, with the limits and the
+/// sharing `limits_for` gives for each instance name.
+pub fn budget(journeys: &[Journey], limits_for: &dyn Fn(&str) -> (Vec<Limit>, Sharing)) -> Vec<Budget> {
+    let mut out: Vec<Budget> = Vec::new();
+    let usages: Vec<Vec<Use>> = journeys.iter().map(usage).collect();
+    let mut runs = Runs::default();
+    let mut instances: Vec<&str> = journeys.iter().flat_map(|j| j.instances()).map(|(i, _)| i).collect();
     instances.sort();
     instances.dedup();
     for instance in instances {
-        for limit in limits_for(instance) {
-            let mut shares: Vec<(usize, u64)> = Vec::new();
+        let (limits, sharing) = limits_for(instance);
+        for limit in limits {
+            let mut users: Vec<(User, u64)> = Vec::new();
             for (index, usage) in usages.iter().enumerate() {
-                for (i, l, per_run) in usage {
-                    if i == instance && l.what == limit.what {
-                        let runs = max_runs_in_window(&journeys[index].schedule.cron, limit.per, 1_000_000);
-                        shares.push((index, runs as u64 * u64::from(*per_run)));
-                    }
+                for u in usage.iter().filter(|u| u.instance == instance && u.counted == limit.counted) {
+                    let most = runs.most_in(&journeys[index], limit.per);
+                    let once = if most > 0 { u64::from(u.once) } else { 0 };
+                    users.push((User::Journey(index), most * u64::from(u.per_run) + once));
                 }
             }
-            // Summing each journey's worst window over-estimates a little when the
-            // worst windows of different journeys don't coincide; for a limit, erring
-            // on the safe side is right.
-            let worst: u64 = shares.iter().map(|(_, n)| n).sum();
-            if worst > u64::from(limit.max) {
-                shares.sort_by_key(|share| std::cmp::Reverse(share.1));
-                overruns.push(Overrun { instance: instance.to_owned(), limit, worst, journeys: shares });
+            let cost = u64::from(sweep_cost(limit.counted));
+            let sweep = if cost > 0 { sweeps_in_window(journeys, instance, limit.per, &mut runs) * cost } else { 0 };
+            if sweep > 0 {
+                users.push((User::Sweep, sweep));
             }
+            users.retain(|(_, n)| *n > 0);
+            // Summing each user's worst window over-estimates a little when the worst
+            // windows don't coincide; for a limit, erring on the safe side is right.
+            let per_probe: u64 = users.iter().map(|(_, n)| n).sum();
+            users.sort_by_key(|user| std::cmp::Reverse(user.1));
+            out.push(Budget {
+                instance: instance.to_owned(),
+                limit,
+                per_probe,
+                probes: sharing.probes(limit.scope),
+                users,
+            });
         }
     }
-    overruns
+    out
 }
 
 #[cfg(test)]
@@ -201,14 +421,91 @@ mod tests {
         assert_eq!(gaps("0 9 1 1 *"), None);
     }
 
+    fn journey(text: &str) -> Journey {
+        let (journey, diagnostics) = crate::spec::parse_journey_str(std::path::Path::new("t.yaml"), text);
+        journey.unwrap_or_else(|| panic!("{diagnostics}"))
+    }
+
+    fn row<'a>(budget: &'a [Budget], instance: &str, limit: Limit) -> &'a Budget {
+        budget.iter().find(|b| b.instance == instance && b.limit == limit).expect("a row per instance and limit")
+    }
+
+    const READ_EVERY_MINUTE: &str = "name: read\ninstance: main\nschedule: '* * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: home\n    request: { path: /api/v1/timelines/home }\n";
+
+    #[test]
+    fn probes_sharing_a_token_or_an_account_add_up_against_its_limits() {
+        let journeys = [journey(READ_EVERY_MINUTE)];
+        let sharing = Sharing { account: 3, token: 1 };
+        let budget = budget(&journeys, &|_| (LIMITS.to_vec(), sharing));
+        // Five runs in five minutes, and the agent's hourly sweep (2 reads, 1 delete).
+        let per_token = row(&budget, "main", API_CALLS);
+        assert_eq!((per_token.per_probe, per_token.probes, per_token.total()), (5 + 3, 1, 8));
+        let per_account = row(&budget, "main", ACCOUNT_API_CALLS);
+        assert_eq!((per_account.per_probe, per_account.probes, per_account.total()), (8, 3, 24));
+        let shared_token = budget_for(&journeys, Sharing { account: 3, token: 3 });
+        assert_eq!(row(&shared_token, "main", API_CALLS).total(), 24);
+    }
+
+    fn budget_for(journeys: &[Journey], sharing: Sharing) -> Vec<Budget> {
+        budget(journeys, &|_| (LIMITS.to_vec(), sharing))
+    }
+
+    #[test]
+    fn the_sweep_after_each_run_that_posts_marked_statuses_is_counted() {
+        let marked = journey(
+            "name: post\ninstance: main\nschedule: '*/10 * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: post\n    request: { method: POST, path: /api/v1/statuses, form: { status: 'x ${nonce}' } }\n    capture: { id: $.id }\ncleanup:\n  - name: delete\n    request: { method: DELETE, path: '/api/v1/statuses/${id}' }\n",
+        );
+        assert_eq!(leaves_statuses_on(&marked), vec!["main".to_owned()]);
+        let budget = budget_for(std::slice::from_ref(&marked), Sharing::default());
+        let deletes = row(&budget, "main", DELETES);
+        // Three runs in half an hour, each deleting its post, each followed by a sweep.
+        assert_eq!(deletes.users, vec![(User::Journey(0), 3), (User::Sweep, 3 * u64::from(SWEEP_MAX_DELETES))]);
+        let statuses = row(&budget, "main", STATUSES);
+        assert_eq!(statuses.per_probe, 18);
+
+        let unmarked = journey(&READ_EVERY_MINUTE.replace("name: read", "name: unmarked").replace(
+            "request: { path: /api/v1/timelines/home }",
+            "request: { method: POST, path: /api/v1/statuses, form: { status: 'no marker' } }",
+        ));
+        assert!(leaves_statuses_on(&unmarked).is_empty(), "the sweep deletes only marked statuses");
+    }
+
+    #[test]
+    fn a_step_run_only_when_something_is_missing_counts_once_per_window() {
+        let keeps = journey(
+            "name: keeps\ninstance: main\nschedule: '* * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: find\n    request: { path: /api/v1/timelines/home }\n    capture: { id: { json: '$[0].id', optional: true } }\n  - name: create\n    if_missing: id\n    request: { method: POST, path: /api/v1/statuses, form: { status: standing } }\n    capture: { id: $.id }\n",
+        );
+        let budget = budget_for(std::slice::from_ref(&keeps), Sharing::default());
+        assert_eq!(row(&budget, "main", STATUSES).per_probe, 1, "one standing status per window, not one per run");
+        assert_eq!(row(&budget, "main", API_CALLS).users[0], (User::Journey(0), 5 + 1));
+    }
+
+    #[test]
+    fn the_bundled_journeys_fit_three_regions_sharing_each_account_with_a_token_each() {
+        let journeys = crate::spec::bundled::journeys().unwrap_or_else(|d| panic!("{d}"));
+        let budget = budget_for(&journeys, Sharing { account: 3, token: 1 });
+        let over: Vec<String> = budget
+            .iter()
+            .filter(|b| b.exceeded())
+            .map(|b| format!("{} {} per {}: {}", b.instance, b.limit.what, b.limit.scope.as_str(), b.total()))
+            .collect();
+        assert!(over.is_empty(), "{over:?}");
+        // And the check can fail: three regions on one token is too much.
+        let shared = budget_for(&journeys, Sharing { account: 3, token: 3 });
+        assert!(shared.iter().any(|b| b.exceeded() && b.limit == API_CALLS));
+    }
+
     #[test]
     fn classifies_requests_like_mastodon() {
-        assert!(limits_hit(&http::Method::POST, "/api/v1/statuses", true).contains(&STATUSES));
-        assert!(limits_hit(&http::Method::DELETE, "/api/v1/statuses/${id}", true).contains(&DELETES));
-        assert!(limits_hit(&http::Method::POST, "/api/v2/media", true).contains(&MEDIA));
-        assert_eq!(limits_hit(&http::Method::GET, "/api/v1/timelines/home", true), vec![API_CALLS]);
-        assert_eq!(limits_hit(&http::Method::POST, "/api/v1/statuses/${id}/favourite", true), vec![API_CALLS]);
-        assert_eq!(limits_hit(&http::Method::GET, "/api/v2/instance", false), vec![UNAUTHENTICATED_API_CALLS]);
-        assert!(limits_hit(&http::Method::GET, "/health", false).is_empty());
+        use http::Method;
+        assert!(counted(&Method::POST, "/api/v1/statuses", true).contains(&Counted::Statuses));
+        assert!(counted(&Method::DELETE, "/api/v1/statuses/${id}", true).contains(&Counted::Deletes));
+        assert!(counted(&Method::POST, "/api/v1/statuses/${id}/unreblog", true).contains(&Counted::Deletes));
+        assert!(counted(&Method::POST, "/api/v2/media", true).contains(&Counted::Media));
+        assert_eq!(counted(&Method::GET, "/api/v1/timelines/home", true), vec![Counted::ApiCalls]);
+        assert_eq!(counted(&Method::POST, "/api/v1/statuses/${id}/favourite", true), vec![Counted::ApiCalls]);
+        assert_eq!(counted(&Method::POST, "/api/v1/statuses/${id}/unfavourite", true), vec![Counted::ApiCalls]);
+        assert_eq!(counted(&Method::GET, "/api/v2/instance", false), vec![Counted::UnauthenticatedApiCalls]);
+        assert!(counted(&Method::GET, "/health", false).is_empty());
     }
 }

@@ -16,6 +16,9 @@ pub struct Loaded {
     pub config: Config,
     pub journeys: Vec<Journey>,
     pub warnings: Diagnostics,
+    /// How much of each instance's rate limits the journeys and the sweep use,
+    /// every probe sharing the account or the token counted (none exceeded).
+    pub budget: Vec<limits::Budget>,
 }
 
 /// Parses one journey from text. `path` is only used in diagnostics.
@@ -103,7 +106,8 @@ fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBu
 /// checking what needs them all together (unique names, Mastodon's default rate limits).
 pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
     let (journeys, sources, mut diagnostics) = load_journeys(paths);
-    diagnostics.extend(limit_diagnostics(&journeys, &sources, &|_| limits::LIMITS.to_vec()));
+    let defaults = |_: &str| (limits::LIMITS.to_vec(), limits::Sharing::default());
+    diagnostics.extend(limit_diagnostics(&journeys, &sources, &limits::budget(&journeys, &defaults)));
     (journeys, diagnostics)
 }
 
@@ -133,32 +137,54 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
 }
 
 /// The schedules' use of each instance's rate limits, as errors where it is too much.
-fn limit_diagnostics(
-    journeys: &[Journey],
-    sources: &[Source],
-    limits_for: &dyn Fn(&str) -> Vec<limits::Limit>,
-) -> Diagnostics {
+fn limit_diagnostics(journeys: &[Journey], sources: &[Source], budget: &[limits::Budget]) -> Diagnostics {
     let mut diagnostics = Diagnostics::default();
-    for overrun in limits::check(journeys, limits_for) {
-        let (top, _) = overrun.journeys[0];
-        let journey = &journeys[top];
-        let limit = overrun.limit;
-        let title = format!(
-            "the schedules exceed the limit of {} {} per {} on instance `{}`: up to {} in one window",
+    for budget in budget.iter().filter(|b| b.exceeded()) {
+        let limit = budget.limit;
+        let scope = limit.scope.as_str();
+        let mut title = format!(
+            "the schedules exceed the limit of {} {} per {} per {scope} on instance `{}`: up to {} in one window",
             limit.max,
             limit.what,
             humantime::format_duration(limit.per),
-            overrun.instance,
-            overrun.worst
+            budget.instance,
+            budget.total()
         );
-        let shares: Vec<String> =
-            overrun.journeys.iter().map(|(i, n)| format!("{} ({n})", journeys[*i].name)).collect();
+        if budget.probes > 1 {
+            title.push_str(&format!(
+                " ({} from this probe, {} probes sharing the {scope})",
+                budget.per_probe, budget.probes
+            ));
+        }
+        let users: Vec<String> = budget
+            .users
+            .iter()
+            .map(|(user, n)| match user {
+                limits::User::Journey(i) => format!("{} ({n})", journeys[*i].name),
+                limits::User::Sweep => format!("the leftover sweep ({n})"),
+            })
+            .collect();
+        let remedy = match limit.scope {
+            limits::Scope::Token => "give each probe its own token (and say so: `shared_by: { token: 1 }`), ",
+            limits::Scope::Account => "spread the journeys over more probe accounts, ",
+            limits::Scope::Address => "",
+        };
         let hint = format!(
-            "journeys involved: {}; run them less often, spread them over more probe accounts, or (if the instance allows more) set `rate_limits` in the config",
-            shares.join(", ")
+            "used by: {}; run the journeys less often, {remedy}or (if the instance allows more) set `rate_limits` in the config",
+            users.join(", ")
         );
-        let d = source_diagnostic(&sources[top], journey.schedule.pos, &title)
-            .unwrap_or_else(|| Diagnostic::file_error(&journey.file, title.clone()));
+        let top = budget.users.iter().find_map(|(user, _)| match user {
+            limits::User::Journey(i) => Some(*i),
+            limits::User::Sweep => None,
+        });
+        let d = match top {
+            Some(i) => source_diagnostic(&sources[i], journeys[i].schedule.pos, &title)
+                .unwrap_or_else(|| Diagnostic::file_error(&journeys[i].file, title.clone())),
+            None => match journeys.first() {
+                Some(j) => Diagnostic::file_error(&j.file, title),
+                None => continue,
+            },
+        };
         diagnostics.push(d.with_hint(hint));
     }
     diagnostics
@@ -178,8 +204,8 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     let Some(config) = config else { return Err(diagnostics) };
     let (journeys, sources, found) = load_journeys(&config.journeys);
     diagnostics.extend(found);
-    let limits_for = |name: &str| config.instance(name).map(|i| i.limits()).unwrap_or_else(|| limits::LIMITS.to_vec());
-    diagnostics.extend(limit_diagnostics(&journeys, &sources, &limits_for));
+    let budget = limits::budget(&journeys, &|name| config.limits_for(name));
+    diagnostics.extend(limit_diagnostics(&journeys, &sources, &budget));
     for journey in &journeys {
         for (name, pos) in journey.instances() {
             if config.instance(name).is_none() {
@@ -203,7 +229,7 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     }
     let mut warnings = diagnostics;
     warnings.extend(token_warnings(&config, &source));
-    Ok(Loaded { config, journeys, warnings })
+    Ok(Loaded { config, journeys, warnings, budget })
 }
 
 /// Warnings about tokens that can't be read now (unset variable, missing or

@@ -3,8 +3,10 @@
 //! This module owns everything between a YAML file on disk and the typed
 //! [`Config`] and [`Journey`] values the runner executes: the YAML tree with
 //! positions ([`yaml`]), the typed models ([`config`], [`journey`]), variable
-//! templates ([`template`]), rustc-style diagnostics ([`diag`]), and the check of
-//! schedules against Mastodon's rate limits ([`limits`]).
+//! templates ([`template`]), rustc-style diagnostics ([`diag`]), the check of
+//! schedules (and the probes sharing an account or a token) against Mastodon's
+//! rate limits ([`limits`]), and what `check` says about the control target
+//! ([`control`]).
 //!
 //! **Invariant: nothing here touches the network or reads the clock.** It reads
 //! files, and nothing else, so `fediprobe check` is safe to run anywhere. Every
@@ -13,6 +15,7 @@
 
 pub mod bundled;
 pub mod config;
+pub mod control;
 pub mod diag;
 pub mod journey;
 pub mod limits;

@@ -11,10 +11,15 @@ use super::template::{JsonTemplate, Template, Var};
 use super::values;
 use super::yaml::{Node, Reader, Value};
 
+/// Headers that carry credentials. The probe sets `Authorization` itself from the
+/// config's token; a journey file is committed, copied into ConfigMaps and shown
+/// in diagnostics, so it must carry none.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
 const STEP_KEYS: &[&str] =
-    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as"];
+    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as", "if_missing"];
 const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "silence", "fallback"];
 const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
 const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
@@ -235,6 +240,22 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
         Some(n) => read_expect(reader, n, known_captures),
         None => Some(Expect::default()),
     };
+    // Read before this step's own captures: it names what an earlier step captures.
+    let if_missing = match fields.get("if_missing") {
+        None => Some(None),
+        Some(n) => reader.string(n, "`if_missing`").and_then(|name| {
+            if known_captures.contains(&name) {
+                Some(Some(name))
+            } else {
+                reader.error_hint(
+                    n,
+                    format!("`if_missing: {name}` names no capture of an earlier step"),
+                    "capture it with `optional: true` in an earlier step, e.g. `id: { json: $[0].id, optional: true }`",
+                );
+                None
+            }
+        }),
+    };
     let captures = match fields.get("capture") {
         Some(n) => read_captures(reader, n),
         None => Vec::new(),
@@ -271,6 +292,7 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
         expect: expect?,
         captures,
         fail_as: fail_as?,
+        if_missing: if_missing?,
     })
 }
 
@@ -451,11 +473,11 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
     let query = fields.get("query").map(|n| template_pairs(reader, n, "`query`", known)).unwrap_or_default();
     let headers = fields.get("headers").map(|n| template_pairs(reader, n, "`headers`", known)).unwrap_or_default();
     for (name, _) in &headers {
-        if name.eq_ignore_ascii_case("authorization") {
+        if CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             let n = fields.get("headers").expect("present");
             reader.error_hint(
                 n,
-                "a journey must not set `Authorization`",
+                format!("a journey must not set `{name}`"),
                 "tokens come from the config (`token: { env: … }` or `{ file: … }`), never from a journey file",
             );
         }
@@ -463,6 +485,15 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
             let n = fields.get("headers").expect("present");
             reader.error(n, format!("`{name}` is not a valid header name"));
         }
+    }
+    // Mastodon takes the token from `access_token` too; the probe sends it only as a header.
+    if query.iter().any(|(name, _)| name == "access_token") {
+        let n = fields.get("query").expect("present");
+        reader.error_hint(
+            n,
+            "a journey must not send `access_token`",
+            "the probe sends the instance's token from the config itself (`auth`, on by default)",
+        );
     }
     let body = match (fields.get("form"), fields.get("json")) {
         (Some(_), Some(j)) => {
@@ -656,10 +687,19 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
             );
             continue;
         }
+        let mut optional = false;
         let source = match &value.value {
             Value::Str(_) => json_path(reader, value).map(|(text, path)| CaptureSource::Json { text, path }),
             Value::Map(_) => {
-                let Some(f) = reader.map(value, "a capture", &["json", "header"]) else { continue };
+                let Some(f) = reader.map(value, "a capture", &["json", "header", "optional"]) else { continue };
+                if let Some(o) = f.get("optional") {
+                    match o.value {
+                        Value::Bool(b) => optional = b,
+                        _ => {
+                            reader.error(o, "`optional` must be `true` or `false`");
+                        }
+                    }
+                }
                 match (f.get("json"), f.get("header")) {
                     (Some(j), None) => json_path(reader, j).map(|(text, path)| CaptureSource::Json { text, path }),
                     (None, Some(h)) => {
@@ -669,7 +709,7 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
                         reader.error_hint(
                             value,
                             "a capture reads `json` or `header`",
-                            "e.g. `id: $.id` or `link: { header: Link }`",
+                            "e.g. `id: $.id`, `link: { header: Link }` or `id: { json: $[0].id, optional: true }`",
                         );
                         None
                     }
@@ -681,7 +721,7 @@ fn read_captures(reader: &mut Reader<'_>, node: &Node) -> Vec<Capture> {
             }
         };
         if let Some(source) = source {
-            out.push(Capture { name, source, pos: value.pos });
+            out.push(Capture { name, source, optional, pos: value.pos });
         }
     }
     out

@@ -27,7 +27,7 @@
 //! Only one process may use a spool directory at a time.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -79,7 +79,9 @@ impl Spool {
     /// Opens (creating it if needed) the spool in `dir`, indexing the files already
     /// there (left by an earlier run) and deleting leftover `*.tmp` files.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
-        fs::create_dir_all(dir)?;
+        // Samples name the probe's accounts and instances: 0700/0600, fixed if looser.
+        crate::secret::private_dir(dir)?;
+        crate::secret::private_files_in(dir)?;
         let mut found: Vec<(u64, SpoolFile)> = Vec::new();
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();
@@ -305,7 +307,7 @@ fn write_atomically(path: &Path, samples: &[Sample]) -> io::Result<u64> {
     let bytes = encode_file(samples);
     let tmp = path.with_extension(format!("{EXTENSION}.tmp"));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut file = crate::secret::private_open_options().write(true).create(true).truncate(true).open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
