@@ -203,8 +203,8 @@ async fn a_whole_instance_outage_pages_once_and_resolves() {
     std::fs::write(dir.path().join("main.token"), alpha.account("probe").unwrap().token.expose()).unwrap();
     std::fs::write(dir.path().join("peer.token"), beta.account("probe").unwrap().token.expose()).unwrap();
     let vm_port = free_port();
-    let limits =
-        "rate_limits: { api_calls: 1000000, unauthenticated_api_calls: 1000000, statuses: 1000000, deletes: 1000000 }";
+    let limits = "rate_limits: { api_calls: 1000000, account_api_calls: 1000000, unauthenticated_api_calls: 1000000, \
+         statuses: 1000000, deletes: 1000000, media: 1000000 }";
     let config = format!(
         "probe: {{ region: test }}\n\
          instances:\n  main: {{ url: {}, account: probe, token: {{ file: main.token }}, {limits} }}\n  \
@@ -426,7 +426,6 @@ async fn a_whole_instance_outage_pages_once_and_resolves() {
         !fired.keys().any(|a| a.starts_with("FediprobeFederationDelay")),
         "a delay alert fired for runs that never posted: {fired:?}"
     );
-    assert!(now() - started < 600.0, "bounded");
     sandbox.shutdown().await;
 }
 

@@ -362,6 +362,27 @@ mod tests {
     }
 
     #[test]
+    fn every_group_is_evaluated_within_half_an_instant_querys_lookback() {
+        // Prometheus's and VictoriaMetrics's default lookback for an instant
+        // query is 5 minutes: with at most 2 minutes between evaluations, a
+        // recorded series always has a sample in it, even after one missed
+        // evaluation, so the Overview's table never loses rows.
+        let file = generate(&config(&["a"], 1), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        for group in &file.groups {
+            let interval = humantime::parse_duration(&group.interval).unwrap();
+            assert!(interval <= Duration::from_secs(150), "{} every {}", group.name, group.interval);
+        }
+    }
+
+    #[test]
+    fn the_budget_is_computed_from_raw_samples_not_from_a_ratio_recorded_in_the_same_evaluation() {
+        let file = generate(&config(&["a"], 1), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        let budget = file.records().find(|r| r.record == BUDGET_REMAINING_RECORD).unwrap();
+        assert!(budget.expr.contains("count_over_time(fediprobe_journey_success[30d])"), "{}", budget.expr);
+        assert!(!budget.expr.contains("fediprobe_slo_errors"), "{}", budget.expr);
+    }
+
+    #[test]
     fn a_time_divisor_shortens_ranges_and_intervals_but_not_names() {
         let file = generate_scaled(&config(&["a"], 1), &[journey("{ availability: 99.5% }", "* * * * * *")], 60);
         assert!(file.groups.iter().all(|g| g.interval == "1s" || g.interval == "2s"));

@@ -124,8 +124,15 @@ pub fn dashboard() -> Dashboard {
             "short",
             Style::Bars,
             None,
+            // `or 0 × deliveries`: a healthy span shows 0 for every federation
+            // journey that delivered, not "No data".
             vec![series(
-                format!("sum by (journey, reason) (count_over_time({}{sel}[$span]))", metrics::STREAM_FAILED),
+                format!(
+                    "sum by (journey, reason) (count_over_time({}{sel}[$span]))\nor\n0 * sum by (journey) \
+                     (count_over_time({}{sel}[$span]))",
+                    metrics::STREAM_FAILED,
+                    metrics::FEDERATION_DELAY_UNBOUNDED,
+                ),
                 "{{journey}} {{reason}}",
             )],
         ),
