@@ -45,6 +45,7 @@ pub fn remote_write_options(
     options.spool_dir = c.spool_dir.clone();
     options.spool_max_bytes = c.spool_max_bytes;
     options.queue_capacity_samples = c.queue_capacity;
+    options.max_sample_age = c.max_sample_age;
     Ok(Some((options, c.flush_timeout)))
 }
 

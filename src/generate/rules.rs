@@ -10,6 +10,7 @@
 //! | `fediprobe-sli` | 1m | error ratios over 5m–6h, per region and pooled |
 //! | `fediprobe-slo` | 2m | error ratios over 1d, 3d and the SLO windows, the error budget left |
 //! | `fediprobe-alerts` | 1m | pages, tickets, the instance page, silence, probe errors |
+//! | `fediprobe-agent` | 1m | the long-running agents' own health (samples they cannot deliver) |
 //!
 //! **Evaluation intervals.** Every group runs at most every two minutes, so the
 //! newest sample of every recorded series is always within the 5-minute lookback
@@ -151,7 +152,12 @@ pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> RuleFile {
 /// same expressions on a faster clock, for tests of the whole pipeline.
 pub fn generate_scaled(rules: &RulesConfig, journeys: &[Journey], time_divisor: u32) -> RuleFile {
     let plan = Plan::new(rules, journeys, time_divisor);
-    RuleFile { groups: vec![objectives_group(&plan), sli_group(&plan), slo_group(&plan), alerts_group(&plan)] }
+    let agent = RuleGroup {
+        name: "fediprobe-agent".to_owned(),
+        interval: plan.interval(FAST_INTERVAL),
+        rules: vec![Rule::Alert(alerts::samples_undelivered(rules))],
+    };
+    RuleFile { groups: vec![objectives_group(&plan), sli_group(&plan), slo_group(&plan), alerts_group(&plan), agent] }
 }
 
 fn objectives_group(plan: &Plan<'_>) -> RuleGroup {

@@ -23,10 +23,12 @@ pub enum AlertKind {
     JourneyAbsent,
     /// Too many runs ended in `probe_error`.
     ProbeErrors,
+    /// A long-running agent holds samples it cannot deliver, or lost some.
+    SamplesUndelivered,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 10] = [
+    pub const ALL: [AlertKind; 11] = [
         AlertKind::InstanceUnavailable,
         AlertKind::AvailabilityFastBurn,
         AlertKind::AvailabilitySlowBurn,
@@ -37,6 +39,7 @@ impl AlertKind {
         AlertKind::RegionOnlyBurn,
         AlertKind::JourneyAbsent,
         AlertKind::ProbeErrors,
+        AlertKind::SamplesUndelivered,
     ];
 
     /// The burn alert for an SLI at a severity.
@@ -64,6 +67,7 @@ impl AlertKind {
             AlertKind::RegionOnlyBurn => "FediprobeRegionOnlyBurn",
             AlertKind::JourneyAbsent => "FediprobeJourneyAbsent",
             AlertKind::ProbeErrors => "FediprobeProbeErrors",
+            AlertKind::SamplesUndelivered => "FediprobeSamplesUndelivered",
         }
     }
 
@@ -80,6 +84,7 @@ impl AlertKind {
             AlertKind::RegionOnlyBurn => "region-only-burn.md",
             AlertKind::JourneyAbsent => "journey-absent.md",
             AlertKind::ProbeErrors => "probe-errors.md",
+            AlertKind::SamplesUndelivered => "samples-undelivered.md",
         }
     }
 

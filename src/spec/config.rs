@@ -30,6 +30,7 @@
 //!   spool_dir: /var/lib/fediprobe/spool      # default: none (samples not delivered are lost)
 //!   spool_max_bytes: 268435456   # default 256 MiB
 //!   queue_capacity: 100000       # default 100000 samples in memory
+//!   max_sample_age: 14d          # default 14d: older samples are dropped (counted), never sent
 //! agent:                         # optional: `fediprobe run` only
 //!   listen: 127.0.0.1:9464       # default: /healthz, /readyz, /metrics on loopback
 //!   max_concurrent_runs: 32      # default 32
@@ -168,7 +169,7 @@ impl std::fmt::Display for TokenSource {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
     pub url: url::Url,
     pub auth: Option<RemoteWriteAuth>,
@@ -178,6 +179,9 @@ pub struct RemoteWriteConfig {
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub queue_capacity: usize,
+    /// Samples older than this are dropped and counted, never sent: below the
+    /// receivers' default retention (see `sink::remote_write::default_max_sample_age`).
+    pub max_sample_age: Duration,
 }
 
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -261,7 +265,7 @@ impl RulesConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RemoteWriteAuth {
     Basic { username: String, password: TokenSource },
     Bearer(TokenSource),
@@ -283,6 +287,7 @@ const REMOTE_WRITE_KEYS: &[&str] = &[
     "spool_dir",
     "spool_max_bytes",
     "queue_capacity",
+    "max_sample_age",
 ];
 
 pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
@@ -643,7 +648,12 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
         None => Some(DEFAULT_QUEUE_CAPACITY),
         Some(n) => positive_int(reader, n, "`queue_capacity`").map(|v| v as usize),
     };
+    let max_sample_age = fields
+        .get("max_sample_age")
+        .map(|n| values::duration(reader, n, "`max_sample_age`"))
+        .unwrap_or(Some(crate::sink::remote_write::default_max_sample_age()));
     Some(RemoteWriteConfig {
+        max_sample_age: max_sample_age?,
         url: url?,
         auth: auth?,
         headers,
