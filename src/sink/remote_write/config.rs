@@ -78,6 +78,13 @@ pub fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// How long a final flush (at exit or shutdown) may take by default: 30 s. Not a
+/// sink option but the callers' bound on [`super::Sink::flush`]; kept here with
+/// the sink's other defaults so that each default lives in one place.
+pub fn default_flush_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 /// Default of [`RemoteWriteOptions::max_batch_samples`]: 5000.
 pub fn default_max_batch_samples() -> usize {
     5000

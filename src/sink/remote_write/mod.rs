@@ -82,7 +82,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use config::{
-    Auth, RemoteWriteOptions, default_max_batch_samples, default_max_sample_age, default_queue_capacity_samples,
+    Auth, RemoteWriteOptions, default_flush_timeout, default_max_batch_samples, default_max_sample_age, default_queue_capacity_samples,
     default_spool_max_bytes, default_timeout,
 };
 pub use retry::{
