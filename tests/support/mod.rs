@@ -10,6 +10,7 @@ pub mod journeys;
 pub mod rules;
 pub mod sandbox;
 pub mod slow_backend;
+pub mod spool;
 pub mod stream;
 pub mod tools;
 pub mod victoria;
