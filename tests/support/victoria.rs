@@ -18,6 +18,8 @@ pub struct VictoriaMetrics {
     child: Child,
     address: SocketAddr,
     _data: tempfile::TempDir,
+    /// The flags it was started with beyond the defaults, kept across a restart.
+    extra_args: Vec<String>,
 }
 
 /// A loopback port nobody listens on right now.
@@ -55,7 +57,7 @@ impl VictoriaMetrics {
         let _ = self.child.wait();
         let data = tempfile::tempdir().expect("temporary directory");
         let kept = std::mem::replace(&mut self._data, data);
-        Stopped { data: kept, port: self.address.port() }
+        Stopped { data: kept, port: self.address.port(), extra_args: std::mem::take(&mut self.extra_args) }
     }
 
     fn start_in(data: tempfile::TempDir, port: u16, extra_args: &[&str]) -> VictoriaMetrics {
@@ -79,7 +81,8 @@ impl VictoriaMetrics {
                 }
                 panic!("cannot start victoria-metrics: {error}");
             });
-        let mut vm = VictoriaMetrics { child, address, _data: data };
+        let extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut vm = VictoriaMetrics { child, address, _data: data, extra_args };
         let started = Instant::now();
         loop {
             if let Some(status) = vm.child.try_wait().expect("poll victoria-metrics") {
@@ -249,16 +252,18 @@ impl VictoriaMetrics {
     }
 }
 
-/// A VictoriaMetrics that was stopped, its data kept.
+/// A VictoriaMetrics that was stopped, its data and flags kept.
 pub struct Stopped {
     data: tempfile::TempDir,
     port: u16,
+    extra_args: Vec<String>,
 }
 
 impl Stopped {
-    /// Starts it again on the same port and data (the outage is over).
+    /// Starts it again on the same port, data and flags (the outage is over).
     pub fn start(self) -> VictoriaMetrics {
-        VictoriaMetrics::start_in(self.data, self.port, &[])
+        let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        VictoriaMetrics::start_in(self.data, self.port, &args)
     }
 }
 
