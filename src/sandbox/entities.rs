@@ -25,6 +25,8 @@ pub(crate) struct InstanceInfo {
     pub host: String,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
+    /// Secure mode (Mastodon's `AUTHORIZED_FETCH`): unsigned actor fetches get 401.
+    pub authorized_fetch: bool,
 }
 
 /// Timestamps as Mastodon writes them: ISO-8601, milliseconds, `Z`.

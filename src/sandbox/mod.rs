@@ -89,6 +89,10 @@ pub struct InstanceConfig {
     /// `account_domain: ACCOUNT_DOMAIN`. Default none: one domain, as Mastodon.
     /// Example: `Some("people.sandbox.test".into())`.
     pub account_domain: Option<String>,
+    /// Secure mode, Mastodon's `AUTHORIZED_FETCH`: an unsigned fetch of an actor
+    /// document (`GET /users/NAME` for `application/activity+json`) answers 401.
+    /// Default false, as Mastodon's default. Example: `true`.
+    pub authorized_fetch: bool,
 }
 
 impl InstanceConfig {
@@ -99,6 +103,7 @@ impl InstanceConfig {
             streaming_ping_interval: DEFAULT_PING_INTERVAL,
             federation: FederationConfig::default(),
             account_domain: None,
+            authorized_fetch: false,
         }
     }
 }
@@ -186,6 +191,7 @@ impl Sandbox {
                 domain: instance.account_domain.clone().unwrap_or_else(|| host.clone()),
                 host,
                 base_url: base_url.clone(),
+                authorized_fetch: instance.authorized_fetch,
             };
             let db = seed::seed(&info, id_salt(index));
             let accounts = db

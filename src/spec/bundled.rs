@@ -20,6 +20,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("journeys/instance-health.yaml", include_str!("../../journeys/instance-health.yaml")),
     ("journeys/federation-main-to-peer.yaml", include_str!("../../journeys/federation-main-to-peer.yaml")),
     ("journeys/federation-peer-to-main.yaml", include_str!("../../journeys/federation-peer-to-main.yaml")),
+    ("journeys/discovery.yaml", include_str!("../../journeys/discovery.yaml")),
 ];
 
 /// The bundled journeys, parsed. They are tested to parse without errors.

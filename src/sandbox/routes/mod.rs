@@ -4,6 +4,7 @@
 //! sibling files, one file per area of the API.
 
 mod accounts;
+mod discovery;
 mod instance;
 mod search;
 mod statuses;
@@ -122,6 +123,11 @@ pub(crate) fn router(state: Shared) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gate))
+        // Outside the gate: Mastodon's rate limits count only `/api/` requests.
+        .route("/.well-known/webfinger", get(discovery::webfinger))
+        .route("/.well-known/nodeinfo", get(discovery::nodeinfo_index))
+        .route("/nodeinfo/2.0", get(discovery::nodeinfo))
+        .route("/users/{username}", get(discovery::actor))
         .with_state(state)
 }
 
