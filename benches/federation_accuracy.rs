@@ -69,8 +69,14 @@ async fn measure(injected: Duration, runs: usize, parallel: usize, streaming_dow
             let result = result.expect("run");
             assert_eq!(result.outcome, Outcome::Success, "{}", serde_json::to_string(&result).unwrap_or_default());
             let delivery = result.steps.iter().find_map(|s| s.delivery.as_ref()).expect("a delivery");
-            assert_eq!(delivery.method, method);
-            errors.push((delivery.delay.as_secs_f64() - injected.as_secs_f64()) * 1000.0);
+            // The fallback polls alongside the stream from one interval after the post,
+            // so a slow delivery may be seen by a poll first: only deliveries seen the
+            // way this case measures are counted (the `runs` column says how many).
+            if delivery.method != method {
+                continue;
+            }
+            let figure = delivery.delay.expect("a delivery seen on schedule has a figure");
+            errors.push((figure.as_secs_f64() - injected.as_secs_f64()) * 1000.0);
         }
         done += batch;
     }

@@ -14,17 +14,22 @@ use crate::sink::Sample;
 
 pub const JOURNEY_SUCCESS: &str = "fediprobe_journey_success";
 pub const JOURNEY_DURATION: &str = "fediprobe_journey_duration_seconds";
+pub const JOURNEY_LATENCY: &str = "fediprobe_journey_latency_seconds";
 pub const JOURNEY_LATENCY_OK: &str = "fediprobe_journey_latency_ok";
 pub const JOURNEY_OUTCOME: &str = "fediprobe_journey_outcome";
 pub const STEP_DURATION: &str = "fediprobe_step_duration_seconds";
 pub const FEDERATION_DELAY: &str = "fediprobe_federation_delay_seconds";
+pub const FEDERATION_DELAY_UNBOUNDED: &str = "fediprobe_federation_delay_unbounded";
+pub const STREAM_FAILED: &str = "fediprobe_stream_failed";
 pub const JOURNEY_DELAY_OK: &str = "fediprobe_journey_delay_ok";
 pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
 
 /// The samples of one run, as seen from `region`.
 ///
 /// A `probe_error` run emits only its outcome: it must count neither for nor
-/// against the instance, so it has no `_success`, `_latency_ok` or durations.
+/// against the instance, so it has no `_success`, `_latency_ok` or durations. A
+/// failed run keeps its duration but has no `_latency_seconds`: latency figures
+/// are over successful runs only.
 pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
     let at = result.started_at.timestamp_millis();
     let base = [
@@ -49,6 +54,11 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
     out.push(Sample::new(JOURNEY_SUCCESS, with(&[]), if success { 1.0 } else { 0.0 }, at));
     out.push(Sample::new(JOURNEY_LATENCY_OK, with(&[]), if result.latency_ok { 1.0 } else { 0.0 }, at));
     out.push(Sample::new(JOURNEY_DURATION, with(&[]), result.duration.as_secs_f64(), at));
+    // Latency figures are over successful runs only: a refused connection fails in
+    // a millisecond, and would make an outage look fast.
+    if success {
+        out.push(Sample::new(JOURNEY_LATENCY, with(&[]), result.duration.as_secs_f64(), at));
+    }
     for step in result.steps.iter().chain(&result.cleanup) {
         if step.status != StepStatus::Skipped {
             out.push(Sample::new(
@@ -72,11 +82,22 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
         if let Some(d) = &step.delivery {
             let labels =
                 [("source", d.source.as_str()), ("destination", d.destination.as_str()), ("method", d.method.as_str())];
-            out.push(Sample::new(FEDERATION_DELAY, with(&labels), d.delay.as_secs_f64(), at));
+            // A figure only when the probe could bound the arrival within one
+            // fallback interval; every delivery says whether it could.
+            if let Some(delay) = d.delay {
+                out.push(Sample::new(FEDERATION_DELAY, with(&labels), delay.as_secs_f64(), at));
+            }
+            let unbounded = if d.delay.is_none() { 1.0 } else { 0.0 };
+            out.push(Sample::new(FEDERATION_DELAY_UNBOUNDED, with(&labels), unbounded, at));
+        }
+        if let Some(e) = &step.stream_error {
+            let labels = [("step", step.name.as_str()), ("reason", e.reason.as_str())];
+            out.push(Sample::new(STREAM_FAILED, with(&labels), 1.0, at));
         }
     }
-    // Delivered within the delay objective's threshold, for journeys that have one;
-    // a failed run (a post never delivered included) is a miss.
+    // Delivered within the delay objective's threshold, for journeys that have one
+    // and runs that posted; a failed run after the post (a post never delivered
+    // included) is a miss.
     if let Some(delay_ok) = result.delay_ok {
         out.push(Sample::new(JOURNEY_DELAY_OK, with(&[]), if delay_ok { 1.0 } else { 0.0 }, at));
     }

@@ -121,7 +121,8 @@ fn federation_summary(results: &[RunResult]) -> String {
                 .flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref()))
                 .filter(|d| d.source == *source && d.destination == *destination)
                 .collect();
-            let mut delays: Vec<Duration> = deliveries.iter().map(|d| d.delay).collect();
+            // Only deliveries with a figure: one the probe could not bound has none.
+            let mut delays: Vec<Duration> = deliveries.iter().filter_map(|d| d.delay).collect();
             delays.sort();
             let methods: Vec<&str> = {
                 let mut m: Vec<&str> = deliveries.iter().map(|d| d.method.as_str()).collect();
@@ -133,8 +134,8 @@ fn federation_summary(results: &[RunResult]) -> String {
                 format!("{source} → {destination}"),
                 deliveries.len().to_string(),
                 methods.join("+"),
-                table::duration(delays[delays.len().saturating_sub(1) / 2]),
-                table::duration(*delays.last().unwrap_or(&Duration::ZERO)),
+                delays.get(delays.len().saturating_sub(1) / 2).map_or_else(|| "-".to_owned(), |d| table::duration(*d)),
+                delays.last().map_or_else(|| "-".to_owned(), |d| table::duration(*d)),
             ]
         })
         .collect();

@@ -13,7 +13,9 @@
 //! | delay (federation) | `sum_over_time(fediprobe_journey_delay_ok[w])` | `count_over_time(fediprobe_journey_delay_ok[w])` |
 //!
 //! A federation journey's run that never sees its post arrive counts as a delay
-//! miss (`delay_ok` = 0), as does a late arrival.
+//! miss (`delay_ok` = 0), as does a late arrival. A run that never posted has no
+//! `delay_ok` (its failure counts for availability only), nor does a delivery
+//! the probe could not time closely enough to judge (see `docs/metrics.md`).
 //!
 //! `probe_error` runs emit neither series, so they count neither for nor against
 //! an objective.

@@ -14,7 +14,17 @@ const SHOWN_CHARS: usize = 200;
 /// How many bytes of a body that is not JSON an error shows.
 const SHOWN_BODY_BYTES: usize = 80;
 
-/// Whether a failed status check is the probe's own problem (429, 401/403 on its token).
+/// Why a response's status was not what the step expected, and whose fault that is.
+///
+/// The probe's own problem only when the server itself says so:
+/// - 429 is the probe's schedule (`rate_limited`) only when the server's own limiter
+///   sent it: Mastodon's and GoToSocial's carry `X-RateLimit-*` headers, Pleroma's and
+///   Akkoma's answer `{"error":"Throttled"}`. A bare 429 comes from a CDN, WAF or proxy
+///   in front of the instance, which the instance's users hit too (`proxy_rate_limited`).
+/// - 401 on a request that carried the token is the token's (`unauthorized`); so is a
+///   403 when it carries the server's JSON error (`{"error":"…"}`: a missing scope).
+///   A 403 that is not the server's JSON (an HTML page from a WAF or proxy) is the
+///   instance's (`proxy_forbidden`).
 pub fn status_error(expect: &Expect, response: &Response, sent_token: bool, what: &str) -> Option<StepError> {
     let status = response.status;
     let accepted =
@@ -22,18 +32,19 @@ pub fn status_error(expect: &Expect, response: &Response, sent_token: bool, what
     if accepted {
         return None;
     }
-    let mastodon_error = serde_json::from_slice::<Json>(&response.body)
-        .ok()
-        .and_then(|j| j.get("error").and_then(Json::as_str).map(|e| format!(" ({})", shorten(e))))
-        .unwrap_or_default();
+    let server_error = server_error_message(response);
+    let mastodon_error = server_error.as_deref().map(|e| format!(" ({})", shorten(e))).unwrap_or_default();
     let expected = if expect.status.is_empty() {
         "2xx".to_owned()
     } else {
         expect.status.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
     };
     let reason = match status {
-        429 => Reason::RateLimited,
-        401 | 403 if sent_token => Reason::Unauthorized,
+        429 if from_servers_own_limiter(response, server_error.as_deref()) => Reason::RateLimited,
+        429 => Reason::ProxyRateLimited,
+        401 if sent_token => Reason::Unauthorized,
+        403 if server_error.is_none() => Reason::ProxyForbidden,
+        403 if sent_token => Reason::Unauthorized,
         _ => Reason::HttpStatus,
     };
     let hint = match reason {
@@ -42,6 +53,12 @@ pub fn status_error(expect: &Expect, response: &Response, sent_token: bool, what
                 header(response, "x-ratelimit-reset").map(|r| format!(", limit resets at {r}")).unwrap_or_default();
             format!("; the probe's schedule exceeds the instance's rate limit{reset}")
         }
+        Reason::ProxyRateLimited => "; without the server's rate-limit headers or body: a CDN, WAF or proxy in \
+             front of the instance refused the request, as it would a user's"
+            .to_owned(),
+        Reason::ProxyForbidden => "; not the server's JSON error: a CDN, WAF or proxy in front of the instance \
+             refused the request, as it would a user's"
+            .to_owned(),
         Reason::Unauthorized => "; the probe account's token was refused: check it and its scopes".to_owned(),
         _ => String::new(),
     };
@@ -49,6 +66,23 @@ pub fn status_error(expect: &Expect, response: &Response, sent_token: bool, what
         StepError::new(reason, format!("{what}: status {status}{mastodon_error}, expected {expected}{hint}"));
     error.assertion = Some(AssertionFailure { assertion: "status".into(), expected, actual: status.to_string() });
     Some(error)
+}
+
+/// The `error` of the server's own JSON error body (`{"error":"…"}`: Mastodon,
+/// GoToSocial, Pleroma and Akkoma all answer so); `None` for anything else (an
+/// HTML page, plain text, an empty body).
+pub fn server_error_message(response: &Response) -> Option<String> {
+    serde_json::from_slice::<Json>(&response.body).ok()?.get("error")?.as_str().map(str::to_owned)
+}
+
+/// Whether a 429 came from the server's own rate limiter: Mastodon's (rack-attack)
+/// and GoToSocial's send `X-RateLimit-*` headers with it; Pleroma's and Akkoma's
+/// answer `{"error":"Throttled"}`.
+fn from_servers_own_limiter(response: &Response, server_error: Option<&str>) -> bool {
+    let limiter_header = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]
+        .iter()
+        .any(|h| response.headers.contains_key(*h));
+    limiter_header || server_error == Some("Throttled")
 }
 
 fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {

@@ -88,9 +88,16 @@ struct RunState<'a> {
     captures: Vec<(String, String)>,
     client: http::Client,
     /// Streams opened for later `stream` steps, by the stream step's name.
-    streams: HashMap<String, Result<stream::OpenStream, StepError>>,
+    streams: HashMap<String, Result<stream::OpenStream, stream::OpenError>>,
+    /// What opening each of those streams took (its `/api/v2/instance` request
+    /// included), by the stream step's name: charged to that step, not to the step
+    /// it opened before.
+    openings: HashMap<String, (Duration, Phases)>,
     /// When each step that ran ended, for delivery delays.
     step_ends: HashMap<String, Instant>,
+    /// Instances whose REST API accepted the probe's token in this run (a 2xx to a
+    /// request that carried it): evidence that a streaming 401 is not the token's.
+    token_accepted: std::collections::HashSet<String>,
 }
 
 impl Runner {
@@ -153,7 +160,9 @@ impl Runner {
             captures: Vec::new(),
             client: http::Client::with_resolver(self.tls.clone(), self.resolver.clone()),
             streams: HashMap::new(),
+            openings: HashMap::new(),
             step_ends: HashMap::new(),
+            token_accepted: Default::default(),
         };
 
         let start = Instant::now();
@@ -211,10 +220,11 @@ impl Runner {
         };
         let latency_ok =
             outcome == Outcome::Success && journey.slo.latency.as_ref().is_none_or(|l| duration <= l.threshold);
-        let delay_ok = journey.slo.delay.as_ref().map(|objective| {
-            outcome == Outcome::Success
-                && steps.iter().filter_map(|s| s.delivery.as_ref()).any(|d| d.delay <= objective.threshold)
-        });
+        let delay_ok = journey
+            .slo
+            .delay
+            .as_ref()
+            .and_then(|objective| delay_verdict(journey, &steps, outcome, objective.threshold));
         let mut result = RunResult {
             journey: journey.name.clone(),
             instance: journey.instance.clone(),
@@ -272,6 +282,7 @@ impl Runner {
             error: None,
             skipped_because: None,
             delivery: None,
+            stream_error: None,
         };
         // A cleanup step whose variables were never captured has nothing to clean up.
         if stage == Stage::Cleanup
@@ -295,9 +306,25 @@ impl Runner {
             _ => self.attempt_step(state, step, &instance, deadline, &mut result).await,
         };
         result.duration = start.elapsed();
-        // A prerequisite check's own failure is the probe's set-up, not the instance.
+        let sent_token = step.kind.request().is_some_and(|r| r.auth) && !matches!(step.kind, StepKind::Stream(_));
+        if sent_token && result.http_status.is_some_and(|s| (200..300).contains(&s)) {
+            state.token_accepted.insert(instance.clone());
+        }
+        // Opening a stream happened before the step it opened before; it is this step's work.
+        if let Some((took, phases)) = state.openings.remove(&step.name) {
+            result.duration += took;
+            result.phases.get_or_insert_default().add(&phases);
+        }
+        // A prerequisite check is the probe's set-up only when the answer says so: its
+        // content says "not following" (an assertion), or the account is not found
+        // (404). A 5xx, a timeout or a refused connection there is the instance's.
+        let says_not_following = |e: &StepError| match e.reason {
+            Reason::Assertion => true,
+            Reason::HttpStatus => result.http_status == Some(404),
+            _ => false,
+        };
         let outcome = match (outcome, step.fail_as) {
-            (Err(mut e), Some(FailAs::NotFollowing)) if matches!(e.reason, Reason::Assertion | Reason::HttpStatus) => {
+            (Err(mut e), Some(FailAs::NotFollowing)) if says_not_following(&e) => {
                 e.reason = Reason::NotFollowing;
                 e.message =
                     format!("{}; the receiving account must follow the posting one (see the README)", e.message);
@@ -403,7 +430,8 @@ impl Runner {
         }
     }
 
-    /// Opens the streams of later `stream` steps that open before `step`.
+    /// Opens the streams of later `stream` steps that open before `step`. The time
+    /// and the HTTP phases this takes are kept for the stream step they belong to.
     async fn open_streams_before(&self, state: &mut RunState<'_>, step: &Step) {
         let journey = state.journey;
         for later in &journey.steps {
@@ -411,27 +439,30 @@ impl Runner {
             if spec.open_before != step.name {
                 continue;
             }
+            let began = Instant::now();
             let opened = match self.target(journey.step_instance(later)) {
-                Err(e) => Err(e),
+                Err(e) => Err(stream::OpenError::Fatal(e)),
                 Ok(target) => {
                     let client = &state.client;
                     match tokio::time::timeout(later.timeout, stream::open(client, target, spec)).await {
                         Ok(opened) => opened,
-                        Err(_) => Err(StepError::new(
+                        Err(_) => Err(stream::OpenError::Unusable(StepError::new(
                             Reason::Timeout,
                             format!("the stream did not open within {}", humantime::format_duration(later.timeout)),
-                        )),
+                        ))),
                     }
                 }
             };
+            state.openings.insert(later.name.clone(), (began.elapsed(), state.client.take_phases()));
             if let Err(e) = &opened {
-                tracing::debug!(journey = %journey.name, step = %later.name, error = %e.message, "stream not opened");
+                tracing::debug!(journey = %journey.name, step = %later.name, error = %e.error().message, "stream not opened");
             }
             state.streams.insert(later.name.clone(), opened);
         }
     }
 
-    /// Waits for the event on the stream opened earlier, or polls the fallback.
+    /// Waits for the event on the stream opened earlier and, when the journey has a
+    /// fallback, polls for it in parallel from one interval after the post on.
     async fn stream_step(
         &self,
         state: &mut RunState<'_>,
@@ -457,56 +488,89 @@ impl Runner {
         };
         result.attempts = 1;
         let opened = state.streams.remove(&step.name).unwrap_or_else(|| {
-            Err(StepError::new(
+            Err(stream::OpenError::Fatal(StepError::new(
                 Reason::Config,
                 format!("the stream was never opened (`open_before: {}` did not run)", spec.open_before),
-            ))
+            )))
         });
-        let stream_error = match opened {
-            Ok(mut open) => {
-                let state_ref: &RunState<'_> = state;
-                let waited = stream::wait_for_event(&mut open, &spec.event, until, |response| {
-                    let mut body = check::Body::new(response);
-                    let mut lookup = |v: &Var| lookup_var(state_ref, target, v);
-                    check::check_expect(&step.expect, response, &mut body, &mut lookup)?;
-                    check::capture(&step.captures, response, &mut body)
-                })
-                .await;
-                match waited {
-                    Err(()) => return Err(not_delivered()),
-                    Ok(Ok((at, captured))) => {
-                        result.delivery = Some(delivery(state, spec, instance, stream::Method::Stream, at));
-                        return Ok(captured);
-                    }
-                    Ok(Err(e)) => e,
-                }
+        let mut stream_failed = None;
+        let mut open = match opened {
+            Ok(open) => Some(open),
+            Err(stream::OpenError::Fatal(e)) => return Err(e),
+            // The REST API took the same token in this run: the streaming service is at fault.
+            Err(stream::OpenError::UnexplainedRefusal(mut e)) if state.token_accepted.contains(instance) => {
+                e.message = format!("{}; the REST API accepted the same token in this run", e.message);
+                stream_failed = Some(e);
+                None
             }
-            Err(e) if matches!(e.reason, Reason::Unauthorized | Reason::Config) => return Err(e),
-            Err(e) => e,
+            // Nothing shows the token is good yet: the fallback's poll asks the REST API
+            // with the same token (a 401 there ends the run as the token's)...
+            Err(stream::OpenError::UnexplainedRefusal(e)) if spec.fallback.is_some() => {
+                stream_failed = Some(e);
+                None
+            }
+            // ...and without one, a 401 is the token's until shown otherwise.
+            Err(stream::OpenError::UnexplainedRefusal(mut e)) => {
+                e.reason = Reason::Unauthorized;
+                e.message =
+                    format!("{}; the token was not used on the REST API before, so it may be the token", e.message);
+                return Err(e);
+            }
+            Err(stream::OpenError::Unusable(e)) => {
+                stream_failed = Some(e);
+                None
+            }
         };
-        let Some(fallback) = &spec.fallback else { return Err(stream_error) };
-        tracing::info!(
-            journey = %state.journey.name,
-            step = %step.name,
-            error = %stream_error.message,
-            "stream unusable; polling instead"
-        );
-        let request = self.prepare(state, step, &fallback.request, target)?;
-        let client = &state.client;
-        let what = format!("{} {}", request.method, request.url.path());
-        let sent_token = request.bearer.is_some();
+        let fallback = spec.fallback.as_ref();
+        if open.is_none() && fallback.is_none() {
+            result.stream_error = stream_failed.clone();
+            return Err(stream_failed.unwrap_or_else(not_delivered));
+        }
+        if let Some(e) = &stream_failed {
+            tracing::info!(journey = %state.journey.name, step = %step.name, error = %e.message, "stream unusable; polling instead");
+        }
+        let poll_request = fallback.map(|f| self.prepare(state, step, &f.request, target)).transpose()?;
+        let what = poll_request.as_ref().map(|r| format!("{} {}", r.method, r.url.path())).unwrap_or_default();
+        let sent_token = poll_request.as_ref().is_some_and(|r| r.bearer.is_some());
+        let posted = state.step_ends.get(&spec.delay_from).copied().unwrap_or_else(Instant::now);
         let state_ref: &RunState<'_> = state;
-        let polled = stream::poll_until(client, &request, fallback.interval, step.timeout, until, |response| {
-            let mut lookup = |v: &Var| lookup_var(state_ref, target, v);
-            stream::check_response(&fallback.expect, response, &what, sent_token, &mut lookup)?;
-            let mut body = check::Body::new(response);
-            check::capture(&step.captures, response, &mut body)
-        })
-        .await?;
-        match polled {
-            Some((at, captured)) => {
-                result.delivery = Some(delivery(state, spec, instance, stream::Method::Poll, at));
-                Ok(captured)
+        let poller = fallback.zip(poll_request.as_ref()).map(|(f, request)| stream::Poller {
+            client: &state_ref.client,
+            request,
+            interval: f.interval,
+            timeout: step.timeout,
+        });
+        let waited = stream::wait_for_arrival(
+            open.as_mut(),
+            &spec.event,
+            posted,
+            until,
+            poller,
+            |response| {
+                let mut body = check::Body::new(response);
+                let mut lookup = |v: &Var| lookup_var(state_ref, target, v);
+                check::check_expect(&step.expect, response, &mut body, &mut lookup)?;
+                check::capture(&step.captures, response, &mut body)
+            },
+            |response| {
+                let mut lookup = |v: &Var| lookup_var(state_ref, target, v);
+                let expect = fallback.map(|f| &f.expect).unwrap_or(&step.expect);
+                stream::check_response(expect, response, &what, sent_token, &mut lookup)?;
+                let mut body = check::Body::new(response);
+                check::capture(&step.captures, response, &mut body)
+            },
+            &mut stream_failed,
+        )
+        .await;
+        // The fallback's polls are this step's requests.
+        if fallback.is_some() {
+            result.phases.get_or_insert_default().add(&state.client.take_phases());
+        }
+        result.stream_error = stream_failed;
+        match waited? {
+            Some(arrival) => {
+                result.delivery = Some(delivery(state, spec, instance, &arrival));
+                Ok(arrival.captured)
             }
             None => Err(not_delivered()),
         }
@@ -575,19 +639,54 @@ fn network_failure(error: &StepError, step: &StepResult) -> bool {
     }
 }
 
-/// The delivery a stream step saw: from the `delay_from` step's end to `at`.
-fn delivery(
-    state: &RunState<'_>,
-    spec: &StreamSpec,
-    destination: &str,
-    method: stream::Method,
-    at: Instant,
-) -> Delivery {
+/// The delivery a stream step saw, timed from the `delay_from` step's end.
+fn delivery(state: &RunState<'_>, spec: &StreamSpec, destination: &str, arrival: &stream::Arrival) -> Delivery {
     let journey = state.journey;
     let from = journey.steps.iter().find(|s| s.name == spec.delay_from);
     let source = from.map(|s| journey.step_instance(s)).unwrap_or(&journey.instance).to_owned();
-    let delay = state.step_ends.get(&spec.delay_from).map(|end| at.saturating_duration_since(*end)).unwrap_or_default();
-    Delivery { source, destination: destination.to_owned(), method, delay }
+    let since_post = |at: Instant| {
+        state.step_ends.get(&spec.delay_from).map(|end| at.saturating_duration_since(*end)).unwrap_or_default()
+    };
+    let seen_after = since_post(arrival.at);
+    Delivery {
+        source,
+        destination: destination.to_owned(),
+        method: arrival.method,
+        delay: arrival.bounded.then_some(seen_after),
+        seen_after,
+        absent_after: since_post(arrival.absent_until),
+    }
+}
+
+/// The delay verdict of a run (`delay_ok`), for a journey with a delay objective.
+///
+/// Only a post that was made gets one: when no stream step ran after its
+/// `delay_from` step passed, there is none. A post seen within `threshold` is good
+/// (for a delivery without a figure, when it was seen within it); one known to
+/// have been missing after `threshold`, or never seen, or a run that failed after
+/// posting, is a miss; a delivery without a figure that straddles the threshold
+/// has no verdict: the probe cannot tell.
+fn delay_verdict(journey: &Journey, steps: &[StepResult], outcome: Outcome, threshold: Duration) -> Option<bool> {
+    let passed = |name: &str| steps.iter().any(|s| s.name == name && s.status == StepStatus::Passed);
+    let posted = journey.steps.iter().zip(steps).any(|(step, result)| match &step.kind {
+        StepKind::Stream(spec) => result.status != StepStatus::Skipped && passed(&spec.delay_from),
+        _ => false,
+    });
+    // A probe error counts neither way, for the delay as for availability.
+    if !posted || outcome == Outcome::ProbeError {
+        return None;
+    }
+    if outcome != Outcome::Success {
+        return Some(false);
+    }
+    let deliveries: Vec<&Delivery> = steps.iter().filter_map(|s| s.delivery.as_ref()).collect();
+    if deliveries.iter().any(|d| d.seen_after <= threshold) {
+        Some(true)
+    } else if deliveries.iter().all(|d| d.absent_after > threshold) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 fn lookup_var(state: &RunState<'_>, target: &Target, var: &Var) -> Result<String, StepError> {
@@ -642,6 +741,7 @@ fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
         error: None,
         skipped_because: Some(because.to_owned()),
         delivery: None,
+        stream_error: None,
     }
 }
 

@@ -56,9 +56,15 @@ pub enum Reason {
     Assertion,
     /// A federated post never arrived.
     NotDelivered,
-    /// 429: the probe's own schedule exceeded the instance's limits.
+    /// 429 from the server's own limiter: the probe's own schedule exceeded the instance's limits.
     RateLimited,
-    /// 401/403 on the probe's token.
+    /// 429 without the server's rate-limit headers or body: a CDN, WAF or proxy in
+    /// front of the instance throttled the probe as it would a user.
+    ProxyRateLimited,
+    /// 403 that is not the server's JSON error (an HTML page): a CDN, WAF or proxy
+    /// in front of the instance refused the request as it would a user's.
+    ProxyForbidden,
+    /// 401, or 403 with the server's JSON error, on the probe's token (or its scopes).
     Unauthorized,
     /// The probe's config or environment is incomplete (missing token, unset variable).
     Config,
@@ -78,7 +84,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::Connect,
@@ -91,6 +97,8 @@ impl Reason {
         Reason::InvalidJson,
         Reason::Assertion,
         Reason::NotDelivered,
+        Reason::ProxyRateLimited,
+        Reason::ProxyForbidden,
         Reason::RateLimited,
         Reason::Unauthorized,
         Reason::Config,
@@ -115,6 +123,8 @@ impl Reason {
             Reason::Assertion => "assertion",
             Reason::NotDelivered => "not_delivered",
             Reason::RateLimited => "rate_limited",
+            Reason::ProxyRateLimited => "proxy_rate_limited",
+            Reason::ProxyForbidden => "proxy_forbidden",
             Reason::Unauthorized => "unauthorized",
             Reason::Config => "config",
             Reason::Cancelled => "cancelled",
@@ -201,6 +211,10 @@ pub struct StepResult {
     /// For a `stream` step that saw its post arrive: how and how fast.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// For a `stream` step: why the streaming API could not be used, when it could
+    /// not (the fallback poll, if any, took over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_error: Option<StepError>,
 }
 
 /// A post seen arriving on another instance.
@@ -210,12 +224,23 @@ pub struct Delivery {
     pub source: String,
     /// The instance it arrived on.
     pub destination: String,
-    /// `stream`, or `poll` when the stream could not be used.
+    /// How it was first seen: `stream`, or `poll` (the fallback, when the stream
+    /// could not be used or the poll saw it first).
     pub method: super::stream::Method,
-    /// Arrival (frame read, or poll response read) minus the end of the
-    /// `delay_from` step, on the probe's monotonic clock; never negative.
+    /// The delay figure: arrival (frame read, or poll response read) minus the end
+    /// of the `delay_from` step, on the probe's monotonic clock; never negative.
+    /// Never more than one fallback interval (plus the finding poll's own response
+    /// time) above the true arrival; absent when the probe cannot bound it so
+    /// tightly (a poll that could not be sent on its schedule found it).
+    #[serde(serialize_with = "optional_seconds")]
+    pub delay: Option<Duration>,
+    /// When it was seen, after the post: the delay is at most this.
     #[serde(serialize_with = "seconds")]
-    pub delay: Duration,
+    pub seen_after: Duration,
+    /// The latest moment it was known not to have arrived, after the post (zero:
+    /// not known beyond the post itself): the delay is at least this.
+    #[serde(serialize_with = "seconds")]
+    pub absent_after: Duration,
 }
 
 /// One run of one journey.
@@ -234,8 +259,10 @@ pub struct RunResult {
     pub reason: Option<Reason>,
     /// Successful and within the SLO's latency threshold (just successful, without one).
     pub latency_ok: bool,
-    /// For journeys with a delay objective: successful, and the post arrived within
-    /// its threshold. A failed run (a post never delivered included) is a miss.
+    /// For journeys with a delay objective, when a post was made: successful, and
+    /// the post arrived within its threshold. A failed run after the post (a post
+    /// never delivered included) is a miss. Absent when no post was made, and when
+    /// a delivery without a figure cannot tell (see `Delivery::delay`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ok: Option<bool>,
     /// The step that decided a failure or probe error.
@@ -261,7 +288,7 @@ impl RunResult {
     pub fn scrub(&mut self) {
         use crate::secret::scrub_in_place as clean;
         for step in self.steps.iter_mut().chain(self.cleanup.iter_mut()) {
-            if let Some(e) = &mut step.error {
+            for e in step.error.iter_mut().chain(step.stream_error.iter_mut()) {
                 clean(&mut e.message);
                 if let Some(a) = &mut e.assertion {
                     clean(&mut a.assertion);
@@ -281,4 +308,11 @@ impl RunResult {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn optional_seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }

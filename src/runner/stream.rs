@@ -8,11 +8,20 @@
 //! end of the `delay_from` step is the delivery delay: both on the probe's
 //! monotonic clock, so the instances' clocks never enter into it.
 //!
-//! Failure modes, as the design asks: a 401 on the upgrade is the probe's token
-//! (`probe_error`/`unauthorized`, no fallback); any other trouble with the stream
-//! (refused, closed, silent server down) switches to the fallback poll when the
-//! journey has one, which marks the delivery `poll`; nothing matching before
-//! `within` is a failure with reason `not_delivered`.
+//! Failure modes, as the design asks:
+//! - The streaming API refusing the token *and saying why* (invalid, missing,
+//!   scopes: in the upgrade's `X-Error-Message` header, its JSON body, or a
+//!   `{"error":…,"status":401}` frame for a subscription) is the probe's token
+//!   (`probe_error`/`unauthorized`, no fallback).
+//! - A 401 that does not say why is ambiguous: Mastodon's streaming server answers
+//!   401 for *any* trouble while it looks the token up, its database being down
+//!   included ("An unexpected error occurred"). When the same token was accepted by
+//!   the REST API earlier in the run, that is the streaming service's fault; the
+//!   runner decides ([`OpenError::UnexplainedRefusal`]).
+//! - Any other trouble with the stream (refused, closed, silent, a 5xx) makes it
+//!   unusable: the fallback poll takes over when the journey has one (the delivery
+//!   is then marked `poll`), and the stream's failure is recorded with its reason.
+//! - Nothing matching before `within` is a failure with reason `not_delivered`.
 
 use std::time::Duration;
 
@@ -152,32 +161,56 @@ fn sibling_domain(host: &str) -> Option<&str> {
     Some(parent)
 }
 
+/// Why a stream could not be opened.
+#[derive(Debug, Clone)]
+pub enum OpenError {
+    /// The probe's own problem, final: the token refused with a reason that names
+    /// it (invalid, missing, scopes), or the config (no token, a bad URL).
+    Fatal(StepError),
+    /// 401 without a token or scope message: Mastodon's streaming server answers so
+    /// for any trouble while it looks the token up (its database down included), so
+    /// only the REST API's answer to the same token tells whose fault it is.
+    UnexplainedRefusal(StepError),
+    /// The stream can't be used (refused connection, a 5xx, a proxy's page, no
+    /// upgrade in time): the instance's; the fallback may take over.
+    Unusable(StepError),
+}
+
+impl OpenError {
+    pub fn error(&self) -> &StepError {
+        match self {
+            OpenError::Fatal(e) | OpenError::UnexplainedRefusal(e) | OpenError::Unusable(e) => e,
+        }
+    }
+}
+
 /// Opens the stream for `spec` on `target` and starts reading it.
-pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> Result<OpenStream, StepError> {
-    let token = target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?;
+pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> Result<OpenStream, OpenError> {
+    let fatal = |reason, message: String| OpenError::Fatal(StepError::new(reason, message));
+    let token = target.token.clone().map_err(|e| fatal(Reason::Config, e))?;
     let mut url = streaming_base(client, target).await;
-    streaming_url_allowed(target, &url).map_err(|why| StepError::new(Reason::StreamingUrl, why))?;
+    streaming_url_allowed(target, &url).map_err(|why| OpenError::Unusable(StepError::new(Reason::StreamingUrl, why)))?;
     url.set_path("/api/v1/streaming");
     url.query_pairs_mut().clear().append_pair("stream", &spec.stream);
     let what = format!("streaming {}", url.path());
     let mut request =
-        url.as_str().into_client_request().map_err(|e| StepError::new(Reason::Protocol, format!("{what}: {e}")))?;
+        url.as_str().into_client_request().map_err(|e| fatal(Reason::Protocol, format!("{what}: {e}")))?;
     let bearer = format!("Bearer {}", token.expose());
     let headers = request.headers_mut();
     headers.insert(
         ::http::header::AUTHORIZATION,
-        bearer.parse().map_err(|_| StepError::new(Reason::Config, "the token is not a valid header value"))?,
+        bearer.parse().map_err(|_| fatal(Reason::Config, "the token is not a valid header value".to_owned()))?,
     );
     headers.insert(::http::header::USER_AGENT, ::http::HeaderValue::from_static(crate::USER_AGENT));
     let connector = if url.scheme() == "wss" {
-        Some(tokio_tungstenite::Connector::Rustls(client.tls().websocket_config()?))
+        Some(tokio_tungstenite::Connector::Rustls(client.tls().websocket_config().map_err(OpenError::Fatal)?))
     } else {
         Some(tokio_tungstenite::Connector::Plain)
     };
     // The TCP connection goes through the run's resolver, like the run's HTTP requests.
-    let host = url.host().ok_or_else(|| StepError::new(Reason::Config, format!("{what}: the URL has no host")))?;
+    let host = url.host().ok_or_else(|| fatal(Reason::Config, format!("{what}: the URL has no host")))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let tcp = super::connect::tcp(client.resolver(), &host.to_owned(), port).await?;
+    let tcp = super::connect::tcp(client.resolver(), &host.to_owned(), port).await.map_err(OpenError::Unusable)?;
     let _ = tcp.set_nodelay(true);
     let (socket, _) = tokio_tungstenite::client_async_tls_with_config(request, tcp, None, connector)
         .await
@@ -187,28 +220,62 @@ pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> 
     Ok(OpenStream { frames, task })
 }
 
-fn upgrade_error(what: &str, error: tungstenite::Error) -> StepError {
+/// Whether a refusal's message is about the token or its scopes, as the servers
+/// word it: Mastodon's streaming server "Invalid access token", "Missing access
+/// token", "Access token does not have the required scopes" (before 4.2: "… does
+/// not cover required scopes"); its REST API "The access token is invalid", "This
+/// action is outside the authorized scopes"; GoToSocial "token not supplied or invalid".
+pub fn names_the_token(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("token") || message.contains("scope")
+}
+
+/// What a refused upgrade says about itself: the `X-Error-Message` header
+/// (Mastodon's streaming server since 4.2, whose body is empty), else the JSON
+/// body's `error`, else a short plain body (e.g. "Unauthorized" before 4.2).
+fn refusal_message(response: &::http::Response<Option<Vec<u8>>>) -> Option<String> {
+    if let Some(header) = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()) {
+        return Some(header.trim().to_owned()).filter(|m| !m.is_empty());
+    }
+    let body = response.body().as_deref().unwrap_or_default();
+    if let Some(error) = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+    {
+        return Some(error);
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    (!text.is_empty() && text.len() <= 200 && !text.starts_with('<')).then(|| text.to_owned())
+}
+
+fn upgrade_error(what: &str, error: tungstenite::Error) -> OpenError {
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();
-            let mastodon = response
-                .body()
-                .as_ref()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(|e| format!(" ({e})")))
-                .unwrap_or_default();
-            if status == 401 {
-                StepError::new(
+            let message = refusal_message(&response);
+            let said = message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+            match status {
+                401 | 403 if message.as_deref().is_some_and(names_the_token) => OpenError::Fatal(StepError::new(
                     Reason::Unauthorized,
-                    format!("{what}: status 401{mastodon}: the streaming API refused the probe's token"),
-                )
-            } else {
-                StepError::new(Reason::HttpStatus, format!("{what}: status {status}{mastodon} instead of a websocket"))
+                    format!("{what}: status {status}{said}: the streaming API refused the probe's token"),
+                )),
+                401 => OpenError::UnexplainedRefusal(StepError::new(
+                    Reason::HttpStatus,
+                    format!(
+                        "{what}: status 401{said} without naming the token: Mastodon's streaming server answers so \
+                         for any trouble looking the token up"
+                    ),
+                )),
+                _ => OpenError::Unusable(StepError::new(
+                    Reason::HttpStatus,
+                    format!("{what}: status {status}{said} instead of a websocket"),
+                )),
             }
         }
-        tungstenite::Error::Tls(e) => StepError::new(Reason::Tls, format!("{what}: {e}")),
-        tungstenite::Error::Io(e) => StepError::new(Reason::Connect, format!("{what}: {e}")),
-        other => StepError::new(Reason::Protocol, format!("{what}: {other}")),
+        tungstenite::Error::Tls(e) => OpenError::Unusable(StepError::new(Reason::Tls, format!("{what}: {e}"))),
+        tungstenite::Error::Io(e) => OpenError::Unusable(StepError::new(Reason::Connect, format!("{what}: {e}"))),
+        other => OpenError::Unusable(StepError::new(Reason::Protocol, format!("{what}: {other}"))),
     }
 }
 
@@ -238,7 +305,15 @@ async fn read_frames<S>(
         let frame = match message {
             Ok(Message::Text(text)) => match parse_frame(&text) {
                 Some((event, payload)) => Frame::Event { at, event, payload },
-                None => continue,
+                // Mastodon refuses a subscription the token's scopes don't cover with
+                // an error frame and keeps the socket open: no event would ever come.
+                None => match refused_subscription(&text) {
+                    Some(message) => Frame::Closed(StepError::new(
+                        Reason::Unauthorized,
+                        format!("the streaming API refused the subscription ({message}): check the token's scopes"),
+                    )),
+                    None => continue,
+                },
             },
             Ok(Message::Close(close)) => {
                 let why = close.map(|c| format!(" ({} {})", u16::from(c.code), c.reason)).unwrap_or_default();
@@ -271,6 +346,16 @@ pub fn parse_frame(text: &str) -> Option<(String, String)> {
     Some((event, payload))
 }
 
+/// The message of an error frame that refuses the token or its scopes
+/// (`{"error":"Access token does not have the required scopes","status":401}`);
+/// other error frames (an unknown stream, 400) are not about the probe's token.
+fn refused_subscription(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let message = value.get("error")?.as_str()?;
+    let status = value.get("status").and_then(serde_json::Value::as_u64);
+    (matches!(status, Some(401 | 403)) && names_the_token(message)).then(|| message.to_owned())
+}
+
 /// A payload as a response body for the step's `expect`: JSON payloads as they
 /// are, a bare id (a `delete`) as a JSON string.
 pub fn payload_response(payload: &str) -> Response {
@@ -282,72 +367,176 @@ pub fn payload_response(payload: &str) -> Response {
     Response { status: 200, headers: ::http::HeaderMap::new(), body: body.into() }
 }
 
-/// Waits for a wanted frame whose payload passes `check`; `Ok(None)` when the
-/// stream failed first (the error is returned alongside for the message).
-pub async fn wait_for_event(
-    open: &mut OpenStream,
-    event: &str,
-    until: Instant,
-    mut check: impl FnMut(&Response) -> Result<Vec<(String, String)>, StepError>,
-) -> Result<Result<(Instant, Vec<(String, String)>), StepError>, ()> {
-    loop {
-        let frame = tokio::select! {
-            frame = open.frames.recv() => frame,
-            () = tokio::time::sleep_until(until) => return Err(()),
-        };
-        match frame {
-            Some(Frame::Event { at, event: e, payload }) if e == event => {
-                if let Ok(captured) = check(&payload_response(&payload)) {
-                    return Ok(Ok((at, captured)));
-                }
-            }
-            Some(Frame::Event { .. }) => {}
-            Some(Frame::Closed(error)) => return Ok(Err(error)),
-            None => return Ok(Err(StepError::new(Reason::ConnectionClosed, "the stream ended"))),
-        }
-    }
-}
-
 /// Default interval a fallback polls at.
 pub const FALLBACK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Polls `request` until `check` passes; returns when the passing response was read.
-pub async fn poll_until(
-    client: &http::Client,
-    request: &http::Request,
-    interval: Duration,
-    timeout: Duration,
+/// The fallback: a request repeated every `interval`, each attempt within `timeout`.
+pub struct Poller<'a> {
+    pub client: &'a http::Client,
+    pub request: &'a http::Request,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// A post seen arriving.
+#[derive(Debug)]
+pub struct Arrival {
+    /// When it was seen: the frame read, or the poll's response read.
+    pub at: Instant,
+    pub method: Method,
+    pub captured: Vec<(String, String)>,
+    /// The latest moment the post was known not to have arrived yet: the post's
+    /// end, or the sending of the last poll that did not see it. The arrival lies
+    /// between this and `at` (for a stream frame, `at` itself).
+    pub absent_until: Instant,
+    /// Whether `at` is within one fallback interval (plus the finding poll's own
+    /// response time) of the true arrival: always for a frame; for a poll, when it
+    /// was sent on its schedule, one interval after `absent_until`.
+    pub bounded: bool,
+}
+
+/// Waits for the post to arrive: on the stream (when there is one) and, when the
+/// journey has a fallback, by polling in parallel from one interval after the
+/// post (`posted`) on, so that a stream that goes silent cannot push the figure
+/// further than one interval from the truth. The first to see it wins. A broken
+/// stream is left for the poll and reported in `stream_failed`; a failed poll
+/// leaves the stream to see the post, and decides only if it does not; a refusal
+/// of the token (an error frame) ends the wait at once. `Ok(None)`: not seen by
+/// `until`.
+#[allow(clippy::too_many_arguments)]
+pub async fn wait_for_arrival(
+    mut stream: Option<&mut OpenStream>,
+    event: &str,
+    posted: Instant,
     until: Instant,
-    mut check: impl FnMut(&Response) -> Result<Vec<(String, String)>, StepError>,
-) -> Result<Option<(Instant, Vec<(String, String)>)>, StepError> {
+    poller: Option<Poller<'_>>,
+    mut check_event: impl FnMut(&Response) -> Result<Vec<(String, String)>, StepError>,
+    mut check_poll: impl FnMut(&Response) -> Result<Vec<(String, String)>, StepError>,
+    stream_failed: &mut Option<StepError>,
+) -> Result<Option<Arrival>, StepError> {
+    let interval = poller.as_ref().map_or(Duration::ZERO, |p| p.interval);
+    let mut absent_until = posted;
+    let mut due = posted + interval;
+    // Late: the poll cannot be sent one interval after the post was last known
+    // absent (the step began after that, or the previous response came after it).
+    let mut late = Instant::now() > due;
+    // A poll that failed (a 5xx, a timeout) while the stream still worked: the
+    // stream may yet see the post; the failure decides only if it does not.
+    let mut poll_failed: Option<StepError> = None;
     loop {
-        let attempt_end = until.min(Instant::now() + timeout);
-        let response = match tokio::time::timeout_at(attempt_end, http::send(client, request)).await {
-            Ok(r) => r?,
-            Err(_) if attempt_end >= until => return Ok(None),
-            Err(_) => {
-                return Err(StepError::new(
-                    Reason::Timeout,
-                    format!(
-                        "{} {}: no complete response within {}",
-                        request.method,
-                        request.url.path(),
-                        humantime::format_duration(timeout)
-                    ),
-                ));
+        let Some(poller) = poller.as_ref().filter(|_| poll_failed.is_none()) else {
+            // Only the stream can see the post: no fallback, or its poll failed.
+            let Some(open) = stream.as_deref_mut() else {
+                let ended = || StepError::new(Reason::ConnectionClosed, "the stream ended");
+                return Err(poll_failed.or_else(|| stream_failed.clone()).unwrap_or_else(ended));
+            };
+            let frame = tokio::select! {
+                frame = open.frames.recv() => frame,
+                () = tokio::time::sleep_until(until) => return poll_failed.map_or(Ok(None), Err),
+            };
+            match seen_on_stream(frame, event, &mut check_event) {
+                Seen::Arrived(arrival) => return Ok(Some(arrival)),
+                Seen::Nothing => {}
+                Seen::Refused(error) => return Err(error),
+                Seen::Broken(error) => {
+                    *stream_failed = Some(error.clone());
+                    return Err(poll_failed.unwrap_or(error));
+                }
             }
+            continue;
         };
-        let at = Instant::now();
-        match check(&response) {
-            Ok(captured) => return Ok(Some((at, captured))),
-            Err(e) if e.reason == Reason::Assertion => {}
-            Err(e) => return Err(e),
+        let frame = tokio::select! {
+            biased;
+            frame = async { stream.as_deref_mut()?.frames.recv().await }, if stream.is_some() => Some(frame),
+            () = tokio::time::sleep_until(due.min(until)) => None,
+        };
+        if let Some(frame) = frame {
+            match seen_on_stream(frame, event, &mut check_event) {
+                Seen::Arrived(arrival) => return Ok(Some(arrival)),
+                Seen::Nothing => {}
+                Seen::Refused(error) => return Err(error),
+                Seen::Broken(error) => {
+                    tracing::info!(error = %error.message, "stream unusable; the fallback poll carries on");
+                    *stream_failed = Some(error);
+                    stream = None;
+                }
+            }
+            continue;
         }
-        let next = Instant::now() + interval;
-        if next >= until {
+        if Instant::now() >= until {
             return Ok(None);
         }
-        tokio::time::sleep_until(next).await;
+        let sent = Instant::now();
+        let attempt_end = until.min(sent + poller.timeout);
+        let checked = match tokio::time::timeout_at(attempt_end, http::send(poller.client, poller.request)).await {
+            Ok(Ok(response)) => check_poll(&response),
+            Ok(Err(e)) => Err(e),
+            Err(_) if attempt_end >= until => return Ok(None),
+            Err(_) => Err(StepError::new(
+                Reason::Timeout,
+                format!(
+                    "{} {}: no complete response within {}",
+                    poller.request.method,
+                    poller.request.url.path(),
+                    humantime::format_duration(poller.timeout)
+                ),
+            )),
+        };
+        let read = Instant::now();
+        match checked {
+            Ok(captured) => {
+                // The stream may have seen it first while the poll was out: its frames
+                // wait in the channel, stamped with the moment they were read.
+                if let Some(open) = stream.as_deref_mut() {
+                    while let Ok(frame) = open.frames.try_recv() {
+                        if let Seen::Arrived(arrival) = seen_on_stream(Some(frame), event, &mut check_event)
+                            && arrival.at < read
+                        {
+                            return Ok(Some(arrival));
+                        }
+                    }
+                }
+                return Ok(Some(Arrival { at: read, method: Method::Poll, captured, absent_until, bounded: !late }));
+            }
+            Err(e) if e.reason == Reason::Assertion => {}
+            Err(e) if stream.is_none() => return Err(e),
+            Err(e) => {
+                tracing::info!(error = %e.message, "fallback poll failed; waiting on the stream alone");
+                poll_failed = Some(e);
+                continue;
+            }
+        }
+        absent_until = sent;
+        due = sent + poller.interval;
+        late = Instant::now() > due;
+    }
+}
+
+/// What one frame (or the end of the stream) means for the wait.
+enum Seen {
+    Arrived(Arrival),
+    Nothing,
+    /// The streaming API refused the token or its scopes: the probe's, final.
+    Refused(StepError),
+    Broken(StepError),
+}
+
+fn seen_on_stream(
+    frame: Option<Frame>,
+    event: &str,
+    check: &mut impl FnMut(&Response) -> Result<Vec<(String, String)>, StepError>,
+) -> Seen {
+    match frame {
+        Some(Frame::Event { at, event: e, payload }) if e == event => match check(&payload_response(&payload)) {
+            Ok(captured) => {
+                Seen::Arrived(Arrival { at, method: Method::Stream, captured, absent_until: at, bounded: true })
+            }
+            Err(_) => Seen::Nothing,
+        },
+        Some(Frame::Event { .. }) => Seen::Nothing,
+        Some(Frame::Closed(error)) if error.reason == Reason::Unauthorized => Seen::Refused(error),
+        Some(Frame::Closed(error)) => Seen::Broken(error),
+        None => Seen::Broken(StepError::new(Reason::ConnectionClosed, "the stream ended")),
     }
 }
 
@@ -416,6 +605,57 @@ mod tests {
         }
     }
 
+    fn refusal(status: u16, headers: &[(&str, &str)], body: &str) -> ::http::Response<Option<Vec<u8>>> {
+        let mut builder = ::http::Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Some(body.as_bytes().to_vec()).filter(|b| !b.is_empty())).unwrap()
+    }
+
+    /// Each shape Mastodon's streaming server (and what stands in front of it) has
+    /// used: the message is read, and only a token or scope message names the token.
+    #[test]
+    fn a_refusal_says_what_it_says_and_only_token_messages_blame_the_token() {
+        let cases = [
+            // 4.3 and later: empty body, the message in a header.
+            (refusal(401, &[("x-error-message", "Invalid access token")], ""), Some("Invalid access token"), true),
+            (refusal(401, &[("x-error-message", "Missing access token")], ""), Some("Missing access token"), true),
+            // 4.2: Error#toString() in the header; its database down is a 401 too.
+            (
+                refusal(401, &[("x-error-message", "Error: Invalid access token")], ""),
+                Some("Error: Invalid access token"),
+                true,
+            ),
+            (
+                refusal(401, &[("x-error-message", "An unexpected error occurred")], ""),
+                Some("An unexpected error occurred"),
+                false,
+            ),
+            // Before 4.2: the `ws` library's refusal, whatever went wrong.
+            (refusal(401, &[("content-type", "text/html")], "Unauthorized"), Some("Unauthorized"), false),
+            // A JSON body (the REST API's words, GoToSocial's).
+            (
+                refusal(401, &[], r#"{"error":"The access token is invalid"}"#),
+                Some("The access token is invalid"),
+                true,
+            ),
+            (
+                refusal(401, &[], r#"{"error":"Unauthorized: token not supplied or invalid"}"#),
+                Some("Unauthorized: token not supplied or invalid"),
+                true,
+            ),
+            // A proxy's HTML page says nothing the probe can use.
+            (refusal(401, &[("content-type", "text/html")], "<html><body>401</body></html>"), None, false),
+            (refusal(401, &[], ""), None, false),
+        ];
+        for (response, message, names_token) in cases {
+            let read = refusal_message(&response);
+            assert_eq!(read.as_deref(), message, "{response:?}");
+            assert_eq!(read.as_deref().is_some_and(names_the_token), names_token, "{response:?}");
+        }
+    }
+
     #[test]
     fn streaming_hosts_allow_a_host_and_the_refusal_says_how() {
         let refused = allowed("https://mastodon.example", "wss://stream.cdn.example.net/x", &[]).unwrap_err();
@@ -423,5 +663,18 @@ mod tests {
         assert!(
             allowed("https://mastodon.example", "wss://stream.cdn.example.net", &["stream.cdn.example.net"]).is_ok()
         );
+    }
+
+    #[test]
+    fn only_a_scope_or_token_error_frame_refuses_the_subscription() {
+        let scopes = r#"{"error":"Access token does not have the required scopes","status":401}"#;
+        assert_eq!(refused_subscription(scopes).as_deref(), Some("Access token does not have the required scopes"));
+        assert_eq!(refused_subscription(r#"{"error":"Unknown stream type","status":400}"#), None);
+        assert_eq!(
+            refused_subscription(r#"{"error":"Missing access token","status":401}"#).as_deref(),
+            Some("Missing access token")
+        );
+        assert_eq!(refused_subscription(r#"{"stream":["user"],"event":"update","payload":"{}"}"#), None);
+        assert_eq!(refused_subscription("not json"), None);
     }
 }

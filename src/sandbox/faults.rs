@@ -16,8 +16,16 @@ pub enum Fault {
     /// Answer with this status instead of calling the API: Mastodon's JSON error
     /// body for statuses Mastodon itself produces (e.g. 503 `{"error":"Remote data
     /// could not be fetched"}`, 500 `{"error":"We're sorry, but something went
-    /// wrong on our end."}`), and a proxy's plain HTML page for 502 and 504.
+    /// wrong on our end."}`, 429 with its `X-RateLimit-*` headers), and a proxy's
+    /// plain HTML page for 502 and 504.
     Status(u16),
+    /// Answer with this status from something in front of the instance (nginx, a
+    /// CDN, a WAF): an HTML page, no JSON, no `X-RateLimit-*` headers; a 503 also
+    /// carries `Retry-After` (a maintenance page).
+    Proxy(u16),
+    /// The real response, but as Mastodon answers a home timeline while it rebuilds
+    /// an inactive user's feed: 206 with `Mastodon-Async-Refresh`.
+    AsyncRefresh,
     /// 200 with `application/json` and a truncated, invalid JSON body.
     MalformedJson,
     /// The real response, with its body trickled out over `total`.
@@ -78,6 +86,8 @@ pub(crate) struct Plan {
     pub latency: Duration,
     pub drop_connection: bool,
     pub status: Option<u16>,
+    pub proxy_status: Option<u16>,
+    pub async_refresh: bool,
     pub malformed_json: bool,
     pub slow_body: Option<Duration>,
     pub reset_mid_body: bool,
@@ -90,6 +100,8 @@ impl Plan {
             match fault {
                 Fault::Latency(d) => plan.latency += *d,
                 Fault::Status(code) => plan.status = plan.status.or(Some(*code)),
+                Fault::Proxy(code) => plan.proxy_status = plan.proxy_status.or(Some(*code)),
+                Fault::AsyncRefresh => plan.async_refresh = true,
                 Fault::MalformedJson => plan.malformed_json = true,
                 Fault::SlowBody { total } => plan.slow_body = Some(*total),
                 Fault::DropConnection => plan.drop_connection = true,
@@ -119,11 +131,23 @@ pub(crate) fn status_body(code: u16) -> (&'static str, String) {
         403 => json("This action is outside the authorized scopes"),
         404 => json("Record not found"),
         410 => json("Gone"),
-        422 => json("Unprocessable entity"),
+        422 => json("Validation failed: Text can't be blank"),
         429 => json("Too many requests"),
         503 => json("Remote data could not be fetched"),
         _ => json("We're sorry, but something went wrong on our end."),
     }
+}
+
+/// The page a proxy, CDN or WAF in front of the instance sends for `code`, as
+/// nginx words its own error pages. Returns the content type and the body.
+pub(crate) fn proxy_body(code: u16) -> (&'static str, String) {
+    let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    (
+        "text/html",
+        format!(
+            "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -123,6 +123,9 @@ pub struct Federation {
 struct Knobs {
     settings: Mutex<Settings>,
     streaming_down: watch::Sender<bool>,
+    streaming_token_lookup_failing: std::sync::atomic::AtomicBool,
+    streaming_silent: std::sync::atomic::AtomicBool,
+    streaming_url: Mutex<Option<String>>,
     queued: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
@@ -148,6 +151,9 @@ impl Federation {
             inner: Arc::new(Knobs {
                 settings: Mutex::new(settings),
                 streaming_down: watch::Sender::new(false),
+                streaming_token_lookup_failing: std::sync::atomic::AtomicBool::new(false),
+                streaming_silent: std::sync::atomic::AtomicBool::new(false),
+                streaming_url: Mutex::new(None),
                 queued: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
@@ -190,6 +196,41 @@ impl Federation {
 
     pub fn streaming_down(&self) -> bool {
         *self.inner.streaming_down.borrow()
+    }
+
+    /// While true, this instance's streaming server cannot look tokens up (its
+    /// database is unreachable, say) and refuses every websocket upgrade as
+    /// Mastodon 4.2's does then: 401, an empty body, and `X-Error-Message: An
+    /// unexpected error occurred`, even for a token the REST API accepts.
+    pub fn set_streaming_token_lookup_failing(&self, failing: bool) {
+        self.inner.streaming_token_lookup_failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub(crate) fn streaming_token_lookup_failing(&self) -> bool {
+        self.inner.streaming_token_lookup_failing.load(Ordering::SeqCst)
+    }
+
+    /// While true, this instance's open websockets go silent: they stay open but
+    /// carry no event and no ping (a streaming server whose Redis subscription and
+    /// event loop are stuck). Statuses still reach home timelines.
+    pub fn set_streaming_silent(&self, silent: bool) {
+        self.inner.streaming_silent.store(silent, Ordering::SeqCst);
+    }
+
+    pub(crate) fn streaming_silent(&self) -> bool {
+        self.inner.streaming_silent.load(Ordering::SeqCst)
+    }
+
+    /// Advertise `url` (e.g. `ws://127.0.0.1:PORT`) as the streaming API's base URL
+    /// in `/api/v2/instance` and `/api/v1/instance`, as Mastodon does with
+    /// `STREAMING_API_BASE_URL` when streaming runs on its own host; `None`: the
+    /// instance's own URL.
+    pub fn set_streaming_url(&self, url: Option<String>) {
+        *self.inner.streaming_url.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = url;
+    }
+
+    pub(crate) fn streaming_url(&self) -> Option<String> {
+        self.inner.streaming_url.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn stats(&self) -> FederationStats {

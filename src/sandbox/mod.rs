@@ -207,8 +207,7 @@ impl Sandbox {
                 .collect();
             let knobs = Federation::new(&instance.federation);
             let (node, queue) = federation::Node::new(Arc::clone(&network), knobs.clone());
-            let streams =
-                streaming::Hub::new(instance.streaming_ping_interval, knobs.streaming_down_watch(), stop_rx.clone());
+            let streams = streaming::Hub::new(instance.streaming_ping_interval, knobs.clone(), stop_rx.clone());
             let state = Arc::new(routes::AppState {
                 info: info.clone(),
                 db: Mutex::new(db),

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio::time::Sleep;
 use tower::ServiceExt;
 
-use super::faults::{Faults, Plan, status_body};
+use super::faults::{Faults, Plan, proxy_body, status_body};
 use super::routes::{JSON_CONTENT_TYPE, PeerAddr};
 
 /// How long connections get to finish their current request at shutdown.
@@ -125,6 +125,9 @@ async fn handle(
     if plan.drop_connection {
         return Err(InjectedClose);
     }
+    if let Some(code) = plan.proxy_status {
+        return Ok(proxy_status(code));
+    }
     if let Some(code) = plan.status {
         return Ok(injected_status(code));
     }
@@ -132,6 +135,18 @@ async fn handle(
     let response = match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
+    };
+    let response = if plan.async_refresh && response.status() == StatusCode::OK {
+        let (mut parts, body) = response.into_parts();
+        parts.status = StatusCode::PARTIAL_CONTENT;
+        // Mastodon's format: the refresh's id, when to ask again, results so far.
+        parts.headers.insert(
+            "mastodon-async-refresh",
+            HeaderValue::from_static("id=\"ImhvbWVfZmVlZDoxIg==\", retry=5, result_count=0"),
+        );
+        Response::from_parts(parts, body)
+    } else {
+        response
     };
     if !plan.malformed_json && !plan.reset_mid_body && plan.slow_body.is_none() {
         return Ok(response);
@@ -170,6 +185,31 @@ fn injected_status(code: u16) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // Mastodon's own limiter (rack-attack) always says which limit and when it resets.
+        let reset = (chrono::Utc::now() + chrono::Duration::minutes(5)).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-limit", HeaderValue::from_static("300"));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        if let Ok(reset) = HeaderValue::from_str(&reset) {
+            headers.insert("x-ratelimit-reset", reset);
+        }
+    }
+    response
+}
+
+/// The answer to an injected `Fault::Proxy`: the proxy's HTML page, none of
+/// Mastodon's headers.
+fn proxy_status(code: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+    let (content_type, body) = proxy_body(status.as_u16());
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::SERVER, HeaderValue::from_static("nginx"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
+    }
     response
 }
 

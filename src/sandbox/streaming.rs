@@ -122,17 +122,29 @@ pub(crate) struct Hub {
     events: broadcast::Sender<Arc<Event>>,
     ping_interval: Duration,
     down: watch::Receiver<bool>,
+    /// The instance's knobs: a failing token lookup, silent sockets.
+    knobs: super::federation::Federation,
     stop: watch::Receiver<bool>,
 }
 
 impl Hub {
-    pub(crate) fn new(ping_interval: Duration, down: watch::Receiver<bool>, stop: watch::Receiver<bool>) -> Hub {
+    pub(crate) fn new(
+        ping_interval: Duration,
+        knobs: super::federation::Federation,
+        stop: watch::Receiver<bool>,
+    ) -> Hub {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
-        Hub { events, ping_interval: ping_interval.max(MIN_PING_INTERVAL), down, stop }
+        let down = knobs.streaming_down_watch();
+        Hub { events, ping_interval: ping_interval.max(MIN_PING_INTERVAL), down, knobs, stop }
     }
 
     fn is_down(&self) -> bool {
         *self.down.borrow()
+    }
+
+    /// The streaming base URL the instance advertises instead of its own, if any.
+    pub(crate) fn advertised_url(&self) -> Option<String> {
+        self.knobs.streaming_url()
     }
 
     /// Sends the events a change calls for. Called with the lock held.
@@ -210,14 +222,17 @@ pub(crate) async fn connect(State(state): State<Shared>, params: Params, mut req
     let token = bearer_token(headers).map(str::to_owned).or_else(|| params.get("access_token").map(str::to_owned));
     let token = token.or_else(|| protocol.clone());
     let initial = params.get("stream").map(str::to_owned);
+    if token.is_some() && state.streams.knobs.streaming_token_lookup_failing() {
+        return refused(StatusCode::UNAUTHORIZED, "An unexpected error occurred");
+    }
     let account = match &token {
         Some(token) => match state.db().account_by_token(token).map(|a| a.id) {
             Some(id) => Some(id),
-            None => return ApiError::unauthorized().into_response(),
+            None => return with_error_message(ApiError::unauthorized().into_response(), "Invalid access token"),
         },
         // Without a token, only the public streams.
         None if initial.as_deref().and_then(Stream::parse).is_some_and(|s| !s.needs_account()) => None,
-        None => return ApiError::unauthorized().into_response(),
+        None => return with_error_message(ApiError::unauthorized().into_response(), "Missing access token"),
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "This connection cannot be upgraded").into_response();
@@ -226,6 +241,7 @@ pub(crate) async fn connect(State(state): State<Shared>, params: Params, mut req
     // Subscribe before answering, so no event after the handshake is missed.
     let connection = Connection {
         account,
+        knobs: state.streams.knobs.clone(),
         events: state.streams.events.subscribe(),
         ping_interval: state.streams.ping_interval,
         down: state.streams.down.clone(),
@@ -258,6 +274,26 @@ pub(crate) async fn connect(State(state): State<Shared>, params: Params, mut req
     response
 }
 
+/// A refused upgrade as Mastodon's streaming server writes it by hand (since
+/// 4.2): `Connection: close`, an empty `text/plain` body, and what went wrong in
+/// `X-Error-Message`.
+fn refused(status: StatusCode, message: &'static str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert("x-error-message", HeaderValue::from_static(message));
+    response
+}
+
+/// Adds Mastodon's `X-Error-Message` to a refusal that keeps the REST API's JSON
+/// body (which tests of the sandbox read).
+fn with_error_message(mut response: Response, message: &'static str) -> Response {
+    response.headers_mut().insert("x-error-message", HeaderValue::from_static(message));
+    response
+}
+
 /// The `Sec-WebSocket-Key` of a valid version-13 upgrade request.
 fn websocket_key(headers: &HeaderMap) -> Option<String> {
     let has_token = |name: header::HeaderName, token: &str| {
@@ -279,6 +315,8 @@ fn websocket_key(headers: &HeaderMap) -> Option<String> {
 /// One open socket.
 struct Connection {
     account: Option<u64>,
+    /// While `streaming_silent` is on, nothing is sent: no event, no ping.
+    knobs: super::federation::Federation,
     events: broadcast::Receiver<Arc<Event>>,
     ping_interval: Duration,
     down: watch::Receiver<bool>,
@@ -313,6 +351,9 @@ impl Connection {
                 _ = super::server::stopped(&mut self.down) => break Some("the streaming API is down"),
                 event = self.events.recv() => match event {
                     Ok(event) => {
+                        if self.knobs.streaming_silent() {
+                            continue;
+                        }
                         if self.forward(&mut socket, &subscriptions, &event).await.is_err() {
                             break None;
                         }
@@ -339,6 +380,9 @@ impl Connection {
                     }
                 },
                 _ = pings.tick() => {
+                    if self.knobs.streaming_silent() {
+                        continue;
+                    }
                     if !answered {
                         tracing::debug!(instance = %self.instance, "sandbox websocket missed a pong; terminated");
                         return;

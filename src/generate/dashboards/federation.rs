@@ -3,8 +3,10 @@
 //! whether arrival was seen on the streaming API or by polling.
 //!
 //! Reads `fediprobe_federation_delay_seconds{source,destination,method}` (one
-//! sample per delivered run; `method` is `stream` or `poll`) and the runs whose
-//! outcome reason is `not_delivered`.
+//! sample per delivered run whose delay the probe could bound; `method` is
+//! `stream` or `poll`), `fediprobe_federation_delay_unbounded` (one per delivered
+//! run: 1 when it has no figure), `fediprobe_stream_failed{step,reason}` and the
+//! runs whose outcome reason is `not_delivered`.
 
 use super::build::{self, Board, Style, selector, series};
 use super::journey::SPANS;
@@ -98,9 +100,51 @@ pub fn dashboard() -> Dashboard {
             "short",
             Style::Percent,
             None,
-            vec![series(format!("sum by (method) (count_over_time({FEDERATION_DELAY}{sel}[$span]))"), "{{method}}")],
+            vec![series(
+                format!("sum by (method) (count_over_time({}{sel}[$span]))", metrics::FEDERATION_DELAY_UNBOUNDED),
+                "{{method}}",
+            )],
         ),
         8,
+        8,
+    );
+
+    board.row("Streaming API and figures");
+    board.add(
+        build::timeseries(
+            "Streaming API failures, by reason",
+            "Runs whose stream could not be used (refused, a 5xx, closed, silent, a 401 while the REST API \
+             accepted the same token), per span and reason. The fallback poll took over where the journey has one.",
+            "short",
+            Style::Bars,
+            None,
+            vec![series(
+                format!("sum by (journey, reason) (count_over_time({}{sel}[$span]))", metrics::STREAM_FAILED),
+                "{{journey}} {{reason}}",
+            )],
+        ),
+        12,
+        8,
+    );
+    board.add(
+        build::timeseries(
+            "Deliveries without a delay figure",
+            "The share of delivered posts whose arrival the probe could not bound within one fallback interval \
+             (a poll that could not keep its schedule found it): they have no delay figure, and a delay verdict \
+             only when the bound alone decides it.",
+            "percentunit",
+            Style::Lines,
+            None,
+            vec![series(
+                format!(
+                    "sum by (source, destination) (sum_over_time({u}{sel}[$span]))\n/\nsum by (source, destination) \
+                     (count_over_time({u}{sel}[$span]))",
+                    u = metrics::FEDERATION_DELAY_UNBOUNDED
+                ),
+                "{{source}} → {{destination}}",
+            )],
+        ),
+        12,
         8,
     );
 

@@ -4,7 +4,8 @@
 //!
 //! Per-run samples are gauges with one sample per run, so percentiles are
 //! `quantile_over_time` over the `span` variable per series (region × account),
-//! and the worst series of a region is shown.
+//! and the worst series of a region is shown. Latency percentiles are over
+//! successful runs only (`fediprobe_journey_latency_seconds`).
 
 use super::build::{self, Board, Style, column, instant, selector, series};
 use super::model::{Dashboard, Override, Thresholds};
@@ -53,7 +54,7 @@ pub fn dashboard() -> Dashboard {
             series(
                 format!(
                     "max by (region) (quantile_over_time({q}, {}{}[$span]))",
-                    metrics::JOURNEY_DURATION,
+                    metrics::JOURNEY_LATENCY,
                     selector("")
                 ),
                 &format!("{name} {{{{region}}}}"),
@@ -63,8 +64,10 @@ pub fn dashboard() -> Dashboard {
     board.add(
         build::timeseries(
             "Latency percentiles per region",
-            "Run durations (successful and failed runs) over the span: p50, p95 and p99 of each probe account's \
-             runs, the worst account of each region. The duration covers what the journey's `measures` says.",
+            "Durations of successful runs over the span: p50, p95 and p99 of each probe account's runs, the \
+             worst account of each region. Failed runs are left out (a refused connection fails in a \
+             millisecond and would make an outage look fast). The duration covers what the journey's \
+             `measures` says.",
             "s",
             Style::Lines,
             None,

@@ -14,10 +14,18 @@ pub(crate) async fn health() -> impl IntoResponse {
 
 pub(crate) async fn instance_v2(State(state): State<Shared>) -> Json {
     let db = state.db();
-    Json(entities::instance_v2(&db, &state.info))
+    let mut value = entities::instance_v2(&db, &state.info);
+    if let Some(url) = state.streams.advertised_url() {
+        value["configuration"]["urls"]["streaming"] = url.into();
+    }
+    Json(value)
 }
 
 pub(crate) async fn instance_v1(State(state): State<Shared>) -> Json {
     let db = state.db();
-    Json(entities::instance_v1(&db, &state.info))
+    let mut value = entities::instance_v1(&db, &state.info);
+    if let Some(url) = state.streams.advertised_url() {
+        value["urls"]["streaming_api"] = url.into();
+    }
+    Json(value)
 }
