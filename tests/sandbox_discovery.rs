@@ -11,14 +11,11 @@ use std::time::Duration;
 
 use fediprobe::runner::{Outcome, Runner};
 use fediprobe::sandbox::{InstanceConfig, Limit, RateLimits, SandboxConfig};
-use serde_json::Value;
 use support::sandbox::{As, json, start, start_with};
 
 #[test]
 fn the_openapi_document_has_no_schema_for_the_discovery_paths() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vendor/mastodon-openapi/openapi.json");
-    let document: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("openapi.json is vendored"))
-        .expect("openapi.json is JSON");
+    let document = support::openapi::openapi();
     for discovery in ["/.well-known/webfinger", "/.well-known/nodeinfo", "/nodeinfo/2.0", "/users/{username}"] {
         assert!(
             document["paths"].get(discovery).is_none(),

@@ -81,9 +81,8 @@ pub async fn run(args: Args) -> ExitCode {
     if args.output == Output::Human {
         print!("{}", summary(&journeys.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), &all));
         println!();
-        let federation = federation_summary(&all);
-        if !federation.is_empty() {
-            print!("{federation}");
+        for delays in delay_summaries(&all) {
+            print!("{delays}");
             println!();
         }
         if failed == 0 {
@@ -101,10 +100,27 @@ pub async fn run(args: Args) -> ExitCode {
     }
 }
 
-/// One row per federation direction: deliveries seen, how, and their delays.
-fn federation_summary(results: &[RunResult]) -> String {
+/// The delays the journeys measured, one table per kind: `FEDERATION` (a post
+/// reaching a home feed, streaming event `update`) and `NOTIFICATION` (a mention
+/// notified, event `notification`), one row per direction.
+fn delay_summaries(results: &[RunResult]) -> Vec<String> {
+    [("update", "FEDERATION"), ("notification", "NOTIFICATION")]
+        .into_iter()
+        .map(|(event, title)| delay_summary(results, event, title))
+        .filter(|table| !table.is_empty())
+        .collect()
+}
+
+/// One row per direction of the deliveries awaited as `event`: how many were
+/// seen, how, and their delays.
+fn delay_summary(results: &[RunResult], event: &str, title: &str) -> String {
+    let all: Vec<_> = results
+        .iter()
+        .flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref()))
+        .filter(|d| d.event == event)
+        .collect();
     let mut directions: Vec<(String, String)> = Vec::new();
-    for d in results.iter().flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref())) {
+    for d in &all {
         let key = (d.source.clone(), d.destination.clone());
         if !directions.contains(&key) {
             directions.push(key);
@@ -116,11 +132,8 @@ fn federation_summary(results: &[RunResult]) -> String {
     let rows: Vec<Vec<String>> = directions
         .iter()
         .map(|(source, destination)| {
-            let deliveries: Vec<_> = results
-                .iter()
-                .flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref()))
-                .filter(|d| d.source == *source && d.destination == *destination)
-                .collect();
+            let deliveries: Vec<_> =
+                all.iter().filter(|d| d.source == *source && d.destination == *destination).collect();
             // Only deliveries with a figure: one the probe could not bound has none.
             let mut delays: Vec<Duration> = deliveries.iter().filter_map(|d| d.delay).collect();
             delays.sort();
@@ -139,7 +152,7 @@ fn federation_summary(results: &[RunResult]) -> String {
             ]
         })
         .collect();
-    table::render(&["FEDERATION", "DELIVERED", "SEEN BY", "P50 DELAY", "MAX DELAY"], &rows)
+    table::render(&[title, "DELIVERED", "SEEN BY", "P50 DELAY", "MAX DELAY"], &rows)
 }
 
 /// One row per journey: runs, successes, p50 and max duration, the last failure.

@@ -651,6 +651,7 @@ fn delivery(state: &RunState<'_>, spec: &StreamSpec, destination: &str, arrival:
     Delivery {
         source,
         destination: destination.to_owned(),
+        event: spec.event.clone(),
         method: arrival.method,
         delay: arrival.bounded.then_some(seen_after),
         seen_after,

@@ -224,6 +224,9 @@ pub struct Delivery {
     pub source: String,
     /// The instance it arrived on.
     pub destination: String,
+    /// The streaming event awaited: `update` (a post in a home feed: federation
+    /// delay) or `notification` (a mention notified: notification delay).
+    pub event: String,
     /// How it was first seen: `stream`, or `poll` (the fallback, when the stream
     /// could not be used or the poll saw it first).
     pub method: super::stream::Method,

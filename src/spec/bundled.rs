@@ -21,6 +21,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("journeys/federation-main-to-peer.yaml", include_str!("../../journeys/federation-main-to-peer.yaml")),
     ("journeys/federation-peer-to-main.yaml", include_str!("../../journeys/federation-peer-to-main.yaml")),
     ("journeys/discovery.yaml", include_str!("../../journeys/discovery.yaml")),
+    ("journeys/notification-delay.yaml", include_str!("../../journeys/notification-delay.yaml")),
 ];
 
 /// The bundled journeys, parsed. They are tested to parse without errors.
