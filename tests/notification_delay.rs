@@ -82,9 +82,12 @@ async fn cleanup_deletes_the_mention_on_peer_and_its_notification_goes_with_it()
     let mut gone = false;
     for _ in 0..100 {
         let (_, notifications) = json(alpha.get("/api/v1/notifications?types[]=mention").send().await.unwrap()).await;
-        if notifications.as_array().unwrap().iter().all(|n| {
-            !n["status"]["content"].as_str().unwrap_or_default().contains("fediprobe notification")
-        }) {
+        if notifications
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| !n["status"]["content"].as_str().unwrap_or_default().contains("fediprobe notification"))
+        {
             gone = true;
             break;
         }
@@ -138,7 +141,12 @@ async fn main_not_following_peer_is_the_probes_own_set_up() {
     }
     let sandbox = Sandbox::start(config).await.unwrap();
     let result = run(&sandbox).await;
-    assert_eq!((result.outcome, result.reason), (Outcome::ProbeError, Some(Reason::NotFollowing)), "{}", pretty(&result));
+    assert_eq!(
+        (result.outcome, result.reason),
+        (Outcome::ProbeError, Some(Reason::NotFollowing)),
+        "{}",
+        pretty(&result)
+    );
     assert!(result.steps.iter().all(|s| s.name != "mention" || s.status == StepStatus::Skipped), "{}", pretty(&result));
 }
 
@@ -146,8 +154,9 @@ async fn main_not_following_peer_is_the_probes_own_set_up() {
 async fn a_mention_that_never_arrives_is_not_delivered_and_a_delay_miss() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     sandbox.instance("beta").unwrap().federation().set_drop_all(true);
-    let journey =
-        support::journeys::bundled_edited(JOURNEY, |text| text.replace("within: 3m", "within: 1500ms").replace("interval: 5s", "interval: 500ms"));
+    let journey = support::journeys::bundled_edited(JOURNEY, |text| {
+        text.replace("within: 3m", "within: 1500ms").replace("interval: 5s", "interval: 500ms")
+    });
     let result = Runner::new(fediprobe::sandbox::probe_targets(&sandbox)).run(&journey).await;
     assert_eq!((result.outcome, result.reason), (Outcome::Failure, Some(Reason::NotDelivered)), "{}", pretty(&result));
     assert_eq!(result.failed_step.as_deref(), Some("notified"));

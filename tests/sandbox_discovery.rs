@@ -63,9 +63,10 @@ async fn webfinger_refuses_what_it_cannot_answer_as_mastodon_does() {
     let anonymous = As::anonymous(alpha);
     let status = |response: reqwest::Response| response.status().as_u16();
     assert_eq!(status(anonymous.get("/.well-known/webfinger").send().await.unwrap()), 400);
-    for resource in
-        ["acct:nobody@alpha.sandbox.test".to_owned(), format!("acct:probe@{}", sandbox.instance("beta").unwrap().domain)]
-    {
+    for resource in [
+        "acct:nobody@alpha.sandbox.test".to_owned(),
+        format!("acct:probe@{}", sandbox.instance("beta").unwrap().domain),
+    ] {
         let response = anonymous.get(&webfinger(&resource)).send().await.unwrap();
         assert_eq!(status(response), 404, "{resource}");
     }
@@ -95,7 +96,10 @@ async fn nodeinfo_points_at_its_2_0_document() {
 
 /// The WebFinger path asking for `resource`.
 fn webfinger(resource: &str) -> String {
-    format!("/.well-known/webfinger?{}", form_urlencoded::Serializer::new(String::new()).append_pair("resource", resource).finish())
+    format!(
+        "/.well-known/webfinger?{}",
+        form_urlencoded::Serializer::new(String::new()).append_pair("resource", resource).finish()
+    )
 }
 
 fn secure(name: &str) -> InstanceConfig {
@@ -138,7 +142,8 @@ async fn the_discovery_journey_accepts_secure_mode_and_fails_on_a_missing_actor(
     let actor = result.steps.iter().find(|s| s.name == "actor").unwrap();
     assert_eq!(actor.http_status, Some(401));
 
-    let renamed = support::journeys::bundled_edited("discovery", |text| text.replace("/users/${account}", "/users/nobody"));
+    let renamed =
+        support::journeys::bundled_edited("discovery", |text| text.replace("/users/${account}", "/users/nobody"));
     let result = runner.run(&renamed).await;
     assert_eq!((result.outcome, result.failed_step.as_deref()), (Outcome::Failure, Some("actor")));
 }

@@ -18,6 +18,7 @@
 pub mod check;
 pub mod connect;
 pub mod http;
+pub mod multipart;
 pub mod phases;
 pub mod result;
 pub mod stream;
@@ -611,6 +612,25 @@ impl Runner {
                 let value = template.render(&mut lookup)?;
                 Some(("application/json", serde_json::to_vec(&value).unwrap_or_default().into()))
             }
+            Some(Body::Multipart(parts)) => {
+                let mut fields = Vec::with_capacity(parts.len());
+                for (name, part) in parts {
+                    fields.push(match part {
+                        crate::spec::journey::Part::Text(value) => {
+                            multipart::Field::Text { name, value: value.render(&mut lookup)? }
+                        }
+                        crate::spec::journey::Part::File(file) => multipart::Field::File {
+                            name,
+                            filename: file.filename.render(&mut lookup)?,
+                            content_type: &file.content_type,
+                            bytes: multipart::file_bytes(file, &state.nonce),
+                        },
+                    });
+                }
+                let body = multipart::encode(&fields)
+                    .map_err(|e| StepError::new(Reason::Config, format!("step `{}`: {e}", step.name)))?;
+                Some((multipart::CONTENT_TYPE, body))
+            }
         };
         let bearer =
             if spec.auth { Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?) } else { None };
@@ -712,8 +732,7 @@ fn missing_capture(step: &Step, captures: &[(String, String)]) -> Option<String>
         vars.extend(t.vars());
     }
     match &request.body {
-        Some(Body::Form(fields)) => fields.iter().for_each(|(_, t)| vars.extend(t.vars())),
-        Some(Body::Json(t)) => vars.extend(t.vars()),
+        Some(body) => vars.extend(body.vars()),
         None => {}
     }
     vars.into_iter().find_map(|v| match v {

@@ -27,6 +27,8 @@ pub(crate) struct InstanceInfo {
     pub base_url: String,
     /// Secure mode (Mastodon's `AUTHORIZED_FETCH`): unsigned actor fetches get 401.
     pub authorized_fetch: bool,
+    /// How long uploaded media take to process (zero: at once, as images).
+    pub media_processing: std::time::Duration,
 }
 
 /// Timestamps as Mastodon writes them: ISO-8601, milliseconds, `Z`.

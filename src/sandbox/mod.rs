@@ -93,6 +93,12 @@ pub struct InstanceConfig {
     /// document (`GET /users/NAME` for `application/activity+json`) answers 401.
     /// Default false, as Mastodon's default. Example: `true`.
     pub authorized_fetch: bool,
+    /// How long uploaded media take to process. Zero (the default) is Mastodon's
+    /// way with images: `POST /api/v2/media` answers 200 with the `url`. Longer is
+    /// its way with video and audio: 202 with `url: null`, and `GET
+    /// /api/v1/media/:id` answers 206 until the time has passed, then 200.
+    /// Example: `Duration::from_millis(300)`.
+    pub media_processing: Duration,
 }
 
 impl InstanceConfig {
@@ -104,6 +110,7 @@ impl InstanceConfig {
             federation: FederationConfig::default(),
             account_domain: None,
             authorized_fetch: false,
+            media_processing: Duration::ZERO,
         }
     }
 }
@@ -192,6 +199,7 @@ impl Sandbox {
                 host,
                 base_url: base_url.clone(),
                 authorized_fetch: instance.authorized_fetch,
+                media_processing: instance.media_processing,
             };
             let db = seed::seed(&info, id_salt(index));
             let accounts = db

@@ -22,6 +22,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("journeys/federation-peer-to-main.yaml", include_str!("../../journeys/federation-peer-to-main.yaml")),
     ("journeys/discovery.yaml", include_str!("../../journeys/discovery.yaml")),
     ("journeys/notification-delay.yaml", include_str!("../../journeys/notification-delay.yaml")),
+    ("journeys/media.yaml", include_str!("../../journeys/media.yaml")),
 ];
 
 /// The bundled journeys, parsed. They are tested to parse without errors.

@@ -13,7 +13,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use super::diag::Pos;
-use super::template::{JsonTemplate, Template};
+use super::template::{JsonTemplate, Template, Var};
 use super::values::Objective;
 
 /// Default journey deadline: the whole run, all steps (cleanup has its own budget).
@@ -242,7 +242,62 @@ pub struct RequestSpec {
 pub enum Body {
     Form(Vec<(String, Template)>),
     Json(JsonTemplate),
+    /// `multipart/form-data`, as apps upload media: text fields and files.
+    Multipart(Vec<(String, Part)>),
 }
+
+impl Body {
+    /// Every variable the body's templates use.
+    pub fn vars(&self) -> Vec<&Var> {
+        match self {
+            Body::Form(fields) => fields.iter().flat_map(|(_, t)| t.vars()).collect(),
+            Body::Json(json) => json.vars(),
+            Body::Multipart(parts) => parts
+                .iter()
+                .flat_map(|(_, part)| match part {
+                    Part::Text(t) => t.vars().collect::<Vec<_>>(),
+                    Part::File(file) => file.filename.vars().collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One field of a `multipart:` body.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// A text field, e.g. a media `description`.
+    Text(Template),
+    File(FilePart),
+}
+
+/// A file field: its bytes, the file name sent, and its content type.
+#[derive(Debug, Clone)]
+pub struct FilePart {
+    pub content: FileContent,
+    /// Default: the file's own name, or `fediprobe.png` for a generated image.
+    pub filename: Template,
+    /// Default: from the file name's extension (png, jpg, jpeg, gif, webp, mp4,
+    /// webm, mp3, ogg); required for other files.
+    pub content_type: String,
+}
+
+/// Where a file field's bytes come from.
+#[derive(Debug, Clone)]
+pub enum FileContent {
+    /// `file: NAME`: a file in the journey's folder, read when the journey is loaded.
+    Bytes(std::sync::Arc<Vec<u8>>),
+    /// `generate: png`: a valid PNG image of `size`×`size` pixels (default 64),
+    /// different for every run (its pixels depend on the run's nonce), made
+    /// when the request is sent: bundled journeys need no file beside them.
+    Png { size: u32 },
+}
+
+/// The largest file a `multipart:` body may carry (Mastodon's own limit for
+/// video is 99 MB; a probe has no business sending more).
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+/// The largest generated image side, in pixels.
+pub const MAX_GENERATED_SIDE: u32 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct PollSpec {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::journey::{Body, Journey, Step, StepKind};
+use super::journey::{Journey, Step, StepKind};
 use super::template::Var;
 
 /// What a limit counts.
@@ -203,11 +203,7 @@ pub fn leaves_statuses_on(journey: &Journey) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for step in journey.steps.iter().chain(&journey.cleanup) {
         let StepKind::Request(request) = &step.kind else { continue };
-        let marked = match &request.body {
-            Some(Body::Form(fields)) => fields.iter().any(|(_, t)| t.uses(&Var::Nonce)),
-            Some(Body::Json(json)) => json.vars().contains(&&Var::Nonce),
-            None => false,
-        };
+        let marked = request.body.as_ref().is_some_and(|body| body.vars().contains(&&Var::Nonce));
         let instance = journey.step_instance(step);
         if marked
             && counted(&request.method, &request.path.to_string(), request.auth).contains(&Counted::Statuses)

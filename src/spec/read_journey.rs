@@ -22,7 +22,9 @@ const STEP_KEYS: &[&str] =
     &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as", "if_missing"];
 const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "silence", "fallback"];
 const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
-const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
+const REQUEST_KEYS: &[&str] =
+    &["method", "path", "query", "headers", "form", "json", "multipart", "follow_redirects", "auth"];
+const FILE_PART_KEYS: &[&str] = &["file", "generate", "size", "filename", "content_type"];
 const POLL_KEYS: &[&str] = &["request", "interval", "within"];
 const EXPECT_KEYS: &[&str] = &["status", "headers", "json"];
 const SLO_KEYS: &[&str] = &["availability", "latency", "delay", "window"];
@@ -495,19 +497,154 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
             "the probe sends the instance's token from the config itself (`auth`, on by default)",
         );
     }
-    let body = match (fields.get("form"), fields.get("json")) {
-        (Some(_), Some(j)) => {
-            reader.error_hint(j, "a request has `form` or `json`, not both", "Mastodon accepts either; pick one");
-            None
-        }
-        (Some(f), None) => Some(Body::Form(template_pairs(reader, f, "`form`", known))),
-        (None, Some(j)) => json_template(reader, j, known).map(Body::Json),
-        (None, None) => None,
+    let bodies: Vec<&Node> = ["form", "json", "multipart"].iter().filter_map(|k| fields.key_node(k)).collect();
+    if let [_, second, ..] = bodies.as_slice() {
+        reader.error_hint(
+            second,
+            "a request has one body: `form`, `json` or `multipart`",
+            "Mastodon accepts any of them; pick one",
+        );
+    }
+    let body = match (fields.get("form"), fields.get("json"), fields.get("multipart")) {
+        _ if bodies.len() > 1 => None,
+        (Some(f), _, _) => Some(Body::Form(template_pairs(reader, f, "`form`", known))),
+        (_, Some(j), _) => json_template(reader, j, known).map(Body::Json),
+        (_, _, Some(m)) => read_multipart(reader, m, known).map(Body::Multipart),
+        (None, None, None) => None,
     };
     let follow_redirects =
         fields.get("follow_redirects").and_then(|n| reader.bool(n, "`follow_redirects`")).unwrap_or(false);
     let auth = fields.get("auth").and_then(|n| reader.bool(n, "`auth`")).unwrap_or(true);
     Some(RequestSpec { method: method?, path: path?, query, headers, body, follow_redirects, auth })
+}
+
+/// A `multipart:` body: each key a field, its value a text template or a file
+/// (`{ file: NAME }` beside the journey, or `{ generate: png }`).
+fn read_multipart(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Vec<(String, Part)>> {
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for (name, _, value) in reader.pairs(node, "`multipart`") {
+        let part = match &value.value {
+            Value::Map(_) => read_file_part(reader, value, &name, known).map(Part::File),
+            _ => template(reader, value, &format!("`{name}`"), known).map(Part::Text),
+        };
+        match part {
+            Some(part) => parts.push((name, part)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(parts)
+}
+
+/// The content type a file name's extension says, for the media Mastodon takes.
+fn content_type_of(filename: &str) -> Option<&'static str> {
+    let extension = filename.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        _ => return None,
+    })
+}
+
+fn read_file_part(reader: &mut Reader<'_>, node: &Node, field: &str, known: &[String]) -> Option<FilePart> {
+    let fields = reader.map(node, &format!("`{field}`"), FILE_PART_KEYS)?;
+    let filename = match fields.get("filename") {
+        Some(n) => Some(template(reader, n, "`filename`", known)?),
+        None => None,
+    };
+    let content_type = match fields.get("content_type") {
+        Some(n) => Some(reader.string(n, "`content_type`")?),
+        None => None,
+    };
+    let (content, default_name) = match (fields.get("file"), fields.get("generate")) {
+        (Some(f), None) => {
+            let name = reader.string(f, "`file`")?;
+            let path = reader.path().parent().unwrap_or(std::path::Path::new("")).join(&name);
+            let size = std::fs::metadata(&path).map(|m| m.len());
+            let bytes = match size {
+                Ok(size) if size > MAX_FILE_BYTES => {
+                    reader.error_hint(
+                        f,
+                        format!("`{name}` is {size} bytes, more than a probe should upload"),
+                        format!("use a file of at most {MAX_FILE_BYTES} bytes"),
+                    );
+                    return None;
+                }
+                _ => std::fs::read(&path),
+            };
+            match bytes {
+                Ok(bytes) => (FileContent::Bytes(std::sync::Arc::new(bytes)), name),
+                Err(e) => {
+                    reader.error_hint(
+                        f,
+                        format!("cannot read `{}`: {e}", path.display()),
+                        "`file:` names a file in the journey's own folder",
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, Some(g)) => {
+            let kind = reader.string(g, "`generate`")?;
+            if kind != "png" {
+                reader.error_hint(g, format!("cannot generate `{kind}`"), "the one generated kind is `png`");
+                return None;
+            }
+            let size = match fields.get("size") {
+                None => 64,
+                Some(n) => match &n.value {
+                    Value::Int(i) if (1..=i64::from(MAX_GENERATED_SIDE)).contains(i) => *i as u32,
+                    _ => {
+                        reader.error_hint(
+                            n,
+                            "`size` is the image's side in pixels",
+                            format!("a whole number from 1 to {MAX_GENERATED_SIDE}, e.g. `size: 64`"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            (FileContent::Png { size }, "fediprobe.png".to_owned())
+        }
+        (Some(_), Some(g)) => {
+            reader.error_hint(g, "a file field has `file` or `generate`, not both", "pick one");
+            return None;
+        }
+        (None, None) => {
+            reader.error_hint(
+                node,
+                format!("the file field `{field}` says neither `file` nor `generate`"),
+                "e.g. `{ file: picture.png }` (beside the journey) or `{ generate: png }`",
+            );
+            return None;
+        }
+    };
+    if fields.get("size").is_some() && !matches!(content, FileContent::Png { .. }) {
+        let n = fields.get("size").expect("present");
+        reader.error_hint(n, "`size` is for generated images", "remove it, or use `generate: png`");
+        return None;
+    }
+    let content_type = match content_type {
+        Some(t) => t,
+        None => match content_type_of(&default_name) {
+            Some(t) => t.to_owned(),
+            None => {
+                reader.error_hint(
+                    node,
+                    format!("the content type of `{default_name}` is not known"),
+                    "say it: `content_type: image/png`",
+                );
+                return None;
+            }
+        },
+    };
+    Some(FilePart { content, filename: filename.unwrap_or_else(|| Template::literal(default_name)), content_type })
 }
 
 fn read_poll(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<PollSpec> {

@@ -54,4 +54,3 @@ pub fn assert_valid(path: &str, method: &str, status: u16, body: &Value) {
         errors.join("\n")
     );
 }
-

@@ -33,7 +33,10 @@ const CACHE_SHORT: &str = "max-age=180, public";
 
 fn with_type(content_type: &'static str, cache: &'static str, body: Value) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -88,7 +91,8 @@ pub(crate) async fn nodeinfo_index(State(state): State<Shared>) -> Response {
 pub(crate) async fn nodeinfo(State(state): State<Shared>) -> Response {
     let db = state.db();
     let users = db.accounts.values().filter(|a| a.domain.is_none()).count();
-    let local_posts = db.statuses.values().filter(|s| db.accounts.get(&s.account_id).is_some_and(|a| a.domain.is_none())).count();
+    let local_posts =
+        db.statuses.values().filter(|s| db.accounts.get(&s.account_id).is_some_and(|a| a.domain.is_none())).count();
     let body = json!({
         "version": "2.0",
         "software": { "name": "mastodon", "version": MASTODON_VERSION },
@@ -124,7 +128,8 @@ pub(crate) async fn actor(State(state): State<Shared>, Path(username): Path<Stri
         return ApiError::not_found().into_response();
     };
     if !wants_activity_json(&headers) {
-        let page = format!("<!DOCTYPE html><html><body><h1>{}</h1></body></html>", crate::html::escape(&account.display_name));
+        let page =
+            format!("<!DOCTYPE html><html><body><h1>{}</h1></body></html>", crate::html::escape(&account.display_name));
         return ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::VARY, "Accept")], page).into_response();
     }
     if state.info.authorized_fetch && !headers.contains_key("signature") {

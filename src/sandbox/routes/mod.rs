@@ -6,6 +6,7 @@
 mod accounts;
 mod discovery;
 mod instance;
+mod media;
 mod search;
 mod statuses;
 mod timelines;
@@ -118,6 +119,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/timelines/public", get(timelines::public))
         .route("/api/v1/notifications", get(timelines::notifications))
         .route("/api/v2/search", get(search::search))
+        .route("/api/v2/media", post(media::upload))
+        .route("/api/v1/media/{id}", get(media::show).delete(media::destroy))
         .route(streaming::HEALTH_PATH, get(streaming::health))
         .route(streaming::PATH, get(streaming::connect))
         .fallback(not_found)
