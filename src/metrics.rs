@@ -61,7 +61,9 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
     if success {
         out.push(Sample::new(JOURNEY_LATENCY, with(&[]), result.duration.as_secs_f64(), at));
     }
-    for step in result.steps.iter().chain(&result.cleanup) {
+    // A parallel group's members are steps of their own here: each has its
+    // duration and phases; the group's duration is until the last answer.
+    for step in result.steps.iter().chain(&result.cleanup).flat_map(|s| s.with_members()) {
         if step.status != StepStatus::Skipped {
             out.push(Sample::new(
                 STEP_DURATION,

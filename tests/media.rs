@@ -172,3 +172,18 @@ async fn uploads_over_the_per_account_limit_get_429() {
     let alice = As::user(sandbox.instance("alpha").unwrap(), "alice");
     assert_eq!(upload(&alice, "x").await.status(), 200, "the limit is per account");
 }
+
+#[tokio::test]
+async fn a_file_beside_the_journey_is_read_at_load_and_uploaded_as_it_is() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("picture.png"), fediprobe::runner::multipart::png(12, "file")).unwrap();
+    let text = "name: upload-file\ninstance: main\nschedule: '*/10 * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: upload\n    request:\n      method: POST\n      path: /api/v2/media\n      multipart:\n        file: { file: picture.png }\n    expect:\n      json:\n        - { path: $.meta.original.width, equals: 12 }\n    capture: { media: $.id }\ncleanup:\n  - name: delete\n    request: { method: DELETE, path: '/api/v1/media/${media}' }\n";
+    let journey_file = folder.path().join("upload-file.yaml");
+    let journey = support::journeys::parse_as(journey_file.to_str().unwrap(), text);
+    // Read once, at load: the file may go away afterwards.
+    std::fs::remove_file(folder.path().join("picture.png")).unwrap();
+    let sandbox = start().await;
+    let result = Runner::new(fediprobe::sandbox::probe_targets(&sandbox)).run(&journey).await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", pretty(&result));
+    upload_deleted(&result);
+}

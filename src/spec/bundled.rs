@@ -23,6 +23,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("journeys/discovery.yaml", include_str!("../../journeys/discovery.yaml")),
     ("journeys/notification-delay.yaml", include_str!("../../journeys/notification-delay.yaml")),
     ("journeys/media.yaml", include_str!("../../journeys/media.yaml")),
+    ("journeys/app-launch.yaml", include_str!("../../journeys/app-launch.yaml")),
 ];
 
 /// The bundled journeys, parsed. They are tested to parse without errors.

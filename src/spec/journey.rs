@@ -52,7 +52,7 @@ impl Journey {
     /// Every instance the journey talks to (its own first), with where it is named.
     pub fn instances(&self) -> Vec<(&str, Pos)> {
         let mut out = vec![(self.instance.as_str(), self.instance_pos)];
-        for step in self.steps.iter().chain(&self.cleanup) {
+        for step in self.steps.iter().chain(&self.cleanup).flat_map(Step::leaves) {
             if let Some((name, pos)) = &step.instance
                 && !out.iter().any(|(n, _)| n == name)
             {
@@ -171,6 +171,12 @@ pub enum StepKind {
     Request(RequestSpec),
     Poll(PollSpec),
     Stream(StreamSpec),
+    /// Steps sent at the same time, as an app fetches what it shows when opened:
+    /// the group lasts until the last answer. Each is a `request` or a `poll`,
+    /// with its own connection (an app's cold start over HTTP/1.1 opens one per
+    /// concurrent request), its own phases and its own result; none may use a
+    /// sibling's captures, the steps after the group may use them all.
+    Parallel(Vec<Step>),
 }
 
 impl StepKind {
@@ -180,11 +186,22 @@ impl StepKind {
             StepKind::Request(r) => Some(r),
             StepKind::Poll(p) => Some(&p.request),
             StepKind::Stream(s) => s.fallback.as_ref().map(|f| &f.request),
+            StepKind::Parallel(_) => None,
         }
     }
 }
 
-pub const STEP_KINDS: &[&str] = &["request", "poll", "stream"];
+impl Step {
+    /// The steps that make requests: a parallel group's members, or the step itself.
+    pub fn leaves(&self) -> Vec<&Step> {
+        match &self.kind {
+            StepKind::Parallel(members) => members.iter().collect(),
+            _ => vec![self],
+        }
+    }
+}
+
+pub const STEP_KINDS: &[&str] = &["request", "poll", "stream", "parallel"];
 
 /// Waits on the instance's streaming API (`/api/v1/streaming?stream=…` over a
 /// websocket) for an event whose parsed payload passes the step's `expect`.

@@ -9,7 +9,7 @@ use super::diag::Pos;
 use super::journey::*;
 use super::template::{JsonTemplate, Template, Var};
 use super::values;
-use super::yaml::{Node, Reader, Value};
+use super::yaml::{Fields, Node, Reader, Value};
 
 /// Headers that carry credentials. The probe sets `Authorization` itself from the
 /// config's token; a journey file is committed, copied into ConfigMaps and shown
@@ -18,8 +18,11 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "c
 
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
-const STEP_KEYS: &[&str] =
-    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as", "if_missing"];
+const STEP_KEYS: &[&str] = &[
+    "name", "request", "poll", "stream", "parallel", "expect", "capture", "timeout", "instance", "fail_as", "if_missing",
+];
+/// What a `parallel` group has of its own: its members carry the rest.
+const PARALLEL_GROUP_KEYS: &[&str] = &["name", "parallel"];
 const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "silence", "fallback"];
 const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
 const REQUEST_KEYS: &[&str] =
@@ -177,16 +180,76 @@ fn read_steps(
     let mut steps = Vec::new();
     for item in items {
         if let Some(step) = read_step(reader, item, known_captures) {
-            if let Some((_, first)) = step_names.iter().find(|(n, _)| *n == step.name) {
-                let title = format!("two steps are named `{}`", step.name);
-                let hint = format!("the first is at line {}; step names label metrics and must be unique", first.line);
-                reader.error_hint(item, title, hint);
+            for named in std::iter::once(&step).chain(match &step.kind {
+                StepKind::Parallel(members) => members.as_slice(),
+                _ => &[],
+            }) {
+                if let Some((_, first)) = step_names.iter().find(|(n, _)| *n == named.name) {
+                    let title = format!("two steps are named `{}`", named.name);
+                    let hint =
+                        format!("the first is at line {}; step names label metrics and must be unique", first.line);
+                    let at = Node { pos: named.pos, width: 1, value: Value::Null };
+                    reader.error_hint(&at, title, hint);
+                }
+                step_names.push((named.name.clone(), named.pos));
             }
-            step_names.push((step.name.clone(), step.pos));
             steps.push(step);
         }
     }
     steps
+}
+
+/// A `parallel:` group: its members are requests or polls, sent at once. Each
+/// member knows the captures made before the group, not its siblings'; the
+/// steps after the group know them all.
+fn read_parallel(
+    reader: &mut Reader<'_>,
+    fields: &Fields<'_>,
+    node: &Node,
+    known_captures: &mut Vec<String>,
+) -> Option<Vec<Step>> {
+    for key in fields.keys().filter(|k| !PARALLEL_GROUP_KEYS.contains(k)) {
+        let at = fields.key_node(key).expect("key listed");
+        reader.error_hint(
+            at,
+            format!("a parallel group has no `{key}` of its own"),
+            "put it on the steps inside the group",
+        );
+    }
+    let items = reader.seq(node, "`parallel`")?;
+    if items.len() < 2 {
+        reader.error_hint(node, "a parallel group needs two steps or more", "a single step needs no group");
+        return None;
+    }
+    let before = known_captures.clone();
+    let mut members = Vec::new();
+    for item in items {
+        let mut known = before.clone();
+        let Some(member) = read_step(reader, item, &mut known) else { continue };
+        if member.if_missing.is_some() || member.fail_as.is_some() {
+            reader.error_hint(
+                item,
+                "a step in a parallel group has no `if_missing` or `fail_as`",
+                "give the check or the creation a step of its own before the group",
+            );
+            continue;
+        }
+        if !matches!(member.kind, StepKind::Request(_) | StepKind::Poll(_)) {
+            reader.error_hint(
+                item,
+                "a parallel group holds `request` and `poll` steps only",
+                "put a `stream` step, or another group, after the group",
+            );
+            continue;
+        }
+        for name in known.into_iter().filter(|n| !before.contains(n)) {
+            if !known_captures.contains(&name) {
+                known_captures.push(name);
+            }
+        }
+        members.push(member);
+    }
+    (members.len() == items.len()).then_some(members)
 }
 
 fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<String>) -> Option<Step> {
@@ -225,6 +288,7 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
             match *one {
                 "request" => read_request(reader, n, known_captures).map(StepKind::Request),
                 "stream" => read_stream(reader, n, known_captures).map(StepKind::Stream),
+                "parallel" => read_parallel(reader, &fields, n, known_captures).map(StepKind::Parallel),
                 _ => read_poll(reader, n, known_captures).map(StepKind::Poll),
             }
         }

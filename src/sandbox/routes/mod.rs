@@ -4,6 +4,7 @@
 //! sibling files, one file per area of the API.
 
 mod accounts;
+mod client;
 mod discovery;
 mod instance;
 mod media;
@@ -120,6 +121,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/notifications", get(timelines::notifications))
         .route("/api/v2/search", get(search::search))
         .route("/api/v2/media", post(media::upload))
+        .route("/api/v1/custom_emojis", get(client::custom_emojis))
+        .route("/api/v2/filters", get(client::filters))
+        .route("/api/v1/lists", get(client::lists))
+        .route("/api/v1/markers", get(client::markers))
         .route("/api/v1/media/{id}", get(media::show).delete(media::destroy))
         .route(streaming::HEALTH_PATH, get(streaming::health))
         .route(streaming::PATH, get(streaming::connect))
