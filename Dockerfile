@@ -11,18 +11,18 @@
 # Built without the default `sandbox` feature: the image carries no simulated
 # Mastodon and has no `demo` or `sandbox` command (tests/lean_build.rs checks it).
 #
-# Base images by digest. A tag moves (a rebuilt `rust:1.88-alpine` is another
+# Base images by digest. A tag moves (a rebuilt `rust:1.89-alpine` is another
 # image); a digest does not. The digests are build arguments because they were
 # not known where this file was written (no registry access there): look them up
 # once and pin them in CI, e.g.
 #
-#   docker buildx imagetools inspect rust:1.88-alpine --format '{{json .Manifest.Digest}}'
+#   docker buildx imagetools inspect rust:1.89-alpine --format '{{json .Manifest.Digest}}'
 #   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot --format '{{json .Manifest.Digest}}'
-#   docker build --build-arg RUST_IMAGE=rust:1.88-alpine@sha256:<digest> \
+#   docker build --build-arg RUST_IMAGE=rust:1.89-alpine@sha256:<digest> \
 #                --build-arg RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:<digest> …
 #
 # Without them the tags below are used, unpinned.
-ARG RUST_IMAGE=rust:1.88-alpine
+ARG RUST_IMAGE=rust:1.89-alpine
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS build

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::runner::ControlTarget;
 use crate::runner::target::read_secret_following;
 use crate::sink::remote_write::{Auth, RemoteWriteOptions};
-use crate::spec::config::{DEFAULT_FLUSH_TIMEOUT, RemoteWriteAuth, RemoteWriteConfig};
+use crate::spec::config::{RemoteWriteAuth, RemoteWriteConfig};
 
 /// The sink options for `config` with `url_override` applied, and how long a
 /// final flush may take; `Ok(None)` when there is nowhere to push. Errors are for
@@ -24,7 +24,7 @@ pub fn remote_write_options(
         (None, None) => return Ok(None),
     };
     let mut options = RemoteWriteOptions::new(url);
-    let Some(c) = config else { return Ok(Some((options, DEFAULT_FLUSH_TIMEOUT))) };
+    let Some(c) = config else { return Ok(Some((options, crate::sink::remote_write::default_flush_timeout()))) };
     // The sink lives as long as the process: its secret files are looked at again
     // as often as the agent looks at its config by default, so a rotated
     // password or token is used without a restart.
@@ -45,6 +45,7 @@ pub fn remote_write_options(
     options.spool_dir = c.spool_dir.clone();
     options.spool_max_bytes = c.spool_max_bytes;
     options.queue_capacity_samples = c.queue_capacity;
+    options.max_sample_age = c.max_sample_age;
     Ok(Some((options, c.flush_timeout)))
 }
 

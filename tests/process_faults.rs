@@ -60,12 +60,11 @@ async fn wait(child: Child) -> Output {
     tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").unwrap()
 }
 
-/// The timestamps of the `fediprobe_journey_success` samples in the spool's files.
+/// The timestamps of the `fediprobe_journey_success` samples in the spool's files
+/// (read without the lock: the agent may hold it).
 fn spooled_success_timestamps(spool: &Path) -> Vec<i64> {
-    let index = Spool::open(spool, u64::MAX).unwrap();
-    index
-        .files()
-        .flat_map(|f| Spool::read(&f.path).samples)
+    Spool::peek(spool)
+        .into_iter()
         .filter(|s| s.name() == Some(fediprobe::metrics::JOURNEY_SUCCESS))
         .map(|s| s.timestamp_ms)
         .collect()
@@ -86,7 +85,7 @@ async fn a_sigkilled_agent_loses_only_unspooled_samples_and_the_next_start_sends
     let config = config(&sandbox, dir.path(), backend_port, &spool, agent_port);
 
     let agent = start_agent(&config);
-    // Runs every second; the backend is down, so the queue overflows to the spool.
+    // Runs every second; the backend is down, so each round writes ahead to the spool.
     let mut spooled = Vec::new();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -159,8 +158,10 @@ async fn an_agent_whose_spool_becomes_unwritable_keeps_measuring_and_counts_the_
     // The disk under the spool goes away: a file takes the directory's place.
     std::fs::remove_dir_all(&spool).unwrap();
     std::fs::write(&spool, b"not a directory").unwrap();
+    // The queue holds 15 samples (about three runs); past that, with no spool,
+    // the oldest are dropped.
     let mut dropped = 0.0;
-    for _ in 0..60 {
+    for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         dropped = metric(agent_port, "fediprobe_remote_write_dropped_samples_total{}").await.unwrap_or(0.0);
         if dropped > 0.0 {
@@ -172,8 +173,44 @@ async fn an_agent_whose_spool_becomes_unwritable_keeps_measuring_and_counts_the_
     signal(&agent, "TERM");
     let output = wait(agent).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // A clean stop: 0, or 3 when samples were still waiting at shutdown and were lost too.
-    assert!(matches!(output.status.code(), Some(0 | 3)), "{:?}: {stderr}", output.status);
+    // The queue is full at shutdown, the backend down and the spool unwritable:
+    // what it holds is lost too, and the exit status says so.
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("samples were lost at shutdown"), "{stderr}");
     assert!(stderr.contains("cannot write the spool"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_spool_stops_with_an_error_naming_it() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let first_port = free_port();
+    let config = config(&sandbox, dir.path(), free_port(), &spool, first_port);
+    let first = start_agent(&config);
+    for _ in 0..100 {
+        if metric(first_port, "fediprobe_journeys{}").await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric(first_port, "fediprobe_journeys{}").await.is_some(), "the first agent runs");
+    // A CronJob's `once` (or a second agent) pointed at the same directory.
+    let output = Command::new(BIN)
+        .args(["once", "-c", config.to_str().unwrap()])
+        .env_remove("FEDIPROBE_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the spool directory {} is in use by another fediprobe process", spool.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("give each process its own `spool_dir`"), "{stderr}");
+    signal(&first, "TERM");
+    let output = wait(first).await;
+    assert!(output.status.code().is_some(), "the first agent stops normally");
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fediprobe::sink::Sample;
-use fediprobe::sink::remote_write::spool::{Spool, encode_file};
+use fediprobe::sink::remote_write::spool::{self, Spool, encode_file};
 use fediprobe::sink::remote_write::{RemoteWriteOptions, RetryPolicy, Sink};
 use support::victoria::{ExportedSeries, VictoriaMetrics, free_port};
 
@@ -138,7 +138,11 @@ async fn an_outage_spools_everything_and_a_later_run_delivers_each_sample_exactl
     let report = sink.flush(Duration::from_secs(10)).await;
     assert_eq!((report.delivered, report.dropped, report.spooled, report.rejected), (30, 0, 0, 0));
     assert_eq!(sink.stats().spool_bytes, 0);
-    let left: Vec<_> = std::fs::read_dir(spool_dir.path()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(spool_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name != spool::LOCK_FILE)
+        .collect();
     assert!(left.is_empty(), "delivered spool files are deleted: {left:?}");
 
     // A further flush must not send anything again.
@@ -185,10 +189,143 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     let mut left: Vec<String> = std::fs::read_dir(spool_dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != spool::LOCK_FILE)
         .collect();
     left.sort();
     assert_eq!(
         left,
         vec!["00000000000000000001.spool.corrupt".to_owned(), format!("{:020}.spool.corrupt", u64::MAX / 2),]
     );
+}
+
+/// Samples of one test series, `count` of them a second apart, ending `ago_ms` ago.
+fn series(name: &str, count: i64, ago_ms: i64) -> Vec<Sample> {
+    let last = now_ms() - ago_ms;
+    (0..count).map(|i| Sample::new(name, [("i", i.to_string())], i as f64, last - (count - 1 - i) * 1000)).collect()
+}
+
+/// Waits (up to 20 s, polling) until `done` holds; panics naming `what` otherwise.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 20 s: {what}");
+}
+
+/// Pushes five samples through a receiver that answers the first push after the
+/// sink's timeout, into a VictoriaMetrics started with `flags`; waits until
+/// `count_over_time` of each series is `expected` (panics after 15 s otherwise)
+/// and returns how many pushes reached VictoriaMetrics.
+async fn push_answered_late(flags: &[&str], expected: f64) -> usize {
+    let vm = VictoriaMetrics::start_with(free_port(), flags);
+    let backend = support::slow_backend::SlowBackend::start(vm.write_url(), 1, Duration::from_millis(1500)).await;
+    let mut opts = options(backend.write_url(), None);
+    opts.timeout = Duration::from_millis(300);
+    let sink = Sink::new(opts).unwrap();
+    let samples = series("fediprobe_test_late", 5, 600_000);
+    sink.push(samples.clone()).await;
+    let report = sink.flush(Duration::from_secs(10)).await;
+    assert_eq!((report.delivered, report.dropped), (5, 0), "the resend is accepted");
+    assert_eq!(backend.forwarded(), 2, "the batch went out twice, and both reached VictoriaMetrics");
+    let now = now_ms() / 1000;
+    for i in 0..5 {
+        vm.wait_for_value(&format!("count_over_time(fediprobe_test_late{{i=\"{i}\"}}[1h])"), now, expected);
+    }
+    backend.forwarded()
+}
+
+#[tokio::test]
+async fn a_push_answered_after_its_timeout_is_sent_again_and_dedup_stores_each_run_once() {
+    // Without deduplication the resent batch is stored twice: every run counts twice.
+    assert_eq!(push_answered_late(&[], 2.0).await, 2);
+    // With the flag the README and deploy/monitoring set, each run counts once.
+    assert_eq!(push_answered_late(&["-dedup.minScrapeInterval=1ms"], 1.0).await, 2);
+}
+
+#[tokio::test]
+async fn once_a_round_fails_what_it_held_is_on_disk_before_the_next_round() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url: url::Url = format!("http://127.0.0.1:{port}/api/v1/write").parse().unwrap();
+    let sink = Sink::new(options(url, Some(spool_dir.path()))).unwrap();
+    let task = sink.spawn_background(Duration::from_millis(300));
+    let first = series("fediprobe_test_ahead", 10, 60_000);
+    sink.push(first.clone()).await;
+    // The receiver is down: the round that took them writes them ahead at its first failure.
+    until("the first round's samples are in the spool", || Spool::peek(spool_dir.path()).len() == 10).await;
+    let stats = sink.stats();
+    assert_eq!((stats.queue_len, stats.spool_samples, stats.dropped_samples), (0, 10, 0));
+    assert!(stats.oldest_undelivered_ms == Some(first[0].timestamp_ms), "{stats:?}");
+    // While it stays down, each round writes what it took before sending anything.
+    let second = series("fediprobe_test_ahead_2", 3, 30_000);
+    sink.push(second.clone()).await;
+    until("the next round's samples are in the spool", || Spool::peek(spool_dir.path()).len() == 13).await;
+    assert_eq!(sink.stats().queue_len, 0);
+
+    let vm = VictoriaMetrics::start_on(port);
+    until("the spool is delivered", || sink.stats().spool_samples == 0).await;
+    let report = task.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.dropped, report.spooled), (0, 0));
+    let all = [first, second].concat();
+    assert_eq!(flatten(&vm.export_at_least("fediprobe_test_ahead.*", all.len())), expected(&all));
+    assert_eq!(sink.stats().sent_samples, 13, "each sample sent once");
+}
+
+#[tokio::test]
+async fn an_unwritable_spool_keeps_what_fits_in_memory_and_delivers_it_when_the_backend_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the spool directory should be: every spool write fails.
+    let spool_path = dir.path().join("spool");
+    std::fs::write(&spool_path, b"not a directory").unwrap();
+    let port = free_port();
+    let url: url::Url = format!("http://127.0.0.1:{port}/api/v1/write").parse().unwrap();
+    let mut opts = options(url, Some(&spool_path));
+    opts.queue_capacity_samples = 5;
+    let sink = Sink::new(opts).unwrap();
+    let task = sink.spawn_background(Duration::from_millis(300));
+    let samples = series("fediprobe_test_overflow", 12, 60_000);
+    sink.push(samples.clone()).await;
+    // Only what does not fit in memory is lost: the seven oldest.
+    let stats = sink.stats();
+    assert_eq!((stats.queue_len, stats.dropped_samples), (5, 7));
+    until("a round has failed", || sink.stats().retried_requests > 0).await;
+    assert_eq!((sink.stats().queue_len, sink.stats().dropped_samples), (5, 7), "failed rounds lose nothing more");
+
+    let vm = VictoriaMetrics::start_on(port);
+    until("the five kept in memory are delivered", || sink.stats().sent_samples == 5).await;
+    let report = task.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.dropped, 0);
+    assert_eq!(flatten(&vm.export_at_least("fediprobe_test_overflow", 5)), expected(&samples[7..]));
+    assert_eq!(sink.stats().dropped_samples, 7);
+}
+
+#[tokio::test]
+async fn samples_older_than_max_sample_age_are_dropped_and_counted_never_sent() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    // A spool file from an outage three hours ago, and one mixing old and recent samples.
+    {
+        let mut spool = Spool::open(spool_dir.path(), u64::MAX).unwrap();
+        spool.write(&series("fediprobe_test_age_spooled_old", 3, 3 * hour)).unwrap();
+        let mut mixed = series("fediprobe_test_age_spooled_old", 2, 2 * hour);
+        mixed.extend(series("fediprobe_test_age_spooled_recent", 2, 600_000));
+        spool.write(&mixed).unwrap();
+    }
+    let vm = VictoriaMetrics::start();
+    let mut opts = options(vm.write_url(), Some(spool_dir.path()));
+    opts.max_sample_age = Duration::from_secs(3600);
+    let sink = Sink::new(opts).unwrap();
+    let mut queued = series("fediprobe_test_age_queued_old", 1, 90 * 60_000);
+    queued.extend(series("fediprobe_test_age_queued_recent", 4, 60_000));
+    sink.push(queued.clone()).await;
+    let report = sink.flush(Duration::from_secs(10)).await;
+    assert_eq!((report.delivered, report.expired, report.dropped), (6, 6, 6));
+    assert_eq!(sink.stats().expired_samples, 6);
+    let recent: Vec<Sample> = [series("fediprobe_test_age_spooled_recent", 2, 0), queued[1..].to_vec()].concat();
+    let stored = vm.export_at_least("fediprobe_test_age_.*", recent.len());
+    assert!(stored.iter().all(|(labels, _)| labels["__name__"].ends_with("_recent")), "{stored:?}");
+    assert_eq!(stored.iter().map(|(_, s)| s.len()).sum::<usize>(), 6);
 }

@@ -382,11 +382,11 @@ async fn no_command_shows_any_piece_of_a_secret_on_any_path() {
     assert!(secrets.assert_absent_in_files("dashboards", &dashboards) > 0);
 
     // once, good path (pushes to VictoriaMetrics) with the echoing instance in it:
-    // JSON results with human logs, and a table with JSON logs, side by side.
-    let (output, table) = tokio::join!(
-        fediprobe(&["once", "-c", good, "--output", "json"]),
-        fediprobe(&["--log-format", "json", "once", "-c", good]),
-    );
+    // JSON results with human logs, then a table with JSON logs (one after the
+    // other: they share the config's spool directory, which one process at a
+    // time may use).
+    let output = fediprobe(&["once", "-c", good, "--output", "json"]).await;
+    let table = fediprobe(&["--log-format", "json", "once", "-c", good]).await;
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let runs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -1,10 +1,10 @@
-//! The agent's own HTTP endpoints: `/healthz` (alive), `/readyz` (config loaded,
-//! sink not wedged), `/metrics` (cumulative run metrics, the scheduler's and the
-//! sink's own health).
+//! The agent's own HTTP endpoints: `/healthz` (alive), `/readyz` (config loaded
+//! and schedules running, until shutdown begins: see the agent's module doc for
+//! why a backend outage does not change it), `/metrics` (cumulative run metrics,
+//! the scheduler's and the sink's own health, the delivery backlog).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -25,30 +25,13 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     }
 }
 
-/// How long the sink may hold samples without delivering any before the agent
-/// reports itself not ready.
-fn wedged_after(push_interval: Duration) -> Duration {
-    (push_interval * 10).max(Duration::from_secs(120))
-}
-
+/// Ready from the moment the endpoints answer (the config loaded, the schedules
+/// started) until shutdown begins. Nothing else moves it: see the module doc.
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    if let Some(sink) = &shared.sink {
-        let stats = sink.stats();
-        let limit = wedged_after(shared.push_interval);
-        let since_success = match stats.last_success_unix {
-            Some(t) => Duration::from_secs((chrono::Utc::now().timestamp() - t).max(0) as u64),
-            None => shared.started.elapsed(),
-        };
-        if stats.queue_len > 0 && since_success > limit {
-            let message = format!(
-                "not ready: {} samples waiting and nothing delivered for {}s\n",
-                stats.queue_len,
-                since_success.as_secs()
-            );
-            return (StatusCode::SERVICE_UNAVAILABLE, message);
-        }
+    if shared.stopping.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n");
     }
-    (StatusCode::OK, "ready\n".to_owned())
+    (StatusCode::OK, "ready\n")
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -71,7 +54,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             );
             e.set_counter(
                 "fediprobe_schedule_skipped_slots_total",
-                "Slots skipped because the journey's previous run was still going.",
+                "Slots skipped: the journey's previous run was still going or waiting to start, or shutdown began \
+                 before the run could start.",
                 &labels,
                 status.skipped_slots.load(Ordering::Relaxed) as f64,
             );
@@ -96,7 +80,12 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             generation.reloads_failed as f64,
         );
     }
-    e.set_gauge("fediprobe_runs_in_flight", "Runs going now, all journeys.", &[], shared.runs.in_flight() as f64);
+    e.set_gauge(
+        "fediprobe_runs_in_flight",
+        "Runs going now, all journeys (not those waiting for a place under max_concurrent_runs).",
+        &[],
+        shared.runs.in_flight() as f64,
+    );
     if let Some(sink) = &shared.sink {
         let s = sink.stats();
         e.set_counter(
@@ -117,15 +106,39 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             &[],
             s.spooled_samples as f64,
         );
-        e.set_counter("fediprobe_remote_write_dropped_samples_total", "Samples lost.", &[], s.dropped_samples as f64);
+        e.set_counter(
+            "fediprobe_remote_write_dropped_samples_total",
+            "Samples lost: no room in memory nor in the spool, evicted from a full spool, or expired.",
+            &[],
+            s.dropped_samples as f64,
+        );
+        e.set_counter(
+            "fediprobe_remote_write_expired_samples_total",
+            "Of the samples lost, those older than remote_write.max_sample_age.",
+            &[],
+            s.expired_samples as f64,
+        );
         e.set_counter(
             "fediprobe_remote_write_rejected_samples_total",
             "Samples refused for good.",
             &[],
             s.rejected_samples as f64,
         );
-        e.set_gauge("fediprobe_remote_write_queue_samples", "Samples waiting in memory.", &[], s.queue_len as f64);
+        e.set_gauge(
+            "fediprobe_remote_write_queue_samples",
+            "Samples waiting in memory, including those a push holds in flight.",
+            &[],
+            s.queue_len as f64,
+        );
         e.set_gauge("fediprobe_remote_write_spool_bytes", "Bytes in the spool.", &[], s.spool_bytes as f64);
+        e.set_gauge("fediprobe_remote_write_spool_samples", "Samples in the spool.", &[], s.spool_samples as f64);
+        let now_ms = shared.clock.now().timestamp_millis();
+        e.set_gauge(
+            "fediprobe_remote_write_oldest_undelivered_age_seconds",
+            "Age of the oldest sample not yet delivered (in memory, in flight or in the spool); 0 when none waits.",
+            &[],
+            s.oldest_undelivered_ms.map_or(0.0, |oldest| (now_ms - oldest).max(0) as f64 / 1000.0),
+        );
         e.set_gauge(
             "fediprobe_remote_write_last_success_timestamp_seconds",
             "When the receiver last accepted a push (Unix seconds; 0 never).",

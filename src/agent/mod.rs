@@ -11,33 +11,103 @@
 //! 3. on SIGHUP, load the config again: if it is valid, the schedules are replaced
 //!    (runs in flight finish); if not, every diagnostic is logged and the old
 //!    config keeps running;
-//! 4. on SIGTERM or SIGINT, stop scheduling, let runs in flight finish within the
-//!    grace period (then cancel them: their cleanup still runs), flush or spool
-//!    every sample, and exit 0.
+//! 4. on SIGTERM or SIGINT, start no run any more (a slot whose run was still
+//!    waiting for a place under the cap is a skipped slot), let runs in flight
+//!    finish within `shutdown_grace` (then cancel them: their cleanup gets
+//!    [`CLEANUP_BOUND`] more, then they are abandoned to the next start's leftover
+//!    sweep), flush or spool every sample within `flush_timeout`, and exit 0. The
+//!    whole shutdown takes at most [`shutdown_bound`], which the Deployment's
+//!    `terminationGracePeriodSeconds` must cover.
+//!
+//! # Readiness
+//!
+//! The agent serves no traffic, so readiness only says whether the config loaded
+//! and the schedules run: `/readyz` answers 200 from the moment the endpoints are
+//! up until shutdown begins (then 503), and nothing else changes it. A backend
+//! outage does not make the agent unready, so it can never stall a rollout, and
+//! the answer never flaps. Undelivered samples show where they belong: in the
+//! backlog metrics (`fediprobe_remote_write_oldest_undelivered_age_seconds`, …)
+//! and the generated `FediprobeSamplesUndelivered` alert.
+//!
+//! # Time
+//!
+//! Every time of day the agent and its schedules read comes from the
+//! [`Clock`] in [`Options`], so tests run the agent on tokio's paused time.
 
 mod http;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::runner::{RunResult, Runner, targets_from_config};
-use crate::scheduler::{Runs, Schedules};
+use crate::scheduler::{Clock, RunJourney, Runs, Schedules, SystemClock};
 use crate::sink::exposition::Exposition;
 use crate::sink::remote_write::{FlushReport, Sink};
+use crate::spec::config::{AgentConfig, RemoteWriteConfig};
 use crate::spec::{self, Loaded};
 
+/// How long cancelled runs' cleanup may take at shutdown before they are
+/// abandoned: one cleanup step at its default 10 s timeout, plus the 2 s check of
+/// the probe's own network, with a margin. What an abandoned run posted carries
+/// its marker, and the next start's leftover sweep deletes it.
+pub const CLEANUP_BOUND: Duration = Duration::from_secs(15);
+
+/// The longest a shutdown takes, from SIGTERM to exit: runs finish within
+/// `shutdown_grace`, cancelled ones clean up within [`CLEANUP_BOUND`], the last
+/// push takes at most `flush_timeout` (zero without remote write). With the
+/// defaults, 30 + 15 + 30 = 75 s; a Deployment's `terminationGracePeriodSeconds`
+/// must be at least this (the bundled one has 80).
+pub fn shutdown_bound(agent: &AgentConfig, remote_write: Option<&RemoteWriteConfig>) -> Duration {
+    agent.shutdown_grace + CLEANUP_BOUND + remote_write.map_or(Duration::ZERO, |rw| rw.flush_timeout)
+}
+
 /// What `fediprobe run` was asked to do.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub config: PathBuf,
     /// Overrides the config's `remote_write.url`.
     pub remote_write_url: Option<url::Url>,
     /// Overrides the config's `agent.listen`.
     pub listen: Option<SocketAddr>,
+    /// Where the time of day comes from (the system's clock; tests: tokio's).
+    pub clock: Arc<dyn Clock>,
+    /// Runs the journeys instead of the runner the config describes (tests of
+    /// the agent's life on paused time, where no real network may be waited on).
+    pub runner: Option<Arc<dyn RunJourney>>,
+    /// Cancelled to stop the agent as SIGTERM does (tests, embedding).
+    pub shutdown: CancellationToken,
+}
+
+impl Options {
+    /// Options for `config` with every default: the system clock, the runner
+    /// the config describes, stopped by signals.
+    pub fn new(config: PathBuf) -> Options {
+        Options {
+            config,
+            remote_write_url: None,
+            listen: None,
+            clock: Arc::new(SystemClock),
+            runner: None,
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .field("remote_write_url", &self.remote_write_url)
+            .field("listen", &self.listen)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the agent could not start.
@@ -57,8 +127,12 @@ pub(crate) struct Shared {
     pub sink: Option<Sink>,
     pub runs: Runs,
     pub generation: Mutex<Generation>,
-    pub push_interval: Duration,
-    pub started: std::time::Instant,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on.
+    pub stopping: AtomicBool,
+    pub clock: Arc<dyn Clock>,
+    /// The `agent` and `remote_write` settings the process started with: a
+    /// reload cannot change them, and says so only when they changed.
+    pub started_with: (AgentConfig, Option<RemoteWriteConfig>),
 }
 
 /// The config now running and its schedules.
@@ -90,7 +164,8 @@ fn load(path: &std::path::Path) -> Result<Loaded, String> {
     }
 }
 
-/// Runs the agent until SIGTERM or SIGINT. Returns the final flush's report.
+/// Runs the agent until SIGTERM or SIGINT (or `options.shutdown`). Returns the
+/// final flush's report.
 pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let loaded = load(&options.config).map_err(StartError::InvalidConfig)?;
     let agent = loaded.config.agent.clone();
@@ -114,33 +189,44 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Listen { address: listen, source })?;
-    let runs = Runs::new(agent.max_concurrent_runs);
+    let runs = Runs::new(agent.max_concurrent_runs, options.clock.clone());
     let (results_tx, results_rx) = mpsc::unbounded_channel();
-    let generation = start_generation(&loaded, &runs, &results_tx, 0, 0);
+    let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
         exposition: Exposition::new(),
         sink: sink.clone(),
         runs: runs.clone(),
         generation: Mutex::new(generation),
-        push_interval: agent.push_interval,
-        started: std::time::Instant::now(),
+        stopping: AtomicBool::new(false),
+        clock: options.clock.clone(),
+        started_with: (agent.clone(), loaded.config.remote_write.clone()),
     });
-    let consumer = tokio::spawn(consume(results_rx, shared.clone()));
+    let consumer_stop = CancellationToken::new();
+    let consumer = tokio::spawn(consume(results_rx, shared.clone(), consumer_stop.clone()));
     let sweeper = tokio::spawn(sweep_leftovers(shared.clone()));
     let server = tokio::spawn(http::serve(listener, shared.clone()));
     tracing::info!(address = %listen, journeys = loaded.journeys.len(), "fediprobe agent running");
 
     wait_for_signals(&options, &shared, &runs, &results_tx).await;
 
-    // Shutdown: no new runs, runs in flight finish (or are cancelled after the
-    // grace period), every result reaches the sinks, the sink flushes or spools.
+    // Shutdown, bounded by `shutdown_bound`: no new runs, runs in flight finish
+    // (or are cancelled after the grace period, and abandoned after the cleanup
+    // bound), every result of a finished run reaches the sinks, the sink flushes
+    // or spools.
+    shared.stopping.store(true, Ordering::Relaxed);
+    runs.stop_starting();
     lock(&shared.generation).schedules.stop();
     drop(results_tx);
-    let cancelled = runs.drain(agent.shutdown_grace).await;
-    if cancelled {
-        tracing::warn!("some runs were cancelled at shutdown; their cleanup ran");
+    let drained = runs.drain(agent.shutdown_grace, CLEANUP_BOUND).await;
+    if drained.cancelled > 0 {
+        tracing::warn!(
+            cancelled = drained.cancelled,
+            abandoned = drained.abandoned,
+            "some runs were cancelled at shutdown"
+        );
     }
-    lock(&shared.generation).schedules.stop();
+    // Abandoned runs still hold a sender: the consumer takes what was sent and stops.
+    consumer_stop.cancel();
     let _ = consumer.await;
     server.abort();
     sweeper.abort();
@@ -164,6 +250,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn start_generation(
     loaded: &Loaded,
+    options: &Options,
     runs: &Runs,
     results: &mpsc::UnboundedSender<RunResult>,
     reloads_ok: u64,
@@ -176,9 +263,13 @@ fn start_generation(
             tracing::warn!(instance = %target.name, "{e}; its journeys will end in probe_error");
         }
     }
+    let runs_journeys: Arc<dyn RunJourney> = match &options.runner {
+        Some(injected) => injected.clone(),
+        None => runner.clone(),
+    };
     let schedules = Schedules::start(
         loaded.journeys.clone(),
-        runner.clone(),
+        runs_journeys,
         runs,
         &loaded.config.probe.name,
         loaded.config.agent.spread,
@@ -215,22 +306,38 @@ async fn wait_for_signals(options: &Options, shared: &Shared, runs: &Runs, resul
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                reload(options, shared, runs, results, "SIGHUP");
-                seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
+                seen = reload_and_fingerprint(options, shared, runs, results, "SIGHUP");
             }
             _ = check.tick(), if !check_every.is_zero() => {
                 let paths = lock(&shared.generation).journey_paths.clone();
                 if files_fingerprint(&options.config, &paths) != seen {
-                    reload(options, shared, runs, results, "the config or a journey file changed");
-                    // Whatever the outcome, these contents were looked at; a reload
-                    // may also point at other journey folders.
-                    seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
+                    seen = reload_and_fingerprint(options, shared, runs, results, "the config or a journey file changed");
                 }
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
+            () = options.shutdown.cancelled() => { tracing::info!("asked to stop"); return; }
         }
     }
+}
+
+/// Reloads, and returns the fingerprint of the files as they were *before*
+/// the reload read them: a file changed while reloading then differs from it,
+/// and the next check reloads again instead of taking the change as seen.
+/// (When the reload points at other journey folders, those are fingerprinted
+/// afresh.)
+fn reload_and_fingerprint(
+    options: &Options,
+    shared: &Shared,
+    runs: &Runs,
+    results: &mpsc::UnboundedSender<RunResult>,
+    why: &str,
+) -> u64 {
+    let paths_before = lock(&shared.generation).journey_paths.clone();
+    let before = files_fingerprint(&options.config, &paths_before);
+    reload(options, shared, runs, results, why);
+    let paths_after = lock(&shared.generation).journey_paths.clone();
+    if paths_after == paths_before { before } else { files_fingerprint(&options.config, &paths_after) }
 }
 
 /// A fingerprint of the config file and of every journey file under `paths`
@@ -256,8 +363,11 @@ fn files_fingerprint(config: &std::path::Path, paths: &[PathBuf]) -> u64 {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_: &Options, _: &Shared, _: &Runs, _: &mpsc::UnboundedSender<RunResult>) {
-    let _ = tokio::signal::ctrl_c().await;
+async fn wait_for_signals(options: &Options, _: &Shared, _: &Runs, _: &mpsc::UnboundedSender<RunResult>) {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = options.shutdown.cancelled() => {}
+    }
 }
 
 /// Loads the config again; keeps the old one running when the new one is invalid.
@@ -271,12 +381,11 @@ fn reload(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::Unbou
         Ok(loaded) => {
             let (ok, failed) = (generation.reloads_ok + 1, generation.reloads_failed);
             generation.schedules.stop();
-            *generation = start_generation(&loaded, runs, results, ok, failed);
+            *generation = start_generation(&loaded, options, runs, results, ok, failed);
             tracing::info!(journeys = loaded.journeys.len(), "{why}: config reloaded");
-            if loaded.config.agent != crate::spec::config::AgentConfig::default()
-                || loaded.config.remote_write.is_some()
-            {
-                tracing::info!("changes to `agent` and `remote_write` take effect at the next restart");
+            let (agent, remote_write) = &shared.started_with;
+            if loaded.config.agent != *agent || loaded.config.remote_write != *remote_write {
+                tracing::warn!("changes to `agent` and `remote_write` take effect at the next restart");
             }
         }
     }
@@ -300,22 +409,37 @@ async fn sweep_leftovers(shared: Arc<Shared>) {
 }
 
 /// Turns each result into samples for the sinks, and logs one line per run.
-async fn consume(mut results: mpsc::UnboundedReceiver<RunResult>, shared: Arc<Shared>) {
-    while let Some(result) = results.recv().await {
-        let region = lock(&shared.generation).region.clone();
-        tracing::info!(
-            journey = %result.journey,
-            instance = %result.instance,
-            outcome = result.outcome.as_str(),
-            reason = result.reason.map(|r| r.as_str()).unwrap_or(""),
-            duration_ms = (result.duration.as_secs_f64() * 1000.0).round() as u64,
-            failed_step = result.failed_step.as_deref().unwrap_or(""),
-            "run finished"
-        );
-        let samples = crate::metrics::samples_for_run(&result, &region);
-        shared.exposition.observe(&samples);
-        if let Some(sink) = &shared.sink {
-            sink.push(samples).await;
-        }
+/// Ends when every sender is gone, or when `stop` is cancelled (after taking
+/// every result already sent).
+async fn consume(mut results: mpsc::UnboundedReceiver<RunResult>, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let result = tokio::select! {
+            result = results.recv() => result,
+            () = stop.cancelled() => {
+                results.close();
+                results.recv().await
+            }
+        };
+        let Some(result) = result else { return };
+        record(&shared, result).await;
+    }
+}
+
+async fn record(shared: &Shared, result: RunResult) {
+    let region = lock(&shared.generation).region.clone();
+    tracing::info!(
+        journey = %result.journey,
+        instance = %result.instance,
+        started_ms = result.started_at.timestamp_millis(),
+        outcome = result.outcome.as_str(),
+        reason = result.reason.map(|r| r.as_str()).unwrap_or(""),
+        duration_ms = (result.duration.as_secs_f64() * 1000.0).round() as u64,
+        failed_step = result.failed_step.as_deref().unwrap_or(""),
+        "run finished"
+    );
+    let samples = crate::metrics::samples_for_run(&result, &region);
+    shared.exposition.observe(&samples);
+    if let Some(sink) = &shared.sink {
+        sink.push(samples).await;
     }
 }

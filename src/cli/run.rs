@@ -20,7 +20,9 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let options = agent::Options { config: args.config, remote_write_url: args.remote_write_url, listen: args.listen };
+    let mut options = agent::Options::new(args.config);
+    options.remote_write_url = args.remote_write_url;
+    options.listen = args.listen;
     match agent::run(options).await {
         Ok(report) if report.dropped + report.rejected > 0 => {
             eprintln!("error: {} samples were lost at shutdown", report.dropped + report.rejected);

@@ -29,6 +29,12 @@ pub const ABSENT_PERIODS: u32 = 3;
 pub const PROBE_ERROR_WINDOW: Duration = Duration::from_secs(3600);
 pub const PROBE_ERROR_MIN_RUNS: u32 = 6;
 
+/// How old the oldest undelivered sample of an agent may get before the
+/// undelivered-samples ticket: two rule evaluations of the fast burn windows'
+/// shortest (5 m), so a backend restart or a short network blip stays quiet, and
+/// an outage long enough to leave the SLO recordings blind does not.
+pub const UNDELIVERED_AGE: Duration = Duration::from_secs(10 * 60);
+
 /// The template that renders an alert's value as a percentage.
 pub const VALUE_PERCENT: &str = "{{ $value | humanizePercentage }}";
 
@@ -235,5 +241,35 @@ pub fn probe_errors(ctx: &JourneyRules<'_>) -> super::AlertingRule {
         for_: None,
         labels: ctx.labels("ticket", &[]),
         annotations: ctx.annotations(AlertKind::ProbeErrors, summary, description),
+    }
+}
+
+/// A ticket per region whose long-running agent holds samples it cannot deliver
+/// for [`UNDELIVERED_AGE`], or lost samples within the last hour. From the
+/// agent's own `/metrics` (scraped, not pushed: the push is what is failing).
+pub fn samples_undelivered(rules: &RulesConfig) -> super::AlertingRule {
+    let age = UNDELIVERED_AGE.as_secs();
+    let expr = format!(
+        "max by (region) (fediprobe_remote_write_oldest_undelivered_age_seconds) > {age}\nor\n\
+         sum by (region) (increase(fediprobe_remote_write_dropped_samples_total[1h])) > 0\n"
+    );
+    let summary = "fediprobe in {{ $labels.region }}: samples not delivered to the metrics backend".to_owned();
+    let description = format!(
+        "The agent in {{{{ $labels.region }}}} has held a sample it could not push for more than {}, or lost \
+         samples in the last hour. Until they arrive, every SLO of that region is measured \
+         on fewer runs than it had: the burn alerts see less than users do.",
+        prom_duration(UNDELIVERED_AGE)
+    );
+    let kind = AlertKind::SamplesUndelivered;
+    super::AlertingRule {
+        alert: kind.name().to_owned(),
+        expr,
+        for_: None,
+        labels: BTreeMap::from([("severity".to_owned(), "ticket".to_owned())]),
+        annotations: BTreeMap::from([
+            ("summary".to_owned(), summary),
+            ("description".to_owned(), description),
+            ("runbook_url".to_owned(), kind.runbook_url(&rules.runbook_url)),
+        ]),
     }
 }

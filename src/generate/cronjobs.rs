@@ -15,7 +15,6 @@ use serde::Serialize;
 use super::output::to_yaml;
 use super::slo::{period, prom_duration};
 use crate::spec::Journey;
-use crate::spec::config::DEFAULT_FLUSH_TIMEOUT;
 
 /// Where the pod finds the config (the `fediprobe-config` ConfigMap is mounted there).
 pub const CONFIG_PATH: &str = "/etc/fediprobe/config/fediprobe.yaml";
@@ -158,7 +157,7 @@ pub fn starting_deadline(period: Duration) -> Duration {
 
 /// How long a job may take: its slowest journey, the push's flush, and a margin.
 pub fn active_deadline(group: &ScheduleGroup) -> Duration {
-    group.deadline + DEFAULT_FLUSH_TIMEOUT + JOB_MARGIN
+    group.deadline + crate::sink::remote_write::default_flush_timeout() + JOB_MARGIN
 }
 
 fn cronjob(group: &ScheduleGroup) -> CronJob {

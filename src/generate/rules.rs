@@ -1,7 +1,8 @@
 //! The rule groups for a set of journeys: per journey, a group evaluated every
 //! minute (SLI ratios over 5m–6h, pages, the region and data alerts) and one
 //! evaluated every five minutes (ratios over 1d, 3d and the SLO window, the
-//! error budget left, tickets).
+//! error budget left, tickets); and one `fediprobe-agent` group for the
+//! long-running agents' own health (samples they cannot deliver).
 //!
 //! Recorded series (every one labelled `journey`, `instance`, `sli`):
 //!
@@ -55,6 +56,11 @@ pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> RuleFile {
         groups.push(fast_group(&ctx));
         groups.push(slow_group(&ctx));
     }
+    groups.push(RuleGroup {
+        name: "fediprobe-agent".to_owned(),
+        interval: prom_duration(FAST_INTERVAL),
+        rules: vec![Rule::Alert(alerts::samples_undelivered(rules))],
+    });
     RuleFile { groups }
 }
 

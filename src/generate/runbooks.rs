@@ -20,10 +20,12 @@ pub enum AlertKind {
     JourneyAbsent,
     /// Too many runs ended in `probe_error`.
     ProbeErrors,
+    /// A long-running agent holds samples it cannot deliver, or lost some.
+    SamplesUndelivered,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 10] = [
         AlertKind::AvailabilityFastBurn,
         AlertKind::AvailabilitySlowBurn,
         AlertKind::LatencyFastBurn,
@@ -33,6 +35,7 @@ impl AlertKind {
         AlertKind::RegionOnlyBurn,
         AlertKind::JourneyAbsent,
         AlertKind::ProbeErrors,
+        AlertKind::SamplesUndelivered,
     ];
 
     /// The burn alert for an SLI at a severity.
@@ -59,6 +62,7 @@ impl AlertKind {
             AlertKind::RegionOnlyBurn => "FediprobeRegionOnlyBurn",
             AlertKind::JourneyAbsent => "FediprobeJourneyAbsent",
             AlertKind::ProbeErrors => "FediprobeProbeErrors",
+            AlertKind::SamplesUndelivered => "FediprobeSamplesUndelivered",
         }
     }
 
@@ -74,6 +78,7 @@ impl AlertKind {
             AlertKind::RegionOnlyBurn => "region-only-burn.md",
             AlertKind::JourneyAbsent => "journey-absent.md",
             AlertKind::ProbeErrors => "probe-errors.md",
+            AlertKind::SamplesUndelivered => "samples-undelivered.md",
         }
     }
 

@@ -189,7 +189,8 @@ pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> 
     let fatal = |reason, message: String| OpenError::Fatal(StepError::new(reason, message));
     let token = target.token.clone().map_err(|e| fatal(Reason::Config, e))?;
     let mut url = streaming_base(client, target).await;
-    streaming_url_allowed(target, &url).map_err(|why| OpenError::Unusable(StepError::new(Reason::StreamingUrl, why)))?;
+    streaming_url_allowed(target, &url)
+        .map_err(|why| OpenError::Unusable(StepError::new(Reason::StreamingUrl, why)))?;
     url.set_path("/api/v1/streaming");
     url.query_pairs_mut().clear().append_pair("stream", &spec.stream);
     let what = format!("streaming {}", url.path());

@@ -1,23 +1,35 @@
 //! The scheduler: runs each journey at its cron slots, for the long-running agent.
 //!
-//! It owns *when* runs happen and nothing else: it calls the runner, and hands
-//! each result to whoever listens on its channel (the agent pushes them to the
-//! sinks). Rules it keeps:
+//! It owns *when* runs happen and nothing else: it calls what runs a journey
+//! ([`RunJourney`], the runner in production), and hands each result to whoever
+//! listens on its channel (the agent pushes them to the sinks). Rules it keeps:
 //!
 //! - **Slots come from the journey's cron schedule in UTC**, shifted by a stable
 //!   offset derived from the probe's and the journey's names (less than the
 //!   journey's period and at most `spread`), so that many probes and journeys
 //!   don't all fire in the same second, and a given probe always fires a given
 //!   journey at the same point of its period.
-//! - **No overlap:** a slot that comes while the journey's previous run is still
-//!   going is skipped and counted, never queued.
+//! - **No overlap, across reloads too:** a slot that comes while the journey's
+//!   previous run is still going (or waiting for a place under the cap) is
+//!   skipped and counted, never queued. The per-journey state (in flight, slots
+//!   skipped) lives in [`Runs`], keyed by journey name, so a reload's new
+//!   schedules see the old generation's run still going.
 //! - **A global cap** on runs in flight (a semaphore shared across reloads).
-//! - Sleeping uses the monotonic clock; slots are recomputed from the wall clock
-//!   after every wake-up, so a wall-clock jump shifts the next slot rather than
-//!   producing a burst of runs.
+//! - **Nothing starts after shutdown begins:** a slot whose run was still waiting
+//!   for a place under the cap is a skipped slot, not a run.
+//! - Time comes from a [`Clock`]: the wall clock in production, and in tests a
+//!   clock that follows tokio's paused time, so schedules are tested in virtual
+//!   seconds. Sleeping uses tokio's monotonic timer; slots are recomputed from the
+//!   clock after every wake-up, so a wall-clock jump shifts the next slot rather
+//!   than producing a burst of runs.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+mod clock;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,10 +37,112 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use clock::{Clock, PausedClock, SystemClock};
+
 use crate::runner::{RunResult, Runner};
 use crate::spec::Journey;
 
-/// What the agent's `/metrics` shows of one journey's schedule.
+/// Runs one journey once: the runner in production, a stand-in in the
+/// scheduler's own tests. `cancel` asks the run to stop early (its cleanup still
+/// runs).
+pub trait RunJourney: Send + Sync + 'static {
+    fn run_journey<'a>(
+        &'a self,
+        journey: &'a Journey,
+        cancel: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = RunResult> + Send + 'a>>;
+}
+
+impl RunJourney for Runner {
+    fn run_journey<'a>(
+        &'a self,
+        journey: &'a Journey,
+        cancel: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = RunResult> + Send + 'a>> {
+        Box::pin(self.run_until(journey, cancel))
+    }
+}
+
+/// Stands in for the runner where no network may be waited on (tests of the
+/// scheduler and the agent on paused time): a run of journey `j` takes
+/// `durations[j]` (default: `default_duration`) of tokio time, or ends early
+/// when cancelled, then cleans up for `cleanup` (which ignores cancellation, as
+/// a real cleanup does). It records when each run started, by `clock`.
+#[derive(Debug)]
+pub struct StandIn {
+    clock: Arc<dyn Clock>,
+    durations: HashMap<String, Duration>,
+    default_duration: Duration,
+    cleanup: Duration,
+    started: Mutex<Vec<(String, DateTime<Utc>)>>,
+}
+
+impl StandIn {
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        default_duration: Duration,
+        durations: &[(&str, Duration)],
+        cleanup: Duration,
+    ) -> Arc<StandIn> {
+        let durations = durations.iter().map(|(name, d)| (name.to_string(), *d)).collect();
+        Arc::new(StandIn { clock, durations, default_duration, cleanup, started: Mutex::new(Vec::new()) })
+    }
+
+    /// Every run started so far: the journey and when.
+    pub fn started(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.started.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+impl RunJourney for StandIn {
+    fn run_journey<'a>(
+        &'a self,
+        journey: &'a Journey,
+        cancel: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = RunResult> + Send + 'a>> {
+        Box::pin(async move {
+            let started_at = self.clock.now();
+            self.started
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((journey.name.clone(), started_at));
+            let duration = self.durations.get(&journey.name).copied().unwrap_or(self.default_duration);
+            let cancelled = tokio::select! {
+                () = tokio::time::sleep(duration) => false,
+                () = cancel.cancelled() => true,
+            };
+            tokio::time::sleep(self.cleanup).await;
+            stand_in_result(journey, started_at, duration, cancelled)
+        })
+    }
+}
+
+/// What [`StandIn`] reports: a run of `journey` without steps, started at
+/// `started_at`, that succeeded or, when `cancelled`, ended in
+/// `probe_error`/`cancelled`.
+fn stand_in_result(journey: &Journey, started_at: DateTime<Utc>, duration: Duration, cancelled: bool) -> RunResult {
+    use crate::runner::{Outcome, Reason};
+    let (outcome, reason) =
+        if cancelled { (Outcome::ProbeError, Some(Reason::Cancelled)) } else { (Outcome::Success, None) };
+    RunResult {
+        journey: journey.name.clone(),
+        instance: journey.instance.clone(),
+        account: String::new(),
+        started_at,
+        duration,
+        outcome,
+        reason,
+        latency_ok: !cancelled,
+        delay_ok: None,
+        failed_step: None,
+        steps: Vec::new(),
+        cleanup: Vec::new(),
+        captures: Vec::new(),
+    }
+}
+
+/// One journey's schedule state, shared by every generation of schedules (it
+/// survives reloads), and what the agent's `/metrics` shows of it.
 #[derive(Debug, Default)]
 pub struct JourneyStatus {
     pub name: String,
@@ -36,50 +150,97 @@ pub struct JourneyStatus {
     pub last_run_unix: AtomicI64,
     /// Unix seconds of the next slot.
     pub next_run_unix: AtomicI64,
-    /// Slots skipped because the previous run was still going.
+    /// Slots skipped: the previous run was still going or waiting for a place
+    /// under the cap, or shutdown began before the run could start.
     pub skipped_slots: AtomicU64,
-    /// Whether a run is going now.
+    /// Whether a run of the journey is going or waiting to start.
     pub in_flight: AtomicBool,
     /// The offset applied to every slot, in milliseconds.
     pub offset_ms: AtomicU64,
 }
 
 /// Shared by every generation of schedules (across reloads): the cap on runs
-/// in flight, the runs themselves (so shutdown can wait for all of them), and the
-/// token that cancels runs once the shutdown grace period is over.
+/// in flight, the runs themselves (so shutdown can wait for all of them), the
+/// per-journey state, and the tokens that stop new runs and cancel running ones.
 #[derive(Debug, Clone)]
 pub struct Runs {
     semaphore: Arc<Semaphore>,
     tracker: TaskTracker,
+    /// Cancelled when shutdown begins: no run starts after it.
+    stopping: CancellationToken,
+    /// Cancelled once the shutdown grace period is over: runs stop early.
     cancel: CancellationToken,
+    /// Runs started (holding a place under the cap) and not finished.
+    running: Arc<AtomicUsize>,
+    journeys: Arc<Mutex<HashMap<String, Arc<JourneyStatus>>>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// How a shutdown's [`Runs::drain`] went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Runs still going at the end of the grace period, cancelled then.
+    pub cancelled: usize,
+    /// Of those, runs whose cleanup had not ended within the cleanup bound:
+    /// abandoned (what they posted is found by the next start's leftover sweep).
+    pub abandoned: usize,
 }
 
 impl Runs {
-    pub fn new(max_concurrent_runs: usize) -> Self {
+    pub fn new(max_concurrent_runs: usize, clock: Arc<dyn Clock>) -> Self {
         Runs {
             semaphore: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
             tracker: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             cancel: CancellationToken::new(),
+            running: Arc::new(AtomicUsize::new(0)),
+            journeys: Arc::new(Mutex::new(HashMap::new())),
+            clock,
         }
     }
 
-    /// Runs started and not finished, across every generation.
+    /// Runs going now, across every generation; not those waiting for a place
+    /// under the cap.
     pub fn in_flight(&self) -> usize {
-        self.tracker.len()
+        self.running.load(Ordering::Acquire)
     }
 
-    /// Waits for every run in flight, up to `grace`; then cancels the rest (their
-    /// cleanup still runs) and waits for them to end. Returns whether any had to be
-    /// cancelled.
-    pub async fn drain(&self, grace: Duration) -> bool {
+    /// The state of journey `name`, created on first use and kept across reloads.
+    fn status(&self, name: &str) -> Arc<JourneyStatus> {
+        let mut journeys = self.journeys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        journeys
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(JourneyStatus { name: name.to_owned(), ..Default::default() }))
+            .clone()
+    }
+
+    /// Stops every run from starting from now on (runs going continue).
+    pub fn stop_starting(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Shutdown: no run starts any more; runs going may finish within `grace`;
+    /// then they are cancelled, and their cleanup gets `cleanup_bound` more, after
+    /// which they are abandoned. So this returns within `grace + cleanup_bound`.
+    pub async fn drain(&self, grace: Duration, cleanup_bound: Duration) -> Drained {
+        self.stopping.cancel();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_ok() {
-            return false;
+            return Drained::default();
         }
-        tracing::warn!(in_flight = self.tracker.len(), "shutdown grace period over; cancelling runs in flight");
+        let cancelled = self.tracker.len();
+        tracing::warn!(in_flight = cancelled, "shutdown grace period over; cancelling runs in flight");
         self.cancel.cancel();
-        self.tracker.wait().await;
-        true
+        if tokio::time::timeout(cleanup_bound, self.tracker.wait()).await.is_ok() {
+            return Drained { cancelled, abandoned: 0 };
+        }
+        let abandoned = self.tracker.len();
+        tracing::warn!(
+            abandoned,
+            cleanup_bound = %humantime::format_duration(cleanup_bound),
+            "cancelled runs still cleaning up at the bound; abandoning them (the next start's leftover sweep deletes what they posted)"
+        );
+        Drained { cancelled, abandoned }
     }
 }
 
@@ -91,10 +252,12 @@ pub struct Schedules {
 }
 
 impl Schedules {
-    /// Starts a task per journey. Results go to `results`.
+    /// Starts a task per journey. Results go to `results`. A journey the previous
+    /// generation also had keeps its state (a run of it still going, its
+    /// skipped-slot count).
     pub fn start(
         journeys: Vec<Journey>,
-        runner: Arc<Runner>,
+        runner: Arc<dyn RunJourney>,
         runs: &Runs,
         probe_name: &str,
         spread: Duration,
@@ -104,11 +267,8 @@ impl Schedules {
         let mut statuses = Vec::new();
         for journey in journeys {
             let offset = offset_for(probe_name, &journey, spread);
-            let status = Arc::new(JourneyStatus {
-                name: journey.name.clone(),
-                offset_ms: AtomicU64::new(offset.as_millis() as u64),
-                ..Default::default()
-            });
+            let status = runs.status(&journey.name);
+            status.offset_ms.store(offset.as_millis() as u64, Ordering::Relaxed);
             statuses.push(status.clone());
             let task = JourneyTask {
                 journey: Arc::new(journey),
@@ -144,7 +304,7 @@ struct JourneyTask {
     journey: Arc<Journey>,
     offset: Duration,
     status: Arc<JourneyStatus>,
-    runner: Arc<Runner>,
+    runner: Arc<dyn RunJourney>,
     runs: Runs,
     results: mpsc::UnboundedSender<RunResult>,
     stop: CancellationToken,
@@ -152,9 +312,10 @@ struct JourneyTask {
 
 impl JourneyTask {
     async fn run(self) {
+        let clock = self.runs.clock.clone();
         let mut last_slot: Option<DateTime<Utc>> = None;
         loop {
-            let now = Utc::now();
+            let now = clock.now();
             let after = last_slot.map_or(now, |l| l.max(now));
             let Some(slot) = next_slot(&self.journey, self.offset, after) else {
                 tracing::error!(journey = %self.journey.name, "the schedule has no next slot; the journey stops");
@@ -165,12 +326,16 @@ impl JourneyTask {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.stop.cancelled() => return,
+                () = self.runs.stopping.cancelled() => return,
             }
             // Woken early (the wall clock moved under a monotonic sleep): wait again.
-            if Utc::now() < slot {
+            if clock.now() < slot {
                 continue;
             }
             last_slot = Some(slot);
+            if self.stop.is_cancelled() || self.runs.stopping.is_cancelled() {
+                return;
+            }
             if self.status.in_flight.swap(true, Ordering::AcqRel) {
                 self.status.skipped_slots.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(journey = %self.journey.name, slot = %slot, "the previous run is still going; slot skipped");
@@ -180,12 +345,25 @@ impl JourneyTask {
             let runner = self.runner.clone();
             let status = self.status.clone();
             let results = self.results.clone();
-            let semaphore = self.runs.semaphore.clone();
-            let cancel = self.runs.cancel.clone();
+            let runs = self.runs.clone();
             self.runs.tracker.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                status.last_run_unix.store(Utc::now().timestamp(), Ordering::Relaxed);
-                let result = runner.run_until(&journey, &cancel).await;
+                let permit = tokio::select! {
+                    biased;
+                    () = runs.stopping.cancelled() => None,
+                    permit = runs.semaphore.clone().acquire_owned() => permit.ok(),
+                };
+                // A run that never started is not a run: shutdown began while it
+                // waited for a place under the cap.
+                let Some(_permit) = permit.filter(|_| !runs.stopping.is_cancelled()) else {
+                    status.skipped_slots.fetch_add(1, Ordering::Relaxed);
+                    status.in_flight.store(false, Ordering::Release);
+                    tracing::info!(journey = %journey.name, slot = %slot, "shutting down; slot skipped, its run never started");
+                    return;
+                };
+                runs.running.fetch_add(1, Ordering::AcqRel);
+                status.last_run_unix.store(runs.clock.now().timestamp(), Ordering::Relaxed);
+                let result = runner.run_journey(&journey, &runs.cancel).await;
+                runs.running.fetch_sub(1, Ordering::AcqRel);
                 status.in_flight.store(false, Ordering::Release);
                 let _ = results.send(result);
             });
@@ -271,5 +449,173 @@ mod tests {
         // Strictly after: asking at the slot itself gives the next one.
         assert_eq!(next_slot(&j, Duration::from_secs(7), slot).unwrap().to_rfc3339(), "2026-01-01T10:10:07+00:00");
         assert_eq!(period(&j), Some(Duration::from_secs(300)));
+    }
+}
+
+/// The scheduler on tokio's paused time: every figure is exact, because the
+/// clock and the timers only move when every task waits.
+#[cfg(test)]
+mod paused_time {
+
+    use super::*;
+    use crate::runner::{Outcome, Reason};
+    use crate::spec::parse_journey_str;
+
+    fn journey(name: &str, schedule: &str) -> Journey {
+        let text = format!(
+            "name: {name}\ninstance: main\nschedule: '{schedule}'\nslo: {{ availability: 99% }}\nsteps:\n  - name: s\n    request: {{ path: /health }}\n"
+        );
+        parse_journey_str(std::path::Path::new("t.yaml"), &text).0.unwrap()
+    }
+
+    /// Half a second before a whole second, so slots are half a second away.
+    fn clock() -> PausedClock {
+        PausedClock::starting_at("2026-01-01T00:00:00.500Z".parse().unwrap())
+    }
+
+    fn start(
+        journeys: &[Journey],
+        runner: &Arc<StandIn>,
+        runs: &Runs,
+    ) -> (Schedules, mpsc::UnboundedReceiver<RunResult>, mpsc::UnboundedSender<RunResult>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let schedules = Schedules::start(journeys.to_vec(), runner.clone(), runs, "probe", Duration::ZERO, tx.clone());
+        (schedules, rx, tx)
+    }
+
+    fn received(rx: &mut mpsc::UnboundedReceiver<RunResult>) -> Vec<RunResult> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn seconds(started: &[(String, DateTime<Utc>)], name: &str) -> Vec<String> {
+        started.iter().filter(|(j, _)| j == name).map(|(_, at)| at.format("%M:%S%.3f").to_string()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_every_second_schedule_runs_once_at_each_slot_for_a_virtual_minute() {
+        let clock = clock();
+        let runner = StandIn::new(
+            Arc::new(clock),
+            Duration::ZERO,
+            &[("a", Duration::from_millis(300)), ("b", Duration::from_millis(900))],
+            Duration::ZERO,
+        );
+        let runs = Runs::new(32, Arc::new(clock));
+        let (schedules, mut rx, _tx) =
+            start(&[journey("a", "* * * * * *"), journey("b", "* * * * * *")], &runner, &runs);
+        tokio::time::sleep(Duration::from_millis(60_100)).await; // up to 01:00.600
+        schedules.stop();
+        assert_eq!(runs.drain(Duration::from_secs(5), Duration::from_secs(5)).await, Drained::default());
+
+        let expected: Vec<String> = (1..=60).map(|s| format!("{:02}:{:02}.000", s / 60, s % 60)).collect();
+        let started = runner.started();
+        assert_eq!(seconds(&started, "a"), expected, "one run per slot, at the slot");
+        assert_eq!(seconds(&started, "b"), expected);
+        assert_eq!(received(&mut rx).len(), 120);
+        assert!(schedules.statuses().iter().all(|s| s.skipped_slots.load(Ordering::Relaxed) == 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_longer_than_its_period_skips_the_slots_it_covers_and_counts_them() {
+        let clock = clock();
+        let runner =
+            StandIn::new(Arc::new(clock), Duration::ZERO, &[("slow", Duration::from_millis(2500))], Duration::ZERO);
+        let runs = Runs::new(32, Arc::new(clock));
+        let (schedules, mut rx, _tx) = start(&[journey("slow", "* * * * * *")], &runner, &runs);
+        tokio::time::sleep(Duration::from_millis(10_100)).await; // up to 00:10.600
+        // Runs at 1, 4, 7 and 10 (each 2.5 s); 2-3, 5-6 and 8-9 are skipped.
+        assert_eq!(seconds(&runner.started(), "slow"), ["00:01.000", "00:04.000", "00:07.000", "00:10.000"]);
+        assert_eq!(schedules.statuses()[0].skipped_slots.load(Ordering::Relaxed), 6);
+        assert_eq!(runs.in_flight(), 1);
+        schedules.stop();
+        runs.drain(Duration::from_secs(5), Duration::from_secs(5)).await;
+        assert_eq!(received(&mut rx).len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_during_a_long_run_neither_starts_a_second_copy_nor_loses_the_skipped_count() {
+        let clock = clock();
+        let runner =
+            StandIn::new(Arc::new(clock), Duration::ZERO, &[("long", Duration::from_millis(4200))], Duration::ZERO);
+        let runs = Runs::new(32, Arc::new(clock));
+        let journeys = [journey("long", "* * * * * *")];
+        let (first, mut rx, tx) = start(&journeys, &runner, &runs);
+        tokio::time::sleep(Duration::from_millis(2_100)).await; // 00:02.600: the run of 00:01 going, 00:02 skipped
+        assert_eq!(first.statuses()[0].skipped_slots.load(Ordering::Relaxed), 1);
+        // The reload: the old generation stops, a new one starts with the same journey.
+        first.stop();
+        let second = Schedules::start(journeys.to_vec(), runner.clone(), &runs, "probe", Duration::ZERO, tx);
+        tokio::time::sleep(Duration::from_millis(2_000)).await; // 00:04.600: slots 3 and 4 skipped too
+        assert_eq!(seconds(&runner.started(), "long"), ["00:01.000"], "no second copy of the running journey");
+        assert_eq!(second.statuses()[0].skipped_slots.load(Ordering::Relaxed), 3, "the count survives the reload");
+        tokio::time::sleep(Duration::from_millis(1_000)).await; // 00:05.600: the run ended at 05.200; slot 05 skipped
+        tokio::time::sleep(Duration::from_millis(1_000)).await; // 00:06.600: slot 06 runs
+        assert_eq!(seconds(&runner.started(), "long"), ["00:01.000", "00:06.000"]);
+        second.stop();
+        runs.drain(Duration::from_secs(10), Duration::from_secs(5)).await;
+        assert_eq!(received(&mut rx).len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_shutdown_begins_no_run_starts_and_runs_waiting_for_the_cap_are_skipped_slots() {
+        let clock = clock();
+        let names = ["a", "b", "c", "d"];
+        let runner = StandIn::new(Arc::new(clock), Duration::from_secs(4), &[], Duration::ZERO);
+        // A cap of one: at 00:10 one run starts, three wait for the place.
+        let runs = Runs::new(1, Arc::new(clock));
+        let journeys: Vec<Journey> = names.iter().map(|n| journey(n, "*/10 * * * * *")).collect();
+        let (schedules, mut rx, _tx) = start(&journeys, &runner, &runs);
+        tokio::time::sleep(Duration::from_millis(10_000)).await; // 00:10.500
+        assert_eq!(runs.in_flight(), 1, "only the running run, not the three waiting");
+        let drained = runs.drain(Duration::from_secs(30), Duration::from_secs(5)).await;
+        assert_eq!(drained, Drained::default(), "the running run finished within the grace period");
+        drop(schedules);
+        tokio::time::sleep(Duration::from_secs(30)).await; // past 00:20 and 00:30: nothing starts
+        assert_eq!(runner.started().len(), 1, "no run started after shutdown began: {:?}", runner.started());
+        let results = received(&mut rx);
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].outcome, Outcome::Success, "no invented cancelled runs");
+        let skipped: u64 =
+            runs.journeys.lock().unwrap().values().map(|status| status.skipped_slots.load(Ordering::Relaxed)).sum();
+        assert_eq!(skipped, 3, "the three slots that never started are skipped slots");
+        assert_eq!(runs.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_takes_at_most_the_grace_period_plus_the_cleanup_bound() {
+        let clock = clock();
+        // Cancelled at the end of the grace period, one run cleans up in 1 s; the
+        // other's cleanup hangs for 100 s and is abandoned at the bound.
+        let quick = StandIn::new(
+            Arc::new(clock),
+            Duration::ZERO,
+            &[("quick", Duration::from_secs(60))],
+            Duration::from_secs(1),
+        );
+        let hung = StandIn::new(
+            Arc::new(clock),
+            Duration::ZERO,
+            &[("hung", Duration::from_secs(60))],
+            Duration::from_secs(100),
+        );
+        let runs = Runs::new(32, Arc::new(clock));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _a = Schedules::start(
+            vec![journey("quick", "* * * * * *")],
+            quick.clone(),
+            &runs,
+            "p",
+            Duration::ZERO,
+            tx.clone(),
+        );
+        let _b = Schedules::start(vec![journey("hung", "* * * * * *")], hung.clone(), &runs, "p", Duration::ZERO, tx);
+        tokio::time::sleep(Duration::from_secs(1)).await; // both running since 00:01
+        let began = tokio::time::Instant::now();
+        let drained = runs.drain(Duration::from_secs(2), Duration::from_secs(3)).await;
+        assert_eq!(tokio::time::Instant::now() - began, Duration::from_secs(5), "grace + cleanup bound, exactly");
+        assert_eq!(drained, Drained { cancelled: 2, abandoned: 1 });
+        let results = received(&mut rx);
+        assert_eq!(results.len(), 1, "the cancelled run that cleaned up reports");
+        assert_eq!((results[0].journey.as_str(), results[0].reason), ("quick", Some(Reason::Cancelled)));
     }
 }

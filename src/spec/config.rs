@@ -30,6 +30,7 @@
 //!   spool_dir: /var/lib/fediprobe/spool      # default: none (samples not delivered are lost)
 //!   spool_max_bytes: 268435456   # default 256 MiB
 //!   queue_capacity: 100000       # default 100000 samples in memory
+//!   max_sample_age: 14d          # default 14d: older samples are dropped (counted), never sent
 //! agent:                         # optional: `fediprobe run` only
 //!   listen: 127.0.0.1:9464       # default: /healthz, /readyz, /metrics on loopback
 //!   max_concurrent_runs: 32      # default 32
@@ -168,7 +169,10 @@ impl std::fmt::Display for TokenSource {
     }
 }
 
-#[derive(Debug, Clone)]
+/// The `remote_write:` section as written. Every default is the sink's own
+/// (`sink::remote_write::default_*`), so that a default lives in one place; the
+/// agent and `once` turn this into the sink's options in `wiring.rs`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
     pub url: url::Url,
     pub auth: Option<RemoteWriteAuth>,
@@ -178,12 +182,11 @@ pub struct RemoteWriteConfig {
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub queue_capacity: usize,
+    /// Samples older than this are dropped and counted, never sent: below the
+    /// receivers' default retention (see `sink::remote_write::default_max_sample_age`).
+    pub max_sample_age: Duration,
 }
 
-pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
-pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 
 /// Settings of `fediprobe run`.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,7 +264,7 @@ impl RulesConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RemoteWriteAuth {
     Basic { username: String, password: TokenSource },
     Bearer(TokenSource),
@@ -283,6 +286,7 @@ const REMOTE_WRITE_KEYS: &[&str] = &[
     "spool_dir",
     "spool_max_bytes",
     "queue_capacity",
+    "max_sample_age",
 ];
 
 pub fn read_config(reader: &mut Reader<'_>, root: &Node) -> Option<Config> {
@@ -628,22 +632,29 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
                 .collect()
         })
         .unwrap_or_default();
+    // The defaults are the sink's own (one place for each).
+    use crate::sink::remote_write as rw;
     let timeout =
-        fields.get("timeout").map(|n| values::duration(reader, n, "`timeout`")).unwrap_or(Some(DEFAULT_PUSH_TIMEOUT));
+        fields.get("timeout").map(|n| values::duration(reader, n, "`timeout`")).unwrap_or_else(|| Some(rw::default_timeout()));
     let flush_timeout = fields
         .get("flush_timeout")
         .map(|n| values::duration(reader, n, "`flush_timeout`"))
-        .unwrap_or(Some(DEFAULT_FLUSH_TIMEOUT));
+        .unwrap_or_else(|| Some(rw::default_flush_timeout()));
     let spool_dir = fields.get("spool_dir").and_then(|n| reader.string(n, "`spool_dir`")).map(|p| base.join(p));
     let spool_max_bytes = match fields.get("spool_max_bytes") {
-        None => Some(DEFAULT_SPOOL_MAX_BYTES),
+        None => Some(rw::default_spool_max_bytes()),
         Some(n) => positive_int(reader, n, "`spool_max_bytes`"),
     };
     let queue_capacity = match fields.get("queue_capacity") {
-        None => Some(DEFAULT_QUEUE_CAPACITY),
+        None => Some(rw::default_queue_capacity_samples()),
         Some(n) => positive_int(reader, n, "`queue_capacity`").map(|v| v as usize),
     };
+    let max_sample_age = fields
+        .get("max_sample_age")
+        .map(|n| values::duration(reader, n, "`max_sample_age`"))
+        .unwrap_or_else(|| Some(rw::default_max_sample_age()));
     Some(RemoteWriteConfig {
+        max_sample_age: max_sample_age?,
         url: url?,
         auth: auth?,
         headers,

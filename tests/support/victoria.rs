@@ -41,6 +41,24 @@ impl VictoriaMetrics {
     /// Starts VictoriaMetrics on `port` with extra command-line flags.
     pub fn start_with(port: u16, extra_args: &[&str]) -> VictoriaMetrics {
         let data = tempfile::tempdir().expect("temporary data directory");
+        Self::start_in(data, port, extra_args)
+    }
+
+    /// Stops it (a backend outage) and keeps its data, for [`Stopped::start`]:
+    /// what it acknowledged is flushed to disk first (a SIGKILL would lose its
+    /// last second of accepted rows, which is not the outage under test), then
+    /// it gets SIGTERM.
+    pub fn stop(mut self) -> Stopped {
+        self.force_flush();
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+        let data = tempfile::tempdir().expect("temporary directory");
+        let kept = std::mem::replace(&mut self._data, data);
+        Stopped { data: kept, port: self.address.port() }
+    }
+
+    fn start_in(data: tempfile::TempDir, port: u16, extra_args: &[&str]) -> VictoriaMetrics {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new("victoria-metrics")
             .arg(format!("-storageDataPath={}", data.path().display()))
@@ -139,6 +157,22 @@ impl VictoriaMetrics {
         series
     }
 
+    /// Like [`export`](Self::export), once at least `min_samples` samples are
+    /// visible (waiting up to 15 s) and two exports a second apart agree, so
+    /// that a test counting what was stored sees all of it.
+    pub fn export_settled(&self, name_regex: &str, min_samples: usize) -> Vec<ExportedSeries> {
+        let mut last = self.export_at_least(name_regex, min_samples);
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = self.export(name_regex);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+
     /// Like [`export`](Self::export), but waits (up to 15 s) until at least
     /// `min_samples` samples are visible. VictoriaMetrics buffers fresh rows for up
     /// to a second or two, and `/internal/force_flush` does not always make them
@@ -212,6 +246,19 @@ impl VictoriaMetrics {
         let (head, body) = response.split_once("\r\n\r\n")?;
         let status = head.split_whitespace().nth(1)?.parse().ok()?;
         Some((status, body.to_owned()))
+    }
+}
+
+/// A VictoriaMetrics that was stopped, its data kept.
+pub struct Stopped {
+    data: tempfile::TempDir,
+    port: u16,
+}
+
+impl Stopped {
+    /// Starts it again on the same port and data (the outage is over).
+    pub fn start(self) -> VictoriaMetrics {
+        VictoriaMetrics::start_in(self.data, self.port, &[])
     }
 }
 

@@ -165,7 +165,7 @@ pub fn dashboard(rules: &RulesConfig, journeys: &[Journey]) -> Dashboard {
     board.add(
         build::timeseries(
             "Samples waiting in memory",
-            "The push queue: samples not yet delivered nor spooled.",
+            "The push queue, with what a push holds in flight: samples not yet delivered nor spooled.",
             "short",
             Style::Lines,
             None,
@@ -179,9 +179,27 @@ pub fn dashboard(rules: &RulesConfig, journeys: &[Journey]) -> Dashboard {
     );
     board.add(
         build::timeseries(
+            "Oldest undelivered sample",
+            "Age of the oldest sample an agent has not delivered yet (in memory, in flight or in the spool); 0 when \
+             nothing waits. It grows with a backend outage; past 10 minutes the FediprobeSamplesUndelivered ticket \
+             opens, and until the backlog arrives the SLIs of that region count fewer runs than were made.",
+            "s",
+            Style::Lines,
+            None,
+            vec![series(
+                format!("max by (region, pod) (fediprobe_remote_write_oldest_undelivered_age_seconds{{{agent}}})"),
+                "{{region}} {{pod}}",
+            )],
+        ),
+        24,
+        8,
+    );
+    board.add(
+        build::timeseries(
             "Runs in flight and skipped slots",
-            "Runs going now per agent, and slots skipped per span because the journey's previous run was still \
-             going (a journey slower than its schedule).",
+            "Runs going now per agent (not those waiting for a place under max_concurrent_runs), and slots skipped \
+             per span: the journey's previous run was still going (a journey slower than its schedule), or shutdown \
+             began before the run could start.",
             "short",
             Style::Lines,
             None,

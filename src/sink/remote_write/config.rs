@@ -57,13 +57,17 @@ pub struct RemoteWriteOptions {
     /// Default: [`default_queue_capacity_samples`] (100 000).
     pub queue_capacity_samples: usize,
     /// Directory where samples wait on disk while the receiver is unreachable, so
-    /// that they survive the process (a CronJob run) and are sent by a later one.
-    /// Only one process may use a spool directory at a time. Default: none (samples
-    /// that cannot be delivered are dropped and counted).
+    /// that they survive the process (a CronJob run, a kill) and are sent by a
+    /// later one. Only one process may use a spool directory at a time (enforced by
+    /// an advisory lock). Default: none (samples wait in memory only, and what
+    /// cannot be delivered at exit is dropped and counted).
     pub spool_dir: Option<PathBuf>,
     /// Most bytes the spool may hold; past it, the oldest spool files are deleted and
     /// their samples counted as dropped. Default: [`default_spool_max_bytes`] (256 MiB).
     pub spool_max_bytes: u64,
+    /// Samples older than this are never sent: dropped and counted as expired.
+    /// Default: [`default_max_sample_age`] (14 days).
+    pub max_sample_age: Duration,
     /// Backoff between attempts of a retryable push; see [`RetryPolicy`] for which
     /// failures are retried.
     pub retry: RetryPolicy,
@@ -72,6 +76,13 @@ pub struct RemoteWriteOptions {
 /// Default of [`RemoteWriteOptions::timeout`]: 10 s.
 pub fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// How long a final flush (at exit or shutdown) may take by default: 30 s. Not a
+/// sink option but the callers' bound on [`super::Sink::flush`]; kept here with
+/// the sink's other defaults so that each default lives in one place.
+pub fn default_flush_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Default of [`RemoteWriteOptions::max_batch_samples`]: 5000.
@@ -89,6 +100,16 @@ pub fn default_spool_max_bytes() -> u64 {
     256 * 1024 * 1024
 }
 
+/// Default of [`RemoteWriteOptions::max_sample_age`]: 14 days. Below every
+/// common receiver's default retention: VictoriaMetrics keeps one month and
+/// silently drops (with a 2xx) what is older; Prometheus keeps 15 days. A sample
+/// older than that would be "delivered" and stored nowhere, so it is counted as
+/// lost instead. Two weeks is also far beyond any outage a spool is sized for
+/// (256 MiB holds about a week of a busy probe's samples).
+pub fn default_max_sample_age() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
+}
+
 impl RemoteWriteOptions {
     /// Options with every default, pushing to `url`.
     pub fn new(url: Url) -> Self {
@@ -101,6 +122,7 @@ impl RemoteWriteOptions {
             queue_capacity_samples: default_queue_capacity_samples(),
             spool_dir: None,
             spool_max_bytes: default_spool_max_bytes(),
+            max_sample_age: default_max_sample_age(),
             retry: RetryPolicy::default(),
         }
     }

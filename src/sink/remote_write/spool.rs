@@ -14,7 +14,21 @@
 //! Each payload is one sample, encoded as a protobuf `TimeSeries` with one sample
 //! (the same message remote-write sends). Files are written atomically: to
 //! `<name>.tmp`, fsynced, renamed, and the directory fsynced; a leftover `*.tmp`
-//! (a crash mid-write) is deleted when the spool is opened.
+//! (a crash mid-write) is deleted when the spool is opened, under the lock.
+//!
+//! # Versions
+//!
+//! This is format version 1, the one every fediprobe release so far writes; a
+//! later release keeps reading it. A file of a *newer* version (a downgrade after
+//! an upgrade wrote it) is refused with an error naming it and left in place,
+//! untouched, for the newer release to send: it is neither deleted nor counted.
+//!
+//! # One process per directory
+//!
+//! [`Spool::open`] takes an advisory lock on `<dir>/.lock` for as long as the
+//! [`Spool`] lives; a second process opening the same directory gets
+//! [`OpenError::Locked`], which names the directory and what to do. The lock is
+//! released by the kernel when the process dies, even by SIGKILL.
 //!
 //! # Damage
 //!
@@ -23,8 +37,6 @@
 //! `tracing::warn!` naming it and renamed to `<name>.corrupt` so it is not retried
 //! forever; the records before the damage are kept (written back under the
 //! original name) and delivered as usual.
-//!
-//! Only one process may use a spool directory at a time.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -54,6 +66,9 @@ pub struct SpoolFile {
     pub samples: u64,
     /// Its size on disk.
     pub bytes: u64,
+    /// The oldest and newest sample timestamps it holds (ms since the epoch);
+    /// `None` for a file that could not be read when indexed.
+    pub time_range_ms: Option<(i64, i64)>,
 }
 
 /// What reading one spool file gave.
@@ -66,6 +81,34 @@ pub struct ReadFile {
     pub damage: Option<String>,
 }
 
+/// The name of the lock file inside a spool directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Why a spool directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the directory's lock.
+    #[error(
+        "the spool directory {} is in use by another fediprobe process (it holds {}); \
+         give each process its own `spool_dir`, or stop the other one",
+        dir.display(),
+        dir.join(LOCK_FILE).display()
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory cannot be created, locked or listed (not a directory, no
+    /// space, no permission).
+    #[error("cannot open the spool directory {}: {source}", dir.display())]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
 /// The spool directory and an index of its files, oldest first.
 #[derive(Debug)]
 pub struct Spool {
@@ -73,18 +116,36 @@ pub struct Spool {
     max_bytes: u64,
     files: VecDeque<SpoolFile>,
     next_sequence: u64,
+    /// The open lock file; the advisory lock lasts as long as it is open. `None`
+    /// for an [`unavailable`](Self::unavailable) spool.
+    _lock: Option<File>,
 }
 
 impl Spool {
-    /// Opens (creating it if needed) the spool in `dir`, indexing the files already
-    /// there (left by an earlier run) and deleting leftover `*.tmp` files.
-    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
+    /// Opens (creating it if needed, private: 0700) the spool in `dir`: takes the
+    /// directory's lock, makes its files private (0600) and deletes `*.tmp` files a
+    /// crashed writer left (both safe under the lock: no live process writes
+    /// there), and indexes the files already there (left by an earlier run),
+    /// oldest first.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, OpenError> {
+        let io_error = |source| OpenError::Io { dir: dir.to_owned(), source };
         // Samples name the probe's accounts and instances: 0700/0600, fixed if looser.
-        crate::secret::private_dir(dir)?;
-        crate::secret::private_files_in(dir)?;
+        crate::secret::private_dir(dir).map_err(io_error)?;
+        let lock = crate::secret::private_open_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { dir: dir.to_owned() }),
+            Err(fs::TryLockError::Error(source)) => return Err(io_error(source)),
+        }
+        crate::secret::private_files_in(dir).map_err(io_error)?;
         let mut found: Vec<(u64, SpoolFile)> = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let path = entry?.path();
+        for entry in fs::read_dir(dir).map_err(io_error)? {
+            let path = entry.map_err(io_error)?.path();
             match path.extension().and_then(|ext| ext.to_str()) {
                 Some("tmp") => {
                     tracing::warn!(file = %path.display(), "deleting a spool file left half-written by an earlier run");
@@ -96,9 +157,9 @@ impl Spool {
                     else {
                         continue;
                     };
-                    let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    let samples = read_header_count(&path).unwrap_or(0);
-                    found.push((sequence, SpoolFile { path, samples, bytes }));
+                    if let Some(file) = index_file(path) {
+                        found.push((sequence, file));
+                    }
                 }
                 _ => {}
             }
@@ -110,15 +171,57 @@ impl Spool {
             max_bytes,
             files: found.into_iter().map(|(_, file)| file).collect(),
             next_sequence,
+            _lock: Some(lock),
         })
     }
 
     /// A spool on a directory that could not be opened (not creatable, not a
     /// directory, no space): it indexes nothing, and every write tries the
-    /// directory again and fails while it is still unusable (the sink then counts
-    /// the samples as dropped), so a directory that comes back is used again.
+    /// directory again and fails while it is still unusable (the sink keeps the
+    /// samples in memory meanwhile), so a directory that comes back is used again.
     pub fn unavailable(dir: &Path, max_bytes: u64) -> Spool {
-        Spool { dir: dir.to_owned(), max_bytes, files: VecDeque::new(), next_sequence: 0 }
+        Spool { dir: dir.to_owned(), max_bytes, files: VecDeque::new(), next_sequence: 0, _lock: None }
+    }
+
+    /// Every sample in the spool files of `dir`, oldest file first, read without
+    /// the lock and without changing anything: for looking at a spool another
+    /// process is using (tests, an operator's inspection). Damaged files give what
+    /// they can; files of a newer format give nothing.
+    pub fn peek(dir: &Path) -> Vec<Sample> {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().and_then(|ext| ext.to_str()) == Some(EXTENSION))
+            .collect();
+        files.sort();
+        files.iter().flat_map(|path| Spool::read(path).samples).collect()
+    }
+
+    /// The oldest sample timestamp in the spool (ms since the epoch), if any.
+    pub fn oldest_ms(&self) -> Option<i64> {
+        self.files.iter().filter_map(|file| file.time_range_ms).map(|(oldest, _)| oldest).min()
+    }
+
+    /// Deletes the files whose every sample is older than `cutoff_ms`; returns
+    /// how many samples they held (the caller counts them as expired).
+    pub fn expire_files_before(&mut self, cutoff_ms: i64) -> u64 {
+        let mut expired = 0;
+        let (old, kept): (Vec<SpoolFile>, Vec<SpoolFile>) =
+            self.files.drain(..).partition(|file| file.time_range_ms.is_some_and(|(_, newest)| newest < cutoff_ms));
+        self.files = kept.into();
+        for file in old {
+            match fs::remove_file(&file.path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    tracing::warn!(file = %file.path.display(), %error, "cannot delete an expired spool file");
+                    self.files.push_front(file);
+                }
+                _ => expired += file.samples,
+            }
+        }
+        self.files.make_contiguous().sort_by(|a, b| a.path.cmp(&b.path));
+        expired
     }
 
     /// The spool's files, oldest first.
@@ -150,7 +253,12 @@ impl Spool {
         self.next_sequence = sequence + 1;
         let path = self.dir.join(format!("{sequence:020}.{EXTENSION}"));
         let bytes = write_atomically(&path, samples)?;
-        self.files.push_back(SpoolFile { path, samples: samples.len() as u64, bytes });
+        self.files.push_back(SpoolFile {
+            path,
+            samples: samples.len() as u64,
+            bytes,
+            time_range_ms: time_range(samples),
+        });
         let mut evicted = Vec::new();
         while self.total_bytes() > self.max_bytes {
             let Some(oldest) = self.files.pop_front() else {
@@ -204,6 +312,7 @@ impl Spool {
             Ok(bytes) => {
                 self.files[index].samples = recovered.len() as u64;
                 self.files[index].bytes = bytes;
+                self.files[index].time_range_ms = time_range(recovered);
                 Ok(())
             }
             Err(error) => {
@@ -214,6 +323,40 @@ impl Spool {
             }
         }
     }
+}
+
+/// The oldest and newest timestamps of `samples`.
+fn time_range(samples: &[Sample]) -> Option<(i64, i64)> {
+    let oldest = samples.iter().map(|sample| sample.timestamp_ms).min()?;
+    let newest = samples.iter().map(|sample| sample.timestamp_ms).max()?;
+    Some((oldest, newest))
+}
+
+/// Indexes one `*.spool` file found at open: its sample count and time range from
+/// its contents. A file of a newer format version is refused (logged, left in
+/// place, not indexed); a damaged one is indexed as it is, and quarantined when a
+/// delivery reads it.
+fn index_file(path: PathBuf) -> Option<SpoolFile> {
+    let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if let Ok(Some(version)) = read_header_version(&path)
+        && version > VERSION
+    {
+        tracing::error!(
+            file = %path.display(),
+            version,
+            supported = VERSION,
+            "this spool file was written by a newer fediprobe; it is left as it is: run the newer release \
+             on this spool directory to send it, or move the file away"
+        );
+        return None;
+    }
+    let read = Spool::read(&path);
+    let samples = if read.damage.is_some() {
+        read_header_count(&path).unwrap_or(read.samples.len() as u64)
+    } else {
+        read.samples.len() as u64
+    };
+    Some(SpoolFile { path, samples, bytes, time_range_ms: time_range(&read.samples) })
 }
 
 fn now_micros() -> u64 {
@@ -252,7 +395,10 @@ pub fn decode_file(bytes: &[u8]) -> ReadFile {
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != VERSION {
-        return damaged(Vec::new(), format!("unknown spool format version {version}"));
+        return damaged(
+            Vec::new(),
+            format!("spool format version {version} is not one this release reads (version {VERSION})"),
+        );
     }
     let announced = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
     let mut samples = Vec::with_capacity(announced.min(100_000));
@@ -292,6 +438,17 @@ pub fn decode_file(bytes: &[u8]) -> ReadFile {
     ReadFile { samples, damage: None }
 }
 
+/// The format version in a file's header; `None` when it has no spool header.
+fn read_header_version(path: &Path) -> io::Result<Option<u16>> {
+    use std::io::Read;
+    let mut header = [0u8; HEADER_LEN];
+    File::open(path)?.read_exact(&mut header)?;
+    if &header[..8] != MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(u16::from_le_bytes([header[8], header[9]])))
+}
+
 fn read_header_count(path: &Path) -> io::Result<u64> {
     use std::io::Read;
     let mut header = [0u8; HEADER_LEN];
@@ -305,7 +462,9 @@ fn read_header_count(path: &Path) -> io::Result<u64> {
 /// Writes `samples` to `path` through `path.tmp`, fsync and rename; returns the size.
 fn write_atomically(path: &Path, samples: &[Sample]) -> io::Result<u64> {
     let bytes = encode_file(samples);
-    let tmp = path.with_extension(format!("{EXTENSION}.tmp"));
+    // The process id in the name keeps two writers (which the lock prevents, but a
+    // spool opened without one could meet) from ever sharing a temporary file.
+    let tmp = path.with_extension(format!("{EXTENSION}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = crate::secret::private_open_options().write(true).create(true).truncate(true).open(&tmp)?;
         file.write_all(&bytes)?;
@@ -382,6 +541,7 @@ mod tests {
         spool.write(&samples(7)).unwrap();
         fs::write(dir.path().join("00000000000000000001.spool.tmp"), b"half").unwrap();
         let both_files = spool.total_bytes();
+        drop(spool);
 
         let mut reopened = Spool::open(dir.path(), both_files + 10).unwrap();
         let counts: Vec<u64> = reopened.files().map(|file| file.samples).collect();
@@ -394,6 +554,85 @@ mod tests {
         for file in reopened.files() {
             assert_eq!(Spool::read(&file.path).damage, None);
         }
+    }
+
+    #[test]
+    fn a_second_open_of_a_locked_directory_is_refused_and_leaves_its_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Spool::open(dir.path(), u64::MAX).unwrap();
+        first.write(&samples(3)).unwrap();
+        // The first process is in the middle of writing a file.
+        let writing = dir.path().join("00000000000000000009.spool.4242.tmp");
+        fs::write(&writing, b"half").unwrap();
+
+        let error = Spool::open(dir.path(), u64::MAX).unwrap_err();
+        assert!(matches!(error, OpenError::Locked { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        assert!(message.contains("another fediprobe process") && message.contains("own `spool_dir`"), "{message}");
+        assert!(writing.exists(), "the other process's temporary file is not touched");
+        assert_eq!(first.total_samples(), 3);
+
+        // Once the first one is gone (closed, or killed: the kernel drops the lock),
+        // the directory opens, and the dead writer's temporary file is cleared.
+        drop(first);
+        let second = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!(second.total_samples(), 3);
+        assert!(!writing.exists());
+    }
+
+    /// The bytes of a version-1 file as fediprobe 0.1 wrote them (two samples);
+    /// every later release must read them.
+    const VERSION_1_FILE: &str = concat!(
+        "4650525753504c00010000000200000029000000187803110a0d0a085f5f6e616d655f5f12016d0a060a0169120130121009",
+        "000000000000e03f1080d095ffbc31290000008ccba51a0a0d0a085f5f6e616d655f5f12016d0a060a016912013112100900",
+        "0000000000f83f1081d095ffbc31",
+    );
+
+    #[test]
+    fn reads_files_written_by_format_version_1() {
+        let bytes: Vec<u8> = (0..VERSION_1_FILE.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&VERSION_1_FILE[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(encode_file(&samples(2)), bytes, "format version 1 is what this release writes");
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("00000000000000000001.spool"), &bytes).unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!(spool.total_samples(), 2);
+        assert_eq!(spool.oldest_ms(), Some(1_700_000_000_000));
+        assert_eq!(Spool::read(&spool.oldest().unwrap().path), ReadFile { samples: samples(2), damage: None });
+    }
+
+    #[test]
+    fn a_file_of_a_newer_format_is_refused_and_left_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = encode_file(&samples(2));
+        bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+        let newer = dir.path().join("00000000000000000001.spool");
+        fs::write(&newer, &bytes).unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!(spool.files().count(), 0, "not indexed, so never sent nor quarantined");
+        assert_eq!(fs::read(&newer).unwrap(), bytes, "left exactly as it was");
+        assert!(Spool::read(&newer).damage.unwrap().contains("version 2 is not one this release reads"));
+    }
+
+    #[test]
+    fn expiry_deletes_only_files_whose_every_sample_is_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        spool.write(&samples(3)).unwrap(); // 1_700_000_000_000 ..= +2
+        let newer: Vec<Sample> = samples(3)
+            .into_iter()
+            .map(|mut s| {
+                s.timestamp_ms += 10;
+                s
+            })
+            .collect(); // +10 ..= +12
+        spool.write(&newer).unwrap();
+        assert_eq!(spool.expire_files_before(1_700_000_000_011), 3, "the first file only");
+        assert_eq!(spool.total_samples(), 3);
+        assert_eq!(spool.oldest_ms(), Some(1_700_000_000_010));
     }
 
     #[test]
