@@ -29,6 +29,8 @@ pub(crate) struct InstanceInfo {
     pub authorized_fetch: bool,
     /// How long uploaded media take to process (zero: at once, as images).
     pub media_processing: std::time::Duration,
+    /// How long a new status takes to become findable by full-text search.
+    pub search_index_delay: std::time::Duration,
 }
 
 /// Timestamps as Mastodon writes them: ISO-8601, milliseconds, `Z`.

@@ -99,6 +99,11 @@ pub struct InstanceConfig {
     /// /api/v1/media/:id` answers 206 until the time has passed, then 200.
     /// Example: `Duration::from_millis(300)`.
     pub media_processing: Duration,
+    /// How long a new status takes to become findable by full-text search
+    /// (`/api/v2/search?type=statuses`): Mastodon indexes statuses in
+    /// Elasticsearch or OpenSearch from a Sidekiq job. Default zero.
+    /// Example: `Duration::from_millis(800)`.
+    pub search_index_delay: Duration,
 }
 
 impl InstanceConfig {
@@ -111,6 +116,7 @@ impl InstanceConfig {
             account_domain: None,
             authorized_fetch: false,
             media_processing: Duration::ZERO,
+            search_index_delay: Duration::ZERO,
         }
     }
 }
@@ -200,6 +206,7 @@ impl Sandbox {
                 base_url: base_url.clone(),
                 authorized_fetch: instance.authorized_fetch,
                 media_processing: instance.media_processing,
+                search_index_delay: instance.search_index_delay,
             };
             let db = seed::seed(&info, id_salt(index));
             let accounts = db
