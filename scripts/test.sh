@@ -9,13 +9,16 @@ cd "$(dirname "$0")/.."
 
 # The real parts the tests run against, from Debian packages:
 #   victoria-metrics (victoria-metrics, vmalert), prometheus (promtool), kubectl,
-#   chromium (renders the SLO report page headless).
+#   chromium (renders the SLO report page headless), prometheus-alertmanager
+#   (prometheus-alertmanager and amtool: the routing and inhibition example).
 need=()
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v vmalert >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -27,8 +30,8 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages the tests need: ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # Installing the prometheus package may start a Prometheus service; the tests
-  # start their own processes on free ports and do not need it.
+  # Installing the prometheus or prometheus-alertmanager package may start its
+  # service; the tests start their own processes on free ports and do not need it.
 fi
 
 cargo build --locked --all-targets

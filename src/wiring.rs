@@ -7,9 +7,19 @@
 use std::time::Duration;
 
 use crate::runner::ControlTarget;
-use crate::runner::target::read_secret_following;
+use crate::runner::target::{SecretError, read_secret_following};
 use crate::sink::remote_write::{Auth, RemoteWriteOptions};
 use crate::spec::config::{RemoteWriteAuth, RemoteWriteConfig};
+
+/// The remote-write credentials could not be read. Says where it looked, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("remote-write {what}: {cause}")]
+pub struct RemoteWriteSecretError {
+    /// Which credential: "bearer token" or "password".
+    pub what: &'static str,
+    /// Why it could not be read.
+    pub cause: SecretError,
+}
 
 /// The sink options for `config` with `url_override` applied, and how long a
 /// final flush may take; `Ok(None)` when there is nowhere to push. Errors are for
@@ -17,7 +27,7 @@ use crate::spec::config::{RemoteWriteAuth, RemoteWriteConfig};
 pub fn remote_write_options(
     config: Option<&RemoteWriteConfig>,
     url_override: Option<&url::Url>,
-) -> Result<Option<(RemoteWriteOptions, Duration)>, String> {
+) -> Result<Option<(RemoteWriteOptions, Duration)>, RemoteWriteSecretError> {
     let url = match (url_override, config) {
         (Some(u), _) => u.clone(),
         (None, Some(c)) => c.url.clone(),
@@ -32,12 +42,12 @@ pub fn remote_write_options(
     let read_secret = |source| read_secret_following(source, recheck);
     options.auth = match &c.auth {
         None => None,
-        Some(RemoteWriteAuth::Bearer(source)) => {
-            Some(Auth::Bearer(read_secret(source).map_err(|e| format!("remote-write bearer token: {e}"))?))
-        }
+        Some(RemoteWriteAuth::Bearer(source)) => Some(Auth::Bearer(
+            read_secret(source).map_err(|cause| RemoteWriteSecretError { what: "bearer token", cause })?,
+        )),
         Some(RemoteWriteAuth::Basic { username, password }) => Some(Auth::Basic {
             username: username.clone(),
-            password: read_secret(password).map_err(|e| format!("remote-write password: {e}"))?,
+            password: read_secret(password).map_err(|cause| RemoteWriteSecretError { what: "password", cause })?,
         }),
     };
     options.headers = c.headers.clone();

@@ -357,3 +357,31 @@ fn the_monitoring_kustomizations_ship_rules_and_dashboards() {
         }
     }
 }
+
+/// `kubectl apply` (client-side) stores each object as compact JSON in its
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation, and the API
+/// server refuses annotations over 262,144 bytes in total: every object of every
+/// kustomization must fit, with room for the annotation's own key and the
+/// object's other annotations.
+#[test]
+fn every_object_fits_client_side_apply() {
+    const ANNOTATION_LIMIT: usize = 262_144;
+    let mut dirs = vec!["monitoring/victoria-metrics".to_owned(), "monitoring/prometheus-operator".to_owned()];
+    for entry in std::fs::read_dir(deploy().join("overlays")).unwrap() {
+        dirs.push(format!("overlays/{}", entry.unwrap().file_name().to_string_lossy()));
+    }
+    let mut seen = 0;
+    for dir in &dirs {
+        for resource in render(dir) {
+            let size = serde_json::to_string(&resource).unwrap().len();
+            assert!(
+                size + 4096 < ANNOTATION_LIMIT,
+                "deploy/{dir}: {} {} is {size} bytes as JSON: too big for `kubectl apply` (client-side) to annotate",
+                resource["kind"],
+                name(&resource)
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 10, "only {seen} objects rendered");
+}

@@ -339,7 +339,10 @@ async fn every_fault_ends_in_its_outcome_and_reason_within_its_bound() {
             }
             Server::MissingToken => {
                 let mut t = target("main", &alpha.base_url);
-                t.token = Err("the token of instance `main`: environment variable FAULT_TOKEN is not set".into());
+                t.token = Err(fediprobe::runner::target::TokenError {
+                    instance: "main".into(),
+                    cause: fediprobe::runner::target::SecretError::EnvNotSet("FAULT_TOKEN".into()),
+                });
                 targets.push(t);
             }
             Server::Refused => targets.push(target("main", &format!("http://127.0.0.1:{}", free_port()))),

@@ -245,8 +245,14 @@ fn the_report_of_a_known_history_has_its_exact_numbers_and_renders_in_chromium()
     let incidents = home["incidents"].as_array().unwrap();
     assert_eq!(incidents.len(), 2, "{incidents:?}");
     let budget_runs = b * (3 * runs) as f64;
-    assert_incident(&incidents[0], "region_only", start + 2 * DAY + 10 * 3600, 120, &["us-east"], 24, budget_runs);
-    assert_incident(&incidents[1], "page", start + 5 * DAY + 14 * 3600, 30, &REGIONS, 18, budget_runs);
+    // Incidents are where the rules' own conditions held, evaluated every minute
+    // as vmalert does: from the first minute after the first failed run (its
+    // run at :30 makes the 1h and 5m ratios burn at the next minute) until the
+    // 6h/30m pair lets go, 30 minutes after the last failed run (at :25:30).
+    // us-east alone, 10:00-12:00: region-only from 10:01 to 12:26.
+    assert_incident(&incidents[0], "region_only", start + 2 * DAY + 10 * 3600 + 60, 145, &["us-east"], 24, budget_runs);
+    // Everywhere, 14:00-14:30: a page from 14:01 to 14:56.
+    assert_incident(&incidents[1], "page", start + 5 * DAY + 14 * 3600 + 60, 55, &REGIONS, 18, budget_runs);
     // Failed runs are not slow runs: home-timeline's latency is untouched.
     let home_latency = indicator(&report, "home-timeline", "latency");
     assert_count(home_latency, 3 * runs - 42, 3 * runs - 42, "home-timeline latency");
@@ -254,7 +260,9 @@ fn the_report_of_a_known_history_has_its_exact_numbers_and_renders_in_chromium()
     assert_eq!(home_latency["incidents"], serde_json::json!([]));
 
     // post-status: one stray failure (no incident at 99%), and 1 h slow in every region:
-    // the latency page holds once the hour's ratio passes 14.4 × 5%, from 08:40 to 09:00.
+    // the latency page holds once the hour's ratio passes 14.4 × 5% (the ninth
+    // slow run, at 08:40:30), from 08:41 until the 5m window empties at 09:01
+    // (the 6h/30m pair never reaches 6 × 5%: 12 of 72).
     let post = indicator(&report, "post-status", "availability");
     assert_count(post, 3 * runs, 3 * runs - 1, "post-status");
     assert_eq!(post["met"], true);
@@ -264,7 +272,7 @@ fn the_report_of_a_known_history_has_its_exact_numbers_and_renders_in_chromium()
     let latency_incidents = post_latency["incidents"].as_array().unwrap();
     assert_eq!(latency_incidents.len(), 1, "{latency_incidents:?}");
     let latency_budget_runs = budget(0.95) * (3 * runs - 1) as f64;
-    let from = start + 7 * DAY + 8 * 3600 + 40 * 60;
+    let from = start + 7 * DAY + 8 * 3600 + 41 * 60;
     assert_incident(&latency_incidents[0], "page", from, 20, &REGIONS, 12, latency_budget_runs);
 
     // notifications: two regions, all good; ap-southeast shown without a ratio.
@@ -291,11 +299,76 @@ fn the_report_of_a_known_history_has_its_exact_numbers_and_renders_in_chromium()
     for name in names {
         assert!(markdown.contains(&format!("## {name}")), "{name} in the Markdown");
     }
+    assert!(markdown.contains("| home-timeline | availability | 99.5% of runs succeed | 99.51% ✓ met |"), "{markdown}");
+    render_in_chromium(&chromium, &out.join("report.html"), &["home-timeline", "notifications", "post-status"]);
+}
+
+/// A 3-day report ending at noon over 40 minutes of data says how little it
+/// covers, and its days are UTC calendar days labelled with their own date: the
+/// runs of the last morning fall on that morning's date, not the day before.
+#[test]
+fn a_report_on_forty_minutes_states_its_coverage_and_labels_days_by_their_utc_date() {
+    let vm = VictoriaMetrics::start();
+    let midnight = last_midnight() - DAY;
+    let end = midnight + 12 * 3600;
+    let labels = "journey=\"home-timeline\",instance=\"main\",region=\"eu-west\",account=\"fediprobe\"";
+    let mut samples = String::new();
+    for k in 0..40 {
+        let t = (end - 50 * 60 + 30 + k * 60) * 1000;
+        samples.push_str(&format!(
+            "fediprobe_journey_success{{{labels}}} 1 {t}\nfediprobe_journey_latency_ok{{{labels}}} 1 {t}\n"
+        ));
+    }
+    vm.import_prometheus(&samples);
+    vm.wait_for_value("sum(count_over_time(fediprobe_journey_success[1d]))", end, 40.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = dir.path().join("site");
+    let output = fediprobe(&[
+        "report",
+        "-c",
+        config.to_str().unwrap(),
+        "--from-url",
+        &vm.base_url(),
+        "--window",
+        "3d",
+        "--end",
+        &rfc3339(end),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "report failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["window"]["coverage"]["start"], rfc3339(end - 50 * 60));
+    assert_eq!(report["window"]["coverage"]["end"], rfc3339(end - 10 * 60));
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        markdown.contains("| home-timeline | availability | 99.5% of runs succeed | 99.513% ✓ met |"),
+        markdown.contains(&format!(
+            "over 3 days, from {} to {} (the data covers only 40 min of it, from {} to {})",
+            words_time(end - 3 * DAY),
+            words_time(end),
+            words_time(end - 50 * 60),
+            words_time(end - 10 * 60)
+        )),
         "{markdown}"
     );
-    render_in_chromium(&chromium, &out.join("report.html"), &["home-timeline", "notifications", "post-status"]);
+    let daily = indicator(&report, "home-timeline", "availability")["daily"].as_array().unwrap().clone();
+    let starts: Vec<&str> = daily.iter().map(|d| d["start"].as_str().unwrap()).collect();
+    let expected: Vec<String> =
+        [end - 3 * DAY, midnight - 2 * DAY, midnight - DAY, midnight].into_iter().map(rfc3339).collect();
+    assert_eq!(starts, expected, "a partial first day, two whole ones, and the last morning");
+    assert_count(&daily[3], 40, 40, "the last morning has the runs");
+    assert_count(&daily[2], 0, 0, "the day before has none");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let label = chrono::DateTime::from_timestamp(midnight, 0).unwrap().format("%b %-d").to_string();
+    assert!(html.contains(&format!(">{label}</text>")), "the chart labels the last morning {label}");
+}
+
+/// `2024-03-03 10:00 UTC`, as the report writes times.
+fn words_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).unwrap().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// The page is self-contained, escaped and names every journey.

@@ -97,12 +97,17 @@ fn every_alert_kind_is_generated_and_labelled() {
         assert!(file.alerts().any(|a| a.alert == kind.name()), "no {} in the deploy rules", kind.name());
     }
     for alert in file.alerts() {
+        assert!(alert.labels.contains_key("severity"), "{} lacks the `severity` label", alert.alert);
+        // The rules are generic over journeys: `journey` and `instance` come from
+        // the series, so the expression must keep them (the instance page keeps
+        // only `instance`: one alert per instance).
         // The agent's own alert is about a region's probe, not a journey.
-        let labels: &[&str] =
-            if alert.alert == AlertKind::SamplesUndelivered.name() { &["severity"] } else { &["severity", "journey"] };
-        for label in labels {
-            assert!(alert.labels.contains_key(*label), "{} lacks the `{label}` label", alert.alert);
-        }
+        let kept = match alert.alert.as_str() {
+            a if a == AlertKind::InstanceUnavailable.name() => "by (instance)",
+            a if a == AlertKind::SamplesUndelivered.name() => "by (region)",
+            _ => "journey",
+        };
+        assert!(alert.expr.contains(kept), "{} does not keep `{kept}`:\n{}", alert.alert, alert.expr);
         assert!(["page", "ticket"].contains(&alert.labels["severity"].as_str()));
         if alert.alert.contains("Burn") {
             assert!(alert.labels.contains_key("sli"), "{} lacks the `sli` label", alert.alert);

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use fediprobe::runner::target::{SecretError, TokenError};
 use fediprobe::runner::{Outcome, Reason, RunResult, Runner, StepStatus, Target};
 use fediprobe::sandbox::{Fault, Sandbox, SandboxConfig};
 use fediprobe::secret::Secret;
@@ -164,7 +165,8 @@ async fn a_wrong_token_is_a_probe_error_and_a_missing_one_too() {
     assert_outcome(&result, Outcome::ProbeError, Some(Reason::Unauthorized), "home");
 
     let mut missing = targets(&sandbox);
-    missing[0].token = Err("environment variable FEDIPROBE_MAIN_TOKEN is not set".into());
+    missing[0].token =
+        Err(TokenError { instance: "main".into(), cause: SecretError::EnvNotSet("FEDIPROBE_MAIN_TOKEN".into()) });
     let result = Runner::new(missing).run(&support::journeys::bundled("home-timeline")).await;
     assert_outcome(&result, Outcome::ProbeError, Some(Reason::Config), "home");
     assert!(result.error().unwrap().message.contains("FEDIPROBE_MAIN_TOKEN"));

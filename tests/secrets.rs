@@ -619,7 +619,7 @@ async fn a_streaming_url_on_another_host_gets_no_token_until_the_config_allows_t
         &sandbox.instance("beta").unwrap().streaming_url().parse().unwrap(),
     )
     .unwrap_err();
-    assert!(refused.contains("`streaming_hosts: [127.0.0.1]` under instance `peer`"), "{refused}");
+    assert!(refused.to_string().contains("`streaming_hosts: [127.0.0.1]` under instance `peer`"), "{refused}");
 
     // Allowed by `streaming_hosts`: the stream is used.
     let (targets, resolver) = named_targets(&sandbox, &["127.0.0.1"]);

@@ -113,12 +113,28 @@ impl std::fmt::Debug for Options {
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The config or a journey is invalid: every diagnostic, then a count.
     #[error("{0}")]
-    InvalidConfig(String),
+    InvalidConfig(InvalidConfig),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: SocketAddr, source: std::io::Error },
-    #[error("{0}")]
-    Sink(String),
+    /// The remote-write credentials cannot be read.
+    #[error(transparent)]
+    Secret(#[from] crate::wiring::RemoteWriteSecretError),
+    /// The remote-write sink cannot be built (a bad URL or header, the spool).
+    #[error("remote write: {0}")]
+    Sink(#[from] crate::sink::remote_write::SinkError),
+}
+
+/// A config (or one of its journeys) that did not load: its diagnostics, shown
+/// with the count of errors and the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{diagnostics}{} in {}", crate::spec::diag::count(diagnostics.error_count(), "error"), path.display())]
+pub struct InvalidConfig {
+    /// The config file.
+    pub path: std::path::PathBuf,
+    /// Everything wrong with it.
+    pub diagnostics: spec::Diagnostics,
 }
 
 /// State shared with the HTTP handlers.
@@ -152,7 +168,7 @@ pub(crate) struct Generation {
     pub reloads_failed: u64,
 }
 
-fn load(path: &std::path::Path) -> Result<Loaded, String> {
+fn load(path: &std::path::Path) -> Result<Loaded, InvalidConfig> {
     match spec::load_config(path) {
         Ok(loaded) => {
             for warning in loaded.warnings.iter() {
@@ -160,7 +176,7 @@ fn load(path: &std::path::Path) -> Result<Loaded, String> {
             }
             Ok(loaded)
         }
-        Err(diagnostics) => Err(format!("{diagnostics}{} errors in {}", diagnostics.error_count(), path.display())),
+        Err(diagnostics) => Err(InvalidConfig { path: path.to_owned(), diagnostics }),
     }
 }
 
@@ -174,12 +190,8 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let (sink, flush_timeout) = match crate::wiring::remote_write_options(
         loaded.config.remote_write.as_ref(),
         options.remote_write_url.as_ref(),
-    )
-    .map_err(StartError::Sink)?
-    {
-        Some((sink_options, flush_timeout)) => {
-            (Some(Sink::new(sink_options).map_err(|e| StartError::Sink(e.to_string()))?), flush_timeout)
-        }
+    )? {
+        Some((sink_options, flush_timeout)) => (Some(Sink::new(sink_options)?), flush_timeout),
         None => {
             tracing::warn!("no remote_write in the config: samples are only served on /metrics");
             (None, Duration::ZERO)

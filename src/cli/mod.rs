@@ -179,10 +179,7 @@ fn missing_config(path: &std::path::Path) -> String {
     )
 }
 
-/// `n` and `noun`, plural unless `n` is 1: "1 error", "3 errors".
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
-}
+pub use crate::spec::diag::count;
 
 /// The default config path, `fediprobe.yaml` in the working folder.
 fn default_config() -> PathBuf {

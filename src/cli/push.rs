@@ -25,7 +25,9 @@ impl Push {
         url_override: Option<&url::Url>,
         region: &str,
     ) -> Result<Option<Push>, String> {
-        let Some((options, flush_timeout)) = crate::wiring::remote_write_options(config, url_override)? else {
+        let Some((options, flush_timeout)) =
+            crate::wiring::remote_write_options(config, url_override).map_err(|e| e.to_string())?
+        else {
             return Ok(None);
         };
         let sink = Sink::new(options).map_err(|e| format!("remote write: {e}"))?;

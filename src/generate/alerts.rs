@@ -1,33 +1,62 @@
-//! The alerting rules of one journey: burn-rate pages and tickets with a region
-//! quorum, the region-only ticket, silence, and probe errors.
+//! The alerting rules, generic over journeys: each rule covers every journey at
+//! once and reads a journey's objective from its recorded objective series
+//! (`journey:fediprobe_slo_objective:ratio`), so ten journeys cost no more rule
+//! text than one (a Kubernetes object must stay under the 262,144-byte
+//! annotation of client-side apply).
 //!
-//! **Quorum.** A burn condition is evaluated per region: region `r` burns when
-//! its error ratio exceeds `factor × budget` over both the long and the short
-//! window. A burn alert fires only when at least `page_quorum` regions burn
-//! (default 2 of 2 or more), so one vantage point's own network trouble does not
-//! page; its value is the worst burning region's error ratio over the long
-//! window. A region that burns at page level while the quorum is not met opens
-//! the separate `FediprobeRegionOnlyBurn` ticket after 15 minutes (long enough
-//! for the other regions, which run at their own offsets, to catch up at the
-//! start of a real incident).
+//! - **Burn pages and tickets** per journey and SLI, as the SRE workbook has them
+//!   (both windows over `factor × budget`, no `for:`: the short window gives the
+//!   fast reset).
+//! - **`FediprobeInstanceUnavailable`**, the page for a whole-instance outage: at
+//!   least half of an instance's journeys burn their availability budget at page
+//!   level. It carries only `instance`, so an outage is one alert however many
+//!   journeys it breaks; the Alertmanager example inhibits the per-journey alerts
+//!   of that instance while it fires.
+//! - **Quorum.** A burn condition is evaluated per region: region `r` burns when
+//!   its error ratio exceeds `factor × budget` over both the long and the short
+//!   window. A burn alert fires only when at least `page_quorum` regions burn, so
+//!   one vantage point's own network trouble does not page; its value is the
+//!   worst burning region's error ratio over the long window. A region that burns
+//!   at page level while the quorum is not met opens the `FediprobeRegionOnlyBurn`
+//!   ticket after 15 minutes.
+//! - **Silence**: `FediprobeJourneyAbsent` fires for a region that reported a
+//!   journey within the last day and then stopped; a fresh deploy, with no earlier
+//!   data, raises nothing.
+//! - **Probe errors**: too large a share of a region's runs ended in `probe_error`.
+//!
+//! The conditions are built by [`BurnQuery`], which the report uses too, with the
+//! recorded ratios replaced by the raw per-run expressions they record: one
+//! definition of a burn, asked of the backend.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::rules::{BY_REGION, region_ratio_record};
+use super::rules::{OBJECTIVE_RECORD, Plan, region_ratio_record};
 use super::runbooks::AlertKind;
-use super::slo::{self, BurnWindow, Indicator, Threshold, prom_duration};
-use crate::spec::Journey;
+use super::slo::{self, BurnWindow, Severity, Sli, prom_duration};
 use crate::spec::config::RulesConfig;
 
 /// How long a region must burn alone before the region-only ticket fires.
 pub const REGION_ONLY_FOR: Duration = Duration::from_secs(15 * 60);
-/// A region is silent after this many periods of its journey without a run.
+/// A region is silent after this many periods of its journey without a run…
 pub const ABSENT_PERIODS: u32 = 3;
+/// …and never after less than this: a CronJob's pod can take a minute to start
+/// and a run's samples are pushed after the run.
+pub const ABSENT_MIN_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// …nor, on a scaled-down clock, under this much real time: a run's samples take
+/// seconds to be pushed and to become searchable, however fast the rules run.
+pub const ABSENT_FLOOR: Duration = Duration::from_secs(30);
+/// How far back a region must have reported for its silence to be news. A
+/// region silent for longer than this is no longer an alert (it was one for a
+/// day); a region that never reported, such as at a fresh deploy, never is.
+pub const ABSENT_MEMORY: Duration = Duration::from_secs(86_400);
 /// The probe-error share is taken over at least this long (and at least
 /// [`PROBE_ERROR_MIN_RUNS`] periods), so one error of a rare journey is not a share.
 pub const PROBE_ERROR_WINDOW: Duration = Duration::from_secs(3600);
 pub const PROBE_ERROR_MIN_RUNS: u32 = 6;
+/// The share of an instance's journeys that must burn at page level for the
+/// instance-level page.
+pub const INSTANCE_SHARE: f64 = 0.5;
 
 /// How old the oldest undelivered sample of an agent may get before the
 /// undelivered-samples ticket: two rule evaluations of the fast burn windows'
@@ -37,198 +66,316 @@ pub const UNDELIVERED_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// The template that renders an alert's value as a percentage.
 pub const VALUE_PERCENT: &str = "{{ $value | humanizePercentage }}";
+const JOURNEY: &str = "{{ $labels.journey }}";
+const INSTANCE: &str = "{{ $labels.instance }}";
+const REGION: &str = "{{ $labels.region }}";
 
-/// What the alert builders need to know about one journey.
-pub struct JourneyRules<'a> {
-    pub rules: &'a RulesConfig,
-    pub journey: &'a Journey,
-    pub indicators: Vec<Indicator>,
-    /// The longest gap between two runs of the journey's schedule.
-    pub period: Duration,
+/// The labels a journey-level condition keeps.
+pub const JOURNEY_KEY: &str = "journey, instance, sli";
+
+/// Where a burn condition reads its ratios and its threshold from.
+pub enum BurnQuery {
+    /// The rules: recorded per-region ratios, the threshold from each journey's
+    /// recorded objective for SLO window `slo_window`.
+    Recorded { slo_window: Duration, saturates: bool },
+    /// The report: one journey's ratios straight from the per-run samples (so
+    /// that history from before the rules existed is judged the same way), its
+    /// objective as a number.
+    Raw { journey: String, objective: f64, slo_window: Duration },
 }
 
-impl<'a> JourneyRules<'a> {
-    pub fn new(rules: &'a RulesConfig, journey: &'a Journey) -> Self {
-        let period = slo::period(&journey.schedule.cron);
-        JourneyRules { rules, journey, indicators: slo::indicators(journey), period }
-    }
-
-    /// The selector of one indicator's recorded series.
-    pub fn selector(&self, ind: &Indicator) -> String {
-        format!("{{journey=\"{}\",sli=\"{}\"}}", self.journey.name, ind.sli.label())
-    }
-
-    fn labels(&self, severity: &str, extra: &[(&str, String)]) -> BTreeMap<String, String> {
-        let mut labels = BTreeMap::from([
-            ("severity".to_owned(), severity.to_owned()),
-            ("journey".to_owned(), self.journey.name.clone()),
-        ]);
-        labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        labels
-    }
-
-    fn annotations(&self, kind: AlertKind, summary: String, description: String) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("summary".to_owned(), summary),
-            ("description".to_owned(), description),
-            ("runbook_url".to_owned(), kind.runbook_url(&self.rules.runbook_url)),
-        ])
-    }
-
-    /// "Fetch the home timeline …" after a description, or nothing.
-    fn about(&self) -> String {
-        match &self.journey.description {
-            Some(d) => format!(" The journey: {}", d.trim()),
-            None => String::new(),
+impl BurnQuery {
+    fn slo_window(&self) -> Duration {
+        match self {
+            BurnQuery::Recorded { slo_window, .. } | BurnQuery::Raw { slo_window, .. } => *slo_window,
         }
     }
+
+    /// The per-region error ratio of `sli` over `window`.
+    fn ratio(&self, plan: &Plan<'_>, sli: Sli, window: Duration) -> String {
+        match self {
+            BurnQuery::Recorded { .. } => format!("{}{{sli=\"{}\"}}", region_ratio_record(window), sli.label()),
+            BurnQuery::Raw { journey, .. } => {
+                let sel = format!("{{journey=\"{journey}\"}}");
+                // The same labels as the recorded series, so the conditions match alike.
+                format!(
+                    "label_replace(\n{},\n\"sli\", \"{}\", \"\", \"\")",
+                    indent(&slo::error_ratio(sli, &sel, super::rules::BY_REGION, plan.range(window)), 2),
+                    sli.label()
+                )
+            }
+        }
+    }
+
+    /// `ratio` above `factor × budget`: compared with each journey's recorded
+    /// objective, or with the number. When `factor × budget` reaches 100% the
+    /// alert means "every run failed" (a loose objective over a long window):
+    /// `>= 1` then, as `> 1` could never hold.
+    fn exceeds(&self, ratio: &str, sli: Sli, factor: f64) -> String {
+        match self {
+            BurnQuery::Recorded { slo_window, saturates } => {
+                let objective = objective_selector(sli, *slo_window);
+                let above = format!("{ratio}\n> on ({JOURNEY_KEY}) group_left ()\n({factor} * (1 - {objective}))");
+                if *saturates {
+                    format!(
+                        "(\n{}\nor\n{}\n)",
+                        indent(&above, 2),
+                        indent(&format!("{ratio} >= 1\nand on ({JOURNEY_KEY})\n{objective}"), 2)
+                    )
+                } else {
+                    above
+                }
+            }
+            BurnQuery::Raw { objective, .. } => {
+                let t = slo::Threshold::new(
+                    factor,
+                    crate::spec::values::Objective::new(*objective).expect("a valid objective"),
+                );
+                format!("{ratio}\n{}", t.promql())
+            }
+        }
+    }
+
+    /// Per region: the long and the short window both over the threshold; the
+    /// value is the long window's ratio.
+    pub fn region_condition(&self, plan: &Plan<'_>, sli: Sli, window: &BurnWindow) -> String {
+        let factor = window.factor(self.slo_window());
+        let long = self.exceeds(&self.ratio(plan, sli, window.long), sli, factor);
+        let short = self.exceeds(&self.ratio(plan, sli, window.short), sli, factor);
+        format!("(\n{}\n)\nand\n(\n{}\n)", indent(&long, 2), indent(&short, 2))
+    }
+
+    /// Per journey: enough regions burn. The value is the worst region's ratio.
+    pub fn journey_condition(&self, plan: &Plan<'_>, sli: Sli, window: &BurnWindow) -> String {
+        let condition = self.region_condition(plan, sli, window);
+        let worst = format!("max by ({JOURNEY_KEY}) (\n{}\n)", indent(&condition, 2));
+        let q = plan.rules.page_quorum;
+        if q > 1 { format!("{worst}\nand on ({JOURNEY_KEY})\n{}", quorum(&condition, q)) } else { worst }
+    }
+
+    /// Per region, for the region-only ticket: this region burns, the quorum does not.
+    pub fn region_only_condition(&self, plan: &Plan<'_>, sli: Sli, window: &BurnWindow) -> String {
+        let condition = self.region_condition(plan, sli, window);
+        format!("{condition}\nunless on ({JOURNEY_KEY})\n{}", quorum(&condition, plan.rules.page_quorum))
+    }
 }
 
-/// `(long > t and short > t)` per region; the value is the long window's ratio.
-fn region_condition(ctx: &JourneyRules<'_>, ind: &Indicator, window: &BurnWindow, threshold: Threshold) -> String {
-    let sel = ctx.selector(ind);
-    let t = threshold.promql();
-    format!(
-        "(\n  {long}{sel} {t}\n  and\n  {short}{sel} {t}\n)",
-        long = region_ratio_record(window.long),
-        short = region_ratio_record(window.short),
-    )
+/// The recorded objectives of `sli` for journeys whose SLO window is `slo_window`.
+pub fn objective_selector(sli: Sli, slo_window: Duration) -> String {
+    format!("{OBJECTIVE_RECORD}{{sli=\"{}\",window=\"{}\"}}", sli.label(), prom_duration(slo_window))
 }
 
-fn indent(text: &str, spaces: usize) -> String {
+pub fn indent(text: &str, spaces: usize) -> String {
     let pad = " ".repeat(spaces);
     text.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
 }
 
 /// `count by (…) (condition) >= quorum`: the regions that see the burn are enough.
 fn quorum(condition: &str, quorum: usize) -> String {
-    format!("count by (journey, instance, sli) (\n{}\n) >= {quorum}", indent(condition, 2))
+    format!("count by ({JOURNEY_KEY}) (\n{}\n) >= {quorum}", indent(condition, 2))
 }
 
-/// A page or a ticket: the SLI burns its budget `factor`× too fast over both windows, from enough regions.
-pub fn burn(ctx: &JourneyRules<'_>, ind: &Indicator, window: &BurnWindow) -> super::AlertingRule {
-    let slo_window = ctx.journey.slo.window;
+fn labels(severity: Severity, extra: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([("severity".to_owned(), severity.label().to_owned())]);
+    labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    labels
+}
+
+fn annotations(plan: &Plan<'_>, kind: AlertKind, summary: String, description: String) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("summary".to_owned(), summary),
+        ("description".to_owned(), description),
+        ("runbook_url".to_owned(), kind.runbook_url(&plan.rules.runbook_url)),
+    ])
+}
+
+/// A template that reads one of the alerting journey's recorded SLO facts
+/// (`record` for its `journey` and `sli`) at notification time and formats it
+/// with `format`: the rules are generic, so the journey's own objective and
+/// threshold are looked up, not written into each rule.
+fn lookup(record: &str, format: &str) -> String {
+    format!(
+        "{{{{ with printf \"{record}{{journey=%q,sli=%q}}\" $labels.journey $labels.sli | query }}}}\
+         {{{{ . | first | value | {format} }}}}{{{{ end }}}}"
+    )
+}
+
+/// The alerting journey's objective, e.g. `99.5%`.
+fn objective() -> String {
+    lookup(OBJECTIVE_RECORD, "humanizePercentage")
+}
+
+/// The alerting journey's latency or delay threshold, e.g. `500ms`.
+fn threshold() -> String {
+    lookup(super::rules::THRESHOLD_RECORD, "humanizeDuration")
+}
+
+/// What counts against an SLI, in words, e.g. `of runs failed`.
+pub fn bad_words(sli: Sli) -> String {
+    match sli {
+        Sli::Availability => "of runs failed".to_owned(),
+        Sli::Latency => format!("of successful runs took longer than {}", threshold()),
+        Sli::Delay => format!("of posts were not delivered within {}", threshold()),
+    }
+}
+
+/// The objective in words, e.g. `99.5% of runs succeed over 30d`.
+pub fn objective_words(sli: Sli, slo_window: Duration) -> String {
+    let w = prom_duration(slo_window);
+    match sli {
+        Sli::Availability => format!("{} of runs succeed over {w}", objective()),
+        Sli::Latency => format!("{} of successful runs within {} over {w}", objective(), threshold()),
+        Sli::Delay => format!("{} of posts delivered within {} over {w}", objective(), threshold()),
+    }
+}
+
+/// A page or a ticket for every journey whose objective of `sli` is over `slo_window`.
+pub fn burn(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: Duration) -> super::AlertingRule {
+    let query = BurnQuery::Recorded { slo_window, saturates: plan.saturates(sli, window, slo_window) };
     let factor = window.factor(slo_window);
-    let threshold = Threshold::new(factor, ind.objective);
-    let condition = region_condition(ctx, ind, window, threshold);
-    let worst = format!("max by (journey, instance, sli) (\n{}\n)", indent(&condition, 2));
-    let q = ctx.rules.page_quorum;
-    let expr =
-        if q > 1 { format!("{worst}\nand on (journey, instance, sli)\n{}", quorum(&condition, q)) } else { worst };
-    let kind = AlertKind::burn(ind.sli, window.severity);
+    let kind = AlertKind::burn(sli, window.severity);
     let long = prom_duration(window.long);
     let short = prom_duration(window.short);
-    let name = &ctx.journey.name;
+    let w = prom_duration(slo_window);
+    let q = plan.rules.page_quorum;
     let summary = format!(
-        "{name}: {VALUE_PERCENT} {bad} over the last {long} (objective: {objective})",
-        bad = ind.bad_words(),
-        objective = ind.objective_words(slo_window),
+        "{JOURNEY}: {VALUE_PERCENT} {} over the last {long} (objective: {})",
+        bad_words(sli),
+        objective_words(sli, slo_window)
     );
     let seen =
         if q > 1 { format!("Seen from at least {q} regions; the value is the worst of them. ") } else { String::new() };
     let description = format!(
-        "{seen}At {factor}× the rate the objective allows (an error ratio {t}), {share}% of the {w} error budget \
-         goes in {long}; the ratio is still that high over the last {short}.{about}",
-        t = threshold.promql(),
+        "{seen}At {factor}× the rate the objective allows (an error ratio above {factor} × (1 − objective)), \
+         {share}% of the {w} error budget goes in {long}; the ratio is still that high over the last {short}.",
         share = slo::round(window.budget_share(slo_window) * 100.0),
-        w = prom_duration(slo_window),
-        about = ctx.about(),
+    );
+    super::AlertingRule {
+        alert: kind.name().to_owned(),
+        expr: query.journey_condition(plan, sli, window),
+        for_: None,
+        labels: labels(window.severity, &[("sli", sli.label().to_owned()), ("window", long)]),
+        annotations: annotations(plan, kind, summary, description),
+    }
+}
+
+/// The page for a whole-instance outage: at least [`INSTANCE_SHARE`] of the
+/// instance's journeys with an availability objective burn it at page level.
+pub fn instance_unavailable(plan: &Plan<'_>) -> super::AlertingRule {
+    let mut burning = Vec::new();
+    for slo_window in plan.slo_windows() {
+        let query = BurnQuery::Recorded {
+            slo_window,
+            saturates: slo::BURN_WINDOWS.iter().any(|b| plan.saturates(Sli::Availability, b, slo_window)),
+        };
+        for window in slo::BURN_WINDOWS.iter().filter(|b| b.severity == Severity::Page) {
+            burning.push(query.journey_condition(plan, Sli::Availability, window));
+        }
+    }
+    let burning = burning.join("\nor\n");
+    let expr = format!(
+        "count by (instance) (\n{}\n)\n/ on (instance)\ncount by (instance) ({OBJECTIVE_RECORD}{{sli=\"availability\"}})\n>= {INSTANCE_SHARE}",
+        indent(&burning, 2)
+    );
+    let kind = AlertKind::InstanceUnavailable;
+    let summary = format!(
+        "{INSTANCE} is failing its users: {VALUE_PERCENT} of its journeys burn their availability budget fast enough to page"
+    );
+    let description = format!(
+        "At least {}% of the journeys probing {INSTANCE} fail fast enough to page on their own. This is one \
+         incident, not one per journey: the per-journey alerts of this instance are inhibited while this one \
+         fires (see the Alertmanager example). Check the instance as a whole first (is it up, is its proxy or \
+         database down), then the Overview dashboard for the journeys still failing once it is back.",
+        slo::round(INSTANCE_SHARE * 100.0)
     );
     super::AlertingRule {
         alert: kind.name().to_owned(),
         expr,
         for_: None,
-        labels: ctx.labels(window.severity.label(), &[("sli", ind.sli.label().to_owned()), ("window", long)]),
-        annotations: ctx.annotations(kind, summary, description),
+        labels: labels(Severity::Page, &[]),
+        annotations: annotations(plan, kind, summary, description),
     }
 }
 
 /// A ticket: one region burns at page level, but fewer than `page_quorum` regions do.
-pub fn region_only(ctx: &JourneyRules<'_>, ind: &Indicator, window: &BurnWindow) -> super::AlertingRule {
-    let slo_window = ctx.journey.slo.window;
-    let threshold = Threshold::new(window.factor(slo_window), ind.objective);
-    let condition = region_condition(ctx, ind, window, threshold);
-    let q = ctx.rules.page_quorum;
-    let expr = format!("{condition}\nunless on (journey, instance, sli)\n{}", quorum(&condition, q));
+pub fn region_only(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: Duration) -> super::AlertingRule {
+    let query = BurnQuery::Recorded { slo_window, saturates: plan.saturates(sli, window, slo_window) };
     let long = prom_duration(window.long);
-    let name = &ctx.journey.name;
+    let q = plan.rules.page_quorum;
     let summary = format!(
-        "{name}: {VALUE_PERCENT} {bad} over the last {long} from {{{{ $labels.region }}}} only (objective: {objective})",
-        bad = ind.bad_words(),
-        objective = ind.objective_words(slo_window),
+        "{JOURNEY}: {VALUE_PERCENT} {} over the last {long} from {REGION} only (objective: {})",
+        bad_words(sli),
+        objective_words(sli, slo_window)
     );
     let description = format!(
-        "Region {{{{ $labels.region }}}} sees the {sli} of {name} burn fast enough to page (error ratio {t} over \
-         {long} and {short}), but fewer than {q} regions see it, so nobody was paged. Either this vantage point has \
-         trouble of its own (its network, DNS, the probe), or users near it do.{about}",
-        sli = ind.sli.label(),
-        t = threshold.promql(),
+        "Region {REGION} sees the {sli} of {JOURNEY} burn fast enough to page (error ratio above {factor} × \
+         (1 − objective) over {long} and {short}), but fewer than {q} regions see it, so nobody was paged. Either \
+         this vantage point has trouble of its own (its network, DNS, the probe), or users near it do.",
+        sli = sli.label(),
+        factor = window.factor(slo_window),
         short = prom_duration(window.short),
-        about = ctx.about(),
     );
     super::AlertingRule {
         alert: AlertKind::RegionOnlyBurn.name().to_owned(),
-        expr,
-        for_: Some(prom_duration(REGION_ONLY_FOR)),
-        labels: ctx.labels("ticket", &[("sli", ind.sli.label().to_owned()), ("window", long)]),
-        annotations: ctx.annotations(AlertKind::RegionOnlyBurn, summary, description),
+        expr: query.region_only_condition(plan, sli, window),
+        for_: Some(prom_duration(plan.scaled(REGION_ONLY_FOR))),
+        labels: labels(Severity::Ticket, &[("sli", sli.label().to_owned()), ("window", long)]),
+        annotations: annotations(plan, AlertKind::RegionOnlyBurn, summary, description),
     }
 }
 
-/// A ticket per region that has not reported the journey for [`ABSENT_PERIODS`] periods.
-pub fn absent(ctx: &JourneyRules<'_>) -> super::AlertingRule {
-    let period = ctx.period;
-    let silence = period * ABSENT_PERIODS;
+/// The silence after which a journey run every `period` is absent.
+pub fn silence(plan: &Plan<'_>, period: Duration) -> Duration {
+    (period * ABSENT_PERIODS).max(plan.scaled(ABSENT_MIN_SILENCE)).max(ABSENT_FLOOR)
+}
+
+/// A ticket per region that reported the journeys of `names` within
+/// [`ABSENT_MEMORY`] and has not for `silence`.
+pub fn absent(plan: &Plan<'_>, names: &[&str], silence: Duration) -> super::AlertingRule {
     let s = prom_duration(silence);
-    let j = &ctx.journey;
-    let expr = ctx
-        .rules
-        .regions
-        .iter()
-        .map(|r| {
-            format!(
-                "absent_over_time(fediprobe_journey_outcome{{journey=\"{}\",instance=\"{}\",region=\"{r}\"}}[{s}])",
-                j.name, j.instance
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\nor\n");
-    let summary = format!("{}: no run reported from {{{{ $labels.region }}}} for {s}", j.name);
+    let sel = format!("{{journey=~\"{}\"}}", names.join("|"));
+    let seen = |range: Duration| {
+        format!(
+            "max by (journey, instance, region) (present_over_time(fediprobe_journey_outcome{sel}[{}]))",
+            prom_duration(range)
+        )
+    };
+    let expr = format!("{}\nunless\n{}", seen(plan.scaled(ABSENT_MEMORY).max(silence * 2)), seen(silence));
+    let summary = format!("{JOURNEY}: no run reported from {REGION} for {s}");
     let description = format!(
-        "The journey runs on the schedule `{}` (at most {} between runs), yet region {{{{ $labels.region }}}} has \
-         reported no outcome of it, not even a probe error, for {s}. Its SLIs from that region are blind, and the \
-         region no longer counts towards the page quorum.",
-        j.schedule.text,
-        prom_duration(period),
+        "Region {REGION} reported runs of {JOURNEY} on {INSTANCE} within the last {memory}, and has reported no \
+         outcome of it, not even a probe error, for {s} (three periods of its schedule, at least {min}). Its SLIs \
+         from that region are blind, and the region no longer counts towards the page quorum.",
+        memory = prom_duration(plan.scaled(ABSENT_MEMORY)),
+        min = prom_duration(plan.scaled(ABSENT_MIN_SILENCE)),
     );
     super::AlertingRule {
         alert: AlertKind::JourneyAbsent.name().to_owned(),
-        expr: format!("{expr}\n"),
+        expr,
         for_: None,
-        labels: ctx.labels("ticket", &[]),
-        annotations: ctx.annotations(AlertKind::JourneyAbsent, summary, description),
+        labels: labels(Severity::Ticket, &[("silence", s)]),
+        annotations: annotations(plan, AlertKind::JourneyAbsent, summary, description),
     }
 }
 
 /// The window the probe-error share is taken over, for a journey run every `period`.
-pub fn probe_error_window(period: Duration) -> Duration {
-    PROBE_ERROR_WINDOW.max(period * PROBE_ERROR_MIN_RUNS)
+pub fn probe_error_window(plan: &Plan<'_>, period: Duration) -> Duration {
+    plan.scaled(PROBE_ERROR_WINDOW).max(period * PROBE_ERROR_MIN_RUNS)
 }
 
-/// A ticket when more than `probe_error_ratio` of a region's runs are probe errors.
-pub fn probe_errors(ctx: &JourneyRules<'_>) -> super::AlertingRule {
-    let j = &ctx.journey;
-    let w = prom_duration(probe_error_window(ctx.period));
-    let ratio = slo::round(ctx.rules.probe_error_ratio);
+/// A ticket when more than `probe_error_ratio` of a region's runs of one of
+/// `names` are probe errors over `window`.
+pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super::AlertingRule {
+    let w = prom_duration(window);
+    let ratio = slo::round(plan.rules.probe_error_ratio);
+    let by = super::rules::BY_REGION;
+    let names = names.join("|");
     let expr = format!(
-        "(\n  sum by ({BY_REGION}) (count_over_time(fediprobe_journey_outcome{{journey=\"{name}\",outcome=\"probe_error\"}}[{w}]))\n  \
-         /\n  sum by ({BY_REGION}) (count_over_time(fediprobe_journey_outcome{{journey=\"{name}\"}}[{w}]))\n) > {ratio}",
-        name = j.name,
+        "(\n  sum by ({by}) (count_over_time(fediprobe_journey_outcome{{journey=~\"{names}\",outcome=\"probe_error\"}}[{w}]))\n  \
+         /\n  sum by ({by}) (count_over_time(fediprobe_journey_outcome{{journey=~\"{names}\"}}[{w}]))\n) > {ratio}",
     );
     let summary = format!(
-        "{}: {VALUE_PERCENT} of runs from {{{{ $labels.region }}}} ended in probe_error over the last {w} \
-         (more than {}%)",
-        j.name,
+        "{JOURNEY}: {VALUE_PERCENT} of runs from {REGION} ended in probe_error over the last {w} (more than {}%)",
         slo::round(ratio * 100.0)
     );
     let description = "Probe errors are the probe's own failures (bad config or token, the probe's network, its own \
@@ -239,8 +386,8 @@ pub fn probe_errors(ctx: &JourneyRules<'_>) -> super::AlertingRule {
         alert: AlertKind::ProbeErrors.name().to_owned(),
         expr,
         for_: None,
-        labels: ctx.labels("ticket", &[]),
-        annotations: ctx.annotations(AlertKind::ProbeErrors, summary, description),
+        labels: labels(Severity::Ticket, &[("window", w)]),
+        annotations: annotations(plan, AlertKind::ProbeErrors, summary, description),
     }
 }
 

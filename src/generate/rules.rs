@@ -1,8 +1,27 @@
-//! The rule groups for a set of journeys: per journey, a group evaluated every
-//! minute (SLI ratios over 5m–6h, pages, the region and data alerts) and one
-//! evaluated every five minutes (ratios over 1d, 3d and the SLO window, the
-//! error budget left, tickets); and one `fediprobe-agent` group for the
-//! long-running agents' own health (samples they cannot deliver).
+//! The rule groups for a set of journeys, generic over journeys: one set of
+//! rules covers every journey, reading each journey's objective from a recorded
+//! series, so the rules grow by a few lines per journey (its objectives), not by
+//! a copy of every rule. That keeps each generated Kubernetes object well under
+//! the 262,144-byte annotation of `kubectl apply` (client-side).
+//!
+//! | group | every | what |
+//! |---|---|---|
+//! | `fediprobe-objectives` | 1m | each journey's objectives, as series |
+//! | `fediprobe-sli` | 1m | error ratios over 5m–6h, per region and pooled |
+//! | `fediprobe-slo` | 2m | error ratios over 1d, 3d and the SLO windows, the error budget left |
+//! | `fediprobe-alerts` | 1m | pages, tickets, the instance page, silence, probe errors |
+//! | `fediprobe-agent` | 1m | the long-running agents' own health (samples they cannot deliver) |
+//!
+//! **Evaluation intervals.** Every group runs at most every two minutes, so the
+//! newest sample of every recorded series is always within the 5-minute lookback
+//! of an instant query (VictoriaMetrics and Prometheus alike), even after a missed
+//! evaluation: a dashboard table built from them never loses rows.
+//!
+//! **Dependencies.** vmalert writes recorded series through remote write, so a
+//! rule that reads a series recorded in the same evaluation sees the previous
+//! one's. Only constants (the objectives) and the alerts read recorded series; the
+//! error budget left is computed from the raw samples in the same expression as the
+//! SLO-window ratio, so it never lags the SLI it is derived from.
 //!
 //! Recorded series (every one labelled `journey`, `instance`, `sli`):
 //!
@@ -11,23 +30,27 @@
 //! | `journey_region:fediprobe_slo_errors:ratio_<w>` | error ratio over `w`, per region |
 //! | `journey:fediprobe_slo_errors:ratio_<w>` | error ratio over `w`, all regions pooled |
 //! | `journey:fediprobe_slo_objective:ratio` | the objective (e.g. 0.995), with a `window` label |
+//! | `journey:fediprobe_slo_threshold:seconds` | the latency or delay threshold (e.g. 0.5) |
 //! | `journey:fediprobe_slo_error_budget_remaining:ratio` | 1 − (errors over the SLO window ÷ budget) |
 //!
-//! Windows: 5m, 30m, 1h, 2h, 6h, 1d, 3d and the journey's SLO window (30d unless it says).
+//! Windows: 5m, 30m, 1h, 2h, 6h, 1d, 3d and the journeys' SLO windows (30d unless
+//! they say). An SLO window that is none of the others is recorded only for the
+//! journeys that use it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::alerts::{self, JourneyRules};
+use super::alerts;
 use super::model::{RecordingRule, Rule, RuleFile, RuleGroup};
-use super::slo::{self, Indicator, Severity, prom_duration};
+use super::slo::{self, BurnWindow, Severity, Sli, prom_duration};
 use crate::spec::Journey;
 use crate::spec::config::RulesConfig;
 
-/// How often the fast group (ratios up to 6h, pages) is evaluated.
+/// How often the objectives, the short-window ratios and the alerts are evaluated.
 pub const FAST_INTERVAL: Duration = Duration::from_secs(60);
-/// How often the slow group (ratios over days, budget, tickets) is evaluated.
-pub const SLOW_INTERVAL: Duration = Duration::from_secs(300);
+/// How often the long-window ratios and the budget are evaluated: at most half
+/// the 5-minute lookback of an instant query, so one missed evaluation leaves no gap.
+pub const SLOW_INTERVAL: Duration = Duration::from_secs(120);
 
 /// The per-region error ratio recorded for window `w`.
 pub fn region_ratio_record(w: Duration) -> String {
@@ -40,119 +63,225 @@ pub fn ratio_record(w: Duration) -> String {
 }
 
 pub const OBJECTIVE_RECORD: &str = "journey:fediprobe_slo_objective:ratio";
+/// A journey's latency or delay threshold in seconds, for the alerts' text and the dashboards.
+pub const THRESHOLD_RECORD: &str = "journey:fediprobe_slo_threshold:seconds";
 pub const BUDGET_REMAINING_RECORD: &str = "journey:fediprobe_slo_error_budget_remaining:ratio";
 
 /// The labels the region ratios keep, and the pooled ones.
 pub const BY_REGION: &str = "journey, instance, region";
 pub const POOLED: &str = "journey, instance";
 
-/// Every rule group for `journeys` (in name order, so the output is stable).
-pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> RuleFile {
-    let mut sorted: Vec<&Journey> = journeys.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut groups = Vec::new();
-    for journey in sorted {
-        let ctx = JourneyRules::new(rules, journey);
-        groups.push(fast_group(&ctx));
-        groups.push(slow_group(&ctx));
-    }
-    groups.push(RuleGroup {
-        name: "fediprobe-agent".to_owned(),
-        interval: prom_duration(FAST_INTERVAL),
-        rules: vec![Rule::Alert(alerts::samples_undelivered(rules))],
-    });
-    RuleFile { groups }
+/// What the rule builders need: the config's `rules:` section, the journeys,
+/// and how much faster than real time the rules run (1 in production).
+pub struct Plan<'a> {
+    pub rules: &'a RulesConfig,
+    /// Sorted by name, so the output is stable.
+    pub journeys: Vec<&'a Journey>,
+    /// Every window, interval and `for:` is divided by this; record names,
+    /// labels and burn factors keep their real-time values. Only tests that
+    /// cannot wait an hour for an hour's window set it above 1.
+    pub time_divisor: u32,
 }
 
-fn fast_group(ctx: &JourneyRules<'_>) -> RuleGroup {
-    let mut rules = Vec::new();
-    for ind in &ctx.indicators {
-        rules.push(objective_record(ctx, ind));
-        rules.extend(ratio_records(ctx, ind, &slo::SHORT_WINDOWS));
+impl<'a> Plan<'a> {
+    pub fn new(rules: &'a RulesConfig, journeys: &'a [Journey], time_divisor: u32) -> Plan<'a> {
+        let mut sorted: Vec<&Journey> = journeys.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        Plan { rules, journeys: sorted, time_divisor: time_divisor.max(1) }
     }
-    for ind in &ctx.indicators {
-        for window in slo::BURN_WINDOWS.iter().filter(|b| b.severity == Severity::Page) {
-            rules.push(Rule::Alert(alerts::burn(ctx, ind, window)));
+
+    /// A real-time duration as the rules run it.
+    pub fn scaled(&self, d: Duration) -> Duration {
+        d / self.time_divisor
+    }
+
+    /// The range a window `w` is queried over.
+    pub fn range(&self, w: Duration) -> Duration {
+        self.scaled(w)
+    }
+
+    /// The journeys' SLO windows, each once.
+    pub fn slo_windows(&self) -> BTreeSet<Duration> {
+        self.journeys.iter().map(|j| j.slo.window).collect()
+    }
+
+    /// The SLIs some journey has an objective for, in [`Sli::ALL`] order.
+    pub fn slis(&self) -> Vec<Sli> {
+        Sli::ALL.into_iter().filter(|s| self.journeys.iter().any(|j| has(j, *s))).collect()
+    }
+
+    /// Whether `sli` of some journey over `slo_window` has `factor × budget` at
+    /// or above 100% for `window` (so its alert must compare with `>= 1`).
+    pub fn saturates(&self, sli: Sli, window: &BurnWindow, slo_window: Duration) -> bool {
+        self.journeys
+            .iter()
+            .filter(|j| j.slo.window == slo_window)
+            .flat_map(|j| slo::indicators(j))
+            .any(|ind| ind.sli == sli && slo::Threshold::new(window.factor(slo_window), ind.objective).inclusive)
+    }
+
+    /// Whether some journey has an objective of `sli` over `slo_window`.
+    fn uses(&self, sli: Sli, slo_window: Duration) -> bool {
+        self.journeys.iter().any(|j| j.slo.window == slo_window && has(j, sli))
+    }
+
+    /// Journey names grouped by a duration computed from each journey's period.
+    fn by_period(&self, of_period: impl Fn(Duration) -> Duration) -> BTreeMap<Duration, Vec<&'a str>> {
+        let mut out: BTreeMap<Duration, Vec<&str>> = BTreeMap::new();
+        for j in &self.journeys {
+            out.entry(of_period(slo::period(&j.schedule.cron))).or_default().push(j.name.as_str());
+        }
+        out
+    }
+
+    fn interval(&self, d: Duration) -> String {
+        prom_duration(self.scaled(d))
+    }
+}
+
+fn has(journey: &Journey, sli: Sli) -> bool {
+    slo::indicators(journey).iter().any(|i| i.sli == sli)
+}
+
+/// Every rule group for `journeys`.
+pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> RuleFile {
+    generate_scaled(rules, journeys, 1)
+}
+
+/// The rules with every window and interval divided by `time_divisor`: the
+/// same expressions on a faster clock, for tests of the whole pipeline.
+pub fn generate_scaled(rules: &RulesConfig, journeys: &[Journey], time_divisor: u32) -> RuleFile {
+    let plan = Plan::new(rules, journeys, time_divisor);
+    let agent = RuleGroup {
+        name: "fediprobe-agent".to_owned(),
+        interval: plan.interval(FAST_INTERVAL),
+        rules: vec![Rule::Alert(alerts::samples_undelivered(rules))],
+    };
+    RuleFile { groups: vec![objectives_group(&plan), sli_group(&plan), slo_group(&plan), alerts_group(&plan), agent] }
+}
+
+fn objectives_group(plan: &Plan<'_>) -> RuleGroup {
+    let mut rules = Vec::new();
+    for journey in &plan.journeys {
+        for ind in slo::indicators(journey) {
+            let labels = BTreeMap::from([
+                ("journey".to_owned(), journey.name.clone()),
+                ("instance".to_owned(), journey.instance.clone()),
+                ("sli".to_owned(), ind.sli.label().to_owned()),
+                ("window".to_owned(), prom_duration(journey.slo.window)),
+            ]);
+            if let Some(threshold) = ind.threshold {
+                let mut labels = labels.clone();
+                labels.remove("window");
+                rules.push(Rule::Record(RecordingRule {
+                    record: THRESHOLD_RECORD.to_owned(),
+                    expr: format!("vector({})", threshold.as_secs_f64()),
+                    labels,
+                }));
+            }
+            rules.push(Rule::Record(RecordingRule {
+                record: OBJECTIVE_RECORD.to_owned(),
+                expr: format!("vector({})", ind.objective.fraction()),
+                labels,
+            }));
         }
     }
-    if ctx.rules.page_quorum > 1 {
-        for ind in &ctx.indicators {
-            for window in slo::BURN_WINDOWS.iter().filter(|b| b.severity == Severity::Page) {
-                rules.push(Rule::Alert(alerts::region_only(ctx, ind, window)));
+    RuleGroup { name: "fediprobe-objectives".into(), interval: plan.interval(FAST_INTERVAL), rules }
+}
+
+fn sli_group(plan: &Plan<'_>) -> RuleGroup {
+    let mut rules = Vec::new();
+    for sli in plan.slis() {
+        rules.extend(ratio_records(plan, sli, &slo::SHORT_WINDOWS, None));
+    }
+    RuleGroup { name: "fediprobe-sli".into(), interval: plan.interval(FAST_INTERVAL), rules }
+}
+
+fn slo_group(plan: &Plan<'_>) -> RuleGroup {
+    let mut rules = Vec::new();
+    let standard: BTreeSet<Duration> = slo::SHORT_WINDOWS.iter().chain(&slo::LONG_WINDOWS).copied().collect();
+    for sli in plan.slis() {
+        rules.extend(ratio_records(plan, sli, &slo::LONG_WINDOWS, None));
+        for w in plan.slo_windows() {
+            if !plan.uses(sli, w) {
+                continue;
+            }
+            if !standard.contains(&w) {
+                rules.extend(ratio_records(plan, sli, &[w], Some(&alerts::objective_selector(sli, w))));
+            }
+            rules.push(budget_remaining_record(plan, sli, w));
+        }
+    }
+    RuleGroup { name: "fediprobe-slo".into(), interval: plan.interval(SLOW_INTERVAL), rules }
+}
+
+fn alerts_group(plan: &Plan<'_>) -> RuleGroup {
+    let mut rules = Vec::new();
+    let page_windows: Vec<&BurnWindow> = slo::BURN_WINDOWS.iter().filter(|b| b.severity == Severity::Page).collect();
+    let ticket_windows: Vec<&BurnWindow> =
+        slo::BURN_WINDOWS.iter().filter(|b| b.severity == Severity::Ticket).collect();
+    rules.push(Rule::Alert(alerts::instance_unavailable(plan)));
+    for windows in [&page_windows, &ticket_windows] {
+        for sli in plan.slis() {
+            for w in plan.slo_windows().into_iter().filter(|w| plan.uses(sli, *w)) {
+                for window in windows.iter() {
+                    rules.push(Rule::Alert(alerts::burn(plan, sli, window, w)));
+                }
             }
         }
     }
-    rules.push(Rule::Alert(alerts::absent(ctx)));
-    rules.push(Rule::Alert(alerts::probe_errors(ctx)));
-    RuleGroup { name: format!("fediprobe-{}", ctx.journey.name), interval: prom_duration(FAST_INTERVAL), rules }
-}
-
-fn slow_group(ctx: &JourneyRules<'_>) -> RuleGroup {
-    let mut rules = Vec::new();
-    let mut windows = slo::LONG_WINDOWS.to_vec();
-    if !windows.contains(&ctx.journey.slo.window) {
-        windows.push(ctx.journey.slo.window);
-    }
-    for ind in &ctx.indicators {
-        rules.extend(ratio_records(ctx, ind, &windows));
-        rules.push(budget_remaining_record(ctx, ind));
-    }
-    for ind in &ctx.indicators {
-        for window in slo::BURN_WINDOWS.iter().filter(|b| b.severity == Severity::Ticket) {
-            rules.push(Rule::Alert(alerts::burn(ctx, ind, window)));
+    if plan.rules.page_quorum > 1 {
+        for sli in plan.slis() {
+            for w in plan.slo_windows().into_iter().filter(|w| plan.uses(sli, *w)) {
+                for window in &page_windows {
+                    rules.push(Rule::Alert(alerts::region_only(plan, sli, window, w)));
+                }
+            }
         }
     }
-    RuleGroup { name: format!("fediprobe-{}-slow", ctx.journey.name), interval: prom_duration(SLOW_INTERVAL), rules }
+    for (silence, names) in plan.by_period(|p| alerts::silence(plan, p)) {
+        rules.push(Rule::Alert(alerts::absent(plan, &names, silence)));
+    }
+    for (window, names) in plan.by_period(|p| alerts::probe_error_window(plan, p)) {
+        rules.push(Rule::Alert(alerts::probe_errors(plan, &names, window)));
+    }
+    RuleGroup { name: "fediprobe-alerts".into(), interval: plan.interval(FAST_INTERVAL), rules }
 }
 
-/// The static labels of a journey's recorded series. `journey` repeats what the
-/// expression already carries; stated here, it keeps each rule unique within the
-/// file (`promtool check rules` lints same-name, same-label rules as duplicates).
-fn sli_labels(ctx: &JourneyRules<'_>, ind: &Indicator) -> BTreeMap<String, String> {
-    BTreeMap::from([("journey".to_owned(), ctx.journey.name.clone()), ("sli".to_owned(), ind.sli.label().to_owned())])
-}
-
-/// Per region, then pooled, for each window.
-fn ratio_records(ctx: &JourneyRules<'_>, ind: &Indicator, windows: &[Duration]) -> Vec<Rule> {
-    let name = &ctx.journey.name;
+/// Per region, then pooled, for each window; only for the journeys in `only`
+/// (a selector of objective series) when given.
+fn ratio_records(plan: &Plan<'_>, sli: Sli, windows: &[Duration], only: Option<&str>) -> Vec<Rule> {
+    let labels = BTreeMap::from([("sli".to_owned(), sli.label().to_owned())]);
+    let restrict = |expr: String| match only {
+        Some(sel) => format!("(\n{}\n)\nand on ({POOLED})\n{sel}", alerts::indent(&expr, 2)),
+        None => expr,
+    };
     let mut out = Vec::new();
     for &w in windows {
-        out.push(Rule::Record(RecordingRule {
-            record: region_ratio_record(w),
-            expr: ind.ratio(name, BY_REGION, w),
-            labels: sli_labels(ctx, ind),
-        }));
-        out.push(Rule::Record(RecordingRule {
-            record: ratio_record(w),
-            expr: ind.ratio(name, POOLED, w),
-            labels: sli_labels(ctx, ind),
-        }));
+        for (record, by) in [(region_ratio_record(w), BY_REGION), (ratio_record(w), POOLED)] {
+            out.push(Rule::Record(RecordingRule {
+                record,
+                expr: restrict(slo::error_ratio(sli, "", by, plan.range(w))),
+                labels: labels.clone(),
+            }));
+        }
     }
     out
 }
 
-/// The objective as a series, so that dashboards need not repeat the journey files.
-fn objective_record(ctx: &JourneyRules<'_>, ind: &Indicator) -> Rule {
-    let mut labels = sli_labels(ctx, ind);
-    labels.insert("instance".into(), ctx.journey.instance.clone());
-    labels.insert("window".into(), prom_duration(ctx.journey.slo.window));
-    Rule::Record(RecordingRule {
-        record: OBJECTIVE_RECORD.to_owned(),
-        expr: format!("vector({})", ind.objective.fraction()),
-        labels,
-    })
-}
-
-fn budget_remaining_record(ctx: &JourneyRules<'_>, ind: &Indicator) -> Rule {
+/// `1 − (errors over the SLO window ÷ budget)` for the journeys whose objective
+/// of `sli` is over `slo_window`, from the raw samples (not from the recorded
+/// ratio, which vmalert would only see one evaluation later).
+fn budget_remaining_record(plan: &Plan<'_>, sli: Sli, slo_window: Duration) -> Rule {
+    let ratio = slo::error_ratio(sli, "", POOLED, plan.range(slo_window));
     Rule::Record(RecordingRule {
         record: BUDGET_REMAINING_RECORD.to_owned(),
         expr: format!(
-            "1 - (\n  {}{}\n  /\n  {}\n)",
-            ratio_record(ctx.journey.slo.window),
-            ctx.selector(ind),
-            slo::round(ind.objective.budget())
+            "1 - (\n{}\n)\n/ on ({POOLED}) group_left ()\n(1 - {})",
+            alerts::indent(&ratio, 2),
+            alerts::objective_selector(sli, slo_window)
         ),
-        labels: sli_labels(ctx, ind),
+        labels: BTreeMap::from([("sli".to_owned(), sli.label().to_owned())]),
     })
 }
 
@@ -200,21 +329,70 @@ mod tests {
         );
         assert_eq!(file.alerts().filter(|a| a.alert == AlertKind::RegionOnlyBurn.name()).count(), 2);
         let absent = file.alerts().find(|a| a.alert == AlertKind::JourneyAbsent.name()).unwrap();
-        assert_eq!(absent.expr.matches("absent_over_time").count(), 3);
-        assert!(absent.expr.contains("[3m]"), "{}", absent.expr);
+        assert!(absent.expr.contains("[5m]") && absent.expr.contains("[1d]"), "{}", absent.expr);
     }
 
     #[test]
-    fn a_90_day_window_scales_the_burn_factors() {
-        let file = generate(&config(&["a"], 1), &[journey("{ availability: 99.5%, window: 90d }", "*/5 * * * *")]);
-        let thresholds: Vec<&str> = file
-            .alerts()
-            .filter(|a| a.alert.contains("AvailabilityFastBurn") || a.alert.contains("AvailabilitySlowBurn"))
-            .map(|a| a.expr.split("} ").nth(1).unwrap().lines().next().unwrap())
-            .collect();
-        assert_eq!(thresholds, ["> 0.216", "> 0.09", "> 0.045", "> 0.015"]);
+    fn rules_are_generic_over_journeys_so_more_journeys_add_only_their_objectives() {
+        let one = generate(&config(&["a", "b"], 2), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        let two = generate(
+            &config(&["a", "b"], 2),
+            &[journey("{ availability: 99.5% }", "* * * * *"), {
+                let mut j = journey("{ availability: 99% }", "* * * * *");
+                j.name = "k".into();
+                j
+            }],
+        );
+        assert_eq!(one.alerts().count(), two.alerts().count());
+        assert_eq!(one.records().count() + 1, two.records().count(), "one more objective series");
+        assert_eq!(
+            one.groups.iter().map(|g| g.rules.len()).sum::<usize>() + 1,
+            two.groups.iter().map(|g| g.rules.len()).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn a_90_day_window_scales_the_burn_factors_and_saturates_at_every_run_failing() {
+        let file = generate(&config(&["a"], 1), &[journey("{ availability: 95%, window: 90d }", "*/5 * * * *")]);
+        let fast = file.alerts().find(|a| a.alert == AlertKind::AvailabilityFastBurn.name()).unwrap();
+        assert!(
+            fast.expr
+                .contains("(43.2 * (1 - journey:fediprobe_slo_objective:ratio{sli=\"availability\",window=\"90d\"}))"),
+            "{}",
+            fast.expr
+        );
+        assert!(fast.expr.contains(">= 1\n"), "43.2 × 5% is over 100%: {}", fast.expr);
         assert!(file.records().any(|r| r.record == "journey:fediprobe_slo_errors:ratio_90d"));
         let absent = file.alerts().find(|a| a.alert == AlertKind::JourneyAbsent.name()).unwrap();
         assert!(absent.expr.contains("[15m]"), "{}", absent.expr);
+    }
+
+    #[test]
+    fn every_group_is_evaluated_within_half_an_instant_querys_lookback() {
+        // Prometheus's and VictoriaMetrics's default lookback for an instant
+        // query is 5 minutes: with at most 2 minutes between evaluations, a
+        // recorded series always has a sample in it, even after one missed
+        // evaluation, so the Overview's table never loses rows.
+        let file = generate(&config(&["a"], 1), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        for group in &file.groups {
+            let interval = humantime::parse_duration(&group.interval).unwrap();
+            assert!(interval <= Duration::from_secs(150), "{} every {}", group.name, group.interval);
+        }
+    }
+
+    #[test]
+    fn the_budget_is_computed_from_raw_samples_not_from_a_ratio_recorded_in_the_same_evaluation() {
+        let file = generate(&config(&["a"], 1), &[journey("{ availability: 99.5% }", "* * * * *")]);
+        let budget = file.records().find(|r| r.record == BUDGET_REMAINING_RECORD).unwrap();
+        assert!(budget.expr.contains("count_over_time(fediprobe_journey_success[30d])"), "{}", budget.expr);
+        assert!(!budget.expr.contains("fediprobe_slo_errors"), "{}", budget.expr);
+    }
+
+    #[test]
+    fn a_time_divisor_shortens_ranges_and_intervals_but_not_names() {
+        let file = generate_scaled(&config(&["a"], 1), &[journey("{ availability: 99.5% }", "* * * * * *")], 60);
+        assert!(file.groups.iter().all(|g| g.interval == "1s" || g.interval == "2s"));
+        let r = file.records().find(|r| r.record == "journey:fediprobe_slo_errors:ratio_1h").unwrap();
+        assert!(r.expr.contains("[1m]"), "{}", r.expr);
     }
 }

@@ -14,6 +14,9 @@ pub enum AlertKind {
     LatencySlowBurn,
     DelayFastBurn,
     DelaySlowBurn,
+    /// At least half of an instance's journeys burn availability at page level:
+    /// one page for a whole-instance outage.
+    InstanceUnavailable,
     /// One region sees a fast burn that fewer than `page_quorum` regions see.
     RegionOnlyBurn,
     /// A region stopped reporting a journey.
@@ -25,7 +28,8 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 10] = [
+    pub const ALL: [AlertKind; 11] = [
+        AlertKind::InstanceUnavailable,
         AlertKind::AvailabilityFastBurn,
         AlertKind::AvailabilitySlowBurn,
         AlertKind::LatencyFastBurn,
@@ -59,6 +63,7 @@ impl AlertKind {
             AlertKind::LatencySlowBurn => "FediprobeLatencySlowBurn",
             AlertKind::DelayFastBurn => "FediprobeFederationDelayFastBurn",
             AlertKind::DelaySlowBurn => "FediprobeFederationDelaySlowBurn",
+            AlertKind::InstanceUnavailable => "FediprobeInstanceUnavailable",
             AlertKind::RegionOnlyBurn => "FediprobeRegionOnlyBurn",
             AlertKind::JourneyAbsent => "FediprobeJourneyAbsent",
             AlertKind::ProbeErrors => "FediprobeProbeErrors",
@@ -75,6 +80,7 @@ impl AlertKind {
             AlertKind::LatencySlowBurn => "latency-slow-burn.md",
             AlertKind::DelayFastBurn => "federation-delay-fast-burn.md",
             AlertKind::DelaySlowBurn => "federation-delay-slow-burn.md",
+            AlertKind::InstanceUnavailable => "instance-unavailable.md",
             AlertKind::RegionOnlyBurn => "region-only-burn.md",
             AlertKind::JourneyAbsent => "journey-absent.md",
             AlertKind::ProbeErrors => "probe-errors.md",

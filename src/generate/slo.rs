@@ -38,6 +38,8 @@ pub enum Sli {
 }
 
 impl Sli {
+    pub const ALL: [Sli; 3] = [Sli::Availability, Sli::Latency, Sli::Delay];
+
     pub fn label(self) -> &'static str {
         match self {
             Sli::Availability => "availability",
@@ -59,23 +61,7 @@ pub struct Indicator {
 impl Indicator {
     /// PromQL for the error ratio over `window`, aggregated `by` the given labels.
     pub fn ratio(&self, journey: &str, by: &str, window: Duration) -> String {
-        let w = prom_duration(window);
-        let sel = format!("{{journey=\"{journey}\"}}");
-        let (good, valid) = match self.sli {
-            Sli::Availability => (
-                format!("sum_over_time(fediprobe_journey_success{sel}[{w}])"),
-                format!("count_over_time(fediprobe_journey_success{sel}[{w}])"),
-            ),
-            Sli::Latency => (
-                format!("sum_over_time(fediprobe_journey_latency_ok{sel}[{w}])"),
-                format!("sum_over_time(fediprobe_journey_success{sel}[{w}])"),
-            ),
-            Sli::Delay => (
-                format!("sum_over_time(fediprobe_journey_delay_ok{sel}[{w}])"),
-                format!("count_over_time(fediprobe_journey_delay_ok{sel}[{w}])"),
-            ),
-        };
-        format!("1 - (\n  sum by ({by}) ({good})\n  /\n  sum by ({by}) ({valid})\n)")
+        error_ratio(self.sli, &format!("{{journey=\"{journey}\"}}"), by, window)
     }
 
     /// The objective in words, e.g. `99.5% of runs succeed over 30d`.
@@ -107,6 +93,34 @@ impl Indicator {
     }
 }
 
+/// PromQL for the error ratio of `sli` over `range` (a window, possibly scaled
+/// down for a test), of the series matching `selector` (`{…}` or empty),
+/// aggregated `by` the given labels.
+pub fn error_ratio(sli: Sli, selector: &str, by: &str, range: Duration) -> String {
+    let (good, valid) = good_and_valid(sli, selector, range);
+    format!("1 - (\n  sum by ({by}) ({good})\n  /\n  sum by ({by}) ({valid})\n)")
+}
+
+/// The good and the valid runs of `sli` over `range` (PromQL, per series), as
+/// the table in this module's doc says.
+pub fn good_and_valid(sli: Sli, selector: &str, range: Duration) -> (String, String) {
+    let w = prom_duration(range);
+    match sli {
+        Sli::Availability => (
+            format!("sum_over_time(fediprobe_journey_success{selector}[{w}])"),
+            format!("count_over_time(fediprobe_journey_success{selector}[{w}])"),
+        ),
+        Sli::Latency => (
+            format!("sum_over_time(fediprobe_journey_latency_ok{selector}[{w}])"),
+            format!("sum_over_time(fediprobe_journey_success{selector}[{w}])"),
+        ),
+        Sli::Delay => (
+            format!("sum_over_time(fediprobe_journey_delay_ok{selector}[{w}])"),
+            format!("count_over_time(fediprobe_journey_delay_ok{selector}[{w}])"),
+        ),
+    }
+}
+
 /// The indicators a journey's SLO block defines, availability first.
 pub fn indicators(journey: &Journey) -> Vec<Indicator> {
     let mut out = vec![Indicator { sli: Sli::Availability, objective: journey.slo.availability, threshold: None }];
@@ -123,7 +137,7 @@ const MINUTE: u64 = 60;
 const HOUR: u64 = 3600;
 const DAY: u64 = 86_400;
 
-/// Windows recorded every minute (the fast group): what pages look at.
+/// Windows recorded every minute: what pages look at.
 pub const SHORT_WINDOWS: [Duration; 5] = [
     Duration::from_secs(5 * MINUTE),
     Duration::from_secs(30 * MINUTE),
@@ -132,7 +146,7 @@ pub const SHORT_WINDOWS: [Duration; 5] = [
     Duration::from_secs(6 * HOUR),
 ];
 
-/// Windows recorded every five minutes (the slow group), before the SLO window itself.
+/// Windows recorded every two minutes (the slow group), before the SLO window itself.
 pub const LONG_WINDOWS: [Duration; 2] = [Duration::from_secs(DAY), Duration::from_secs(3 * DAY)];
 
 /// The window the burn factors of the SRE workbook are stated for.

@@ -173,10 +173,32 @@ pub fn render(chart: &Chart<'_>) -> String {
         );
         for (i, value) in line.values.iter().enumerate() {
             if let Some(v) = value {
-                // Below the objective: a red dot; below the axis: pinned to it.
+                // Below the objective: a red dot. Below the axis: pinned to it,
+                // and said so: a downward triangle with the real value beside it
+                // (and in its tooltip), never a silent point on the axis.
                 let fill = if *v < chart.objective { OBJECTIVE.color } else { line.style.color };
                 let r = if line.style.width > 2.0 { 3.0 } else { 2.0 };
-                let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{r}\" fill=\"{fill}\"/>", x(i), y(*v));
+                if *v < low {
+                    let (cx, cy) = (x(i), y(*v));
+                    let _ = writeln!(
+                        svg,
+                        "<path class=\"off-scale\" d=\"M{:.1},{:.1} L{:.1},{:.1} L{cx:.1},{:.1} Z\" fill=\"{fill}\">\
+                         <title>{}: {} (off the scale)</title></path><text x=\"{:.1}\" y=\"{:.1}\" class=\"tick off-scale\" \
+                         text-anchor=\"start\">↓ {}</text>",
+                        cx - 4.0,
+                        cy - 6.0,
+                        cx + 4.0,
+                        cy - 6.0,
+                        cy + 1.0,
+                        escape(line.label),
+                        escape(&percent(*v)),
+                        cx + 5.0,
+                        cy - 2.0,
+                        escape(&percent(*v)),
+                    );
+                } else {
+                    let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{r}\" fill=\"{fill}\"/>", x(i), y(*v));
+                }
             }
         }
     }
@@ -214,5 +236,12 @@ mod tests {
         let svg = render(&chart(vec![Some(1.0), None, Some(0.99)]));
         assert!(svg.contains("role=\"img\"") && svg.contains("<title id=\"c-t\">t &lt;&amp;&gt;</title>"));
         assert_eq!(svg.matches('M').count(), 2, "{svg}");
+    }
+
+    #[test]
+    fn a_value_below_the_axis_is_marked_off_scale_with_its_real_value() {
+        let svg = render(&chart(vec![Some(1.0), Some(0.5)]));
+        assert!(svg.contains("all: 50% (off the scale)") && svg.contains("↓ 50%"), "{svg}");
+        assert!(!render(&chart(vec![Some(1.0), Some(0.999)])).contains("off-scale"));
     }
 }

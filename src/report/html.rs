@@ -53,20 +53,17 @@ footer { margin-top: 3rem; border-top: 1px solid var(--line); padding-top: 1rem;
 
 /// The whole page.
 pub fn render(report: &Report) -> String {
-    let hosts: Vec<String> = report.instances.iter().map(|i| i.host.clone()).collect();
-    let site = if hosts.is_empty() { "the instance".to_owned() } else { and_list(&hosts) };
+    let site = words::site(&report.instances);
     let mut page = String::new();
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Service levels of {site}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n<header>\n\
-         <h1>Service levels of {site}</h1>\n<p class=\"lede\">How well the things people do on {site} worked over \
-         {days} days, from {from} to {to}, measured by probes {from_where}.</p>\n</header>\n",
+         <h1>Service levels of {site}</h1>\n<p class=\"lede\">How well the things people do on {site} worked \
+         {coverage}, measured by probes {from_where}.</p>\n</header>\n",
         site = escape(&site),
-        days = report.window.days,
-        from = escape(&words::time(report.window.start)),
-        to = escape(&words::time(report.window.end)),
+        coverage = escape(&words::coverage(&report.window)),
         from_where = escape(&from_where(&report.regions)),
     );
     summary(&mut page, report);
@@ -87,10 +84,12 @@ pub fn render(report: &Report) -> String {
         page,
         "<footer>\n<p>Each journey is a scripted user action, run every few minutes from each region. A run that \
          fails because of the probe itself (its token, its own network, its own rate limit) counts neither for nor \
-         against an objective. Percentages are exact ratios of runs, rounded down. The error budget is the share of \
-         runs the objective allows to fail; incidents are periods in which it burned fast enough to spend \
-         {share}% of an objective window's budget in an hour, over both the last hour and the last five minutes, \
-         seen from at least {quorum} regions (paged) or from fewer (region only).</p>\n\
+         against an objective. Percentages are exact ratios of runs, to two decimals (never rounded up to 100%). The error budget is the share of \
+         runs the objective allows to fail; incidents are the periods in which the alerting rules' own page \
+         condition held, evaluated every minute over these runs: the budget burning fast enough to spend {share}% \
+         of an objective window's budget in an hour (over the last hour and five minutes) or 5% in six hours (over \
+         the last six hours and 30 minutes), seen from at least {quorum} regions (paged) or from fewer (region \
+         only).</p>\n\
          <p>Made by fediprobe on {generated}.</p>\n</footer>\n</main>\n</body>\n</html>\n",
         share = crate::generate::slo::round(
             crate::generate::slo::BURN_WINDOWS[0].budget_share(crate::generate::slo::REFERENCE_WINDOW) * 100.0
@@ -183,7 +182,11 @@ fn timing_sentence(measures: &str) -> String {
 }
 
 fn indicator_section(page: &mut String, report: &Report, id: &str, journey: &JourneyReport, ind: &IndicatorReport) {
-    let title = if ind.sli == "latency" { "Latency" } else { "Availability" };
+    let title = match ind.sli {
+        "latency" => "Latency",
+        "delay" => "Federation delay",
+        _ => "Availability",
+    };
     let _ = write!(
         page,
         "<h3>{title}: {}</h3>\n<dl class=\"numbers\">\n<div><dt>Measured</dt><dd>{}</dd></div>\n\
@@ -397,7 +400,12 @@ mod tests {
         };
         Report {
             generated_at: time(0),
-            window: Window { start: time(0), end: time(86_400), days: 1 },
+            window: Window {
+                start: time(0),
+                end: time(86_400),
+                days: 1,
+                coverage: Some(super::super::model::Coverage { start: time(0), end: time(86_400) }),
+            },
             instances: vec![Instance { name: "main".into(), host: evil.into() }],
             regions: vec![evil.into()],
             page_quorum: 2,
@@ -429,7 +437,7 @@ mod tests {
         let page = render(&hostile());
         assert!(!page.contains("<script"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(page.contains("overspent by 1900%"));
+        assert!(page.contains("20× the budget spent"), "budget -19 is twenty budgets spent");
         assert!(page.contains("(ongoing)"));
         let markdown = crate::report::markdown::render(&hostile());
         // Markdown escapes markup with a backslash: every `<` is `\<`.

@@ -10,17 +10,14 @@ use super::words::{self, percent, percent_or_dash};
 
 /// The whole document.
 pub fn render(report: &Report) -> String {
-    let hosts: Vec<String> = report.instances.iter().map(|i| i.host.clone()).collect();
-    let site = if hosts.is_empty() { "the instance".to_owned() } else { and_list(&hosts) };
+    let site = words::site(&report.instances);
     let mut md = String::new();
     let _ = writeln!(md, "# Service levels of {}\n", cell(&site));
     let _ = writeln!(
         md,
-        "How well the things people do on {} worked over {} days, from {} to {}, measured by probes {}.\n",
+        "How well the things people do on {} worked {}, measured by probes {}.\n",
         cell(&site),
-        report.window.days,
-        words::time(report.window.start),
-        words::time(report.window.end),
+        words::coverage(&report.window),
         cell(&from_where(&report.regions)),
     );
     md.push_str(

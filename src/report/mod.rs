@@ -6,10 +6,14 @@
 //! ## What the numbers are
 //!
 //! **Window.** The report covers `(start, end]`, a whole number of days; `end`
-//! is the time asked for (default: now), rounded down to five minutes. Each day
-//! is `(start + k·24h, start + (k+1)·24h]`: with the default `end`, days run from
-//! the time of day the report was made, not from midnight. Windows are
+//! is the time asked for (default: now), rounded down to five minutes. Days are
+//! UTC calendar days, each labelled with its own date; the first and the last
+//! are partial when the window does not start or end at midnight. Windows are
 //! left-open, as VictoriaMetrics and Prometheus 3 evaluate range selectors.
+//!
+//! **Coverage.** The part of the window with runs (at five-minute resolution)
+//! is stated next to the window: a 30-day report over 40 minutes of data says
+//! it covers 40 minutes.
 //!
 //! **Counts.** Everything is counted from the raw per-run series of
 //! `docs/metrics.md`, summed over regions and accounts with `sum by (journey, region)`:
@@ -26,29 +30,9 @@
 //! `1 − (bad / valid) / (1 − objective)` over the report's window (below zero
 //! when overspent).
 //!
-//! **Incidents.** The fast-burn page condition of the generated rules
-//! ([`crate::generate::alerts`]), evaluated at five-minute steps over the window:
-//!
-//! 1. Runs are counted per region in five-minute buckets `(t − 5m, t]`, `t` a
-//!    multiple of five minutes, from an hour before the window.
-//! 2. A region *burns* at step `t` when its error ratio `bad / valid` exceeds
-//!    `14.4 × budget` (the factor scaled to the journey's SLO window, as the rules
-//!    do) over both `(t − 1h, t]` and `(t − 5m, t]`.
-//! 3. A **page** incident is a maximal stretch of consecutive steps at which at
-//!    least `rules.page_quorum` regions burn. With a quorum above one, a
-//!    **region-only** incident is a stretch at which one region burns while the
-//!    quorum does not (the region-only ticket, without its 15-minute wait).
-//! 4. The period runs from the start of the first step's short window to the
-//!    last step (`first − 5m` to `last`): the runs those steps judged. An outage
-//!    of every run from 10:00 to 12:00 is an incident from 10:00 to 12:00 as soon
-//!    as one bad run exceeds the threshold over the hour; a slower burn is only
-//!    an incident from the step at which the hour's ratio exceeds it.
-//! 5. **Budget spent** is the bad runs in the period (every region for a page,
-//!    the region for a region-only incident) divided by `budget × valid runs in
-//!    the window` (all regions).
-//!
-//! The rules are evaluated every minute by vmalert; at five-minute steps a
-//! reported period can start or end up to five minutes apart from the alert.
+//! **Incidents.** Where the generated rules' page condition held, asked of the
+//! backend every minute over the raw samples ([`incidents`]): one definition of
+//! a burn, the rules' own PromQL.
 //!
 //! **Federation delay.** Per direction (`source`, `destination`) and region:
 //! the count of `fediprobe_federation_delay_seconds` samples in the window and
@@ -63,6 +47,7 @@
 pub mod chart;
 pub mod compute;
 pub mod html;
+pub mod incidents;
 pub mod markdown;
 pub mod model;
 pub mod query;
@@ -73,14 +58,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::generate::slo::{self, BURN_WINDOWS, Sli, Threshold, prom_duration};
+use crate::generate::slo::{self, Sli, prom_duration};
 use crate::spec::{Config, Journey};
-use compute::{Buckets, BurnPolicy};
 pub use model::Report;
 use model::{Count, Day, FederationDelay, IndicatorReport, Instance, JourneyReport, RegionCount, Window};
 pub use query::Backend;
 
-/// The resolution incidents are found at, and `end` is rounded to.
+/// What `end` is rounded to, and the resolution of the coverage.
 pub const STEP: i64 = 300;
 const DAY: i64 = 86_400;
 
@@ -147,13 +131,21 @@ pub async fn build(
         .max(1);
     let start = end - i64::from(days) * DAY;
     let selector = journey_selector(journeys);
-    let long = BURN_WINDOWS[0].long.as_secs() as i64;
 
     let totals = measures(backend, &selector, Resolution::Instant { at: end, window: end - start }).await?;
-    let daily = measures(backend, &selector, Resolution::Range { from: start + DAY, to: end, step: DAY }).await?;
-    let first_bucket = start - long + STEP;
-    let buckets = measures(backend, &selector, Resolution::Range { from: first_bucket, to: end, step: STEP }).await?;
+    // Days are UTC calendar days (labelled with their own date); the first and
+    // last are partial when the window does not start or end at midnight.
+    let mut bounds = vec![start];
+    bounds.extend((start.div_euclid(DAY) + 1..=(end - 1).div_euclid(DAY)).map(|d| d * DAY));
+    bounds.push(end);
+    let mut daily = Vec::new();
+    for pair in bounds.windows(2) {
+        let (from, to) = (pair[0], pair[1]);
+        daily.push((from, to, measures(backend, &selector, Resolution::Instant { at: to, window: to - from }).await?));
+    }
+    let buckets = measures(backend, &selector, Resolution::Range { from: start + STEP, to: end, step: STEP }).await?;
 
+    let coverage = coverage(&buckets.runs, start, end);
     if totals.runs.is_empty() {
         return Err(ReportError::NoData {
             url: backend.display_url(),
@@ -162,6 +154,7 @@ pub async fn build(
         });
     }
 
+    let plan = crate::generate::rules::Plan::new(&config.rules, journeys, 1);
     let mut problems = Vec::new();
     let mut all_regions: BTreeSet<String> = config.rules.regions.iter().cloned().collect();
     let mut reports = Vec::new();
@@ -187,17 +180,14 @@ pub async fn build(
             .into_iter()
             .collect();
         all_regions.extend(regions.iter().cloned());
-        let context = JourneyContext {
-            journey,
-            regions: &regions,
-            start,
-            end,
-            days,
-            first_bucket,
-            quorum: config.rules.page_quorum,
-        };
-        let indicators =
-            slo::indicators(journey).iter().map(|ind| indicator(&context, ind, &totals, &daily, &buckets)).collect();
+        let context = JourneyContext { journey, regions: &regions, end };
+        let mut indicators = Vec::new();
+        for ind in slo::indicators(journey) {
+            let mut report = indicator(&context, &ind, &totals, &daily);
+            report.incidents =
+                incidents::find(backend, &plan, journey, &ind, (start, end), report.total.valid_runs).await?;
+            indicators.push(report);
+        }
         reports.push(JourneyReport {
             name: journey.name.clone(),
             description: journey.description.as_ref().map(|d| d.trim().to_owned()),
@@ -215,12 +205,19 @@ pub async fn build(
         .instances
         .iter()
         .filter(|i| used.contains(i.name.as_str()))
-        .map(|i| Instance { name: i.name.clone(), host: i.url.host_str().unwrap_or_default().to_owned() })
+        .map(|i| {
+            let host = i.url.host_str().unwrap_or_default();
+            let host = match i.url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
+            Instance { name: i.name.clone(), host }
+        })
         .collect();
     let federation = federation(backend, end, end - start).await?;
     Ok(Report {
         generated_at: options.now,
-        window: Window { start: compute::time(start), end: compute::time(end), days },
+        window: Window { start: compute::time(start), end: compute::time(end), days, coverage },
         instances,
         regions: all_regions.into_iter().collect(),
         page_quorum: config.rules.page_quorum,
@@ -233,11 +230,7 @@ pub async fn build(
 struct JourneyContext<'a> {
     journey: &'a Journey,
     regions: &'a [String],
-    start: i64,
     end: i64,
-    days: u32,
-    first_bucket: i64,
-    quorum: usize,
 }
 
 /// One indicator of one journey from the three resolutions of measures.
@@ -245,8 +238,7 @@ fn indicator(
     ctx: &JourneyContext<'_>,
     ind: &slo::Indicator,
     totals: &Measures,
-    daily: &Measures,
-    buckets: &Measures,
+    daily: &[(i64, i64, Measures)],
 ) -> IndicatorReport {
     let name = ctx.journey.name.as_str();
     let count_at = |m: &Measures, region: &str, t: i64| -> Count {
@@ -265,28 +257,13 @@ fn indicator(
     let regions = per_region(totals, ctx.end);
     let total = pooled(&regions);
     let budget = ind.objective.budget();
-    let daily: Vec<Day> = (0..ctx.days)
-        .map(|d| {
-            let t = ctx.start + (i64::from(d) + 1) * DAY;
-            let regions = per_region(daily, t);
-            Day { start: compute::time(t - DAY), count: pooled(&regions), regions }
-        })
-        .collect();
-
-    let bucket_count = ((ctx.end - ctx.first_bucket) / STEP + 1) as usize;
-    let bucket_regions = ctx
-        .regions
+    let daily: Vec<Day> = daily
         .iter()
-        .map(|r| {
-            let counts = (0..bucket_count).map(|i| count_at(buckets, r, ctx.first_bucket + i as i64 * STEP)).collect();
-            (r.clone(), counts)
+        .map(|(from, to, m)| {
+            let regions = per_region(m, *to);
+            Day { start: compute::time(*from), count: pooled(&regions), regions }
         })
         .collect();
-    let b = Buckets { first_end: ctx.first_bucket, step: STEP, regions: bucket_regions };
-    let fast = &BURN_WINDOWS[0];
-    let threshold = Threshold::new(fast.factor(ctx.journey.slo.window), ind.objective);
-    let policy = BurnPolicy::new(threshold, fast.long, fast.short, STEP, ctx.quorum);
-    let incidents = compute::incidents(&b, &policy, ctx.start, ctx.end, budget * total.valid_runs as f64);
 
     IndicatorReport {
         sli: ind.sli.label(),
@@ -298,8 +275,19 @@ fn indicator(
         met: total.ratio.map(|r| r >= ind.objective.fraction()),
         regions,
         daily,
-        incidents,
+        incidents: Vec::new(),
     }
+}
+
+/// The part of `(start, end]` with runs, from five-minute counts: from the start
+/// of the first bucket with a run to the end of the last.
+fn coverage(runs: &Table, start: i64, end: i64) -> Option<model::Coverage> {
+    let times = runs.values().flatten().filter(|(t, v)| *v > 0.0 && *t > start && *t <= end + STEP).map(|(t, _)| *t);
+    let (first, last) = times.fold(None, |acc: Option<(i64, i64)>, t| match acc {
+        None => Some((t, t)),
+        Some((a, b)) => Some((a.min(t), b.max(t))),
+    })?;
+    Some(model::Coverage { start: compute::time((first - STEP).max(start)), end: compute::time(last.min(end)) })
 }
 
 /// The value of `(journey, region)` at time `t`, as a whole number of runs; 0 when absent.

@@ -30,6 +30,15 @@ pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub days: u32,
+    /// The part of the window with samples (five-minute resolution), or `None`
+    /// when it has none: a 30-day report over 40 minutes of data says so.
+    pub coverage: Option<Coverage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -4,12 +4,15 @@ use chrono::{DateTime, Utc};
 
 pub use crate::html::escape;
 
-/// A fraction as a percentage with up to three decimals, rounded down so that a
-/// measured ratio is never shown better than it is: `0.99514 → 99.514%`,
-/// `0.995 → 99.5%`, `0.99999 → 99.999%`.
+/// A fraction as a percentage with up to two decimals, as people write them:
+/// `0.995 → 99.5%`, `0.6666… → 66.67%`. A value short of 100% never shows as
+/// 100% (`0.99999 → 99.99%`), so a ratio with failures never reads as perfect.
 pub fn percent(fraction: f64) -> String {
-    let thousandths = (fraction * 100_000.0 + 1e-6).floor();
-    let text = format!("{:.3}", thousandths / 1000.0);
+    let mut hundredths = (fraction * 10_000.0).round();
+    if fraction < 1.0 && hundredths >= 10_000.0 {
+        hundredths = 9_999.0;
+    }
+    let text = format!("{:.2}", hundredths / 100.0);
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text}%")
 }
@@ -19,12 +22,18 @@ pub fn percent_or_dash(fraction: Option<f64>) -> String {
     fraction.map(percent).unwrap_or_else(|| "–".to_owned())
 }
 
-/// The share of the error budget left, e.g. `41.6% left` or `overspent by 12%`.
+/// The share of the error budget left, e.g. `41.6% left`, `overspent by 12%`,
+/// or, far past it, how many budgets went: `140× the budget spent`.
 pub fn budget(remaining: Option<f64>) -> String {
     match remaining {
         None => "–".to_owned(),
         Some(r) if r >= 0.0 => format!("{} left", percent(r)),
-        Some(r) => format!("overspent by {}", percent(-r)),
+        Some(r) if r > -1.0 => format!("overspent by {}", percent(-r)),
+        Some(r) => {
+            let spent = 1.0 - r;
+            let times = if spent < 10.0 { format!("{:.1}", spent) } else { format!("{:.0}", spent) };
+            format!("{}× the budget spent", times.trim_end_matches(".0"))
+        }
     }
 }
 
@@ -68,6 +77,36 @@ pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// What the report covers: the window asked for, and, when the data covers
+/// less of it, the part that has data, e.g. `over 30 days, from … to … (data from
+/// 2024-03-03 10:00 UTC to 10:40 UTC only: 40 min)`.
+pub fn coverage(window: &super::model::Window) -> String {
+    let asked = format!("over {} days, from {} to {}", window.days, time(window.start), time(window.end));
+    match &window.coverage {
+        Some(c) if c.start > window.start || c.end < window.end => format!(
+            "{asked} (the data covers only {} of it, from {} to {})",
+            duration((c.end - c.start).num_seconds()),
+            time(c.start),
+            time(c.end)
+        ),
+        Some(_) => asked,
+        None => format!("{asked} (no data in it)"),
+    }
+}
+
+/// The instances' addresses, each once: a host, with its port when the URL
+/// names one (two sandbox instances on one host are two addresses).
+pub fn site(instances: &[super::model::Instance]) -> String {
+    let mut hosts: Vec<String> = Vec::new();
+    for i in instances {
+        let host = if i.host.is_empty() { i.name.clone() } else { i.host.clone() };
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    if hosts.is_empty() { "the instance".to_owned() } else { super::compute::and_list(&hosts) }
+}
+
 /// A day's label on a chart: `Mar 3`.
 pub fn day(t: DateTime<Utc>) -> String {
     t.format("%b %-d").to_string()
@@ -85,8 +124,9 @@ mod tests {
     #[test]
     fn numbers_read_like_people_write_them() {
         assert_eq!(percent(0.995), "99.5%");
-        assert_eq!(percent(0.99999), "99.999%");
-        assert_eq!(percent(0.9951388), "99.513%");
+        assert_eq!(percent(0.99999), "99.99%");
+        assert_eq!(percent(0.9951388), "99.51%");
+        assert_eq!(percent(2.0 / 3.0), "66.67%");
         assert_eq!(percent(1.0), "100%");
         assert_eq!(count(8640), "8,640");
         assert_eq!(count(999), "999");
@@ -94,6 +134,9 @@ mod tests {
         assert_eq!(duration(7200), "2 h");
         assert_eq!(duration(3900), "1 h 5 min");
         assert_eq!(budget(Some(-0.25)), "overspent by 25%");
+        assert_eq!(budget(Some(-140.17647)), "141× the budget spent");
+        assert_eq!(budget(Some(-1.5)), "2.5× the budget spent");
+        assert_eq!(budget(Some(-1.0)), "2× the budget spent");
         assert_eq!(
             escape("<a href=\"x\">O'Neil & co</a>"),
             "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;"

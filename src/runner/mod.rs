@@ -672,8 +672,11 @@ impl Runner {
                 Some((multipart::CONTENT_TYPE, body))
             }
         };
-        let bearer =
-            if spec.auth { Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e))?) } else { None };
+        let bearer = if spec.auth {
+            Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e.to_string()))?)
+        } else {
+            None
+        };
         Ok(http::Request {
             method: spec.method.clone(),
             url,

@@ -97,6 +97,11 @@ async fn streaming_base(client: &http::Client, target: &Target) -> url::Url {
         .unwrap_or(fallback)
 }
 
+/// Why the probe will not send its token to a streaming URL, and how to allow it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StreamingUrlRefused(String);
+
 /// Whether the token may go to the streaming API at `streaming` (from the
 /// instance's `/api/v2/instance`); `Err` says why not and how to allow it.
 ///
@@ -109,17 +114,19 @@ async fn streaming_base(client: &http::Client, target: &Target) -> url::Url {
 ///   `streaming_hosts`. Without a public suffix list the parent rule is
 ///   conservative: it needs a parent of two or more labels and refuses the
 ///   `co.uk`/`com.au` kind of parent; anything else takes `streaming_hosts`.
-pub fn streaming_url_allowed(target: &Target, streaming: &url::Url) -> Result<(), String> {
+pub fn streaming_url_allowed(target: &Target, streaming: &url::Url) -> Result<(), StreamingUrlRefused> {
     let instance = &target.base_url;
     let shown = format!("{}://{}", streaming.scheme(), streaming.host_str().unwrap_or(""));
     if instance.scheme() == "https" && streaming.scheme() != "wss" {
-        return Err(format!(
+        return Err(StreamingUrlRefused(format!(
             "the instance's streaming API is at {shown}, not wss://: the probe sends its token only encrypted; \
              the stream is not used"
-        ));
+        )));
     }
     let (Some(host), Some(own)) = (streaming.host_str(), instance.host_str()) else {
-        return Err(format!("the instance's streaming URL {shown} has no host; the stream is not used"));
+        return Err(StreamingUrlRefused(format!(
+            "the instance's streaming URL {shown} has no host; the stream is not used"
+        )));
     };
     let (host, own) = (host.to_ascii_lowercase(), own.to_ascii_lowercase());
     let allowed = host == own
@@ -129,12 +136,12 @@ pub fn streaming_url_allowed(target: &Target, streaming: &url::Url) -> Result<()
     if allowed {
         return Ok(());
     }
-    Err(format!(
+    Err(StreamingUrlRefused(format!(
         "the instance's streaming API is at {shown}, a host the probe does not send its token to; \
          the stream is not used. If that host is the instance's, allow it in the config: \
          `streaming_hosts: [{host}]` under instance `{}`",
         target.name
-    ))
+    )))
 }
 
 /// The parent domain whose subdomains count as the instance's own: the host less
@@ -187,10 +194,10 @@ impl OpenError {
 /// Opens the stream for `spec` on `target` and starts reading it.
 pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> Result<OpenStream, OpenError> {
     let fatal = |reason, message: String| OpenError::Fatal(StepError::new(reason, message));
-    let token = target.token.clone().map_err(|e| fatal(Reason::Config, e))?;
+    let token = target.token.clone().map_err(|e| fatal(Reason::Config, e.to_string()))?;
     let mut url = streaming_base(client, target).await;
     streaming_url_allowed(target, &url)
-        .map_err(|why| OpenError::Unusable(StepError::new(Reason::StreamingUrl, why)))?;
+        .map_err(|why| OpenError::Unusable(StepError::new(Reason::StreamingUrl, why.to_string())))?;
     url.set_path("/api/v1/streaming");
     url.query_pairs_mut().clear().append_pair("stream", &spec.stream);
     let what = format!("streaming {}", url.path());
@@ -568,7 +575,7 @@ mod tests {
     }
 
     fn allowed(instance: &str, streaming: &str, hosts: &[&str]) -> Result<(), String> {
-        streaming_url_allowed(&target(instance, hosts), &streaming.parse().unwrap())
+        streaming_url_allowed(&target(instance, hosts), &streaming.parse().unwrap()).map_err(|e| e.to_string())
     }
 
     #[test]

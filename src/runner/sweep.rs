@@ -59,7 +59,7 @@ impl Runner {
             let client = Client::with_resolver(self.tls.clone(), self.resolver.clone());
             let mut report = SweepReport { instance: target.name.clone(), ..SweepReport::default() };
             if let Err(e) = sweep_one(&client, target, min_age, &mut report).await {
-                report.error = Some(self.scrub_text(e));
+                report.error = Some(self.scrub_text(e.to_string()));
             }
             match &report.error {
                 Some(e) => {
@@ -88,16 +88,20 @@ async fn sweep_one(
     target: &Target,
     min_age: Duration,
     report: &mut SweepReport,
-) -> Result<(), String> {
+) -> Result<(), SweepError> {
     let me = get_json(client, target, "/api/v1/accounts/verify_credentials", &[]).await?;
-    let id = me.get("id").and_then(Value::as_str).ok_or("verify_credentials has no `id`")?.to_owned();
+    let id = me
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or(SweepError::Unexpected("verify_credentials has no `id`"))?
+        .to_owned();
     let limit = PAGE_SIZE.to_string();
     let path = format!("/api/v1/accounts/{id}/statuses");
     let statuses = get_json(client, target, &path, &[("limit", &limit), ("exclude_reblogs", "true")]).await?;
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
     let leftovers: Vec<String> = statuses
         .as_array()
-        .ok_or("the account's statuses are not a list")?
+        .ok_or(SweepError::Unexpected("the account's statuses are not a list"))?
         .iter()
         .filter(|s| s.pointer("/account/id").and_then(Value::as_str) == Some(id.as_str()))
         .filter(|s| {
@@ -115,7 +119,7 @@ async fn sweep_one(
         let response = send(client, &request).await?;
         match response.status {
             200 | 404 => report.deleted += usize::from(response.status == 200),
-            status => return Err(format!("DELETE {}: status {status}", request.url.path())),
+            status => return Err(SweepError::Status { method: "DELETE", path: request.url.path().to_owned(), status }),
         }
     }
     Ok(())
@@ -126,8 +130,11 @@ pub fn is_marked(text: &str) -> bool {
     text.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| super::nonce_time(word).is_some())
 }
 
-fn request(target: &Target, method: ::http::Method, path: &str, query: &[(&str, &str)]) -> Result<Request, String> {
-    let mut url = target.base_url.join(path).map_err(|e| format!("{path}: {e}"))?;
+fn request(target: &Target, method: ::http::Method, path: &str, query: &[(&str, &str)]) -> Result<Request, SweepError> {
+    let mut url = target
+        .base_url
+        .join(path)
+        .map_err(|e| SweepError::BadPath { path: path.to_owned(), message: e.to_string() })?;
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
@@ -141,21 +148,41 @@ fn request(target: &Target, method: ::http::Method, path: &str, query: &[(&str, 
     })
 }
 
-async fn send(client: &Client, request: &Request) -> Result<http::Response, String> {
+async fn send(client: &Client, request: &Request) -> Result<http::Response, SweepError> {
     match tokio::time::timeout(REQUEST_TIMEOUT, http::send(client, request)).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(e.message),
-        Err(_) => Err(format!("{} {}: no response within {REQUEST_TIMEOUT:?}", request.method, request.url.path())),
+        Ok(Err(e)) => Err(SweepError::Transport(e.message)),
+        Err(_) => Err(SweepError::Timeout { method: request.method.to_string(), path: request.url.path().to_owned() }),
     }
 }
 
-async fn get_json(client: &Client, target: &Target, path: &str, query: &[(&str, &str)]) -> Result<Value, String> {
+async fn get_json(client: &Client, target: &Target, path: &str, query: &[(&str, &str)]) -> Result<Value, SweepError> {
     let request = request(target, ::http::Method::GET, path, query)?;
     let response = send(client, &request).await?;
     if response.status != 200 {
-        return Err(format!("GET {path}: status {}", response.status));
+        return Err(SweepError::Status { method: "GET", path: path.to_owned(), status: response.status });
     }
-    serde_json::from_slice(&response.body).map_err(|e| format!("GET {path}: not JSON ({e})"))
+    serde_json::from_slice(&response.body)
+        .map_err(|e| SweepError::NotJson { path: path.to_owned(), message: e.to_string() })
+}
+
+/// Why a sweep of one instance stopped early (logged, and tried again next time).
+#[derive(Debug, thiserror::Error)]
+enum SweepError {
+    /// The request could not be made or answered (the runner's message).
+    #[error("{0}")]
+    Transport(String),
+    #[error("{method} {path}: no response within {REQUEST_TIMEOUT:?}")]
+    Timeout { method: String, path: String },
+    #[error("{method} {path}: status {status}")]
+    Status { method: &'static str, path: String, status: u16 },
+    #[error("GET {path}: not JSON ({message})")]
+    NotJson { path: String, message: String },
+    #[error("{path}: {message}")]
+    BadPath { path: String, message: String },
+    /// An answer of an unexpected shape.
+    #[error("{0}")]
+    Unexpected(&'static str),
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! when the token is used (see [`Secret::following`]), so a rotated Kubernetes
 //! Secret is used without a restart, like a changed ConfigMap.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -17,7 +18,7 @@ pub struct Target {
     /// The probe account's user name.
     pub account: String,
     /// The token, or why it could not be read (a run using it ends in `probe_error`).
-    pub token: Result<Secret, String>,
+    pub token: Result<Secret, TokenError>,
     /// Hosts besides the instance's own and its parent domain's that the token may
     /// be sent to for streaming (the config's `streaming_hosts`).
     pub streaming_hosts: Vec<String>,
@@ -29,30 +30,59 @@ impl Target {
     }
 }
 
+/// Why a secret could not be read. Says where it looked, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The environment variable the config names is not set.
+    #[error("environment variable {0} is not set")]
+    EnvNotSet(String),
+    /// The file the config names cannot be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        message: String,
+    },
+    /// The variable or file is there but empty (the source, as the config says it).
+    #[error("{0} is empty")]
+    Empty(String),
+}
+
+/// An instance's token could not be read: a run that needs it is a `probe_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the token of instance `{instance}`: {cause}")]
+pub struct TokenError {
+    /// The instance's name in the config.
+    pub instance: String,
+    /// What went wrong.
+    pub cause: SecretError,
+}
+
 /// Reads a secret from its source, once. The error says where it looked, never a value.
-pub fn read_secret(source: &TokenSource) -> Result<Secret, String> {
+pub fn read_secret(source: &TokenSource) -> Result<Secret, SecretError> {
     read_secret_following(source, None)
 }
 
 /// Reads a secret from its source; one from a file follows the file, looking at it
 /// again every `recheck` when used (`None` or zero: never). The error says where
 /// it looked, never a value.
-pub fn read_secret_following(source: &TokenSource, recheck: Option<Duration>) -> Result<Secret, String> {
+pub fn read_secret_following(source: &TokenSource, recheck: Option<Duration>) -> Result<Secret, SecretError> {
     let secret = match source {
         TokenSource::Env(name) => match std::env::var(name) {
             Ok(value) => Secret::new(value),
-            Err(_) => return Err(format!("environment variable {name} is not set")),
+            Err(_) => return Err(SecretError::EnvNotSet(name.clone())),
         },
         TokenSource::File(path) => match std::fs::read_to_string(path) {
             Ok(value) => match recheck.filter(|every| !every.is_zero()) {
                 Some(every) => Secret::following(value, path, every),
                 None => Secret::new(value),
             },
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(SecretError::Unreadable { path: path.clone(), message: e.to_string() }),
         },
     };
     if secret.is_empty() {
-        return Err(format!("{source} is empty"));
+        return Err(SecretError::Empty(source.to_string()));
     }
     Ok(secret)
 }
@@ -69,7 +99,7 @@ pub fn targets_from_config(config: &Config) -> Vec<Target> {
             base_url: i.url.clone(),
             account: i.account.clone(),
             token: read_secret_following(&i.token, recheck)
-                .map_err(|e| format!("the token of instance `{}`: {e}", i.name)),
+                .map_err(|cause| TokenError { instance: i.name.clone(), cause }),
             streaming_hosts: i.streaming_hosts.clone(),
         })
         .collect()
@@ -99,9 +129,9 @@ mod tests {
     fn an_unreadable_or_empty_source_says_where_it_looked_without_a_value() {
         let dir = tempfile::tempdir().unwrap();
         let missing = TokenSource::File(dir.path().join("missing.token"));
-        assert!(read_secret(&missing).unwrap_err().contains("missing.token"));
+        assert!(read_secret(&missing).unwrap_err().to_string().contains("missing.token"));
         let empty = dir.path().join("empty.token");
         std::fs::write(&empty, "\n").unwrap();
-        assert!(read_secret(&TokenSource::File(empty)).unwrap_err().contains("is empty"));
+        assert!(read_secret(&TokenSource::File(empty)).unwrap_err().to_string().contains("is empty"));
     }
 }

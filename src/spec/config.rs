@@ -187,7 +187,6 @@ pub struct RemoteWriteConfig {
     pub max_sample_age: Duration,
 }
 
-
 /// Settings of `fediprobe run`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
@@ -634,8 +633,10 @@ fn read_remote_write(reader: &mut Reader<'_>, node: &Node, base: &std::path::Pat
         .unwrap_or_default();
     // The defaults are the sink's own (one place for each).
     use crate::sink::remote_write as rw;
-    let timeout =
-        fields.get("timeout").map(|n| values::duration(reader, n, "`timeout`")).unwrap_or_else(|| Some(rw::default_timeout()));
+    let timeout = fields
+        .get("timeout")
+        .map(|n| values::duration(reader, n, "`timeout`"))
+        .unwrap_or_else(|| Some(rw::default_timeout()));
     let flush_timeout = fields
         .get("flush_timeout")
         .map(|n| values::duration(reader, n, "`flush_timeout`"))

@@ -258,6 +258,11 @@ fn mask_text(text: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
+/// `n` and `noun`, plural unless `n` is 1: "1 error", "3 errors".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 impl Diagnostics {
     pub fn push(&mut self, diagnostic: Diagnostic) {
         self.0.push(diagnostic);

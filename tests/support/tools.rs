@@ -26,6 +26,15 @@ pub fn vmalert() -> PathBuf {
     require("vmalert", "victoria-metrics")
 }
 
+/// Debian names the Alertmanager binary `prometheus-alertmanager`.
+pub fn alertmanager() -> PathBuf {
+    require("prometheus-alertmanager", "prometheus-alertmanager")
+}
+
+pub fn amtool() -> PathBuf {
+    require("amtool", "prometheus-alertmanager")
+}
+
 pub fn chromium() -> PathBuf {
     require("chromium", "chromium")
 }

@@ -88,8 +88,14 @@ pub fn dashboard() -> Dashboard {
             "short",
             Style::Bars,
             None,
+            // `or 0 × runs`: a healthy span shows 0 for every journey and region that ran, not "No data".
             vec![series(
-                format!("sum by (journey, region) (count_over_time({}{misses}[$span]))", metrics::JOURNEY_OUTCOME),
+                format!(
+                    "sum by (journey, region) (count_over_time({out}{misses}[$span]))\nor\n0 * sum by (journey, region) \
+                     (count_over_time({out}{valid}[$span]))",
+                    out = metrics::JOURNEY_OUTCOME,
+                    valid = selector("outcome!=\"probe_error\""),
+                ),
                 "{{journey}} {{region}}",
             )],
         ),
@@ -105,8 +111,8 @@ pub fn dashboard() -> Dashboard {
             None,
             vec![series(
                 format!(
-                    "sum by (journey) (count_over_time({out}{misses}[$span]))\n/\nsum by (journey) \
-                     (count_over_time({out}{valid}[$span]))",
+                    "(\n  sum by (journey) (count_over_time({out}{misses}[$span]))\n  or\n  0 * sum by (journey) \
+                     (count_over_time({out}{valid}[$span]))\n)\n/\nsum by (journey) (count_over_time({out}{valid}[$span]))",
                     out = metrics::JOURNEY_OUTCOME,
                     valid = selector("outcome!=\"probe_error\""),
                 ),
@@ -142,8 +148,15 @@ pub fn dashboard() -> Dashboard {
             "short",
             Style::Bars,
             None,
+            // `or 0 × deliveries`: a healthy span shows 0 for every federation
+            // journey that delivered, not "No data".
             vec![series(
-                format!("sum by (journey, reason) (count_over_time({}{sel}[$span]))", metrics::STREAM_FAILED),
+                format!(
+                    "sum by (journey, reason) (count_over_time({}{sel}[$span]))\nor\n0 * sum by (journey) \
+                     (count_over_time({}{sel}[$span]))",
+                    metrics::STREAM_FAILED,
+                    metrics::FEDERATION_DELAY_UNBOUNDED,
+                ),
                 "{{journey}} {{reason}}",
             )],
         ),

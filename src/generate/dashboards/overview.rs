@@ -35,11 +35,13 @@ pub fn burn_rate(w: Duration) -> String {
 }
 
 /// 2 while a page fires for the journey, 1 while only a ticket does, else 0 (for
-/// every journey the rules know, through its objective series).
+/// every journey the rules know, through its objective series). The instance
+/// page has no `journey` and is left out: the journeys' own alerts still fire in
+/// `ALERTS` while Alertmanager inhibits their notifications.
 fn status() -> String {
     let alerts = |severity: &str| {
         format!(
-            "max by (journey) (ALERTS{{alertname=~\"Fediprobe.+\",alertstate=\"firing\",severity=\"{severity}\",journey=~\"$journey\",instance=~\"$instance\"}})"
+            "max by (journey) (ALERTS{{alertname=~\"Fediprobe.+\",alertstate=\"firing\",severity=\"{severity}\",journey!=\"\",journey=~\"$journey\",instance=~\"$instance\"}})"
         )
     };
     format!(

@@ -82,8 +82,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use config::{
-    Auth, RemoteWriteOptions, default_flush_timeout, default_max_batch_samples, default_max_sample_age, default_queue_capacity_samples,
-    default_spool_max_bytes, default_timeout,
+    Auth, RemoteWriteOptions, default_flush_timeout, default_max_batch_samples, default_max_sample_age,
+    default_queue_capacity_samples, default_spool_max_bytes, default_timeout,
 };
 pub use retry::{
     Disposition, RetryPolicy, default_initial_backoff, default_max_backoff, default_multiplier, parse_retry_after,
