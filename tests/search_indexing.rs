@@ -1,4 +1,4 @@
-//! The opt-in `search-indexing` journey (`journeys/opt-in/`) against a sandbox
+//! The opt-in `search-indexing` journey (`examples/search-indexing.yaml`) against a sandbox
 //! whose search index lags: the poll finds the post once it is indexed, and a
 //! post never indexed fails the run at the `found` step.
 
@@ -12,9 +12,9 @@ use fediprobe::spec::Journey;
 use support::sandbox::start_with;
 
 fn journey(edit: impl FnOnce(String) -> String) -> Journey {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/journeys/opt-in/search-indexing.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/search-indexing.yaml");
     let text = std::fs::read_to_string(path).expect("the opt-in journey is in the repository");
-    support::journeys::parse_as("journeys/opt-in/search-indexing.yaml", &edit(text))
+    support::journeys::parse_as("examples/search-indexing.yaml", &edit(text))
 }
 
 fn lagging(delay: Duration) -> SandboxConfig {
@@ -58,7 +58,7 @@ fn a_config_naming_the_journeys_folder_does_not_run_it_but_naming_the_file_does(
     assert!(!diagnostics.has_errors(), "{diagnostics}");
     assert!(!folder.is_empty() && folder.iter().all(|j| j.name != "search-indexing"));
     let (named, diagnostics) =
-        fediprobe::spec::load_journey_paths(&[root.join("journeys"), root.join("journeys/opt-in/search-indexing.yaml")]);
+        fediprobe::spec::load_journey_paths(&[root.join("journeys"), root.join("examples/search-indexing.yaml")]);
     assert!(!diagnostics.has_errors(), "{diagnostics}");
     assert_eq!(named.len(), folder.len() + 1);
     assert!(named.iter().any(|j| j.name == "search-indexing"));
