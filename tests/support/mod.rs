@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod rules;
 pub mod sandbox;
 pub mod slow_backend;
+pub mod spool;
 pub mod stream;
 pub mod tools;
 pub mod victoria;
