@@ -20,6 +20,8 @@ pub const JOURNEY_OUTCOME: &str = "fediprobe_journey_outcome";
 pub const STEP_DURATION: &str = "fediprobe_step_duration_seconds";
 pub const FEDERATION_DELAY: &str = "fediprobe_federation_delay_seconds";
 pub const FEDERATION_DELAY_UNBOUNDED: &str = "fediprobe_federation_delay_unbounded";
+pub const NOTIFICATION_DELAY: &str = "fediprobe_notification_delay_seconds";
+pub const NOTIFICATION_DELAY_UNBOUNDED: &str = "fediprobe_notification_delay_unbounded";
 pub const STREAM_FAILED: &str = "fediprobe_stream_failed";
 pub const JOURNEY_DELAY_OK: &str = "fediprobe_journey_delay_ok";
 pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
@@ -59,7 +61,9 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
     if success {
         out.push(Sample::new(JOURNEY_LATENCY, with(&[]), result.duration.as_secs_f64(), at));
     }
-    for step in result.steps.iter().chain(&result.cleanup) {
+    // A parallel group's members are steps of their own here: each has its
+    // duration and phases; the group's duration is until the last answer.
+    for step in result.steps.iter().chain(&result.cleanup).flat_map(|s| s.with_members()) {
         if step.status != StepStatus::Skipped {
             out.push(Sample::new(
                 STEP_DURATION,
@@ -82,13 +86,21 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
         if let Some(d) = &step.delivery {
             let labels =
                 [("source", d.source.as_str()), ("destination", d.destination.as_str()), ("method", d.method.as_str())];
+            // A notification's delay includes the federation of its status and
+            // the notification fan-out after it: its own series, so federation
+            // figures stay about posts reaching home feeds.
+            let (delay_series, unbounded_series) = if d.event == "notification" {
+                (NOTIFICATION_DELAY, NOTIFICATION_DELAY_UNBOUNDED)
+            } else {
+                (FEDERATION_DELAY, FEDERATION_DELAY_UNBOUNDED)
+            };
             // A figure only when the probe could bound the arrival within one
             // fallback interval; every delivery says whether it could.
             if let Some(delay) = d.delay {
-                out.push(Sample::new(FEDERATION_DELAY, with(&labels), delay.as_secs_f64(), at));
+                out.push(Sample::new(delay_series, with(&labels), delay.as_secs_f64(), at));
             }
             let unbounded = if d.delay.is_none() { 1.0 } else { 0.0 };
-            out.push(Sample::new(FEDERATION_DELAY_UNBOUNDED, with(&labels), unbounded, at));
+            out.push(Sample::new(unbounded_series, with(&labels), unbounded, at));
         }
         if let Some(e) = &step.stream_error {
             let labels = [("step", step.name.as_str()), ("reason", e.reason.as_str())];

@@ -111,7 +111,7 @@ fn journey(name: &str, schedule: &str) -> String {
 
 fn generous() -> RateLimits {
     let plenty = Limit::new(1_000_000, Duration::from_secs(60));
-    RateLimits { api: plenty, unauthenticated_api: plenty, statuses: plenty, deletes: plenty }
+    RateLimits { api: plenty, unauthenticated_api: plenty, statuses: plenty, deletes: plenty, media: plenty }
 }
 
 /// An instant query's result at `time` (unix seconds), with the scaled lookback.
@@ -188,8 +188,8 @@ async fn a_whole_instance_outage_pages_once_and_resolves() {
     .unwrap();
     let (alpha, beta) = (sandbox.instance("alpha").unwrap(), sandbox.instance("beta").unwrap());
 
-    // The agent's config and journeys: four journeys on `main`, one of them
-    // federating to `peer`.
+    // The agent's config and journeys: five journeys on `main`, one of them
+    // federating to `peer` and one notified from it (every dashboard series exists).
     let agent_port = free_port();
     std::fs::create_dir(dir.path().join("journeys")).unwrap();
     for (name, schedule) in [
@@ -197,6 +197,7 @@ async fn a_whole_instance_outage_pages_once_and_resolves() {
         ("instance-health", "* * * * * *"),
         ("verify-credentials", "* * * * * *"),
         ("federation-main-to-peer", "*/2 * * * * *"),
+        ("notification-delay", "*/2 * * * * *"),
     ] {
         std::fs::write(dir.path().join(format!("journeys/{name}.yaml")), journey(name, schedule)).unwrap();
     }

@@ -24,6 +24,20 @@ pub struct Args {
     remote_write_url: Option<url::Url>,
 }
 
+/// How long the demo's `alpha` takes to process an upload: as Mastodon with a
+/// video, so that the `media` journey shows the 202-then-206 path and a
+/// processing delay, not only an instant image.
+const DEMO_MEDIA_PROCESSING: Duration = Duration::from_millis(1500);
+
+/// Two instances, `alpha` processing media in the background.
+fn demo_sandbox() -> SandboxConfig {
+    let mut config = SandboxConfig::default();
+    if let Some(alpha) = config.instances.first_mut() {
+        alpha.media_processing = DEMO_MEDIA_PROCESSING;
+    }
+    config
+}
+
 /// The region label of the demo's samples.
 pub const DEMO_REGION: &str = "local";
 
@@ -36,7 +50,7 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sandbox = match Sandbox::start(SandboxConfig::default()).await {
+    let sandbox = match Sandbox::start(demo_sandbox()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot start the sandbox on loopback: {e}");
@@ -81,9 +95,8 @@ pub async fn run(args: Args) -> ExitCode {
     if args.output == Output::Human {
         print!("{}", summary(&journeys.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), &all));
         println!();
-        let federation = federation_summary(&all);
-        if !federation.is_empty() {
-            print!("{federation}");
+        for delays in delay_summaries(&all).into_iter().chain(media_summary(&all)) {
+            print!("{delays}");
             println!();
         }
         if failed == 0 {
@@ -101,10 +114,27 @@ pub async fn run(args: Args) -> ExitCode {
     }
 }
 
-/// One row per federation direction: deliveries seen, how, and their delays.
-fn federation_summary(results: &[RunResult]) -> String {
+/// The delays the journeys measured, one table per kind: `FEDERATION` (a post
+/// reaching a home feed, streaming event `update`) and `NOTIFICATION` (a mention
+/// notified, event `notification`), one row per direction.
+fn delay_summaries(results: &[RunResult]) -> Vec<String> {
+    [("update", "FEDERATION"), ("notification", "NOTIFICATION")]
+        .into_iter()
+        .map(|(event, title)| delay_summary(results, event, title))
+        .filter(|table| !table.is_empty())
+        .collect()
+}
+
+/// One row per direction of the deliveries awaited as `event`: how many were
+/// seen, how, and their delays.
+fn delay_summary(results: &[RunResult], event: &str, title: &str) -> String {
+    let all: Vec<_> = results
+        .iter()
+        .flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref()))
+        .filter(|d| d.event == event)
+        .collect();
     let mut directions: Vec<(String, String)> = Vec::new();
-    for d in results.iter().flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref())) {
+    for d in &all {
         let key = (d.source.clone(), d.destination.clone());
         if !directions.contains(&key) {
             directions.push(key);
@@ -116,11 +146,8 @@ fn federation_summary(results: &[RunResult]) -> String {
     let rows: Vec<Vec<String>> = directions
         .iter()
         .map(|(source, destination)| {
-            let deliveries: Vec<_> = results
-                .iter()
-                .flat_map(|r| r.steps.iter().filter_map(|s| s.delivery.as_ref()))
-                .filter(|d| d.source == *source && d.destination == *destination)
-                .collect();
+            let deliveries: Vec<_> =
+                all.iter().filter(|d| d.source == *source && d.destination == *destination).collect();
             // Only deliveries with a figure: one the probe could not bound has none.
             let mut delays: Vec<Duration> = deliveries.iter().filter_map(|d| d.delay).collect();
             delays.sort();
@@ -139,7 +166,37 @@ fn federation_summary(results: &[RunResult]) -> String {
             ]
         })
         .collect();
-    table::render(&["FEDERATION", "DELIVERED", "SEEN BY", "P50 DELAY", "MAX DELAY"], &rows)
+    table::render(&[title, "DELIVERED", "SEEN BY", "P50 DELAY", "MAX DELAY"], &rows)
+}
+
+/// The `media` journey's two figures: the upload's time and the wait until
+/// the server had processed it (the `upload` and `processed` steps).
+fn media_summary(results: &[RunResult]) -> Option<String> {
+    let runs: Vec<&RunResult> = results.iter().filter(|r| r.journey == "media").collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let figure = |step: &str| {
+        let mut durations: Vec<Duration> = runs
+            .iter()
+            .filter(|r| r.outcome == Outcome::Success)
+            .filter_map(|r| r.steps.iter().find(|s| s.name == step).map(|s| s.duration))
+            .collect();
+        durations.sort();
+        let p50 = durations
+            .get(durations.len().saturating_sub(1) / 2)
+            .map_or_else(|| "-".to_owned(), |d| table::duration(*d));
+        let max = durations.last().map_or_else(|| "-".to_owned(), |d| table::duration(*d));
+        (p50, max)
+    };
+    let rows: Vec<Vec<String>> = [("upload", "upload"), ("processing", "processed")]
+        .into_iter()
+        .map(|(what, step)| {
+            let (p50, max) = figure(step);
+            vec![what.to_owned(), p50, max]
+        })
+        .collect();
+    Some(table::render(&["MEDIA", "P50", "MAX"], &rows))
 }
 
 /// One row per journey: runs, successes, p50 and max duration, the last failure.

@@ -18,6 +18,7 @@
 pub mod check;
 pub mod connect;
 pub mod http;
+pub mod multipart;
 pub mod phases;
 pub mod result;
 pub mod stream;
@@ -271,19 +272,7 @@ impl Runner {
         deadline: Option<Instant>,
     ) -> StepResult {
         let instance = state.journey.step_instance(step).to_owned();
-        let mut result = StepResult {
-            name: step.name.clone(),
-            instance: instance.clone(),
-            status: StepStatus::Passed,
-            duration: Duration::ZERO,
-            attempts: 0,
-            http_status: None,
-            phases: None,
-            error: None,
-            skipped_because: None,
-            delivery: None,
-            stream_error: None,
-        };
+        let mut result = passed(step, &instance);
         // A cleanup step whose variables were never captured has nothing to clean up.
         if stage == Stage::Cleanup
             && let Some(missing) = missing_capture(step, &state.captures)
@@ -303,7 +292,8 @@ impl Runner {
         let start = Instant::now();
         let outcome = match &step.kind {
             StepKind::Stream(spec) => self.stream_step(state, step, spec, &instance, deadline, &mut result).await,
-            _ => self.attempt_step(state, step, &instance, deadline, &mut result).await,
+            StepKind::Parallel(members) => self.parallel_step(state, members, deadline, &mut result).await,
+            _ => self.attempt_step(state, &state.client, step, &instance, deadline, &mut result).await,
         };
         result.duration = start.elapsed();
         let sent_token = step.kind.request().is_some_and(|r| r.auth) && !matches!(step.kind, StepKind::Stream(_));
@@ -347,9 +337,59 @@ impl Runner {
         result
     }
 
+    /// Runs a `parallel` group's members at once, each on its own new
+    /// connection (as an app's concurrent requests over HTTP/1.1), and collects
+    /// their captures. The group fails with its first failing member's error.
+    async fn parallel_step(
+        &self,
+        state: &mut RunState<'_>,
+        members: &[Step],
+        deadline: Option<Instant>,
+        result: &mut StepResult,
+    ) -> Result<Vec<(String, String)>, StepError> {
+        let shared: &RunState<'_> = state;
+        let runs = members.iter().map(|member| async move {
+            let instance = shared.journey.step_instance(member).to_owned();
+            let mut member_result = passed(member, &instance);
+            let client = http::Client::with_resolver(self.tls.clone(), self.resolver.clone());
+            let start = Instant::now();
+            let outcome = self.attempt_step(shared, &client, member, &instance, deadline, &mut member_result).await;
+            member_result.duration = start.elapsed();
+            if let Err(error) = &outcome {
+                member_result.status = StepStatus::Failed;
+                member_result.error = Some(error.clone());
+            }
+            (member, member_result, outcome)
+        });
+        let done = futures_util::future::join_all(runs).await;
+        let mut captured = Vec::new();
+        let mut first_error = None;
+        for (member, member_result, outcome) in done {
+            result.attempts += member_result.attempts;
+            let sent_token = member.kind.request().is_some_and(|r| r.auth);
+            if sent_token && member_result.http_status.is_some_and(|s| (200..300).contains(&s)) {
+                state.token_accepted.insert(member_result.instance.clone());
+            }
+            match outcome {
+                Ok(values) => captured.extend(values),
+                Err(mut error) if first_error.is_none() => {
+                    error.message = format!("step `{}`: {}", member.name, error.message);
+                    first_error = Some(error);
+                }
+                Err(_) => {}
+            }
+            result.parallel.push(member_result);
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(captured),
+        }
+    }
+
     async fn attempt_step(
         &self,
         state: &RunState<'_>,
+        client: &http::Client,
         step: &Step,
         instance: &str,
         deadline: Option<Instant>,
@@ -359,7 +399,9 @@ impl Runner {
         let (spec, poll) = match &step.kind {
             StepKind::Request(r) => (r, None),
             StepKind::Poll(p) => (&p.request, Some(p)),
-            StepKind::Stream(_) => unreachable!("stream steps run in stream_step"),
+            StepKind::Stream(_) | StepKind::Parallel(_) => {
+                unreachable!("stream steps run in stream_step, parallel groups in parallel_step")
+            }
         };
         // The step ends at the earliest of: the journey's deadline, the poll's `within`.
         let step_end = match (deadline, poll.map(|p| Instant::now() + p.within)) {
@@ -367,7 +409,6 @@ impl Runner {
             (d, p) => d.or(p),
         };
         let request = self.prepare(state, step, spec, target)?;
-        let client = &state.client;
         loop {
             let by_timeout = Instant::now() + step.timeout;
             let attempt_end = step_end.map_or(by_timeout, |e| e.min(by_timeout));
@@ -611,6 +652,25 @@ impl Runner {
                 let value = template.render(&mut lookup)?;
                 Some(("application/json", serde_json::to_vec(&value).unwrap_or_default().into()))
             }
+            Some(Body::Multipart(parts)) => {
+                let mut fields = Vec::with_capacity(parts.len());
+                for (name, part) in parts {
+                    fields.push(match part {
+                        crate::spec::journey::Part::Text(value) => {
+                            multipart::Field::Text { name, value: value.render(&mut lookup)? }
+                        }
+                        crate::spec::journey::Part::File(file) => multipart::Field::File {
+                            name,
+                            filename: file.filename.render(&mut lookup)?,
+                            content_type: &file.content_type,
+                            bytes: multipart::file_bytes(file, &state.nonce),
+                        },
+                    });
+                }
+                let body = multipart::encode(&fields)
+                    .map_err(|e| StepError::new(Reason::Config, format!("step `{}`: {e}", step.name)))?;
+                Some((multipart::CONTENT_TYPE, body))
+            }
         };
         let bearer = if spec.auth {
             Some(target.token.clone().map_err(|e| StepError::new(Reason::Config, e.to_string()))?)
@@ -654,6 +714,7 @@ fn delivery(state: &RunState<'_>, spec: &StreamSpec, destination: &str, arrival:
     Delivery {
         source,
         destination: destination.to_owned(),
+        event: spec.event.clone(),
         method: arrival.method,
         delay: arrival.bounded.then_some(seen_after),
         seen_after,
@@ -714,8 +775,7 @@ fn missing_capture(step: &Step, captures: &[(String, String)]) -> Option<String>
         vars.extend(t.vars());
     }
     match &request.body {
-        Some(Body::Form(fields)) => fields.iter().for_each(|(_, t)| vars.extend(t.vars())),
-        Some(Body::Json(t)) => vars.extend(t.vars()),
+        Some(body) => vars.extend(body.vars()),
         None => {}
     }
     vars.into_iter().find_map(|v| match v {
@@ -734,17 +794,27 @@ fn cancelled(journey: &Journey, step: &Step) -> StepResult {
 
 fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
     StepResult {
-        name: step.name.clone(),
-        instance: journey.step_instance(step).to_owned(),
         status: StepStatus::Skipped,
+        skipped_because: Some(because.to_owned()),
+        ..passed(step, journey.step_instance(step))
+    }
+}
+
+/// A step's result before it runs: passed, nothing measured yet.
+fn passed(step: &Step, instance: &str) -> StepResult {
+    StepResult {
+        name: step.name.clone(),
+        instance: instance.to_owned(),
+        status: StepStatus::Passed,
         duration: Duration::ZERO,
         attempts: 0,
         http_status: None,
         phases: None,
         error: None,
-        skipped_because: Some(because.to_owned()),
+        skipped_because: None,
         delivery: None,
         stream_error: None,
+        parallel: Vec::new(),
     }
 }
 

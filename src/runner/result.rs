@@ -215,6 +215,37 @@ pub struct StepResult {
     /// not (the fallback poll, if any, took over).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_error: Option<StepError>,
+    /// For a `parallel` group: its members' own results, each with its own
+    /// duration and phases (the group's `duration` is until the last answer; it
+    /// has no phases itself, since its members' overlap).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parallel: Vec<StepResult>,
+}
+
+impl StepResult {
+    /// Scrubs the step's texts, and its parallel members' (see `RunResult::scrub`).
+    fn scrub(&mut self) {
+        use crate::secret::scrub_in_place as clean;
+        for e in self.error.iter_mut().chain(self.stream_error.iter_mut()) {
+            clean(&mut e.message);
+            if let Some(a) = &mut e.assertion {
+                clean(&mut a.assertion);
+                clean(&mut a.actual);
+                clean(&mut a.expected);
+            }
+        }
+        if let Some(why) = &mut self.skipped_because {
+            clean(why);
+        }
+        for member in &mut self.parallel {
+            member.scrub();
+        }
+    }
+
+    /// This result and its parallel group's members' results.
+    pub fn with_members(&self) -> impl Iterator<Item = &StepResult> {
+        std::iter::once(self).chain(&self.parallel)
+    }
 }
 
 /// A post seen arriving on another instance.
@@ -224,6 +255,9 @@ pub struct Delivery {
     pub source: String,
     /// The instance it arrived on.
     pub destination: String,
+    /// The streaming event awaited: `update` (a post in a home feed: federation
+    /// delay) or `notification` (a mention notified: notification delay).
+    pub event: String,
     /// How it was first seen: `stream`, or `poll` (the fallback, when the stream
     /// could not be used or the poll saw it first).
     pub method: super::stream::Method,
@@ -288,17 +322,7 @@ impl RunResult {
     pub fn scrub(&mut self) {
         use crate::secret::scrub_in_place as clean;
         for step in self.steps.iter_mut().chain(self.cleanup.iter_mut()) {
-            for e in step.error.iter_mut().chain(step.stream_error.iter_mut()) {
-                clean(&mut e.message);
-                if let Some(a) = &mut e.assertion {
-                    clean(&mut a.assertion);
-                    clean(&mut a.actual);
-                    clean(&mut a.expected);
-                }
-            }
-            if let Some(why) = &mut step.skipped_because {
-                clean(why);
-            }
+            step.scrub();
         }
         for (_, value) in &mut self.captures {
             clean(value);

@@ -25,6 +25,12 @@ pub(crate) struct InstanceInfo {
     pub host: String,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
+    /// Secure mode (Mastodon's `AUTHORIZED_FETCH`): unsigned actor fetches get 401.
+    pub authorized_fetch: bool,
+    /// How long uploaded media take to process (zero: at once, as images).
+    pub media_processing: std::time::Duration,
+    /// How long a new status takes to become findable by full-text search.
+    pub search_index_delay: std::time::Duration,
 }
 
 /// Timestamps as Mastodon writes them: ISO-8601, milliseconds, `Z`.

@@ -89,6 +89,21 @@ pub struct InstanceConfig {
     /// `account_domain: ACCOUNT_DOMAIN`. Default none: one domain, as Mastodon.
     /// Example: `Some("people.sandbox.test".into())`.
     pub account_domain: Option<String>,
+    /// Secure mode, Mastodon's `AUTHORIZED_FETCH`: an unsigned fetch of an actor
+    /// document (`GET /users/NAME` for `application/activity+json`) answers 401.
+    /// Default false, as Mastodon's default. Example: `true`.
+    pub authorized_fetch: bool,
+    /// How long uploaded media take to process. Zero (the default) is Mastodon's
+    /// way with images: `POST /api/v2/media` answers 200 with the `url`. Longer is
+    /// its way with video and audio: 202 with `url: null`, and `GET
+    /// /api/v1/media/:id` answers 206 until the time has passed, then 200.
+    /// Example: `Duration::from_millis(300)`.
+    pub media_processing: Duration,
+    /// How long a new status takes to become findable by full-text search
+    /// (`/api/v2/search?type=statuses`): Mastodon indexes statuses in
+    /// Elasticsearch or OpenSearch from a Sidekiq job. Default zero.
+    /// Example: `Duration::from_millis(800)`.
+    pub search_index_delay: Duration,
 }
 
 impl InstanceConfig {
@@ -99,6 +114,9 @@ impl InstanceConfig {
             streaming_ping_interval: DEFAULT_PING_INTERVAL,
             federation: FederationConfig::default(),
             account_domain: None,
+            authorized_fetch: false,
+            media_processing: Duration::ZERO,
+            search_index_delay: Duration::ZERO,
         }
     }
 }
@@ -186,6 +204,9 @@ impl Sandbox {
                 domain: instance.account_domain.clone().unwrap_or_else(|| host.clone()),
                 host,
                 base_url: base_url.clone(),
+                authorized_fetch: instance.authorized_fetch,
+                media_processing: instance.media_processing,
+                search_index_delay: instance.search_index_delay,
             };
             let db = seed::seed(&info, id_salt(index));
             let accounts = db

@@ -2,7 +2,8 @@
 //!
 //! Mastodon has two kinds of limiter, and the sandbox copies both:
 //! - rack-attack throttles (300 API calls per 5 min per token, 300 per 5 min per
-//!   IP unauthenticated, 30 status deletes per 30 min per account) count in fixed
+//!   IP unauthenticated, 30 status deletes and 30 media uploads per 30 min per
+//!   account) count in fixed
 //!   windows aligned to the epoch: the window resets at `now + period - now % period`;
 //! - `Mastodon::RateLimiter` (300 statuses per 3 h per account) counts from the
 //!   first hit and resets `period` after it.
@@ -39,6 +40,8 @@ pub struct RateLimits {
     pub statuses: Limit,
     /// `DELETE /api/v1/statuses/:id` per account. Default: 30 per 30 minutes.
     pub deletes: Limit,
+    /// `POST /api/v1/media` and `/api/v2/media` per account. Default: 30 per 30 minutes.
+    pub media: Limit,
 }
 
 impl Default for RateLimits {
@@ -48,6 +51,7 @@ impl Default for RateLimits {
             unauthenticated_api: Limit::new(300, Duration::from_secs(5 * 60)),
             statuses: Limit::new(300, Duration::from_secs(3 * 60 * 60)),
             deletes: Limit::new(30, Duration::from_secs(30 * 60)),
+            media: Limit::new(30, Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -59,6 +63,7 @@ pub(crate) enum Bucket {
     Ip(std::net::IpAddr),
     Statuses(u64),
     Deletes(u64),
+    Media(u64),
 }
 
 /// The state of one counter after a hit, for the headers.
@@ -107,6 +112,7 @@ impl RateLimiter {
             Bucket::Token(_) => (self.limits.api, true),
             Bucket::Ip(_) => (self.limits.unauthenticated_api, true),
             Bucket::Deletes(_) => (self.limits.deletes, true),
+            Bucket::Media(_) => (self.limits.media, true),
             Bucket::Statuses(_) => (self.limits.statuses, false),
         };
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,6 +136,7 @@ impl RateLimiter {
         let limit = match bucket {
             Bucket::Statuses(_) => self.limits.statuses,
             Bucket::Deletes(_) => self.limits.deletes,
+            Bucket::Media(_) => self.limits.media,
             Bucket::Token(_) => self.limits.api,
             Bucket::Ip(_) => self.limits.unauthenticated_api,
         };

@@ -177,6 +177,18 @@ pub(crate) struct Removed {
     pub remote_domains: Vec<String>,
 }
 
+/// An uploaded media file.
+#[derive(Clone, Debug)]
+pub(crate) struct Media {
+    pub id: u64,
+    pub account_id: u64,
+    pub description: Option<String>,
+    /// The image's width and height, when its header says.
+    pub dimensions: Option<(u32, u32)>,
+    /// When processing ends: the `url` is known from then on.
+    pub ready_at: Instant,
+}
+
 /// All the records of one instance.
 #[derive(Debug, Default)]
 pub(crate) struct Db {
@@ -188,6 +200,8 @@ pub(crate) struct Db {
     /// (account id, status id)
     pub favourites: HashSet<(u64, u64)>,
     pub notifications: BTreeMap<u64, Notification>,
+    /// Uploaded media not (yet) attached to a status.
+    pub media: BTreeMap<u64, Media>,
     /// (account id, key) -> (status id, when the key was first used)
     pub idempotency: HashMap<(u64, String), (u64, Instant)>,
     /// Events not sent yet; drained whenever the lock is released.

@@ -20,6 +20,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("journeys/instance-health.yaml", include_str!("../../journeys/instance-health.yaml")),
     ("journeys/federation-main-to-peer.yaml", include_str!("../../journeys/federation-main-to-peer.yaml")),
     ("journeys/federation-peer-to-main.yaml", include_str!("../../journeys/federation-peer-to-main.yaml")),
+    ("journeys/discovery.yaml", include_str!("../../journeys/discovery.yaml")),
+    ("journeys/notification-delay.yaml", include_str!("../../journeys/notification-delay.yaml")),
+    ("journeys/media.yaml", include_str!("../../journeys/media.yaml")),
+    ("journeys/app-launch.yaml", include_str!("../../journeys/app-launch.yaml")),
 ];
 
 /// The bundled journeys, parsed. They are tested to parse without errors.

@@ -13,7 +13,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use super::diag::Pos;
-use super::template::{JsonTemplate, Template};
+use super::template::{JsonTemplate, Template, Var};
 use super::values::Objective;
 
 /// Default journey deadline: the whole run, all steps (cleanup has its own budget).
@@ -52,7 +52,7 @@ impl Journey {
     /// Every instance the journey talks to (its own first), with where it is named.
     pub fn instances(&self) -> Vec<(&str, Pos)> {
         let mut out = vec![(self.instance.as_str(), self.instance_pos)];
-        for step in self.steps.iter().chain(&self.cleanup) {
+        for step in self.steps.iter().chain(&self.cleanup).flat_map(Step::leaves) {
             if let Some((name, pos)) = &step.instance
                 && !out.iter().any(|(n, _)| n == name)
             {
@@ -171,6 +171,12 @@ pub enum StepKind {
     Request(RequestSpec),
     Poll(PollSpec),
     Stream(StreamSpec),
+    /// Steps sent at the same time, as an app fetches what it shows when opened:
+    /// the group lasts until the last answer. Each is a `request` or a `poll`,
+    /// with its own connection (an app's cold start over HTTP/1.1 opens one per
+    /// concurrent request), its own phases and its own result; none may use a
+    /// sibling's captures, the steps after the group may use them all.
+    Parallel(Vec<Step>),
 }
 
 impl StepKind {
@@ -180,11 +186,22 @@ impl StepKind {
             StepKind::Request(r) => Some(r),
             StepKind::Poll(p) => Some(&p.request),
             StepKind::Stream(s) => s.fallback.as_ref().map(|f| &f.request),
+            StepKind::Parallel(_) => None,
         }
     }
 }
 
-pub const STEP_KINDS: &[&str] = &["request", "poll", "stream"];
+impl Step {
+    /// The steps that make requests: a parallel group's members, or the step itself.
+    pub fn leaves(&self) -> Vec<&Step> {
+        match &self.kind {
+            StepKind::Parallel(members) => members.iter().collect(),
+            _ => vec![self],
+        }
+    }
+}
+
+pub const STEP_KINDS: &[&str] = &["request", "poll", "stream", "parallel"];
 
 /// Waits on the instance's streaming API (`/api/v1/streaming?stream=…` over a
 /// websocket) for an event whose parsed payload passes the step's `expect`.
@@ -242,7 +259,62 @@ pub struct RequestSpec {
 pub enum Body {
     Form(Vec<(String, Template)>),
     Json(JsonTemplate),
+    /// `multipart/form-data`, as apps upload media: text fields and files.
+    Multipart(Vec<(String, Part)>),
 }
+
+impl Body {
+    /// Every variable the body's templates use.
+    pub fn vars(&self) -> Vec<&Var> {
+        match self {
+            Body::Form(fields) => fields.iter().flat_map(|(_, t)| t.vars()).collect(),
+            Body::Json(json) => json.vars(),
+            Body::Multipart(parts) => parts
+                .iter()
+                .flat_map(|(_, part)| match part {
+                    Part::Text(t) => t.vars().collect::<Vec<_>>(),
+                    Part::File(file) => file.filename.vars().collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One field of a `multipart:` body.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// A text field, e.g. a media `description`.
+    Text(Template),
+    File(FilePart),
+}
+
+/// A file field: its bytes, the file name sent, and its content type.
+#[derive(Debug, Clone)]
+pub struct FilePart {
+    pub content: FileContent,
+    /// Default: the file's own name, or `fediprobe.png` for a generated image.
+    pub filename: Template,
+    /// Default: from the file name's extension (png, jpg, jpeg, gif, webp, mp4,
+    /// webm, mp3, ogg); required for other files.
+    pub content_type: String,
+}
+
+/// Where a file field's bytes come from.
+#[derive(Debug, Clone)]
+pub enum FileContent {
+    /// `file: NAME`: a file in the journey's folder, read when the journey is loaded.
+    Bytes(std::sync::Arc<Vec<u8>>),
+    /// `generate: png`: a valid PNG image of `size`×`size` pixels (default 64),
+    /// different for every run (its pixels depend on the run's nonce), made
+    /// when the request is sent: bundled journeys need no file beside them.
+    Png { size: u32 },
+}
+
+/// The largest file a `multipart:` body may carry (Mastodon's own limit for
+/// video is 99 MB; a probe has no business sending more).
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+/// The largest generated image side, in pixels.
+pub const MAX_GENERATED_SIDE: u32 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct PollSpec {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::journey::{Body, Journey, Step, StepKind};
+use super::journey::{Journey, Step, StepKind};
 use super::template::Var;
 
 /// What a limit counts.
@@ -151,6 +151,7 @@ pub fn worst_case_attempts(step: &Step) -> u32 {
         // Opening the stream is not rate limited; its fallback polls (worst case: the
         // stream is down for the whole wait) are.
         StepKind::Stream(s) => s.fallback.as_ref().map_or(0, |f| polls(s.within, f.interval)),
+        StepKind::Parallel(members) => members.iter().map(worst_case_attempts).sum(),
     }
 }
 
@@ -173,7 +174,7 @@ pub struct Use {
 /// How many times a journey uses each counter, on each instance it talks to.
 pub fn usage(journey: &Journey) -> Vec<Use> {
     let mut out: Vec<Use> = Vec::new();
-    for step in journey.steps.iter().chain(&journey.cleanup) {
+    for step in journey.steps.iter().chain(&journey.cleanup).flat_map(Step::leaves) {
         let instance = journey.step_instance(step);
         let Some(request) = step.kind.request() else { continue };
         let attempts = worst_case_attempts(step);
@@ -201,13 +202,9 @@ pub fn usage(journey: &Journey) -> Vec<Use> {
 /// after it.
 pub fn leaves_statuses_on(journey: &Journey) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for step in journey.steps.iter().chain(&journey.cleanup) {
+    for step in journey.steps.iter().chain(&journey.cleanup).flat_map(Step::leaves) {
         let StepKind::Request(request) = &step.kind else { continue };
-        let marked = match &request.body {
-            Some(Body::Form(fields)) => fields.iter().any(|(_, t)| t.uses(&Var::Nonce)),
-            Some(Body::Json(json)) => json.vars().contains(&&Var::Nonce),
-            None => false,
-        };
+        let marked = request.body.as_ref().is_some_and(|body| body.vars().contains(&&Var::Nonce));
         let instance = journey.step_instance(step);
         if marked
             && counted(&request.method, &request.path.to_string(), request.auth).contains(&Counted::Statuses)

@@ -9,7 +9,7 @@ use super::diag::Pos;
 use super::journey::*;
 use super::template::{JsonTemplate, Template, Var};
 use super::values;
-use super::yaml::{Node, Reader, Value};
+use super::yaml::{Fields, Node, Reader, Value};
 
 /// Headers that carry credentials. The probe sets `Authorization` itself from the
 /// config's token; a journey file is committed, copied into ConfigMaps and shown
@@ -18,11 +18,16 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "c
 
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
-const STEP_KEYS: &[&str] =
-    &["name", "request", "poll", "stream", "expect", "capture", "timeout", "instance", "fail_as", "if_missing"];
+const STEP_KEYS: &[&str] = &[
+    "name", "request", "poll", "stream", "parallel", "expect", "capture", "timeout", "instance", "fail_as", "if_missing",
+];
+/// What a `parallel` group has of its own: its members carry the rest.
+const PARALLEL_GROUP_KEYS: &[&str] = &["name", "parallel"];
 const STREAM_KEYS: &[&str] = &["stream", "event", "open_before", "delay_from", "within", "silence", "fallback"];
 const FALLBACK_KEYS: &[&str] = &["request", "interval", "expect"];
-const REQUEST_KEYS: &[&str] = &["method", "path", "query", "headers", "form", "json", "follow_redirects", "auth"];
+const REQUEST_KEYS: &[&str] =
+    &["method", "path", "query", "headers", "form", "json", "multipart", "follow_redirects", "auth"];
+const FILE_PART_KEYS: &[&str] = &["file", "generate", "size", "filename", "content_type"];
 const POLL_KEYS: &[&str] = &["request", "interval", "within"];
 const EXPECT_KEYS: &[&str] = &["status", "headers", "json"];
 const SLO_KEYS: &[&str] = &["availability", "latency", "delay", "window"];
@@ -175,16 +180,76 @@ fn read_steps(
     let mut steps = Vec::new();
     for item in items {
         if let Some(step) = read_step(reader, item, known_captures) {
-            if let Some((_, first)) = step_names.iter().find(|(n, _)| *n == step.name) {
-                let title = format!("two steps are named `{}`", step.name);
-                let hint = format!("the first is at line {}; step names label metrics and must be unique", first.line);
-                reader.error_hint(item, title, hint);
+            for named in std::iter::once(&step).chain(match &step.kind {
+                StepKind::Parallel(members) => members.as_slice(),
+                _ => &[],
+            }) {
+                if let Some((_, first)) = step_names.iter().find(|(n, _)| *n == named.name) {
+                    let title = format!("two steps are named `{}`", named.name);
+                    let hint =
+                        format!("the first is at line {}; step names label metrics and must be unique", first.line);
+                    let at = Node { pos: named.pos, width: 1, value: Value::Null };
+                    reader.error_hint(&at, title, hint);
+                }
+                step_names.push((named.name.clone(), named.pos));
             }
-            step_names.push((step.name.clone(), step.pos));
             steps.push(step);
         }
     }
     steps
+}
+
+/// A `parallel:` group: its members are requests or polls, sent at once. Each
+/// member knows the captures made before the group, not its siblings'; the
+/// steps after the group know them all.
+fn read_parallel(
+    reader: &mut Reader<'_>,
+    fields: &Fields<'_>,
+    node: &Node,
+    known_captures: &mut Vec<String>,
+) -> Option<Vec<Step>> {
+    for key in fields.keys().filter(|k| !PARALLEL_GROUP_KEYS.contains(k)) {
+        let at = fields.key_node(key).expect("key listed");
+        reader.error_hint(
+            at,
+            format!("a parallel group has no `{key}` of its own"),
+            "put it on the steps inside the group",
+        );
+    }
+    let items = reader.seq(node, "`parallel`")?;
+    if items.len() < 2 {
+        reader.error_hint(node, "a parallel group needs two steps or more", "a single step needs no group");
+        return None;
+    }
+    let before = known_captures.clone();
+    let mut members = Vec::new();
+    for item in items {
+        let mut known = before.clone();
+        let Some(member) = read_step(reader, item, &mut known) else { continue };
+        if member.if_missing.is_some() || member.fail_as.is_some() {
+            reader.error_hint(
+                item,
+                "a step in a parallel group has no `if_missing` or `fail_as`",
+                "give the check or the creation a step of its own before the group",
+            );
+            continue;
+        }
+        if !matches!(member.kind, StepKind::Request(_) | StepKind::Poll(_)) {
+            reader.error_hint(
+                item,
+                "a parallel group holds `request` and `poll` steps only",
+                "put a `stream` step, or another group, after the group",
+            );
+            continue;
+        }
+        for name in known.into_iter().filter(|n| !before.contains(n)) {
+            if !known_captures.contains(&name) {
+                known_captures.push(name);
+            }
+        }
+        members.push(member);
+    }
+    (members.len() == items.len()).then_some(members)
 }
 
 fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<String>) -> Option<Step> {
@@ -223,6 +288,7 @@ fn read_step(reader: &mut Reader<'_>, node: &Node, known_captures: &mut Vec<Stri
             match *one {
                 "request" => read_request(reader, n, known_captures).map(StepKind::Request),
                 "stream" => read_stream(reader, n, known_captures).map(StepKind::Stream),
+                "parallel" => read_parallel(reader, &fields, n, known_captures).map(StepKind::Parallel),
                 _ => read_poll(reader, n, known_captures).map(StepKind::Poll),
             }
         }
@@ -495,19 +561,154 @@ fn read_request(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Optio
             "the probe sends the instance's token from the config itself (`auth`, on by default)",
         );
     }
-    let body = match (fields.get("form"), fields.get("json")) {
-        (Some(_), Some(j)) => {
-            reader.error_hint(j, "a request has `form` or `json`, not both", "Mastodon accepts either; pick one");
-            None
-        }
-        (Some(f), None) => Some(Body::Form(template_pairs(reader, f, "`form`", known))),
-        (None, Some(j)) => json_template(reader, j, known).map(Body::Json),
-        (None, None) => None,
+    let bodies: Vec<&Node> = ["form", "json", "multipart"].iter().filter_map(|k| fields.key_node(k)).collect();
+    if let [_, second, ..] = bodies.as_slice() {
+        reader.error_hint(
+            second,
+            "a request has one body: `form`, `json` or `multipart`",
+            "Mastodon accepts any of them; pick one",
+        );
+    }
+    let body = match (fields.get("form"), fields.get("json"), fields.get("multipart")) {
+        _ if bodies.len() > 1 => None,
+        (Some(f), _, _) => Some(Body::Form(template_pairs(reader, f, "`form`", known))),
+        (_, Some(j), _) => json_template(reader, j, known).map(Body::Json),
+        (_, _, Some(m)) => read_multipart(reader, m, known).map(Body::Multipart),
+        (None, None, None) => None,
     };
     let follow_redirects =
         fields.get("follow_redirects").and_then(|n| reader.bool(n, "`follow_redirects`")).unwrap_or(false);
     let auth = fields.get("auth").and_then(|n| reader.bool(n, "`auth`")).unwrap_or(true);
     Some(RequestSpec { method: method?, path: path?, query, headers, body, follow_redirects, auth })
+}
+
+/// A `multipart:` body: each key a field, its value a text template or a file
+/// (`{ file: NAME }` beside the journey, or `{ generate: png }`).
+fn read_multipart(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<Vec<(String, Part)>> {
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for (name, _, value) in reader.pairs(node, "`multipart`") {
+        let part = match &value.value {
+            Value::Map(_) => read_file_part(reader, value, &name, known).map(Part::File),
+            _ => template(reader, value, &format!("`{name}`"), known).map(Part::Text),
+        };
+        match part {
+            Some(part) => parts.push((name, part)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(parts)
+}
+
+/// The content type a file name's extension says, for the media Mastodon takes.
+fn content_type_of(filename: &str) -> Option<&'static str> {
+    let extension = filename.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        _ => return None,
+    })
+}
+
+fn read_file_part(reader: &mut Reader<'_>, node: &Node, field: &str, known: &[String]) -> Option<FilePart> {
+    let fields = reader.map(node, &format!("`{field}`"), FILE_PART_KEYS)?;
+    let filename = match fields.get("filename") {
+        Some(n) => Some(template(reader, n, "`filename`", known)?),
+        None => None,
+    };
+    let content_type = match fields.get("content_type") {
+        Some(n) => Some(reader.string(n, "`content_type`")?),
+        None => None,
+    };
+    let (content, default_name) = match (fields.get("file"), fields.get("generate")) {
+        (Some(f), None) => {
+            let name = reader.string(f, "`file`")?;
+            let path = reader.path().parent().unwrap_or(std::path::Path::new("")).join(&name);
+            let size = std::fs::metadata(&path).map(|m| m.len());
+            let bytes = match size {
+                Ok(size) if size > MAX_FILE_BYTES => {
+                    reader.error_hint(
+                        f,
+                        format!("`{name}` is {size} bytes, more than a probe should upload"),
+                        format!("use a file of at most {MAX_FILE_BYTES} bytes"),
+                    );
+                    return None;
+                }
+                _ => std::fs::read(&path),
+            };
+            match bytes {
+                Ok(bytes) => (FileContent::Bytes(std::sync::Arc::new(bytes)), name),
+                Err(e) => {
+                    reader.error_hint(
+                        f,
+                        format!("cannot read `{}`: {e}", path.display()),
+                        "`file:` names a file in the journey's own folder",
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, Some(g)) => {
+            let kind = reader.string(g, "`generate`")?;
+            if kind != "png" {
+                reader.error_hint(g, format!("cannot generate `{kind}`"), "the one generated kind is `png`");
+                return None;
+            }
+            let size = match fields.get("size") {
+                None => 64,
+                Some(n) => match &n.value {
+                    Value::Int(i) if (1..=i64::from(MAX_GENERATED_SIDE)).contains(i) => *i as u32,
+                    _ => {
+                        reader.error_hint(
+                            n,
+                            "`size` is the image's side in pixels",
+                            format!("a whole number from 1 to {MAX_GENERATED_SIDE}, e.g. `size: 64`"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            (FileContent::Png { size }, "fediprobe.png".to_owned())
+        }
+        (Some(_), Some(g)) => {
+            reader.error_hint(g, "a file field has `file` or `generate`, not both", "pick one");
+            return None;
+        }
+        (None, None) => {
+            reader.error_hint(
+                node,
+                format!("the file field `{field}` says neither `file` nor `generate`"),
+                "e.g. `{ file: picture.png }` (beside the journey) or `{ generate: png }`",
+            );
+            return None;
+        }
+    };
+    if fields.get("size").is_some() && !matches!(content, FileContent::Png { .. }) {
+        let n = fields.get("size").expect("present");
+        reader.error_hint(n, "`size` is for generated images", "remove it, or use `generate: png`");
+        return None;
+    }
+    let content_type = match content_type {
+        Some(t) => t,
+        None => match content_type_of(&default_name) {
+            Some(t) => t.to_owned(),
+            None => {
+                reader.error_hint(
+                    node,
+                    format!("the content type of `{default_name}` is not known"),
+                    "say it: `content_type: image/png`",
+                );
+                return None;
+            }
+        },
+    };
+    Some(FilePart { content, filename: filename.unwrap_or_else(|| Template::literal(default_name)), content_type })
 }
 
 fn read_poll(reader: &mut Reader<'_>, node: &Node, known: &[String]) -> Option<PollSpec> {

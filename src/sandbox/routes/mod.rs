@@ -4,7 +4,10 @@
 //! sibling files, one file per area of the API.
 
 mod accounts;
+mod client;
+mod discovery;
 mod instance;
+mod media;
 mod search;
 mod statuses;
 mod timelines;
@@ -117,11 +120,22 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/timelines/public", get(timelines::public))
         .route("/api/v1/notifications", get(timelines::notifications))
         .route("/api/v2/search", get(search::search))
+        .route("/api/v2/media", post(media::upload))
+        .route("/api/v1/custom_emojis", get(client::custom_emojis))
+        .route("/api/v2/filters", get(client::filters))
+        .route("/api/v1/lists", get(client::lists))
+        .route("/api/v1/markers", get(client::markers))
+        .route("/api/v1/media/{id}", get(media::show).delete(media::destroy))
         .route(streaming::HEALTH_PATH, get(streaming::health))
         .route(streaming::PATH, get(streaming::connect))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gate))
+        // Outside the gate: Mastodon's rate limits count only `/api/` requests.
+        .route("/.well-known/webfinger", get(discovery::webfinger))
+        .route("/.well-known/nodeinfo", get(discovery::nodeinfo_index))
+        .route("/nodeinfo/2.0", get(discovery::nodeinfo))
+        .route("/users/{username}", get(discovery::actor))
         .with_state(state)
 }
 

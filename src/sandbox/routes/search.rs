@@ -1,7 +1,8 @@
 //! `GET /api/v2/search`: accounts by username or display name (and by exact
 //! `user@domain`, resolved on the other instances with `resolve=true`),
-//! statuses by text (only those the viewer may see; needs a token), hashtags
-//! used in statuses.
+//! statuses by text (only those the viewer may see; needs a token; once the
+//! instance's `search_index_delay` has passed, as Elasticsearch's indexing job
+//! takes its time), hashtags used in statuses.
 
 use axum::extract::State;
 use chrono::Utc;
@@ -63,10 +64,16 @@ pub(crate) async fn search(
     }
     // Mastodon only searches statuses for a signed-in user.
     if wants("statuses") && viewer.is_some() {
+        // A status is found only once the search index has it.
+        let indexed_before = chrono::TimeDelta::from_std(info.search_index_delay)
+            .ok()
+            .and_then(|delay| Utc::now().checked_sub_signed(delay))
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         statuses = db
             .statuses
             .values()
             .rev()
+            .filter(|s| s.created_at <= indexed_before)
             .filter(|s| db.can_see(viewer, s) && s.text.to_lowercase().contains(&query))
             .take(limit)
             .map(|s| entities::status(&db, info, s, viewer, false))
