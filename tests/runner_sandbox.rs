@@ -192,7 +192,9 @@ async fn a_poll_repeats_until_its_assertion_holds_or_its_time_runs_out() {
     assert_outcome(&result, Outcome::Failure, Some(Reason::Assertion), "never");
     assert_eq!(result.steps[1].status, StepStatus::Passed);
     assert_eq!(result.steps[1].attempts, 1, "the post is there at once");
-    assert!(result.steps[2].attempts >= 5, "{} attempts", result.steps[2].attempts);
+    // It asked again until its second ran out (how often depends on how fast this
+    // machine answers, so only "more than once" is a claim).
+    assert!(result.steps[2].attempts >= 2, "{} attempts", result.steps[2].attempts);
     let failure = result.error().unwrap().assertion.as_ref().unwrap();
     assert!(failure.expected.contains("no such text"), "{failure:?}");
     assert_eq!(result.cleanup[0].status, StepStatus::Passed);
