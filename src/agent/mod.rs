@@ -193,7 +193,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
-        exposition: Exposition::new(),
+        exposition: Exposition::keeping(crate::metrics::EXPOSED),
         sink: sink.clone(),
         runs: runs.clone(),
         generation: Mutex::new(generation),
