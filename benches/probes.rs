@@ -487,13 +487,20 @@ fn fediprobe_binary() -> PathBuf {
 
 /// A config for `fediprobe once`/`run` with `count` one-request journeys to `base_url`.
 fn write_config(dir: &Path, base_url: &str, count: usize, path: &str) -> PathBuf {
-    let journeys = dir.join("journeys");
-    std::fs::create_dir_all(&journeys).unwrap();
-    for i in 0..count {
+    let journeys: Vec<(String, &str, String)> =
+        (0..count).map(|i| (format!("j{i:04}"), "* * * * *", path.to_owned())).collect();
+    write_config_with(dir, base_url, &journeys)
+}
+
+/// A config with one-request journeys `(name, schedule, path)` to `base_url`.
+fn write_config_with(dir: &Path, base_url: &str, journeys: &[(String, &str, String)]) -> PathBuf {
+    let folder = dir.join("journeys");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, schedule, path) in journeys {
         std::fs::write(
-            journeys.join(format!("j{i:04}.yaml")),
+            folder.join(format!("{name}.yaml")),
             format!(
-                "name: j{i:04}\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    request: {{ path: '{path}', auth: false }}\n"
+                "name: {name}\ninstance: main\nschedule: '{schedule}'\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    request: {{ path: '{path}', auth: false }}\n"
             ),
         )
         .unwrap();
@@ -772,28 +779,11 @@ fn logged_runs(log: &str) -> Vec<(String, f64)> {
 /// A config for `fediprobe run` with `per_delay` journeys per D, each firing
 /// every second (`* * * * * *`) against `/delay/D`.
 fn write_every_second_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize) -> PathBuf {
-    let journeys = dir.join("journeys");
-    std::fs::create_dir_all(&journeys).unwrap();
-    for delay in delays {
-        for i in 0..per_delay {
-            std::fs::write(
-                journeys.join(format!("d{delay}-{i}.yaml")),
-                format!(
-                    "name: d{delay}-{i}\ninstance: main\nschedule: '* * * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    request: {{ path: '/delay/{delay}', auth: false }}\n"
-                ),
-            )
-            .unwrap();
-        }
-    }
-    let config = dir.join("fediprobe.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "probe:\n  region: bench\ninstances:\n  main:\n    url: {base_url}\n    account: probe\n    token: {{ env: FEDIPROBE_BENCH_TOKEN }}\njourneys: [journeys]\n"
-        ),
-    )
-    .unwrap();
-    config
+    let journeys: Vec<(String, &str, String)> = delays
+        .iter()
+        .flat_map(|d| (0..per_delay).map(move |i| (format!("d{d}-{i}"), "* * * * * *", format!("/delay/{d}"))))
+        .collect();
+    write_config_with(dir, base_url, &journeys)
 }
 
 /// Starts `fediprobe run` on `config`, logging JSON to `log`; returns it and its port.
