@@ -564,7 +564,8 @@ fn cold_start() {
 // ---------------------------------------------------------------------------
 // Slow targets.
 
-/// Child mode: rounds (`SLOW_ROUNDS`, default 3) of `runs` runs all in flight at once against a server
+/// Child mode: rounds (`SLOW_ROUNDS`, default 3; with `SLOW_TRIM` set, glibc's
+/// `malloc_trim` after each) of `runs` runs all in flight at once against a server
 /// that never answers, each with a [`SLOW_DEADLINE`] deadline. Prints one line
 /// per round: runs, timeouts, median and max lateness past the deadline (ms),
 /// peak RSS during the round and RSS after it (KiB).
@@ -614,6 +615,13 @@ fn slow_runs(base_url: &str, runs: usize) {
         let rss_peak = sampler.join().unwrap();
         // Let the runtime drop the aborted connection tasks before measuring.
         std::thread::sleep(Duration::from_millis(500));
+        if std::env::var_os("SLOW_TRIM").is_some() {
+            unsafe extern "C" {
+                fn malloc_trim(pad: usize) -> i32;
+            }
+            // SAFETY: glibc's malloc_trim only returns free memory to the system.
+            unsafe { malloc_trim(0) };
+        }
         let after = Usage::own().rss_kib;
         let mut sorted = lateness;
         sorted.sort_by(f64::total_cmp);
@@ -628,32 +636,38 @@ fn slow_runs(base_url: &str, runs: usize) {
 
 fn slow_targets() {
     let server = Server::start("serve-silent");
-    println!(
-        "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process\n",
-        SLOW_DEADLINE.as_secs()
-    );
-    println!(
-        "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | heap per run in flight | peak RSS | RSS after the round |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["slow-runs", &server.url("/"), &SLOW_RUNS.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    for (round, line) in String::from_utf8(output.stdout).unwrap().lines().enumerate() {
-        let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    // Once as the library runs, once with glibc's `malloc_trim` after each round:
+    // the difference is memory the allocator keeps after a free, not memory a run holds.
+    for trim in [false, true] {
         println!(
-            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} KiB | {:.1} MiB | {:.1} MiB |",
-            round + 1,
-            f[0],
-            f[1],
-            f[2],
-            f[3],
-            f[6] / 1024.0,
-            mib(f[4] as u64),
-            mib(f[5] as u64)
+            "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process{}\n",
+            SLOW_DEADLINE.as_secs(),
+            if trim { ", `malloc_trim(0)` after each round" } else { "" }
         );
+        println!(
+            "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | heap per run in flight | peak RSS | RSS after the round |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["slow-runs", &server.url("/"), &SLOW_RUNS.to_string()]).stderr(Stdio::inherit());
+        if trim {
+            command.env("SLOW_TRIM", "1");
+        }
+        let output = command.output().unwrap();
+        for (round, line) in String::from_utf8(output.stdout).unwrap().lines().enumerate() {
+            let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+            println!(
+                "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} KiB | {:.1} MiB | {:.1} MiB |",
+                round + 1,
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                f[6] / 1024.0,
+                mib(f[4] as u64),
+                mib(f[5] as u64)
+            );
+        }
     }
 }
 
