@@ -868,6 +868,10 @@ fn shipped() {
         println!("| {delay} ms | {} | {} | {} |", p50_p99_line(fp), p50_p99_line(curl), p50_p99_line(bb));
     }
 
+    if std::env::var_os("SHIPPED_ONCE_ONLY").is_some() {
+        return;
+    }
+
     // 2. `fediprobe run` firing every second, curl and blackbox_exporter once a
     //    second each in the same period, /metrics scraped every 15 s.
     let secs: u64 = std::env::var("SHIPPED_AGENT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
