@@ -8,6 +8,7 @@
 //! cargo bench --bench probes -- cold-start     # `fediprobe once`: exec → first request byte
 //! cargo bench --bench probes -- slow-targets   # 10 000 runs in flight against a silent server
 //! cargo bench --bench probes -- footprint      # `fediprobe run`, 1 000 journeys every minute
+//! cargo bench --bench probes -- shipped        # the binaries as users run them, beside curl and blackbox_exporter
 //! cargo bench --bench probes                   # all of the above
 //! ```
 //!
@@ -25,6 +26,35 @@ use std::time::{Duration, Instant};
 use fediprobe::runner::{Outcome, Reason, Runner, Target};
 use fediprobe::secret::Secret;
 use fediprobe::spec::{Journey, parse_journey_str};
+
+/// The system allocator, counting the bytes live on the heap: the slow-targets
+/// bench divides them by the runs in flight (RSS also holds what the allocator
+/// keeps after a free, so it overstates what a run holds).
+struct Counting;
+
+static HEAP_LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP_LIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP_LIVE.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        HEAP_LIVE.fetch_add(new_size as isize - layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn heap_live() -> isize {
+    HEAP_LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 const DELAYS_MS: [u64; 4] = [0, 10, 100, 1000];
 const COST_RUNS: usize = 10_000;
@@ -45,15 +75,17 @@ fn main() {
         Some("cold-start") => cold_start(),
         Some("slow-targets") => slow_targets(),
         Some("footprint") => footprint(),
+        Some("shipped") => shipped(),
         None => {
             accuracy();
             cost();
             cold_start();
             slow_targets();
             footprint();
+            shipped();
         }
         Some(other) => {
-            eprintln!("unknown benchmark `{other}`: accuracy, cost, cold-start, slow-targets or footprint");
+            eprintln!("unknown benchmark `{other}`: accuracy, cost, cold-start, slow-targets, footprint or shipped");
             std::process::exit(2);
         }
     }
@@ -455,13 +487,20 @@ fn fediprobe_binary() -> PathBuf {
 
 /// A config for `fediprobe once`/`run` with `count` one-request journeys to `base_url`.
 fn write_config(dir: &Path, base_url: &str, count: usize, path: &str) -> PathBuf {
-    let journeys = dir.join("journeys");
-    std::fs::create_dir_all(&journeys).unwrap();
-    for i in 0..count {
+    let journeys: Vec<(String, &str, String)> =
+        (0..count).map(|i| (format!("j{i:04}"), "* * * * *", path.to_owned())).collect();
+    write_config_with(dir, base_url, &journeys)
+}
+
+/// A config with one-request journeys `(name, schedule, path)` to `base_url`.
+fn write_config_with(dir: &Path, base_url: &str, journeys: &[(String, &str, String)]) -> PathBuf {
+    let folder = dir.join("journeys");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, schedule, path) in journeys {
         std::fs::write(
-            journeys.join(format!("j{i:04}.yaml")),
+            folder.join(format!("{name}.yaml")),
             format!(
-                "name: j{i:04}\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    request: {{ path: '{path}', auth: false }}\n"
+                "name: {name}\ninstance: main\nschedule: '{schedule}'\nslo: {{ availability: 99% }}\nsteps:\n  - name: get\n    request: {{ path: '{path}', auth: false }}\n"
             ),
         )
         .unwrap();
@@ -525,7 +564,8 @@ fn cold_start() {
 // ---------------------------------------------------------------------------
 // Slow targets.
 
-/// Child mode: rounds (`SLOW_ROUNDS`, default 3) of `runs` runs all in flight at once against a server
+/// Child mode: rounds (`SLOW_ROUNDS`, default 3; with `SLOW_TRIM` set, glibc's
+/// `malloc_trim` after each) of `runs` runs all in flight at once against a server
 /// that never answers, each with a [`SLOW_DEADLINE`] deadline. Prints one line
 /// per round: runs, timeouts, median and max lateness past the deadline (ms),
 /// peak RSS during the round and RSS after it (KiB).
@@ -548,7 +588,8 @@ fn slow_runs(base_url: &str, runs: usize) {
                 peak
             })
         };
-        let (lateness, timeouts) = runtime.block_on(async {
+        let heap_before = heap_live();
+        let (lateness, timeouts, heap_in_flight) = runtime.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..runs {
                 let (runner, journey) = (runner.clone(), journey.clone());
@@ -558,6 +599,9 @@ fn slow_runs(base_url: &str, runs: usize) {
                     (started.elapsed(), result.reason)
                 });
             }
+            // Halfway to the deadline every run is connected and waiting.
+            tokio::time::sleep(SLOW_DEADLINE / 2).await;
+            let heap_in_flight = heap_live() - heap_before;
             let mut lateness = Vec::new();
             let mut timeouts = 0;
             while let Some(joined) = set.join_next().await {
@@ -565,46 +609,65 @@ fn slow_runs(base_url: &str, runs: usize) {
                 timeouts += usize::from(reason == Some(Reason::Timeout));
                 lateness.push((elapsed.as_secs_f64() - SLOW_DEADLINE.as_secs_f64()) * 1e3);
             }
-            (lateness, timeouts)
+            (lateness, timeouts, heap_in_flight)
         });
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let rss_peak = sampler.join().unwrap();
         // Let the runtime drop the aborted connection tasks before measuring.
         std::thread::sleep(Duration::from_millis(500));
+        if std::env::var_os("SLOW_TRIM").is_some() {
+            unsafe extern "C" {
+                fn malloc_trim(pad: usize) -> i32;
+            }
+            // SAFETY: glibc's malloc_trim only returns free memory to the system.
+            unsafe { malloc_trim(0) };
+        }
         let after = Usage::own().rss_kib;
         let mut sorted = lateness;
         sorted.sort_by(f64::total_cmp);
-        println!("{runs} {timeouts} {:.2} {:.2} {rss_peak} {after}", quantile(&sorted, 0.5), sorted[sorted.len() - 1]);
+        println!(
+            "{runs} {timeouts} {:.2} {:.2} {rss_peak} {after} {}",
+            quantile(&sorted, 0.5),
+            sorted[sorted.len() - 1],
+            heap_in_flight / runs as isize
+        );
     }
 }
 
 fn slow_targets() {
     let server = Server::start("serve-silent");
-    println!(
-        "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process\n",
-        SLOW_DEADLINE.as_secs()
-    );
-    println!(
-        "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | peak RSS | RSS after the round |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["slow-runs", &server.url("/"), &SLOW_RUNS.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    for (round, line) in String::from_utf8(output.stdout).unwrap().lines().enumerate() {
-        let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    // Once as the library runs, once with glibc's `malloc_trim` after each round:
+    // the difference is memory the allocator keeps after a free, not memory a run holds.
+    for trim in [false, true] {
         println!(
-            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB |",
-            round + 1,
-            f[0],
-            f[1],
-            f[2],
-            f[3],
-            mib(f[4] as u64),
-            mib(f[5] as u64)
+            "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process{}\n",
+            SLOW_DEADLINE.as_secs(),
+            if trim { ", `malloc_trim(0)` after each round" } else { "" }
         );
+        println!(
+            "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | heap per run in flight | peak RSS | RSS after the round |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["slow-runs", &server.url("/"), &SLOW_RUNS.to_string()]).stderr(Stdio::inherit());
+        if trim {
+            command.env("SLOW_TRIM", "1");
+        }
+        let output = command.output().unwrap();
+        for (round, line) in String::from_utf8(output.stdout).unwrap().lines().enumerate() {
+            let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+            println!(
+                "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} KiB | {:.1} MiB | {:.1} MiB |",
+                round + 1,
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                f[6] / 1024.0,
+                mib(f[4] as u64),
+                mib(f[5] as u64)
+            );
+        }
     }
 }
 
@@ -671,5 +734,247 @@ fn footprint() {
         started.elapsed().as_secs(),
         mib(peak),
         mib(after.rss_kib)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The shipped binaries, beside curl and blackbox_exporter.
+
+/// Samples per D for the `once`/curl/blackbox comparison.
+fn once_runs(delay: u64) -> usize {
+    let scale: f64 = std::env::var("SHIPPED_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let base = match delay {
+        0 | 10 => 300,
+        100 => 150,
+        _ => 40,
+    };
+    ((base as f64 * scale).ceil() as usize).max(5)
+}
+
+/// The journey's `duration` (seconds) from `fediprobe once --output json`.
+fn once_duration(binary: &Path, config: &Path) -> f64 {
+    let output = Command::new(binary)
+        .args(["once", "-c"])
+        .arg(config)
+        .args(["--output", "json"])
+        .env("FEDIPROBE_BENCH_TOKEN", "unused")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let result: serde_json::Value = serde_json::from_str(text.lines().next().expect("one result line")).unwrap();
+    assert_eq!(result["outcome"], "success", "{text}");
+    result["duration"].as_f64().expect("a duration")
+}
+
+/// curl's `time_total` (seconds): from the start of its transfer (connect
+/// included) to the last byte, on a fresh connection, as a process.
+fn curl_duration(url: &str) -> f64 {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--fail", "-w", "%{time_total}", url])
+        .output()
+        .expect("curl is installed");
+    assert!(output.status.success(), "curl {url} failed");
+    String::from_utf8(output.stdout).unwrap().trim().parse().unwrap()
+}
+
+/// What a `fediprobe run` agent logged: `(journey, duration_ms)` of every run.
+fn logged_runs(log: &str) -> Vec<(String, f64)> {
+    log.lines()
+        .filter(|l| l.contains("run finished"))
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let fields = &v["fields"];
+            Some((fields["journey"].as_str()?.to_owned(), fields["duration_ms"].as_f64()?))
+        })
+        .collect()
+}
+
+/// A config for `fediprobe run` with `per_delay` journeys per D, each firing
+/// every second (`* * * * * *`) against `/delay/D`.
+fn write_every_second_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize) -> PathBuf {
+    let journeys: Vec<(String, &str, String)> = delays
+        .iter()
+        .flat_map(|d| (0..per_delay).map(move |i| (format!("d{d}-{i}"), "* * * * * *", format!("/delay/{d}"))))
+        .collect();
+    write_config_with(dir, base_url, &journeys)
+}
+
+/// Starts `fediprobe run` on `config`, logging JSON to `log`; returns it and its port.
+fn start_agent(binary: &Path, config: &Path, log: &Path) -> (Child, u16) {
+    let port = free_port();
+    let child = Command::new(binary)
+        .args(["--log-format", "json", "run", "--listen", &format!("127.0.0.1:{port}"), "-c"])
+        .arg(config)
+        .env("FEDIPROBE_BENCH_TOKEN", "unused")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+/// Polls `/readyz` until it answers 200; the time from `since`.
+fn wait_ready(port: u16, since: Instant) -> Duration {
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(stream, "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200") {
+                return since.elapsed();
+            }
+        }
+        assert!(since.elapsed() < Duration::from_secs(60), "the agent did not become ready");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn p50_p99_line(values: Vec<f64>) -> String {
+    let n = values.len();
+    let (m, p) = median_p99(values);
+    format!("{m:.3} | {p:.3} | {n}")
+}
+
+fn shipped() {
+    let binary = fediprobe_binary();
+    let server = Server::start("serve-delay");
+    let blackbox = Blackbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = server.url("");
+
+    // 1. `fediprobe once` as a process, curl and blackbox_exporter, interleaved.
+    println!("\n## Timing overhead: reported − D (ms), `fediprobe once` process, curl and blackbox_exporter interleaved\n");
+    println!(
+        "| D | fediprobe once median | p99 | samples | curl median | p99 | samples | blackbox median | p99 | samples |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for delay in DELAYS_MS {
+        let sub = dir.path().join(format!("once-{delay}"));
+        let config = write_config(&sub, &base, 1, &format!("/delay/{delay}"));
+        let url = server.url(&format!("/delay/{delay}"));
+        let d = delay as f64;
+        for _ in 0..3 {
+            once_duration(&binary, &config);
+            curl_duration(&url);
+            blackbox.probe(&url);
+        }
+        let (mut fp, mut curl, mut bb) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..once_runs(delay) {
+            fp.push(once_duration(&binary, &config) * 1e3 - d);
+            curl.push(curl_duration(&url) * 1e3 - d);
+            bb.push(blackbox.probe(&url).0 * 1e3 - d);
+        }
+        println!("| {delay} ms | {} | {} | {} |", p50_p99_line(fp), p50_p99_line(curl), p50_p99_line(bb));
+    }
+
+    if std::env::var_os("SHIPPED_ONCE_ONLY").is_some() {
+        return;
+    }
+
+    // 2. `fediprobe run` firing every second, curl and blackbox_exporter once a
+    //    second each in the same period, /metrics scraped every 15 s.
+    let secs: u64 = std::env::var("SHIPPED_AGENT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    const AGENT_DELAYS: [u64; 3] = [0, 10, 100];
+    const PER_DELAY: usize = 3;
+    let sub = dir.path().join("agent-jitter");
+    let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY);
+    let log = sub.join("agent.log");
+    let (mut agent, port) = start_agent(&binary, &config, &log);
+    wait_ready(port, Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let log_start = std::fs::read_to_string(&log).unwrap().len();
+    let (mut curl, mut bb): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![Vec::new(); 3], vec![Vec::new(); 3]);
+    let started = Instant::now();
+    let mut next_scrape = started;
+    let mut second = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        if Instant::now() >= next_scrape {
+            http_get(port, "/metrics");
+            next_scrape += Duration::from_secs(15);
+        }
+        for (i, delay) in AGENT_DELAYS.iter().enumerate() {
+            let url = server.url(&format!("/delay/{delay}"));
+            curl[i].push(curl_duration(&url) * 1e3 - *delay as f64);
+            bb[i].push(blackbox.probe(&url).0 * 1e3 - *delay as f64);
+        }
+        second += 1;
+        if let Some(left) = (started + Duration::from_secs(second)).checked_duration_since(Instant::now()) {
+            std::thread::sleep(left);
+        }
+    }
+    let runs = logged_runs(&std::fs::read_to_string(&log).unwrap()[log_start..]);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    println!(
+        "\n## Timing overhead: reported − D (ms), `fediprobe run` ({PER_DELAY} journeys per D, each every second, `/metrics` scraped every 15 s) beside curl and blackbox_exporter once a second per D, {secs} s\n"
+    );
+    println!(
+        "| D | fediprobe run median | p99 | samples | curl median | p99 | samples | blackbox median | p99 | samples |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (i, delay) in AGENT_DELAYS.iter().enumerate() {
+        let prefix = format!("d{delay}-");
+        let fp: Vec<f64> =
+            runs.iter().filter(|(j, _)| j.starts_with(&prefix)).map(|(_, ms)| ms - *delay as f64).collect();
+        println!(
+            "| {delay} ms | {} | {} | {} |",
+            p50_p99_line(fp),
+            p50_p99_line(curl[i].clone()),
+            p50_p99_line(bb[i].clone())
+        );
+    }
+
+    // 3. The agent with 1000 journeys each every minute (default spread), /metrics
+    //    scraped every 15 s: start-up, CPU per run, RSS, /metrics size and cost.
+    const JOURNEYS: usize = 1000;
+    let secs: u64 = std::env::var("SHIPPED_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
+    let sub = dir.path().join("agent-footprint");
+    let config = write_config(&sub, &base, JOURNEYS, "/delay/0");
+    let log = sub.join("agent.log");
+    let spawned = Instant::now();
+    let (mut agent, port) = start_agent(&binary, &config, &log);
+    let startup = wait_ready(port, spawned);
+    // The first minute: every journey's first slot.
+    std::thread::sleep(Duration::from_secs(60));
+    let before = Usage::of(agent.id());
+    let log_start = std::fs::read_to_string(&log).unwrap().len();
+    let started = Instant::now();
+    let mut peak = before.rss_kib;
+    let (mut scrapes, mut scrape_bytes, mut scrape_cpu) = (0usize, 0usize, Duration::ZERO);
+    let mut next_scrape = started;
+    while started.elapsed() < Duration::from_secs(secs) {
+        if Instant::now() >= next_scrape {
+            let cpu_before = Usage::of(agent.id()).cpu;
+            scrape_bytes = http_get(port, "/metrics").len();
+            scrape_cpu += Usage::of(agent.id()).cpu - cpu_before;
+            scrapes += 1;
+            next_scrape += Duration::from_secs(15);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        peak = peak.max(Usage::of(agent.id()).rss_kib);
+    }
+    let after = Usage::of(agent.id());
+    let runs = logged_runs(&std::fs::read_to_string(&log).unwrap()[log_start..]).len();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let cpu = (after.cpu - before.cpu).as_secs_f64();
+    println!(
+        "\n## `fediprobe run` with {JOURNEYS} journeys each every minute (default spread), `/metrics` scraped every 15 s, {secs} s after the first minute\n"
+    );
+    println!(
+        "| start-up (exec → /readyz 200) | runs | CPU per run (scrapes included) | CPU % of one core | RSS peak | RSS at the end | /metrics size | per journey | CPU per scrape (10 ms ticks, {scrapes} scrapes) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {:.1} ms | {runs} | {:.0} µs | {:.2} % | {:.1} MiB | {:.1} MiB | {:.1} KB | {:.0} B | {:.1} ms |",
+        startup.as_secs_f64() * 1e3,
+        cpu / runs.max(1) as f64 * 1e6,
+        cpu / started.elapsed().as_secs_f64() * 100.0,
+        mib(peak),
+        mib(after.rss_kib),
+        scrape_bytes as f64 / 1000.0,
+        scrape_bytes / JOURNEYS,
+        scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
     );
 }

@@ -26,6 +26,22 @@ pub const STREAM_FAILED: &str = "fediprobe_stream_failed";
 pub const JOURNEY_DELAY_OK: &str = "fediprobe_journey_delay_ok";
 pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
 
+/// The per-run series the agent's `/metrics` keeps (as `<name>_total` counters,
+/// and `_seconds` ones as bucketless histograms: a count and a sum): one small
+/// summary per journey and outcome. Steps, phases and durations are left to
+/// remote-write, where the per-run samples are; `/metrics` would otherwise grow
+/// with journeys × steps × phases × buckets. `docs/metrics.md` lists them.
+pub const EXPOSED: &[&str] = &[
+    JOURNEY_OUTCOME,
+    JOURNEY_SUCCESS,
+    JOURNEY_LATENCY_OK,
+    JOURNEY_LATENCY,
+    JOURNEY_DELAY_OK,
+    FEDERATION_DELAY,
+    FEDERATION_DELAY_UNBOUNDED,
+    STREAM_FAILED,
+];
+
 /// The samples of one run, as seen from `region`.
 ///
 /// A `probe_error` run emits only its outcome: it must count neither for nor

@@ -34,7 +34,21 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (StatusCode::OK, "ready\n")
 }
 
+/// Updating and encoding the metrics is synchronous work proportional to the
+/// journeys; it runs on the blocking pool, so that a scrape never holds a
+/// runtime worker that a run's next wake-up (and so its clock) waits for.
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let body = match tokio::task::spawn_blocking(move || encode_metrics(&shared)).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding /metrics failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], String::new());
+        }
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+}
+
+fn encode_metrics(shared: &Shared) -> String {
     let e = &shared.exposition;
     {
         let generation = lock(&shared.generation);
@@ -146,5 +160,5 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             s.last_success_unix.unwrap_or(0) as f64,
         );
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], e.encode())
+    e.encode()
 }

@@ -205,7 +205,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
-        exposition: Exposition::new(),
+        exposition: Exposition::keeping(crate::metrics::EXPOSED),
         sink: sink.clone(),
         runs: runs.clone(),
         generation: Mutex::new(generation),
@@ -445,7 +445,8 @@ async fn record(shared: &Shared, result: RunResult) {
         started_ms = result.started_at.timestamp_millis(),
         outcome = result.outcome.as_str(),
         reason = result.reason.map(|r| r.as_str()).unwrap_or(""),
-        duration_ms = (result.duration.as_secs_f64() * 1000.0).round() as u64,
+        // To the microsecond: whole milliseconds hid the spread of fast runs.
+        duration_ms = (result.duration.as_secs_f64() * 1e6).round() / 1e3,
         failed_step = result.failed_step.as_deref().unwrap_or(""),
         "run finished"
     );

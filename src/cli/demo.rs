@@ -77,7 +77,7 @@ pub async fn run(args: Args) -> ExitCode {
         if round > 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let results = super::once::run_all(&runner, &journeys).await;
+        let results = super::once::run_all(&runner, &journeys, journeys.len()).await;
         if args.output == Output::Json {
             super::once::print_results(&results, Output::Json);
         }

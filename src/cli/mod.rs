@@ -86,7 +86,14 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
     crate::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `once` measures on one thread, as curl does: the response wakes the thread
+    // that timestamps it, with no hand-over between parked workers inside a
+    // run's clock (its runs are I/O-bound and capped by `max_concurrent_runs`).
+    let mut builder = match cli.command {
+        Command::Once(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -24,6 +24,11 @@ pub struct Args {
     /// Push samples to this remote-write URL instead of the config's.
     #[arg(long, value_name = "URL")]
     remote_write_url: Option<url::Url>,
+    /// Most journeys running at the same time; the others wait for a place.
+    /// Default: the config's `agent.max_concurrent_runs` (32 unless set), the
+    /// same cap the agent keeps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_runs: Option<u32>,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -55,7 +60,8 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let control = crate::wiring::control_target(&loaded.config);
     let runner = Runner::new(targets_from_config(&loaded.config)).with_control_target(control);
-    let results = run_all(&runner, &journeys).await;
+    let limit = args.max_concurrent_runs.map_or(loaded.config.agent.max_concurrent_runs, |n| n as usize);
+    let results = run_all(&runner, &journeys, limit).await;
     print_results(&results, args.output);
     // Leftovers of earlier runs (a crash between post and delete) are deleted
     // after the measurement, not before: the sweep's requests must not delay the
@@ -79,21 +85,51 @@ pub async fn run(args: Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs each journey once, all at the same time, and returns the results in the
-/// journeys' order.
-pub async fn run_all(runner: &Runner, journeys: &[Journey]) -> Vec<RunResult> {
+/// Runs each journey once, at most `max_concurrent_runs` at the same time (the
+/// others wait for a place, in the journeys' order), and returns the results in
+/// the journeys' order.
+pub async fn run_all(runner: &Runner, journeys: &[Journey], max_concurrent_runs: usize) -> Vec<RunResult> {
     let runner = Arc::new(runner.clone());
-    let mut set = tokio::task::JoinSet::new();
-    for (index, journey) in journeys.iter().cloned().enumerate() {
+    run_bounded(journeys, max_concurrent_runs, move |journey| {
         let runner = runner.clone();
-        set.spawn(async move { (index, runner.run(&journey).await) });
+        async move { runner.run(&journey).await }
+    })
+    .await
+}
+
+/// Runs `run` for each journey, at most `limit` (at least one) at a time: a
+/// run takes its place before its task starts, so a waiting journey holds no
+/// connection, buffer or timer. Results come back in the journeys' order.
+async fn run_bounded<F, Fut>(journeys: &[Journey], limit: usize, run: F) -> Vec<RunResult>
+where
+    F: Fn(Journey) -> Fut,
+    Fut: std::future::Future<Output = RunResult> + Send + 'static,
+{
+    let places = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let mut results: Vec<(usize, RunResult)> = Vec::with_capacity(journeys.len());
+    let mut take = |joined: Result<(usize, RunResult), tokio::task::JoinError>| match joined {
+        Ok(r) => results.push(r),
+        Err(e) => tracing::error!(error = %e, "a journey run panicked; this is a bug in fediprobe"),
+    };
+    for (index, journey) in journeys.iter().cloned().enumerate() {
+        let place = loop {
+            // Finished runs are collected while waiting, so their results and
+            // tasks do not pile up behind the ones still going.
+            tokio::select! {
+                place = places.clone().acquire_owned() => break place.expect("the semaphore is never closed"),
+                Some(joined) = set.join_next() => take(joined),
+            }
+        };
+        let run = run(journey);
+        set.spawn(async move {
+            let result = run.await;
+            drop(place);
+            (index, result)
+        });
     }
-    let mut results: Vec<(usize, RunResult)> = Vec::new();
     while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => results.push(r),
-            Err(e) => tracing::error!(error = %e, "a journey run panicked; this is a bug in fediprobe"),
-        }
+        take(joined);
     }
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
@@ -145,5 +181,58 @@ pub fn detail(r: &RunResult) -> String {
         (_, Some(step), Some(e)) => format!("step `{step}`: {}", e.message),
         (_, Some(step), None) => format!("step `{step}`"),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spec::parse_journey_str;
+
+    fn journey(name: &str) -> Journey {
+        let text = format!(
+            "name: {name}\ninstance: main\nschedule: '* * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: s\n    request: {{ path: /health }}\n"
+        );
+        parse_journey_str(std::path::Path::new("t.yaml"), &text).0.unwrap()
+    }
+
+    /// A stand-in run that takes a second of tokio's paused time and notes how
+    /// many runs are going with it.
+    async fn counted_run(journey: Journey, going: Arc<AtomicUsize>, most: Arc<AtomicUsize>) -> RunResult {
+        let now = going.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        going.fetch_sub(1, Ordering::SeqCst);
+        RunResult {
+            journey: journey.name.clone(),
+            instance: journey.instance.clone(),
+            account: String::new(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            duration: Duration::from_secs(1),
+            outcome: Outcome::Success,
+            reason: None,
+            latency_ok: true,
+            delay_ok: None,
+            failed_step: None,
+            steps: Vec::new(),
+            cleanup: Vec::new(),
+            captures: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_runs_at_most_the_cap_at_a_time_and_keeps_the_journeys_order() {
+        let journeys: Vec<Journey> = (0..50).map(|i| journey(&format!("j{i:02}"))).collect();
+        for (limit, expected_most) in [(4, 4), (1, 1), (0, 1), (500, 50)] {
+            let (going, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let results = run_bounded(&journeys, limit, |j| counted_run(j, going.clone(), most.clone())).await;
+            assert_eq!(most.load(Ordering::SeqCst), expected_most, "limit {limit}");
+            let names: Vec<&str> = results.iter().map(|r| r.journey.as_str()).collect();
+            let expected: Vec<&str> = journeys.iter().map(|j| j.name.as_str()).collect();
+            assert_eq!(names, expected, "every journey once, in order (limit {limit})");
+        }
     }
 }

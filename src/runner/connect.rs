@@ -35,12 +35,21 @@ pub const NEXT_ADDRESS_AFTER: Duration = Duration::from_millis(250);
 #[derive(Clone, Default)]
 pub struct Tls {
     /// `None`: the platform's roots, loaded on first use and shared by the process.
-    config: Option<Arc<rustls::ClientConfig>>,
+    configs: Option<Arc<Configs>>,
+}
+
+/// The two client configurations a run may need, both built once (a run must
+/// not pay for building, cloning or loading roots inside its clock).
+struct Configs {
+    /// ALPN `h2` then `http/1.1`.
+    http: Arc<rustls::ClientConfig>,
+    /// ALPN `http/1.1` only, the one the websocket upgrade works over.
+    websocket: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.config.is_some() { "Tls(platform roots + extra roots)" } else { "Tls(platform roots)" })
+        f.write_str(if self.configs.is_some() { "Tls(platform roots + extra roots)" } else { "Tls(platform roots)" })
     }
 }
 
@@ -56,46 +65,59 @@ impl Tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
             .map_err(|e| TlsSetupError(format!("cannot set up TLS verification: {e}")))?;
-        Ok(Tls { config: Some(client_config(provider, Arc::new(verifier)).map_err(TlsSetupError)?) })
+        Ok(Tls { configs: Some(client_configs(provider, Arc::new(verifier)).map_err(TlsSetupError)?) })
     }
 
     /// The same verification for a websocket: ALPN offers only HTTP/1.1, the one
     /// the websocket upgrade works over.
     pub(crate) fn websocket_config(&self) -> Result<Arc<rustls::ClientConfig>, StepError> {
-        let mut config = (*self.config()?).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        Ok(self.configs()?.websocket.clone())
     }
 
     fn config(&self) -> Result<Arc<rustls::ClientConfig>, StepError> {
-        if let Some(config) = &self.config {
-            return Ok(config.clone());
+        Ok(self.configs()?.http.clone())
+    }
+
+    /// Loads the platform's roots now, if no earlier call did: a run calls this
+    /// before its clock starts, so that reading the root store from disk (a few
+    /// milliseconds, once per process: every run of a `once` CronJob's process)
+    /// is never counted as the first run's TLS handshake.
+    pub fn prepare(&self) {
+        // An error is reported by the connection that needs the configuration.
+        let _ = self.configs();
+    }
+
+    fn configs(&self) -> Result<Arc<Configs>, StepError> {
+        if let Some(configs) = &self.configs {
+            return Ok(configs.clone());
         }
-        static PLATFORM: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+        static PLATFORM: OnceLock<Result<Arc<Configs>, String>> = OnceLock::new();
         PLATFORM
             .get_or_init(|| {
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
                 let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
                     .map_err(|e| format!("cannot load the platform's CA roots: {e}"))?;
-                client_config(provider, Arc::new(verifier))
+                client_configs(provider, Arc::new(verifier))
             })
             .clone()
             .map_err(|e| StepError::new(Reason::Config, e))
     }
 }
 
-fn client_config(
+fn client_configs(
     provider: Arc<rustls::crypto::CryptoProvider>,
     verifier: Arc<rustls_platform_verifier::Verifier>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+) -> Result<Arc<Configs>, String> {
+    let mut http = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let mut websocket = http.clone();
+    http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    websocket.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(Configs { http: Arc::new(http), websocket: Arc::new(websocket) }))
 }
 
 /// Where a connection goes: scheme, host and port.

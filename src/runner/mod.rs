@@ -152,6 +152,12 @@ impl Runner {
     /// Like [`run`](Self::run), but `cancel` stops the steps early (the run ends in
     /// `probe_error`/`cancelled`); cleanup still runs, within its own step timeouts.
     pub async fn run_until(&self, journey: &Journey, cancel: &CancellationToken) -> RunResult {
+        // Set-up that is the process's, not the instance's, happens before the
+        // clock: the root store is read from disk once per process (a journey may
+        // reach any configured instance, so any `https://` one asks for it).
+        if self.targets.iter().any(|t| t.base_url.scheme() == "https") {
+            self.tls.prepare();
+        }
         let started_at = chrono::Utc::now();
         let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
         // A new client per run: its first request pays DNS, TCP and TLS as a user's would.

@@ -265,8 +265,9 @@ impl Schedules {
     ) -> Schedules {
         let stop = CancellationToken::new();
         let mut statuses = Vec::new();
+        let mut periods = Periods::default();
         for journey in journeys {
-            let offset = offset_for(probe_name, &journey, spread);
+            let offset = periods.offset_for(probe_name, &journey, spread);
             let status = runs.status(&journey.name);
             status.offset_ms.store(offset.as_millis() as u64, Ordering::Relaxed);
             statuses.push(status.clone());
@@ -389,10 +390,35 @@ pub fn period(journey: &Journey) -> Option<Duration> {
 /// A stable offset for this probe and journey: FNV-1a of both names, reduced
 /// below the journey's period (minus a margin) and `spread`. Zero when `spread` is zero.
 pub fn offset_for(probe_name: &str, journey: &Journey, spread: Duration) -> Duration {
+    offset_within(probe_name, journey, spread, || period(journey))
+}
+
+/// The journeys' periods, each schedule walked once: finding a period walks up
+/// to 10 000 cron firings, and a thousand journeys usually share a handful of
+/// schedules, so the agent's start costs a few walks, not one per journey.
+#[derive(Debug, Default)]
+pub struct Periods(HashMap<String, Option<Duration>>);
+
+impl Periods {
+    /// [`offset_for`], with the journey's period looked up by its schedule.
+    pub fn offset_for(&mut self, probe_name: &str, journey: &Journey, spread: Duration) -> Duration {
+        offset_within(probe_name, journey, spread, || {
+            *self.0.entry(journey.schedule.normalized()).or_insert_with(|| period(journey))
+        })
+    }
+}
+
+/// The offset, asking for the period only when `spread` is not zero.
+fn offset_within(
+    probe_name: &str,
+    journey: &Journey,
+    spread: Duration,
+    period: impl FnOnce() -> Option<Duration>,
+) -> Duration {
     if spread.is_zero() {
         return Duration::ZERO;
     }
-    let period = period(journey).unwrap_or(spread);
+    let period = period().unwrap_or(spread);
     // Stay clear of the next slot: at most 90% of the period.
     let limit = spread.min(period.mul_f64(0.9)).as_millis() as u64;
     if limit == 0 {
@@ -438,6 +464,22 @@ mod tests {
         let every_second = journey("fast", "* * * * * *");
         assert!(offset_for("eu-west", &every_second, Duration::from_secs(30)) < Duration::from_millis(900));
         assert_eq!(offset_for("eu-west", &j, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn offsets_with_periods_shared_by_schedule_are_the_same_as_walking_each_journey() {
+        // Schedules that read the same once normalised share a walk; each journey
+        // must still get exactly the offset of its own walk.
+        let schedules = ["*/5 * * * *", "*/5  *  * * *", "* * * * *", "0,50 * * * *", "* * * * * *", "0 9 1 1 *"];
+        let journeys: Vec<Journey> =
+            (0..60).map(|i| journey(&format!("j{i}"), schedules[i % schedules.len()])).collect();
+        let mut periods = Periods::default();
+        for spread in [Duration::ZERO, Duration::from_secs(30), Duration::from_secs(3600)] {
+            for j in &journeys {
+                assert_eq!(periods.offset_for("eu-west", j, spread), offset_for("eu-west", j, spread), "{}", j.name);
+            }
+        }
+        assert!(periods.0.len() <= schedules.len(), "one walk per distinct schedule: {}", periods.0.len());
     }
 
     #[test]
