@@ -231,6 +231,7 @@ mod tests {
             skipped_because: None,
             delivery: None,
             stream_error: None,
+            parallel: Vec::new(),
         };
         RunResult {
             journey: journey.to_owned(),
