@@ -844,7 +844,9 @@ fn shipped() {
     let base = server.url("");
 
     // 1. `fediprobe once` as a process, curl and blackbox_exporter, interleaved.
-    println!("\n## Timing overhead: reported − D (ms), `fediprobe once` process, curl and blackbox_exporter interleaved\n");
+    println!(
+        "\n## Timing overhead: reported − D (ms), `fediprobe once` process, curl and blackbox_exporter interleaved\n"
+    );
     println!(
         "| D | fediprobe once median | p99 | samples | curl median | p99 | samples | blackbox median | p99 | samples |"
     );

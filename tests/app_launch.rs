@@ -29,7 +29,16 @@ async fn the_members_overlap_each_on_its_own_connection_and_the_group_waits_for_
     let alpha = sandbox.instance("alpha").unwrap();
     // Every member takes at least 200 ms at the server: run one after another they
     // would take at least the sum; overlapping, the group takes less than the sum.
-    for path in ["/api/v1/accounts/verify_credentials", "/api/v2/instance", "/api/v1/custom_emojis", "/api/v2/filters", "/api/v1/lists", "/api/v1/markers", "/api/v1/timelines/home", "/api/v1/notifications"] {
+    for path in [
+        "/api/v1/accounts/verify_credentials",
+        "/api/v2/instance",
+        "/api/v1/custom_emojis",
+        "/api/v2/filters",
+        "/api/v1/lists",
+        "/api/v1/markers",
+        "/api/v1/timelines/home",
+        "/api/v1/notifications",
+    ] {
         alpha.faults().inject(None, path, Fault::Latency(Duration::from_millis(200)));
     }
     let result = Runner::new(fediprobe::sandbox::probe_targets(&sandbox)).run(&bundled("app-launch")).await;

@@ -70,6 +70,17 @@ fn spooled_success_timestamps(spool: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// Waits (10 s at most: a bound against hanging) until the agent on `port`
+/// serves its `/metrics`.
+async fn wait_until_serving(port: u16) {
+    for _ in 0..100 {
+        if metric(port, "fediprobe_journeys{}").await.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn metric(port: u16, series: &str) -> Option<f64> {
     fediprobe::install_crypto_provider();
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()?;
@@ -149,12 +160,7 @@ async fn an_agent_whose_spool_becomes_unwritable_keeps_measuring_and_counts_the_
     let agent_port = free_port();
     let config = config(&sandbox, dir.path(), free_port(), &spool, agent_port);
     let agent = start_agent(&config);
-    for _ in 0..100 {
-        if metric(agent_port, "fediprobe_journeys{}").await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_serving(agent_port).await;
     // The disk under the spool goes away: a file takes the directory's place.
     std::fs::remove_dir_all(&spool).unwrap();
     std::fs::write(&spool, b"not a directory").unwrap();
@@ -189,12 +195,7 @@ async fn a_second_process_on_the_same_spool_stops_with_an_error_naming_it() {
     let first_port = free_port();
     let config = config(&sandbox, dir.path(), free_port(), &spool, first_port);
     let first = start_agent(&config);
-    for _ in 0..100 {
-        if metric(first_port, "fediprobe_journeys{}").await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_serving(first_port).await;
     assert!(metric(first_port, "fediprobe_journeys{}").await.is_some(), "the first agent runs");
     // A CronJob's `once` (or a second agent) pointed at the same directory.
     let output = Command::new(BIN)

@@ -120,6 +120,25 @@ fn fediprobe(args: &[&str]) -> Output {
     Command::new(BIN).args(args).env_remove("FEDIPROBE_LOG").output().expect("the binary runs")
 }
 
+/// `fediprobe report` over `window` ending at `end`, written to `out`, with the
+/// test config written into `dir`.
+fn report_over(vm: &VictoriaMetrics, dir: &Path, window: &str, end: i64, out: &Path) -> Output {
+    let config = write_config(dir);
+    fediprobe(&[
+        "report",
+        "-c",
+        config.to_str().unwrap(),
+        "--from-url",
+        &vm.base_url(),
+        "--window",
+        window,
+        "--end",
+        &rfc3339(end),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 fn text(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
@@ -189,21 +208,8 @@ fn the_report_of_a_known_history_has_its_exact_numbers_and_renders_in_chromium()
     vm.wait_for_value("sum(count_over_time(fediprobe_journey_success[10d]))", end, all_runs as f64);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
     let out = dir.path().join("site");
-    let output = fediprobe(&[
-        "report",
-        "-c",
-        config.to_str().unwrap(),
-        "--from-url",
-        &vm.base_url(),
-        "--window",
-        "10d",
-        "--end",
-        &rfc3339(end),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = report_over(&vm, dir.path(), "10d", end, &out);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "report failed:\n{stdout}\n{stderr}");
     assert!(
@@ -323,21 +329,8 @@ fn a_report_on_forty_minutes_states_its_coverage_and_labels_days_by_their_utc_da
     vm.wait_for_value("sum(count_over_time(fediprobe_journey_success[1d]))", end, 40.0);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
     let out = dir.path().join("site");
-    let output = fediprobe(&[
-        "report",
-        "-c",
-        config.to_str().unwrap(),
-        "--from-url",
-        &vm.base_url(),
-        "--window",
-        "3d",
-        "--end",
-        &rfc3339(end),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = report_over(&vm, dir.path(), "3d", end, &out);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "report failed:\n{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();

@@ -19,7 +19,10 @@ fn journey(edit: impl FnOnce(String) -> String) -> Journey {
 
 fn lagging(delay: Duration) -> SandboxConfig {
     SandboxConfig {
-        instances: vec![InstanceConfig { search_index_delay: delay, ..InstanceConfig::new("alpha") }, InstanceConfig::new("beta")],
+        instances: vec![
+            InstanceConfig { search_index_delay: delay, ..InstanceConfig::new("alpha") },
+            InstanceConfig::new("beta"),
+        ],
     }
 }
 

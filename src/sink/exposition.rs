@@ -112,9 +112,8 @@ impl Inner {
         }
         let cumulative = if name.ends_with("_seconds") {
             let family = HistogramFamily::new_with_constructor(new_histogram as fn() -> Histogram);
-            let help = format!(
-                "Count and sum of the per-run series {name} since the agent started (see docs/metrics.md)"
-            );
+            let help =
+                format!("Count and sum of the per-run series {name} since the agent started (see docs/metrics.md)");
             self.registry.register(name, help, family.clone());
             Cumulative::Histogram(family)
         } else {

@@ -19,7 +19,17 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "c
 const JOURNEY_KEYS: &[&str] =
     &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
 const STEP_KEYS: &[&str] = &[
-    "name", "request", "poll", "stream", "parallel", "expect", "capture", "timeout", "instance", "fail_as", "if_missing",
+    "name",
+    "request",
+    "poll",
+    "stream",
+    "parallel",
+    "expect",
+    "capture",
+    "timeout",
+    "instance",
+    "fail_as",
+    "if_missing",
 ];
 /// What a `parallel` group has of its own: its members carry the rest.
 const PARALLEL_GROUP_KEYS: &[&str] = &["name", "parallel"];
