@@ -160,6 +160,48 @@ async fn once_runs_each_journey_as_the_accounts_it_chooses_and_every_sample_says
         assert_eq!(accounts, expected, "{series}");
     }
     assert!(stored.iter().all(|(labels, samples)| labels["instance"] == "main" && samples.len() == 1), "{stored:?}");
+
+    // The report slices a journey run as several accounts by account, and only such a journey.
+    let out = tempfile::tempdir().unwrap();
+    let end = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let output = fediprobe(&[
+        "report",
+        "-c",
+        sandbox.config.to_str().unwrap(),
+        "--from-url",
+        &vm.base_url(),
+        "--window",
+        "1d",
+        "--end",
+        &end,
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .await;
+    support::tools::assert_success("report", &output);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let availability = |journey: &str| -> Value {
+        let journey = report["journeys"].as_array().unwrap().iter().find(|j| j["name"] == journey).unwrap();
+        journey["indicators"].as_array().unwrap().iter().find(|i| i["sli"] == "availability").unwrap().clone()
+    };
+    let home = availability("home-timeline");
+    let accounts: Vec<(&str, u64)> = home["accounts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{home:#}"))
+        .iter()
+        .map(|a| (a["account"].as_str().unwrap(), a["valid_runs"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(accounts, [("busy", 1), ("probe", 1)]);
+    assert_eq!(home["valid_runs"], 2, "the SLO pools the accounts");
+    assert!(availability("busy-credentials").get("accounts").is_none(), "one account: no slice");
+    let markdown = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        markdown.contains("| Account | Measured | Good runs | Runs |\n|---|---:|---:|---:|\n| busy | 100%"),
+        "{markdown}"
+    );
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("By probe account, all regions, over the whole window"));
 }
 
 /// A config in a new folder with the instance lines given and the journeys as `journeys/N.yaml`.
