@@ -35,7 +35,11 @@ pub fn runs(journeys: &[Journey], accounts_of: &dyn Fn(&str) -> Vec<String>) -> 
             AccountChoice::All => std::iter::once(None).chain(accounts.iter().skip(1).cloned().map(Some)).collect(),
             AccountChoice::Named(names) => names
                 .iter()
-                .map(|(name, _)| if Some(name.as_str()) == primary { None } else { Some(name.clone()) })
+                .map(|(name, _)| {
+                    // User names are case-insensitive in Mastodon: the config's spelling is the label's.
+                    let known = accounts.iter().find(|a| a.eq_ignore_ascii_case(name)).unwrap_or(name);
+                    if Some(known.as_str()) == primary { None } else { Some(known.clone()) }
+                })
                 .collect(),
         };
         for run_as in chosen {
@@ -112,8 +116,9 @@ mod tests {
             ]
         );
         // Naming the primary account is running as it: the same key as without `accounts`.
+        // User names are case-insensitive; the config's spelling is kept.
         assert_eq!(
-            run_as("accounts: [fresh, fediprobe]\n"),
+            run_as("accounts: [Fresh, fediprobe]\n"),
             vec![(Some("fresh".to_owned()), "home@fresh".to_owned()), (None, "home".to_owned())]
         );
     }

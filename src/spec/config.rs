@@ -535,6 +535,15 @@ fn read_accounts(
             ok = false;
             continue;
         };
+        if accounts.iter().any(|a: &AccountConfig| a.name.eq_ignore_ascii_case(&name)) {
+            reader.error_hint(
+                key,
+                format!("account `{name}` is listed twice"),
+                "user names are case-insensitive: keep one",
+            );
+            ok = false;
+            continue;
+        }
         if name.eq_ignore_ascii_case(primary) {
             reader.error_hint(
                 key,
