@@ -4,8 +4,8 @@
 //! `fediprobe sandbox --write-config` writes runs the journeys as each account
 //! they choose, and every sample stored in VictoriaMetrics says which; `check`
 //! budgets each account on its own and points at a journey naming an account
-//! the instance does not have; the leftover sweep and the schedule offsets are
-//! per account.
+//! the instance does not have; the report slices by account; the leftover sweep,
+//! the schedule offsets and the agent's schedules are per account.
 
 mod support;
 
@@ -336,4 +336,45 @@ fn each_accounts_copy_of_a_journey_gets_its_own_schedule_offset() {
         (copies[0].run_key(), copies[1].run_key()),
         ("home-timeline".to_owned(), "home-timeline@busy".to_owned())
     );
+}
+
+#[tokio::test]
+async fn the_agent_schedules_each_accounts_runs_on_their_own_and_says_so_on_metrics() {
+    let sandbox = Sandbox::start(Default::default()).await.unwrap();
+    let alpha = sandbox.instance("alpha").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (file, username) in [("main.token", "probe"), ("busy.token", "busy")] {
+        std::fs::write(dir.path().join(file), alpha.account(username).unwrap().token.expose()).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("journeys")).unwrap();
+    let every_second = "name: home\ninstance: main\naccounts: all\nschedule: '* * * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: home\n    request: { path: /api/v1/timelines/home }\n    expect: { json: [{ path: '$[0].id', exists: true }] }\n";
+    std::fs::write(dir.path().join("journeys/home.yaml"), every_second).unwrap();
+    let port = support::victoria::free_port();
+    let config = dir.path().join("fediprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "probe: {{ region: test }}\ninstances:\n  main:\n    url: {}\n    account: probe\n    token: {{ file: main.token }}\n    accounts: {{ busy: {{ token: {{ file: busy.token }} }} }}\n    rate_limits: {{ api_calls: 100000 }}\njourneys: [journeys]\nagent: {{ listen: 127.0.0.1:{port}, spread: 30s, push_interval: 1s }}\n",
+            alpha.base_url
+        ),
+    )
+    .unwrap();
+    let agent = support::agent::AgentProcess::start(&config, port, "info").await;
+    let runs = |account: &str| {
+        format!(
+            "fediprobe_journey_success_total{{journey=\"home\",instance=\"main\",region=\"test\",account=\"{account}\"}}"
+        )
+    };
+    for account in ["probe", "busy"] {
+        agent.wait_for_metric(&runs(account), Duration::from_secs(30), |n| n >= 2.0).await;
+    }
+    // One schedule per account's copy: the primary's keeps the journey's own
+    // series, busy's is told apart by `account`, each with its own offset.
+    let primary = agent.metric("fediprobe_schedule_offset_seconds{journey=\"home\"}").await;
+    let busy = agent.metric("fediprobe_schedule_offset_seconds{journey=\"home\",account=\"busy\"}").await;
+    let (primary, busy) = (primary.expect("the primary's offset"), busy.expect("busy's offset"));
+    assert_ne!(primary, busy, "the two accounts' runs do not fire in the same second");
+    assert_eq!(agent.metric("fediprobe_journeys{}").await, Some(1.0), "one journey, run as two accounts");
+    let ended = agent.stop().await;
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
 }
