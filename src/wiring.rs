@@ -82,17 +82,19 @@ pub async fn sweep(runner: &crate::runner::Runner, min_age: Duration) {
     sweep_within_timeout(runner.sweep_leftovers(min_age, None)).await;
 }
 
-/// Runs the leftover sweep within [`SWEEP_TIMEOUT`] on the instances `journeys`
-/// post marked statuses on, the only ones they can leave a leftover on: what
+/// Runs the leftover sweep within [`SWEEP_TIMEOUT`] as the probe accounts the
+/// `runs` (one copy of a journey per account) post marked statuses as, on the
+/// instances they post them on, the only ones they can leave a leftover on: what
 /// `fediprobe once` does after its runs (and what `check` counts).
-pub async fn sweep_after(runner: &crate::runner::Runner, min_age: Duration, journeys: &[crate::spec::Journey]) {
-    let mut instances: Vec<String> = journeys.iter().flat_map(crate::spec::limits::leaves_statuses_on).collect();
-    instances.sort();
-    instances.dedup();
-    if instances.is_empty() {
+pub async fn sweep_after(runner: &crate::runner::Runner, min_age: Duration, runs: &[crate::spec::Journey]) {
+    let mut accounts: Vec<(String, Option<String>)> =
+        runs.iter().flat_map(crate::spec::limits::leaves_statuses_as).collect();
+    accounts.sort();
+    accounts.dedup();
+    if accounts.is_empty() {
         return;
     }
-    sweep_within_timeout(runner.sweep_leftovers(min_age, Some(&instances))).await;
+    sweep_within_timeout(runner.sweep_leftovers(min_age, Some(&accounts))).await;
 }
 
 async fn sweep_within_timeout(sweep: impl std::future::Future<Output = Vec<crate::runner::sweep::SweepReport>>) {

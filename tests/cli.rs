@@ -246,6 +246,16 @@ async fn a_backend_outage_across_runs_loses_no_sample() {
     assert!(left.is_empty(), "the spool is empty once delivered: {left:?}");
 }
 
+/// The runs of `journeys` against the sandbox's probe accounts as `demo` and
+/// `sandbox --write-config` give them: `probe` and `busy` on main, `probe` on peer.
+fn sandbox_runs(journeys: &[fediprobe::spec::Journey]) -> Vec<fediprobe::spec::Journey> {
+    let accounts = |instance: &str| match instance {
+        "main" => vec!["probe".to_owned(), "busy".to_owned()],
+        _ => vec!["probe".to_owned()],
+    };
+    fediprobe::spec::accounts::runs(journeys, &accounts)
+}
+
 #[tokio::test]
 async fn demo_runs_every_bundled_journey_and_pushes_when_asked() {
     let vm = VictoriaMetrics::start();
@@ -258,10 +268,16 @@ async fn demo_runs_every_bundled_journey_and_pushes_when_asked() {
         let line = stdout.lines().find(|l| l.starts_with(&journey.name)).unwrap_or_else(|| panic!("{stdout}"));
         assert!(line.contains("2/2") && line.contains("success"), "{line}");
     }
-    assert!(stdout.contains(&format!("all {} runs succeeded", journeys.len() * 2)));
-    let success = vm.export_at_least("fediprobe_journey_success", journeys.len() * 2);
-    assert_eq!(success.len(), journeys.len());
+    // main is probed as `probe` and `busy`: the journeys with `accounts: all` run as both.
+    let runs = sandbox_runs(&journeys);
+    let as_busy = runs.iter().filter(|r| r.run_as.as_deref() == Some("busy")).count();
+    assert!(as_busy > 0 && runs.len() == journeys.len() + as_busy);
+    assert!(stdout.contains(&format!("all {} runs succeeded", runs.len() * 2)), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("home-timeline") && l.contains(" busy ")), "{stdout}");
+    let success = vm.export_at_least("fediprobe_journey_success", runs.len() * 2);
+    assert_eq!(success.len(), runs.len());
     assert!(success.iter().all(|(l, s)| s.len() == 2 && l["region"] == "local"));
+    assert_eq!(success.iter().filter(|(l, _)| l["account"] == "busy").count(), as_busy);
 }
 
 #[tokio::test]
@@ -293,8 +309,11 @@ async fn the_sandbox_command_writes_a_config_that_once_can_run() {
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let runs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(runs.len(), fediprobe::spec::bundled::BUNDLED.len());
+    let expected = sandbox_runs(&fediprobe::spec::bundled::journeys().unwrap());
+    assert_eq!(runs.len(), expected.len(), "the bundled journeys, as each account they choose");
     assert!(runs.iter().all(|r| r["outcome"] == "success"), "{stdout}");
+    let as_busy = runs.iter().filter(|r| r["account"] == "busy").count();
+    assert_eq!(as_busy, expected.iter().filter(|r| r.run_as.is_some()).count(), "{stdout}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -341,6 +341,7 @@ async fn every_fault_ends_in_its_outcome_and_reason_within_its_bound() {
                 let mut t = target("main", &alpha.base_url);
                 t.token = Err(fediprobe::runner::target::TokenError {
                     instance: "main".into(),
+                    account: None,
                     cause: fediprobe::runner::target::SecretError::EnvNotSet("FAULT_TOKEN".into()),
                 });
                 targets.push(t);

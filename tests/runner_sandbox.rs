@@ -165,8 +165,11 @@ async fn a_wrong_token_is_a_probe_error_and_a_missing_one_too() {
     assert_outcome(&result, Outcome::ProbeError, Some(Reason::Unauthorized), "home");
 
     let mut missing = targets(&sandbox);
-    missing[0].token =
-        Err(TokenError { instance: "main".into(), cause: SecretError::EnvNotSet("FEDIPROBE_MAIN_TOKEN".into()) });
+    missing[0].token = Err(TokenError {
+        instance: "main".into(),
+        account: None,
+        cause: SecretError::EnvNotSet("FEDIPROBE_MAIN_TOKEN".into()),
+    });
     let result = Runner::new(missing).run(&support::journeys::bundled("home-timeline")).await;
     assert_outcome(&result, Outcome::ProbeError, Some(Reason::Config), "home");
     assert!(result.error().unwrap().message.contains("FEDIPROBE_MAIN_TOKEN"));

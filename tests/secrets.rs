@@ -281,6 +281,10 @@ async fn no_command_shows_any_piece_of_a_secret_on_any_path() {
             secrets.add(account.token.expose());
         }
     }
+    // A second probe account on main (`accounts:`), with its own token, right and wrong.
+    let busy_token = sandbox.instance("alpha").unwrap().account("busy").unwrap().token.expose().to_owned();
+    let wrong_busy_token = format!("wrongbusy-{}", random());
+    secrets.add(wrong_busy_token.as_str());
     let wrong_token = format!("wrong-{}", random());
     let backend_token = format!("backend-{}", random());
     let inline_token = format!("inline-{}", random());
@@ -292,12 +296,15 @@ async fn no_command_shows_any_piece_of_a_secret_on_any_path() {
     private(&d.join("main.token"), &main_token);
     private(&d.join("peer.token"), &peer_token);
     private(&d.join("wrong.token"), &wrong_token);
+    private(&d.join("busy.token"), &busy_token);
+    private(&d.join("wrong-busy.token"), &wrong_busy_token);
     private(&d.join("backend.token"), &backend_token);
 
     let journeys = support_journeys_dir();
     let instances = |main_token_file: &str| {
+        let busy_token_file = if main_token_file == "main.token" { "busy.token" } else { "wrong-busy.token" };
         format!(
-            "instances:\n  main: {{ url: {}, account: probe, token: {{ file: {main_token_file} }}, rate_limits: {{ api_calls: 100000, statuses: 100000, deletes: 100000 }} }}\n  peer: {{ url: {}, account: probe, token: {{ file: peer.token }}, rate_limits: {{ api_calls: 100000, statuses: 100000, deletes: 100000 }} }}\n  echo: {{ url: {echo_url}, account: probe, token: {{ file: main.token }} }}\n",
+            "instances:\n  main: {{ url: {}, account: probe, token: {{ file: {main_token_file} }}, accounts: {{ busy: {{ token: {{ file: {busy_token_file} }} }} }}, rate_limits: {{ api_calls: 100000, statuses: 100000, deletes: 100000 }} }}\n  peer: {{ url: {}, account: probe, token: {{ file: peer.token }}, rate_limits: {{ api_calls: 100000, statuses: 100000, deletes: 100000 }} }}\n  echo: {{ url: {echo_url}, account: probe, token: {{ file: main.token }} }}\n",
             sandbox.instance("alpha").unwrap().base_url,
             sandbox.instance("beta").unwrap().base_url,
         )

@@ -53,30 +53,36 @@ fn encode_metrics(shared: &Shared) -> String {
     {
         let generation = lock(&shared.generation);
         for status in generation.schedules.statuses() {
-            let labels = [("journey", status.name.as_str())];
+            // A copy run as another account than the primary one is told apart by
+            // `account`; the primary's series keep the label set they always had.
+            let mut labels = vec![("journey", status.name.as_str())];
+            if let Some(account) = &status.account {
+                labels.push(("account", account.as_str()));
+            }
+            let labels = labels.as_slice();
             e.set_gauge(
                 "fediprobe_schedule_last_run_timestamp_seconds",
                 "When the journey's last run started (Unix seconds).",
-                &labels,
+                labels,
                 status.last_run_unix.load(Ordering::Relaxed) as f64,
             );
             e.set_gauge(
                 "fediprobe_schedule_next_run_timestamp_seconds",
                 "When the journey's next slot is (Unix seconds).",
-                &labels,
+                labels,
                 status.next_run_unix.load(Ordering::Relaxed) as f64,
             );
             e.set_counter(
                 "fediprobe_schedule_skipped_slots_total",
                 "Slots skipped: the journey's previous run was still going or waiting to start, or shutdown began \
                  before the run could start.",
-                &labels,
+                labels,
                 status.skipped_slots.load(Ordering::Relaxed) as f64,
             );
             e.set_gauge(
                 "fediprobe_schedule_offset_seconds",
                 "The stable offset added to every slot of the journey.",
-                &labels,
+                labels,
                 status.offset_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             );
         }

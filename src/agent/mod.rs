@@ -272,15 +272,16 @@ fn start_generation(
     let runner = Arc::new(Runner::new(targets_from_config(&loaded.config)).with_control_target(control));
     for target in runner.targets() {
         if let Err(e) = &target.token {
-            tracing::warn!(instance = %target.name, "{e}; its journeys will end in probe_error");
+            tracing::warn!(instance = %target.name, account = %target.account, "{e}; its journeys will end in probe_error");
         }
     }
     let runs_journeys: Arc<dyn RunJourney> = match &options.runner {
         Some(injected) => injected.clone(),
         None => runner.clone(),
     };
+    // Each journey once per probe account it runs as, each copy on its own slots.
     let schedules = Schedules::start(
-        loaded.journeys.clone(),
+        loaded.runs.clone(),
         runs_journeys,
         runs,
         &loaded.config.probe.name,

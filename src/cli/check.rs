@@ -24,6 +24,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut diagnostics = Diagnostics::default();
     let mut journeys = 0;
     let mut budget = Vec::new();
+    let mut loaded_config = None;
     if let Some(path) = &config {
         if !path.exists() {
             eprintln!("{}", super::missing_config(path));
@@ -35,6 +36,7 @@ pub fn run(args: Args) -> ExitCode {
                 diagnostics.extend(loaded.warnings);
                 diagnostics.extend(spec::control::warnings(&loaded.config));
                 budget = loaded.budget;
+                loaded_config = Some(loaded.config);
             }
             Err(found) => diagnostics.extend(found),
         }
@@ -61,21 +63,32 @@ pub fn run(args: Args) -> ExitCode {
         println!("ok: {} checked", super::count(journeys, "journey"));
         if !budget.is_empty() {
             println!("\nrate limits, worst window, every probe sharing the account or the token counted:");
-            print!("{}", budget_table(&budget));
+            print!("{}", budget_table(&budget, loaded_config.as_ref()));
         }
         ExitCode::SUCCESS
     }
 }
 
-/// The budget as a table: one row per instance and limit the journeys use.
-pub fn budget_table(budget: &[spec::limits::Budget]) -> String {
+/// The budget as a table: one row per instance and limit the journeys use, and
+/// per probe account for the limits per token and per account when an instance
+/// of `config` has several accounts (then with an ACCOUNT column).
+pub fn budget_table(budget: &[spec::limits::Budget], config: Option<&spec::Config>) -> String {
+    let by_account = config.is_some_and(|c| c.instances.iter().any(|i| !i.extra_accounts.is_empty()));
+    let account_of = |b: &spec::limits::Budget| match (&b.account, b.limit.scope) {
+        (_, spec::limits::Scope::Address) => "(every account)".to_owned(),
+        (Some(account), _) => account.clone(),
+        (None, _) => config.and_then(|c| c.instance(&b.instance)).map(|i| i.account.clone()).unwrap_or_default(),
+    };
     let rows: Vec<Vec<String>> = budget
         .iter()
         .filter(|b| b.per_probe > 0)
         .map(|b| {
             let sweep: u64 = b.users.iter().filter(|(u, _)| *u == spec::limits::User::Sweep).map(|(_, n)| n).sum();
-            vec![
-                b.instance.clone(),
+            let mut row = vec![b.instance.clone()];
+            if by_account {
+                row.push(account_of(b));
+            }
+            row.extend([
                 format!(
                     "{} {} per {} per {}",
                     b.limit.max,
@@ -88,8 +101,14 @@ pub fn budget_table(budget: &[spec::limits::Budget]) -> String {
                 b.probes.to_string(),
                 b.total().to_string(),
                 format!("{:.0}%", 100.0 * b.total() as f64 / f64::from(b.limit.max)),
-            ]
+            ]);
+            row
         })
         .collect();
-    super::table::render(&["INSTANCE", "LIMIT", "THIS PROBE", "OF WHICH SWEEP", "PROBES", "ALL PROBES", "USED"], &rows)
+    let headers: &[&str] = if by_account {
+        &["INSTANCE", "ACCOUNT", "LIMIT", "THIS PROBE", "OF WHICH SWEEP", "PROBES", "ALL PROBES", "USED"]
+    } else {
+        &["INSTANCE", "LIMIT", "THIS PROBE", "OF WHICH SWEEP", "PROBES", "ALL PROBES", "USED"]
+    };
+    super::table::render(headers, &rows)
 }

@@ -64,9 +64,18 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(super::EXIT_INVALID_INPUT);
         }
     };
-    let runner = Runner::new(crate::sandbox::probe_targets(&sandbox));
+    // `main` is probed as two accounts, `probe` and `busy` (who follows
+    // hundreds): the journeys that run as every account show both.
+    let runner = Runner::new(crate::sandbox::probe_targets_with_accounts(&sandbox));
+    let runs = crate::spec::accounts::runs(&journeys, &|instance| runner.account_names(instance));
     if args.output == Output::Human {
         println!("fediprobe demo: {} journeys × {} rounds against the sandbox", journeys.len(), args.rounds);
+        let as_several = journeys.iter().filter(|j| runs.iter().filter(|r| r.name == j.name).count() > 1).count();
+        if as_several > 0 {
+            println!(
+                "  {as_several} of them run as each of main's two probe accounts: probe, and busy, who follows hundreds"
+            );
+        }
         for instance in sandbox.instances() {
             println!("  sandbox instance {} at {}", instance.name, instance.base_url);
         }
@@ -77,7 +86,7 @@ pub async fn run(args: Args) -> ExitCode {
         if round > 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let results = super::once::run_all(&runner, &journeys, journeys.len()).await;
+        let results = super::once::run_all(&runner, &runs, runs.len()).await;
         if args.output == Output::Json {
             super::once::print_results(&results, Output::Json);
         }
@@ -93,7 +102,14 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let failed = all.iter().filter(|r| r.outcome != Outcome::Success).count();
     if args.output == Output::Human {
-        print!("{}", summary(&journeys.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), &all));
+        let runs: Vec<(String, String)> = runs
+            .iter()
+            .map(|j| {
+                let account = runner.target_as(&j.instance, j.run_as.as_deref()).map(|t| t.account.clone());
+                (j.name.clone(), account.unwrap_or_default())
+            })
+            .collect();
+        print!("{}", summary(&runs, &all));
         println!();
         for delays in delay_summaries(&all).into_iter().chain(media_summary(&all)) {
             print!("{delays}");
@@ -199,12 +215,16 @@ fn media_summary(results: &[RunResult]) -> Option<String> {
     Some(table::render(&["MEDIA", "P50", "MAX"], &rows))
 }
 
-/// One row per journey: runs, successes, p50 and max duration, the last failure.
-fn summary(journeys: &[&str], results: &[RunResult]) -> String {
+/// One row per journey and probe account: runs, successes, p50 and max
+/// duration, the last failure. `journeys` are names with the account each copy
+/// runs as; the account column is shown when an instance was probed as several.
+fn summary(journeys: &[(String, String)], results: &[RunResult]) -> String {
+    let by_account = super::once::several_accounts(results);
     let rows: Vec<Vec<String>> = journeys
         .iter()
-        .map(|name| {
-            let runs: Vec<&RunResult> = results.iter().filter(|r| r.journey == *name).collect();
+        .map(|(name, account)| {
+            let runs: Vec<&RunResult> =
+                results.iter().filter(|r| r.journey == *name && (!by_account || r.account == *account)).collect();
             let ok = runs.iter().filter(|r| r.outcome == Outcome::Success).count();
             let mut durations: Vec<Duration> = runs.iter().map(|r| r.duration).collect();
             durations.sort();
@@ -217,15 +237,18 @@ fn summary(journeys: &[&str], results: &[RunResult]) -> String {
                 .find(|r| r.outcome != Outcome::Success)
                 .map(|r| super::once::detail(r))
                 .unwrap_or_default();
-            vec![
-                name.to_string(),
-                format!("{ok}/{}", runs.len()),
-                outcome,
-                table::duration(p50),
-                table::duration(max),
-                failure,
-            ]
+            let mut row = vec![name.to_string()];
+            if by_account {
+                row.push(account.clone());
+            }
+            row.extend([format!("{ok}/{}", runs.len()), outcome, table::duration(p50), table::duration(max), failure]);
+            row
         })
         .collect();
-    table::render(&["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"], &rows)
+    let headers: &[&str] = if by_account {
+        &["JOURNEY", "ACCOUNT", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"]
+    } else {
+        &["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"]
+    };
+    table::render(headers, &rows)
 }

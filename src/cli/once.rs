@@ -36,9 +36,10 @@ pub async fn run(args: Args) -> ExitCode {
         return ExitCode::from(super::EXIT_INVALID_INPUT);
     };
     let sweep_min_age = crate::wiring::sweep_min_age(&loaded.journeys);
-    let mut journeys = loaded.journeys;
+    let known: Vec<String> = loaded.journeys.iter().map(|j| j.name.clone()).collect();
+    // Each journey once per probe account it runs as.
+    let mut journeys = loaded.runs;
     if !args.journeys.is_empty() {
-        let known: Vec<String> = journeys.iter().map(|j| j.name.clone()).collect();
         for name in &args.journeys {
             if !known.contains(name) {
                 eprintln!("error: no journey is named `{name}`; the config's journeys are: {}", known.join(", "));
@@ -149,23 +150,39 @@ pub fn print_results(results: &[RunResult], output: Output) {
             }
         }
         Output::Human => {
+            // The account column only when an instance was probed as several accounts.
+            let by_account = several_accounts(results);
             let rows: Vec<Vec<String>> = results
                 .iter()
                 .map(|r| {
-                    vec![
-                        r.journey.clone(),
-                        r.instance.clone(),
+                    let mut row = vec![r.journey.clone(), r.instance.clone()];
+                    if by_account {
+                        row.push(r.account.clone());
+                    }
+                    row.extend([
                         r.outcome.as_str().to_owned(),
                         r.reason.map(|x| x.as_str().to_owned()).unwrap_or_default(),
                         table::duration(r.duration),
                         detail(r),
-                    ]
+                    ]);
+                    row
                 })
                 .collect();
-            let table = table::render(&["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"], &rows);
+            let headers: &[&str] = if by_account {
+                &["JOURNEY", "INSTANCE", "ACCOUNT", "OUTCOME", "REASON", "DURATION", "DETAIL"]
+            } else {
+                &["JOURNEY", "INSTANCE", "OUTCOME", "REASON", "DURATION", "DETAIL"]
+            };
+            let table = table::render(headers, &rows);
             print!("{}", crate::secret::scrub(&table));
         }
     }
+}
+
+/// Whether the results come from more than one probe account of an instance:
+/// then tables show the account, otherwise they look as they always did.
+pub fn several_accounts(results: &[RunResult]) -> bool {
+    results.iter().any(|a| results.iter().any(|b| a.instance == b.instance && a.account != b.account))
 }
 
 /// The failing step and what went wrong, for a table cell.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::sandbox::{InstanceConfig, Sandbox, SandboxConfig};
 
-use crate::sandbox::PROBE_INSTANCES;
+use crate::sandbox::{EXTRA_PROBE_ACCOUNTS, PROBE_INSTANCES};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,6 +89,23 @@ pub fn write_config(sandbox: &Sandbox, dir: &Path) -> std::io::Result<PathBuf> {
             "  {name}:\n    url: {}\n    account: {}\n    token: {{ file: {name}.token }}\n",
             instance.base_url, account.username
         ));
+        // More probe accounts: the journeys with `accounts: all` run as each.
+        let others: Vec<_> = EXTRA_PROBE_ACCOUNTS
+            .iter()
+            .filter(|(instance_name, _)| instance_name == name)
+            .filter_map(|(_, username)| instance.account(username))
+            .collect();
+        if !others.is_empty() {
+            yaml.push_str("    accounts:\n");
+        }
+        for other in others {
+            let token_file = format!("{name}-{}.token", other.username);
+            crate::secret::private_file(&dir.join(&token_file), other.token.expose().as_bytes())?;
+            yaml.push_str(&format!(
+                "      {}:\n        token: {{ file: {token_file} }}\n        note: follows hundreds of accounts, a long home timeline\n",
+                other.username
+            ));
+        }
     }
     yaml.push_str("journeys: [journeys]\n");
     // Written aside and renamed into place, so that whoever waits for the file

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::chart::{self, Chart, Line};
 use super::compute::and_list;
-use super::model::{IncidentKind, IndicatorReport, JourneyReport, Report};
+use super::model::{Count, IncidentKind, IndicatorReport, JourneyReport, Report};
 use super::words::{self, escape, percent, percent_or_dash};
 
 const STYLE: &str = "
@@ -199,30 +199,42 @@ fn indicator_section(page: &mut String, report: &Report, id: &str, journey: &Jou
         escape(&format!("{} of {} good", words::count(ind.total.good_runs), words::count(ind.total.valid_runs))),
     );
     chart_figure(page, report, id, journey, ind);
-    // Per region.
-    page.push_str(
-        "<div class=\"scroll\"><table>\n<caption class=\"muted\">By region, over the whole window</caption>\n\
-         <thead><tr><th scope=\"col\">Region</th><th scope=\"col\" class=\"n\">Measured</th>\
+    let regions: Vec<(&str, Count)> = ind.regions.iter().map(|r| (r.region.as_str(), r.count)).collect();
+    counts_table(page, "By region, over the whole window", "Region", &regions, ind.objective);
+    // Per probe account, when the journey ran as several.
+    if !ind.accounts.is_empty() {
+        let accounts: Vec<(&str, Count)> = ind.accounts.iter().map(|a| (a.account.as_str(), a.count)).collect();
+        let caption = "By probe account, all regions, over the whole window";
+        counts_table(page, caption, "Account", &accounts, ind.objective);
+    }
+    daily_table(page, ind);
+    incidents(page, ind);
+}
+
+/// A table of runs counted per region or per account, a ratio below `objective` marked.
+fn counts_table(page: &mut String, caption: &str, what: &str, rows: &[(&str, Count)], objective: f64) {
+    let _ = write!(
+        page,
+        "<div class=\"scroll\"><table>\n<caption class=\"muted\">{caption}</caption>\n\
+         <thead><tr><th scope=\"col\">{what}</th><th scope=\"col\" class=\"n\">Measured</th>\
          <th scope=\"col\" class=\"n\">Good runs</th><th scope=\"col\" class=\"n\">Runs</th></tr></thead>\n<tbody>\n",
     );
-    for r in &ind.regions {
-        let class = match r.count.ratio {
-            Some(v) if v < ind.objective => " class=\"missed\"",
+    for (name, count) in rows {
+        let class = match count.ratio {
+            Some(v) if v < objective => " class=\"missed\"",
             _ => "",
         };
         let _ = writeln!(
             page,
             "<tr><th scope=\"row\">{}</th><td class=\"n\"><span{class}>{}</span></td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td></tr>",
-            escape(&r.region),
-            escape(&percent_or_dash(r.count.ratio)),
-            words::count(r.count.good_runs),
-            words::count(r.count.valid_runs),
+            escape(name),
+            escape(&percent_or_dash(count.ratio)),
+            words::count(count.good_runs),
+            words::count(count.valid_runs),
         );
     }
     page.push_str("</tbody>\n</table></div>\n");
-    daily_table(page, ind);
-    incidents(page, ind);
 }
 
 fn chart_figure(page: &mut String, report: &Report, id: &str, journey: &JourneyReport, ind: &IndicatorReport) {
@@ -371,7 +383,7 @@ fn federation(page: &mut String, report: &Report) {
 mod tests {
     use super::*;
     use crate::report::compute::time;
-    use crate::report::model::{Count, Day, FederationDelay, Incident, Instance, RegionCount, Window};
+    use crate::report::model::{AccountCount, Day, FederationDelay, Incident, Instance, RegionCount, Window};
 
     /// A report whose every label value is hostile markup.
     fn hostile() -> Report {
@@ -386,6 +398,10 @@ mod tests {
             budget_remaining: Some(-19.0),
             met: Some(false),
             regions: vec![count(evil)],
+            accounts: vec![
+                AccountCount { account: evil.to_owned(), count: Count::new(10, 9) },
+                AccountCount { account: "busy".to_owned(), count: Count::new(10, 10) },
+            ],
             daily: vec![Day { start: time(0), count: Count::new(10, 9), regions: vec![count(evil)] }],
             incidents: vec![Incident {
                 kind: IncidentKind::RegionOnly,

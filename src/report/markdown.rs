@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::compute::and_list;
 use super::html::from_where;
-use super::model::{IncidentKind, IndicatorReport, Report};
+use super::model::{Count, IncidentKind, IndicatorReport, Report};
 use super::words::{self, percent, percent_or_dash};
 
 /// The whole document.
@@ -60,16 +60,13 @@ pub fn render(report: &Report) -> String {
                 words::count(ind.total.valid_runs),
                 words::budget(ind.budget_remaining)
             );
-            md.push_str("| Region | Measured | Good runs | Runs |\n|---|---:|---:|---:|\n");
-            for r in &ind.regions {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} |",
-                    cell(&r.region),
-                    percent_or_dash(r.count.ratio),
-                    words::count(r.count.good_runs),
-                    words::count(r.count.valid_runs)
-                );
+            let regions: Vec<(&str, Count)> = ind.regions.iter().map(|r| (r.region.as_str(), r.count)).collect();
+            counts_table(&mut md, "Region", &regions);
+            // Per probe account, when the journey ran as several.
+            if !ind.accounts.is_empty() {
+                let accounts: Vec<(&str, Count)> = ind.accounts.iter().map(|a| (a.account.as_str(), a.count)).collect();
+                md.push_str("\nAll regions, per probe account:\n\n");
+                counts_table(&mut md, "Account", &accounts);
             }
             md.push_str("\n| Day (UTC) | All regions |");
             for r in &ind.regions {
@@ -143,6 +140,21 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(md, "\n_Made by fediprobe on {}._", words::time(report.generated_at));
     md
+}
+
+/// A table of runs counted per region or per account.
+fn counts_table(md: &mut String, what: &str, rows: &[(&str, Count)]) {
+    let _ = writeln!(md, "| {what} | Measured | Good runs | Runs |\n|---|---:|---:|---:|");
+    for (name, count) in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            cell(name),
+            percent_or_dash(count.ratio),
+            words::count(count.good_runs),
+            words::count(count.valid_runs)
+        );
+    }
 }
 
 fn status(ind: &IndicatorReport) -> String {

@@ -16,7 +16,9 @@
 //! it covers 40 minutes.
 //!
 //! **Counts.** Everything is counted from the raw per-run series of
-//! `docs/metrics.md`, summed over regions and accounts with `sum by (journey, region)`:
+//! `docs/metrics.md`, summed over regions and accounts with `sum by (journey, region)`
+//! (and, for the per-account lines of a journey run as several probe accounts,
+//! over regions with `sum by (journey, account)` for the whole window):
 //!
 //! | SLI | valid runs | good runs |
 //! |---|---|---|
@@ -61,7 +63,7 @@ use chrono::{DateTime, Utc};
 use crate::generate::slo::{self, Sli, prom_duration};
 use crate::spec::{Config, Journey};
 pub use model::Report;
-use model::{Count, Day, FederationDelay, IndicatorReport, Instance, JourneyReport, RegionCount, Window};
+use model::{AccountCount, Count, Day, FederationDelay, IndicatorReport, Instance, JourneyReport, RegionCount, Window};
 pub use query::Backend;
 
 /// What `end` is rounded to, and the resolution of the coverage.
@@ -100,7 +102,8 @@ pub struct Options {
     pub now: DateTime<Utc>,
 }
 
-/// The measures the report reads, per `(journey, region)`, as `(time, value)` points.
+/// The measures the report reads, per `(journey, region)` (or `(journey,
+/// account)`), as `(time, value)` points.
 type Table = BTreeMap<(String, String), Vec<(i64, f64)>>;
 
 /// The three per-run measures at one resolution.
@@ -132,7 +135,9 @@ pub async fn build(
     let start = end - i64::from(days) * DAY;
     let selector = journey_selector(journeys);
 
-    let totals = measures(backend, &selector, Resolution::Instant { at: end, window: end - start }).await?;
+    let whole = || Resolution::Instant { at: end, window: end - start };
+    let totals = measures(backend, &selector, whole(), "region").await?;
+    let by_account = measures(backend, &selector, whole(), "account").await?;
     // Days are UTC calendar days (labelled with their own date); the first and
     // last are partial when the window does not start or end at midnight.
     let mut bounds = vec![start];
@@ -141,9 +146,11 @@ pub async fn build(
     let mut daily = Vec::new();
     for pair in bounds.windows(2) {
         let (from, to) = (pair[0], pair[1]);
-        daily.push((from, to, measures(backend, &selector, Resolution::Instant { at: to, window: to - from }).await?));
+        let resolution = Resolution::Instant { at: to, window: to - from };
+        daily.push((from, to, measures(backend, &selector, resolution, "region").await?));
     }
-    let buckets = measures(backend, &selector, Resolution::Range { from: start + STEP, to: end, step: STEP }).await?;
+    let resolution = Resolution::Range { from: start + STEP, to: end, step: STEP };
+    let buckets = measures(backend, &selector, resolution, "region").await?;
 
     let coverage = coverage(&buckets.runs, start, end);
     if totals.runs.is_empty() {
@@ -184,6 +191,7 @@ pub async fn build(
         let mut indicators = Vec::new();
         for ind in slo::indicators(journey) {
             let mut report = indicator(&context, &ind, &totals, &daily);
+            report.accounts = per_account(&context, &ind, &by_account);
             report.incidents =
                 incidents::find(backend, &plan, journey, &ind, (start, end), report.total.valid_runs).await?;
             indicators.push(report);
@@ -274,9 +282,32 @@ fn indicator(
         budget_remaining: compute::budget_remaining(total, budget),
         met: total.ratio.map(|r| r >= ind.objective.fraction()),
         regions,
+        accounts: Vec::new(),
         daily,
         incidents: Vec::new(),
     }
+}
+
+/// The indicator per probe account over the window (all regions pooled), when
+/// the journey ran as more than one account; empty otherwise.
+fn per_account(ctx: &JourneyContext<'_>, ind: &slo::Indicator, by_account: &Measures) -> Vec<AccountCount> {
+    let name = ctx.journey.name.as_str();
+    let (valid, good) = match ind.sli {
+        Sli::Availability => (&by_account.runs, &by_account.successes),
+        Sli::Latency => (&by_account.successes, &by_account.fast),
+        Sli::Delay => (&by_account.delay_runs, &by_account.delivered_in_time),
+    };
+    let accounts: Vec<&String> = by_account.runs.keys().filter(|(j, _)| j == name).map(|(_, a)| a).collect();
+    if accounts.len() < 2 {
+        return Vec::new();
+    }
+    accounts
+        .into_iter()
+        .map(|account| AccountCount {
+            account: account.clone(),
+            count: Count::new(value_at(valid, name, account, ctx.end), value_at(good, name, account, ctx.end)),
+        })
+        .collect()
 }
 
 /// The part of `(start, end]` with runs, from five-minute counts: from the start
@@ -290,7 +321,7 @@ fn coverage(runs: &Table, start: i64, end: i64) -> Option<model::Coverage> {
     Some(model::Coverage { start: compute::time((first - STEP).max(start)), end: compute::time(last.min(end)) })
 }
 
-/// The value of `(journey, region)` at time `t`, as a whole number of runs; 0 when absent.
+/// The value of `(journey, region)` (or account) at time `t`, as a whole number of runs; 0 when absent.
 fn value_at(table: &Table, journey: &str, region: &str, t: i64) -> u64 {
     table
         .get(&(journey.to_owned(), region.to_owned()))
@@ -317,10 +348,16 @@ enum Resolution {
     Range { from: i64, to: i64, step: i64 },
 }
 
-async fn measures(backend: &Backend, selector: &str, resolution: Resolution) -> Result<Measures, ReportError> {
+/// The per-run measures at one resolution, per journey and `by` (`region` or `account`).
+async fn measures(
+    backend: &Backend,
+    selector: &str,
+    resolution: Resolution,
+    by: &str,
+) -> Result<Measures, ReportError> {
     let query = |function: &str, metric: &str, window: i64| {
         let w = prom_duration(Duration::from_secs(window as u64));
-        format!("sum by (journey, region) ({function}({metric}{selector}[{w}]))")
+        format!("sum by (journey, {by}) ({function}({metric}{selector}[{w}]))")
     };
     let mut tables = Vec::new();
     for (function, metric) in [
@@ -344,9 +381,7 @@ async fn measures(backend: &Backend, selector: &str, resolution: Resolution) -> 
         tracing::debug!(function, metric, series = series.len(), "queried");
         let table: Table = series
             .into_iter()
-            .filter_map(|(labels, points)| {
-                Some(((labels.get("journey")?.clone(), labels.get("region")?.clone()), points))
-            })
+            .filter_map(|(labels, points)| Some(((labels.get("journey")?.clone(), labels.get(by)?.clone()), points)))
             .collect();
         tables.push(table);
     }

@@ -85,6 +85,11 @@ pub struct IndicatorReport {
     /// Whether the measured ratio meets the objective; absent without runs.
     pub met: Option<bool>,
     pub regions: Vec<RegionCount>,
+    /// All regions pooled, per probe account the journey ran as, over the
+    /// window: only when it ran as more than one (a user unlike the others
+    /// shows here even when the pooled ratio is fine); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountCount>,
     /// One entry per day of the window, oldest first; days without runs included (zero counts).
     pub daily: Vec<Day>,
     pub incidents: Vec<Incident>,
@@ -119,6 +124,14 @@ impl std::ops::Add for Count {
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionCount {
     pub region: String,
+    #[serde(flatten)]
+    pub count: Count,
+}
+
+/// Runs of one probe account (its user name, the `account` label).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountCount {
+    pub account: String,
     #[serde(flatten)]
     pub count: Count,
 }

@@ -137,11 +137,36 @@ impl Runner {
         &self.targets
     }
 
-    fn target(&self, name: &str) -> Result<&Target, StepError> {
-        self.targets
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| StepError::new(Reason::Config, format!("instance `{name}` is not configured")))
+    /// The target a run of `journey` talks to on instance `name`: the account the
+    /// journey's copy runs as on its own instance, the primary account elsewhere.
+    fn target(&self, journey: &Journey, name: &str) -> Result<&Target, StepError> {
+        self.target_as(name, journey.account_on(name))
+    }
+
+    /// Instance `name` as its probe account `account` (`None`: its primary one).
+    pub fn target_as(&self, name: &str, account: Option<&str>) -> Result<&Target, StepError> {
+        let mut on_instance = self.targets.iter().filter(|t| t.name == name).peekable();
+        if on_instance.peek().is_none() {
+            return Err(StepError::new(Reason::Config, format!("instance `{name}` is not configured")));
+        }
+        match account {
+            None => on_instance.find(|t| t.primary).ok_or_else(|| {
+                StepError::new(Reason::Config, format!("instance `{name}` has no primary probe account"))
+            }),
+            Some(account) => on_instance.find(|t| t.account == account).ok_or_else(|| {
+                StepError::new(
+                    Reason::Config,
+                    format!("account `{account}` is not a probe account of instance `{name}` in the config"),
+                )
+            }),
+        }
+    }
+
+    /// The user names of instance `name`'s probe accounts, the primary first.
+    pub fn account_names(&self, name: &str) -> Vec<String> {
+        let mut on_instance: Vec<&Target> = self.targets.iter().filter(|t| t.name == name).collect();
+        on_instance.sort_by_key(|t| !t.primary);
+        on_instance.into_iter().map(|t| t.account.clone()).collect()
     }
 
     /// Runs `journey` once: its steps within its deadline, then its cleanup.
@@ -159,7 +184,13 @@ impl Runner {
             self.tls.prepare();
         }
         let started_at = chrono::Utc::now();
-        let account = self.target(&journey.instance).map(|t| t.account.clone()).unwrap_or_default();
+        // The `account` label: the user name this copy of the journey runs as
+        // (the name the config gives when it is not configured: the run then
+        // ends in `probe_error`/`config`, still telling which account it was for).
+        let account = match self.target(journey, &journey.instance) {
+            Ok(target) => target.account.clone(),
+            Err(_) => journey.run_as.clone().unwrap_or_default(),
+        };
         // A new client per run: its first request pays DNS, TCP and TLS as a user's would.
         let mut state = RunState {
             journey,
@@ -401,7 +432,7 @@ impl Runner {
         deadline: Option<Instant>,
         result: &mut StepResult,
     ) -> Result<Vec<(String, String)>, StepError> {
-        let target = self.target(instance)?;
+        let target = self.target(state.journey, instance)?;
         let (spec, poll) = match &step.kind {
             StepKind::Request(r) => (r, None),
             StepKind::Poll(p) => (&p.request, Some(p)),
@@ -487,7 +518,7 @@ impl Runner {
                 continue;
             }
             let began = Instant::now();
-            let opened = match self.target(journey.step_instance(later)) {
+            let opened = match self.target(journey, journey.step_instance(later)) {
                 Err(e) => Err(stream::OpenError::Fatal(e)),
                 Ok(target) => {
                     let client = &state.client;
@@ -519,7 +550,7 @@ impl Runner {
         deadline: Option<Instant>,
         result: &mut StepResult,
     ) -> Result<Vec<(String, String)>, StepError> {
-        let target = self.target(instance)?;
+        let target = self.target(state.journey, instance)?;
         let by_within = Instant::now() + spec.within;
         let until = deadline.map_or(by_within, |d| d.min(by_within));
         let not_delivered = || {

@@ -3,7 +3,8 @@
 //! failed) are found and deleted at the next start, so the probe leaves nothing
 //! behind on the instances it measures.
 //!
-//! For each instance with a token, the sweep reads the probe account
+//! For each probe account with a token (every account of every instance, or
+//! those `once`'s runs posted as), the sweep reads the probe account
 //! (`verify_credentials`), lists its [`PAGE_SIZE`] newest statuses
 //! (`/api/v1/accounts/:id/statuses`, reblogs excluded), and deletes those that
 //! are **leftovers**: the text carries a run's marker (a word shaped like the
@@ -12,7 +13,7 @@
 //! ago than `min_age` — the longest journey deadline, so that a run still in
 //! flight (on this probe or another region's sharing the account) keeps its post.
 //!
-//! It deletes at most [`MAX_DELETES`] statuses per instance per sweep, so that it
+//! It deletes at most [`MAX_DELETES`] statuses per account per sweep, so that it
 //! stays inside Mastodon's limit of 30 deletes per 30 minutes per account next to
 //! the journeys' own deletes (`fediprobe check` counts every sweep: see
 //! `spec::limits::sweeps_in_window`), and stops at the first refusal (a 429
@@ -37,10 +38,12 @@ pub const PAGE_SIZE: usize = 40;
 /// How long each of the sweep's requests may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a sweep did on one instance.
+/// What a sweep did on one instance, as one of its probe accounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
     pub instance: String,
+    /// The probe account's user name.
+    pub account: String,
     /// Leftovers found (old enough and marked), deleted or not.
     pub found: usize,
     pub deleted: usize,
@@ -49,26 +52,41 @@ pub struct SweepReport {
 }
 
 impl Runner {
-    /// Deletes leftover statuses of the probe accounts (see the module doc) on
-    /// the instances named in `only`, or on every instance. Instances whose token
-    /// is missing are skipped.
-    pub async fn sweep_leftovers(&self, min_age: Duration, only: Option<&[String]>) -> Vec<SweepReport> {
+    /// Deletes leftover statuses of the probe accounts (see the module doc):
+    /// the accounts named in `only` (instance and account, `None` for the
+    /// instance's primary account), or every account of every instance.
+    /// Accounts whose token is missing are skipped.
+    pub async fn sweep_leftovers(
+        &self,
+        min_age: Duration,
+        only: Option<&[(String, Option<String>)]>,
+    ) -> Vec<SweepReport> {
         let mut reports = Vec::new();
-        let chosen = |t: &&Target| only.is_none_or(|names| names.contains(&t.name));
+        let chosen = |t: &&Target| {
+            only.is_none_or(|pairs| {
+                pairs.iter().any(|(instance, account)| {
+                    *instance == t.name && account.as_ref().map_or(t.primary, |a| *a == t.account)
+                })
+            })
+        };
         for target in self.targets.iter().filter(|t| t.token.is_ok()).filter(chosen) {
             let client = Client::with_resolver(self.tls.clone(), self.resolver.clone());
-            let mut report = SweepReport { instance: target.name.clone(), ..SweepReport::default() };
+            let mut report = SweepReport {
+                instance: target.name.clone(),
+                account: target.account.clone(),
+                ..SweepReport::default()
+            };
             if let Err(e) = sweep_one(&client, target, min_age, &mut report).await {
                 report.error = Some(self.scrub_text(e.to_string()));
             }
             match &report.error {
                 Some(e) => {
-                    tracing::warn!(instance = %report.instance, found = report.found, deleted = report.deleted, error = %e, "leftover sweep stopped early")
+                    tracing::warn!(instance = %report.instance, account = %report.account, found = report.found, deleted = report.deleted, error = %e, "leftover sweep stopped early")
                 }
                 None if report.found > 0 => {
-                    tracing::info!(instance = %report.instance, found = report.found, deleted = report.deleted, "leftover statuses deleted")
+                    tracing::info!(instance = %report.instance, account = %report.account, found = report.found, deleted = report.deleted, "leftover statuses deleted")
                 }
-                None => tracing::debug!(instance = %report.instance, "no leftover statuses"),
+                None => tracing::debug!(instance = %report.instance, account = %report.account, "no leftover statuses"),
             }
             reports.push(report);
         }

@@ -1,5 +1,6 @@
-//! The instances a run talks to, with their tokens read from where the config
-//! says (environment or file). A variable is read once per process (and per
+//! The instances a run talks to, one [`Target`] per probe account (the primary
+//! account's first), with their tokens read from where the config says
+//! (environment or file). A variable is read once per process (and per
 //! reload); a file is read at start and looked at again every `agent.reload_check`
 //! when the token is used (see [`Secret::following`]), so a rotated Kubernetes
 //! Secret is used without a restart, like a changed ConfigMap.
@@ -10,13 +11,16 @@ use std::time::Duration;
 use crate::secret::Secret;
 use crate::spec::{Config, TokenSource};
 
-/// One instance, ready to be probed.
+/// One instance and one of its probe accounts, ready to be probed.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
     pub base_url: url::Url,
     /// The probe account's user name.
     pub account: String,
+    /// Whether this is the instance's primary account (`account:` in the
+    /// config), which journeys run as unless they choose others.
+    pub primary: bool,
     /// The token, or why it could not be read (a run using it ends in `probe_error`).
     pub token: Result<Secret, TokenError>,
     /// Hosts besides the instance's own and its parent domain's that the token may
@@ -26,7 +30,19 @@ pub struct Target {
 
 impl Target {
     pub fn new(name: impl Into<String>, base_url: url::Url, account: impl Into<String>, token: Secret) -> Self {
-        Target { name: name.into(), base_url, account: account.into(), token: Ok(token), streaming_hosts: Vec::new() }
+        Target {
+            name: name.into(),
+            base_url,
+            account: account.into(),
+            primary: true,
+            token: Ok(token),
+            streaming_hosts: Vec::new(),
+        }
+    }
+
+    /// The same instance as another of its probe accounts (not the primary).
+    pub fn as_account(&self, account: impl Into<String>, token: Secret) -> Self {
+        Target { account: account.into(), primary: false, token: Ok(token), ..self.clone() }
     }
 }
 
@@ -51,10 +67,12 @@ pub enum SecretError {
 
 /// An instance's token could not be read: a run that needs it is a `probe_error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the token of instance `{instance}`: {cause}")]
+#[error("the token of {}instance `{instance}`: {cause}", account.as_ref().map(|a| format!("account `{a}` on ")).unwrap_or_default())]
 pub struct TokenError {
     /// The instance's name in the config.
     pub instance: String,
+    /// The probe account's user name, for an account other than the primary.
+    pub account: Option<String>,
     /// What went wrong.
     pub cause: SecretError,
 }
@@ -87,22 +105,31 @@ pub fn read_secret_following(source: &TokenSource, recheck: Option<Duration>) ->
     Ok(secret)
 }
 
-/// The config's instances with their tokens; token files are looked at again
-/// every `agent.reload_check`.
+/// The config's instances with their tokens, a target per probe account (each
+/// instance's primary account first); token files are looked at again every
+/// `agent.reload_check`.
 pub fn targets_from_config(config: &Config) -> Vec<Target> {
     let recheck = Some(config.agent.reload_check);
-    config
-        .instances
-        .iter()
-        .map(|i| Target {
-            name: i.name.clone(),
-            base_url: i.url.clone(),
-            account: i.account.clone(),
-            token: read_secret_following(&i.token, recheck)
-                .map_err(|cause| TokenError { instance: i.name.clone(), cause }),
-            streaming_hosts: i.streaming_hosts.clone(),
-        })
-        .collect()
+    let mut targets = Vec::new();
+    for i in &config.instances {
+        let primary = std::iter::once((&i.account, &i.token, true));
+        let others = i.extra_accounts.iter().map(|a| (&a.name, &a.token, false));
+        for (account, source, is_primary) in primary.chain(others) {
+            targets.push(Target {
+                name: i.name.clone(),
+                base_url: i.url.clone(),
+                account: account.clone(),
+                primary: is_primary,
+                token: read_secret_following(source, recheck).map_err(|cause| TokenError {
+                    instance: i.name.clone(),
+                    account: (!is_primary).then(|| account.clone()),
+                    cause,
+                }),
+                streaming_hosts: i.streaming_hosts.clone(),
+            });
+        }
+    }
+    targets
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@
 //! headers), `faults.rs` (fault rules), `seed.rs` (starting data), `targets.rs` (the
 //! bundled journeys' instances pointed at the sandbox's).
 //!
-//! Seeded data: on every instance the local accounts `probe`, `alice` and `bob`
+//! Seeded data: on every instance the local accounts `probe`, `alice` and `bob`,
+//! and `busy`, a second probe account following hundreds of local accounts
 //! (see `seed.rs`), and, unless [`FederationConfig::seed_probe_follows`] is off,
 //! a follow from each instance's `probe` to the `probe` of every other instance.
 
@@ -50,7 +51,8 @@ use crate::secret::Secret;
 pub use faults::{Fault, Faults};
 pub use federation::{Delay, Federation, FederationConfig, FederationStats};
 pub use ratelimit::{Limit, RateLimits};
-pub use targets::{PROBE_INSTANCES, probe_targets};
+pub use seed::BUSY_FOLLOWS;
+pub use targets::{EXTRA_PROBE_ACCOUNTS, PROBE_INSTANCES, probe_targets, probe_targets_with_accounts};
 
 /// Mastodon's streaming server pings every socket this often.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -144,7 +146,7 @@ pub struct InstanceHandle {
     /// The domain in `acct`s: `NAME.sandbox.test`, as `/api/v2/instance` says
     /// (or, with a split domain, its `account_domain`).
     pub domain: String,
-    /// The seeded local accounts: `probe`, `alice` and `bob`.
+    /// The seeded local accounts with tokens: `probe`, `alice`, `bob` and `busy`.
     pub accounts: Vec<AccountHandle>,
     faults: Faults,
     federation: Federation,

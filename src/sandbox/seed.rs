@@ -2,6 +2,15 @@
 //! users, `alice` and `bob`, who post public statuses (some with hashtags),
 //! mention and favourite the probe, and follow it; the probe follows alice.
 //!
+//! A second probe account, `busy`, is a user unlike the probe: it follows
+//! [`BUSY_FOLLOWS`] local accounts (`reader001`, …, without tokens, each with
+//! one unlisted status, so public timelines and tag pages stay as they were)
+//! and alice and bob, so its home timeline is long and every page of it is
+//! full (40 statuses at `limit=40`, more than ten pages), where the probe's
+//! holds a handful. Its follows were made before its statuses were posted, so
+//! they are all in its feed, as Mastodon merges a followed account's statuses
+//! into the follower's home feed.
+//!
 //! Timestamps lie in the recent past, so statuses posted by a test are always
 //! newer than the seeded ones.
 
@@ -14,12 +23,19 @@ use super::state::{
     Account, Db, IdGenerator, NotificationKind, Status, Visibility, extract_hashtags, extract_mentions, render_content,
 };
 
-/// The seeded local accounts: username, display name, bio.
-const ACCOUNTS: [(&str, &str, &str); 3] = [
+/// The seeded local accounts with tokens: username, display name, bio.
+const ACCOUNTS: [(&str, &str, &str); 4] = [
     ("probe", "fediprobe", "Synthetic probe account."),
     ("alice", "Alice", "Posts about SRE and coffee."),
     ("bob", "Bob", "Tries things out."),
+    ("busy", "fediprobe (busy)", "Synthetic probe account that follows hundreds: a long home timeline."),
 ];
+
+/// The probe accounts: marked as bots, as a probe account should be.
+const PROBE_ACCOUNTS: [&str; 2] = ["probe", "busy"];
+
+/// How many local accounts `busy` follows besides alice and bob.
+pub const BUSY_FOLLOWS: usize = 400;
 
 /// Seeded statuses, oldest first: author, minutes ago, visibility, text.
 const STATUSES: [(&str, i64, Visibility, &str); 14] = [
@@ -45,6 +61,22 @@ fn new_token() -> String {
 }
 
 fn add_account(db: &mut Db, info: &InstanceInfo, username: &str, name: &str, bio: &str, at: DateTime<Utc>) -> u64 {
+    let id = add_account_without_token(db, info, username, name, bio, at);
+    if let Some(account) = db.accounts.get_mut(&id) {
+        account.token = Some(new_token());
+    }
+    id
+}
+
+/// A local account nobody signs in as (the accounts `busy` follows).
+fn add_account_without_token(
+    db: &mut Db,
+    info: &InstanceInfo,
+    username: &str,
+    name: &str,
+    bio: &str,
+    at: DateTime<Utc>,
+) -> u64 {
     let id = db.ids.next_at(at);
     db.accounts.insert(
         id,
@@ -54,13 +86,75 @@ fn add_account(db: &mut Db, info: &InstanceInfo, username: &str, name: &str, bio
             domain: None,
             display_name: name.to_owned(),
             note: format!("<p>{}</p>", super::state::escape_html(bio)),
-            token: Some(new_token()),
+            token: None,
             created_at: at,
             uri: format!("{}/users/{}", info.base_url, username),
             url: format!("{}/@{}", info.base_url, username),
-            bot: username == "probe",
+            bot: PROBE_ACCOUNTS.contains(&username),
         },
     );
+    id
+}
+
+/// `busy`'s follows of [`BUSY_FOLLOWS`] readers, alice and bob, and one
+/// unlisted status of each reader, older than the other seeded statuses.
+fn seed_busy(db: &mut Db, info: &InstanceInfo, now: DateTime<Utc>) {
+    let id_of = |db: &Db, username: &str| db.accounts.values().find(|a| a.username == username).map(|a| a.id);
+    let Some(busy) = id_of(db, "busy") else { return };
+    let followed: Vec<u64> = ["alice", "bob"].iter().filter_map(|u| id_of(db, u)).collect();
+    for followed in followed {
+        db.follows.insert((busy, followed));
+    }
+    let created = now - Duration::days(60);
+    for n in 1..=BUSY_FOLLOWS {
+        let username = format!("reader{n:03}");
+        let bio = "Reads and posts now and then.";
+        let reader = add_account_without_token(db, info, &username, &format!("Reader {n}"), bio, created);
+        db.follows.insert((busy, reader));
+    }
+    // Oldest first: ids follow the order of insertion as well as time.
+    for n in (1..=BUSY_FOLLOWS).rev() {
+        let at = now - Duration::minutes(300 + n as i64);
+        add_status(db, info, &format!("reader{n:03}"), Visibility::Unlisted, &format!("Notes from reader {n}."), at);
+    }
+}
+
+/// Adds a seeded status by `username` (with its mentions' notifications).
+fn add_status(
+    db: &mut Db,
+    info: &InstanceInfo,
+    username: &str,
+    visibility: Visibility,
+    text: &str,
+    at: DateTime<Utc>,
+) -> u64 {
+    let account_id = db.accounts.values().find(|a| a.username == username).map_or(0, |a| a.id);
+    let id = db.ids.next_at(at);
+    let mentions: Vec<u64> =
+        extract_mentions(text).iter().filter_map(|acct| db.account_by_acct(acct, &info.domain).map(|a| a.id)).collect();
+    db.statuses.insert(
+        id,
+        Status {
+            id,
+            account_id,
+            text: text.to_owned(),
+            content: render_content(text),
+            visibility,
+            spoiler_text: String::new(),
+            sensitive: false,
+            language: Some("en".to_owned()),
+            in_reply_to_id: None,
+            in_reply_to_account_id: None,
+            created_at: at,
+            uri: format!("{}/users/{}/statuses/{}", info.base_url, username, id),
+            url: format!("{}/@{}/{}", info.base_url, username, id),
+            mentions: mentions.clone(),
+            tags: extract_hashtags(text),
+        },
+    );
+    for mentioned in mentions {
+        db.notify(mentioned, NotificationKind::Mention, account_id, Some(id), at);
+    }
     id
 }
 
@@ -72,6 +166,8 @@ pub(crate) fn seed(info: &InstanceInfo, id_salt: u16) -> Db {
     for (username, name, bio) in ACCOUNTS {
         add_account(&mut db, info, username, name, bio, created);
     }
+    // Before anything newer gets an id: ids follow time.
+    seed_busy(&mut db, info, now);
     let id_of = |db: &Db, username: &str| db.accounts.values().find(|a| a.username == username).map_or(0, |a| a.id);
     let (probe, alice, bob) = (id_of(&db, "probe"), id_of(&db, "alice"), id_of(&db, "bob"));
 
@@ -81,36 +177,8 @@ pub(crate) fn seed(info: &InstanceInfo, id_salt: u16) -> Db {
 
     let mut probe_status = None;
     for (username, minutes_ago, visibility, text) in STATUSES {
-        let account_id = id_of(&db, username);
         let at = now - Duration::minutes(minutes_ago);
-        let id = db.ids.next_at(at);
-        let mentions: Vec<u64> = extract_mentions(text)
-            .iter()
-            .filter_map(|acct| db.account_by_acct(acct, &info.domain).map(|a| a.id))
-            .collect();
-        db.statuses.insert(
-            id,
-            Status {
-                id,
-                account_id,
-                text: text.to_owned(),
-                content: render_content(text),
-                visibility,
-                spoiler_text: String::new(),
-                sensitive: false,
-                language: Some("en".to_owned()),
-                in_reply_to_id: None,
-                in_reply_to_account_id: None,
-                created_at: at,
-                uri: format!("{}/users/{}/statuses/{}", info.base_url, username, id),
-                url: format!("{}/@{}/{}", info.base_url, username, id),
-                mentions: mentions.clone(),
-                tags: extract_hashtags(text),
-            },
-        );
-        for mentioned in mentions {
-            db.notify(mentioned, NotificationKind::Mention, account_id, Some(id), at);
-        }
+        let id = add_status(&mut db, info, username, visibility, text, at);
         if username == "probe" {
             probe_status = Some((id, at));
         }

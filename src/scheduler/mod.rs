@@ -146,6 +146,10 @@ fn stand_in_result(journey: &Journey, started_at: DateTime<Utc>, duration: Durat
 #[derive(Debug, Default)]
 pub struct JourneyStatus {
     pub name: String,
+    /// The probe account this copy of the journey runs as, when not the
+    /// instance's primary one (`Journey::run_as`): each account's copy has its
+    /// own slots and state.
+    pub account: Option<String>,
     /// Unix seconds of the last run's start (0 before the first).
     pub last_run_unix: AtomicI64,
     /// Unix seconds of the next slot.
@@ -205,12 +209,19 @@ impl Runs {
         self.running.load(Ordering::Acquire)
     }
 
-    /// The state of journey `name`, created on first use and kept across reloads.
-    fn status(&self, name: &str) -> Arc<JourneyStatus> {
+    /// The state of `journey` (of its copy for one probe account: see
+    /// `Journey::run_key`), created on first use and kept across reloads.
+    fn status(&self, journey: &Journey) -> Arc<JourneyStatus> {
         let mut journeys = self.journeys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         journeys
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(JourneyStatus { name: name.to_owned(), ..Default::default() }))
+            .entry(journey.run_key())
+            .or_insert_with(|| {
+                Arc::new(JourneyStatus {
+                    name: journey.name.clone(),
+                    account: journey.run_as.clone(),
+                    ..Default::default()
+                })
+            })
             .clone()
     }
 
@@ -268,7 +279,7 @@ impl Schedules {
         let mut periods = Periods::default();
         for journey in journeys {
             let offset = periods.offset_for(probe_name, &journey, spread);
-            let status = runs.status(&journey.name);
+            let status = runs.status(&journey);
             status.offset_ms.store(offset.as_millis() as u64, Ordering::Relaxed);
             statuses.push(status.clone());
             let task = JourneyTask {
@@ -387,7 +398,8 @@ pub fn period(journey: &Journey) -> Option<Duration> {
     crate::spec::limits::gaps(&journey.schedule.cron, 10_000).map(|(shortest, _)| shortest)
 }
 
-/// A stable offset for this probe and journey: FNV-1a of both names, reduced
+/// A stable offset for this probe and journey (its copy for one probe account):
+/// FNV-1a of the probe's name and the journey's run key, reduced
 /// below the journey's period (minus a margin) and `spread`. Zero when `spread` is zero.
 pub fn offset_for(probe_name: &str, journey: &Journey, spread: Duration) -> Duration {
     offset_within(probe_name, journey, spread, || period(journey))
@@ -424,7 +436,10 @@ fn offset_within(
     if limit == 0 {
         return Duration::ZERO;
     }
-    Duration::from_millis(fnv1a(format!("{probe_name}/{}", journey.name).as_bytes()) % limit)
+    // Keyed by the account's copy too, so a journey's runs as several accounts
+    // don't all fire in the same second (the primary's key is the journey's name,
+    // as before there were several).
+    Duration::from_millis(fnv1a(format!("{probe_name}/{}", journey.run_key()).as_bytes()) % limit)
 }
 
 /// FNV-1a, 64 bits: stable across Rust versions and platforms (the standard

@@ -20,6 +20,11 @@
 //!                                            # defaults: api_calls (per token), account_api_calls,
 //!                                            # unauthenticated_api_calls (per 5 min), statuses (3 h),
 //!                                            # deletes, media (30 min)
+//!     accounts:                  # default: none; more probe accounts on this instance, by user name
+//!       fediprobe_busy:          # its user name: the `account` label of its samples
+//!         token: { file: /var/run/secrets/fediprobe/main-busy }  # required, as above
+//!         shared_by: { account: 3, token: 1 }  # default: the instance's `shared_by`
+//!         note: follows 400 accounts         # default none; for people, never a label
 //! journeys: [journeys/]          # default: journeys/ beside this file
 //! remote_write:                  # optional
 //!   url: http://victoria-metrics:8428/api/v1/write
@@ -80,13 +85,20 @@ impl Config {
         self.instances.iter().find(|i| i.name == name)
     }
 
-    /// The limits of instance `name` and the probes sharing them (Mastodon's
+    /// The limits of instance `name` and the probes sharing its account
+    /// `run_as` (`None`: the primary) and that account's token (Mastodon's
     /// defaults and one probe for a name not in the config).
-    pub fn limits_for(&self, name: &str) -> (Vec<super::limits::Limit>, super::limits::Sharing) {
+    pub fn limits_for(&self, name: &str, run_as: Option<&str>) -> (Vec<super::limits::Limit>, super::limits::Sharing) {
         match self.instance(name) {
-            Some(i) => (i.limits(), i.shared_by),
+            Some(i) => (i.limits(), i.account_config(run_as).map_or(i.shared_by, |(_, _, sharing)| sharing)),
             None => (super::limits::LIMITS.to_vec(), super::limits::Sharing::default()),
         }
+    }
+
+    /// The user names of the probe accounts on instance `name`, the primary
+    /// first (none for a name not in the config).
+    pub fn account_names(&self, name: &str) -> Vec<String> {
+        self.instance(name).map(InstanceConfig::account_names).unwrap_or_default()
     }
 }
 
@@ -113,7 +125,8 @@ pub struct ProbeIdentity {
 pub struct InstanceConfig {
     pub name: String,
     pub url: url::Url,
-    /// The probe account's user name on this instance.
+    /// The probe account's user name on this instance: the primary account,
+    /// which journeys run as unless they name others (`accounts:` in a journey).
     pub account: String,
     pub token: TokenSource,
     /// Limits the instance enforces where they differ from Mastodon's defaults
@@ -127,6 +140,23 @@ pub struct InstanceConfig {
     /// besides the instance's own host and its parent domain (see
     /// `runner::stream::streaming_url_allowed`).
     pub streaming_hosts: Vec<String>,
+    /// More probe accounts on this instance (`accounts:`), in the config's order:
+    /// users unlike the primary one, e.g. one that follows hundreds of accounts.
+    pub extra_accounts: Vec<AccountConfig>,
+    pub pos: Pos,
+}
+
+/// A probe account besides an instance's primary one.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Its user name on the instance (the key under `accounts:`): the `account`
+    /// label of its samples and the name journeys choose it by.
+    pub name: String,
+    pub token: TokenSource,
+    /// How many probes use this account and this token; default the instance's.
+    pub shared_by: super::limits::Sharing,
+    /// What makes the account unlike the others, for people reading the config.
+    pub note: Option<String>,
     pub pos: Pos,
 }
 
@@ -141,6 +171,22 @@ pub const RATE_LIMIT_KEYS: [(&str, super::limits::Limit); 6] = [
 ];
 
 impl InstanceConfig {
+    /// The user names of every probe account on this instance, the primary first.
+    pub fn account_names(&self) -> Vec<String> {
+        std::iter::once(self.account.clone()).chain(self.extra_accounts.iter().map(|a| a.name.clone())).collect()
+    }
+
+    /// The account `run_as` names (`None`: the primary), if it is configured.
+    pub fn account_config(&self, run_as: Option<&str>) -> Option<(&str, &TokenSource, super::limits::Sharing)> {
+        match run_as {
+            None => Some((&self.account, &self.token, self.shared_by)),
+            Some(name) if name == self.account => Some((&self.account, &self.token, self.shared_by)),
+            Some(name) => {
+                self.extra_accounts.iter().find(|a| a.name == name).map(|a| (a.name.as_str(), &a.token, a.shared_by))
+            }
+        }
+    }
+
     /// Mastodon's limits with this instance's overrides applied.
     pub fn limits(&self) -> Vec<super::limits::Limit> {
         RATE_LIMIT_KEYS
@@ -274,7 +320,8 @@ const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_er
 const AGENT_KEYS: &[&str] =
     &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
 const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
-const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "shared_by", "rate_limits", "streaming_hosts"];
+const INSTANCE_KEYS: &[&str] = &["url", "account", "token", "shared_by", "rate_limits", "streaming_hosts", "accounts"];
+const ACCOUNT_KEYS: &[&str] = &["token", "shared_by", "note"];
 const REMOTE_WRITE_KEYS: &[&str] = &[
     "url",
     "basic_auth",
@@ -419,16 +466,7 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
     });
     let account = fields.require(reader, "account", "the instance").and_then(|n| {
         let text = reader.string(n, "`account`")?;
-        let text = text.trim_start_matches('@').to_owned();
-        if text.is_empty() || !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            reader.error_hint(
-                n,
-                format!("`{text}` is not a Mastodon user name"),
-                "the probe account's local user name, e.g. `fediprobe`",
-            );
-            return None;
-        }
-        Some(text)
+        user_name(reader, n, &text)
     });
     let token = fields.require(reader, "token", "the instance").and_then(|n| read_secret_source(reader, n, "`token`"));
     let mut rate_limits = Vec::new();
@@ -449,6 +487,12 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         Some(n) => read_sharing(reader, n),
     };
     let streaming_hosts = fields.get("streaming_hosts").map_or_else(|| Some(Vec::new()), |n| read_hosts(reader, n));
+    let extra_accounts = match (fields.get("accounts"), &account, shared_by) {
+        (None, _, _) => Some(Vec::new()),
+        (Some(n), Some(primary), Some(sharing)) => read_accounts(reader, n, primary, sharing),
+        // The primary account or `shared_by` is wrong: said already.
+        (Some(_), _, _) => None,
+    };
     Some(InstanceConfig {
         name,
         url: url?,
@@ -457,8 +501,77 @@ fn read_instance(reader: &mut Reader<'_>, name: String, pos: Pos, node: &Node) -
         rate_limits,
         shared_by: shared_by?,
         streaming_hosts: streaming_hosts?,
+        extra_accounts: extra_accounts?,
         pos,
     })
+}
+
+/// A Mastodon user name (a leading `@` dropped), or an error at `node`.
+fn user_name(reader: &mut Reader<'_>, node: &Node, text: &str) -> Option<String> {
+    let text = text.trim_start_matches('@').to_owned();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        reader.error_hint(
+            node,
+            format!("`{text}` is not a Mastodon user name"),
+            "the probe account's local user name, e.g. `fediprobe`",
+        );
+        return None;
+    }
+    Some(text)
+}
+
+/// Reads `accounts:`, the probe accounts besides the primary one, keyed by
+/// user name; each has its own token, and `shared_by` defaults to the instance's.
+fn read_accounts(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    primary: &str,
+    instance_sharing: super::limits::Sharing,
+) -> Option<Vec<AccountConfig>> {
+    let mut accounts = Vec::new();
+    let mut ok = true;
+    for (key_text, key, value) in reader.pairs(node, "`accounts`") {
+        let Some(name) = user_name(reader, key, &key_text) else {
+            ok = false;
+            continue;
+        };
+        if accounts.iter().any(|a: &AccountConfig| a.name.eq_ignore_ascii_case(&name)) {
+            reader.error_hint(
+                key,
+                format!("account `{name}` is listed twice"),
+                "user names are case-insensitive: keep one",
+            );
+            ok = false;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(primary) {
+            reader.error_hint(
+                key,
+                format!("`{name}` is the instance's primary account already (`account:`)"),
+                "list here only the other probe accounts, each with its own token",
+            );
+            ok = false;
+            continue;
+        }
+        let Some(fields) = reader.map(value, &format!("account `{name}`"), ACCOUNT_KEYS) else {
+            ok = false;
+            continue;
+        };
+        let token =
+            fields.require(reader, "token", "the account").and_then(|n| read_secret_source(reader, n, "`token`"));
+        let shared_by = match fields.get("shared_by") {
+            None => Some(instance_sharing),
+            Some(n) => read_sharing(reader, n),
+        };
+        let note = fields.get("note").and_then(|n| reader.string(n, "`note`"));
+        match (token, shared_by) {
+            (Some(token), Some(shared_by)) => {
+                accounts.push(AccountConfig { name, token, shared_by, note, pos: key.pos })
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(accounts)
 }
 
 /// `shared_by: 3` (three probes share the account and its token) or

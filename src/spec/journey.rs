@@ -39,6 +39,13 @@ pub struct Journey {
     /// The instance the journey's samples are labelled with, and the default target of its steps.
     pub instance: String,
     pub instance_pos: Pos,
+    /// Which of the instance's probe accounts the journey runs as (`accounts:`):
+    /// default the primary one only.
+    pub accounts: AccountChoice,
+    /// The account this copy of the journey runs as, on its own instance: `None`
+    /// is the instance's primary account (every journey as read from its file);
+    /// [`super::accounts::runs`] makes one copy per chosen account.
+    pub run_as: Option<String>,
     pub schedule: Schedule,
     pub slo: Slo,
     /// Default 60 s: the whole run (not cleanup) must end within it.
@@ -66,6 +73,35 @@ impl Journey {
     pub fn step_instance<'a>(&'a self, step: &'a Step) -> &'a str {
         step.instance.as_ref().map(|(n, _)| n.as_str()).unwrap_or(&self.instance)
     }
+
+    /// What tells this copy's runs apart from the other accounts' copies of the
+    /// same journey: its name on the primary account (so the single-account case
+    /// keeps its schedule state and offsets), `NAME@ACCOUNT` on another.
+    pub fn run_key(&self) -> String {
+        match &self.run_as {
+            None => self.name.clone(),
+            Some(account) => format!("{}@{account}", self.name),
+        }
+    }
+
+    /// The account a step's requests go out as on `instance`: this copy's on the
+    /// journey's own instance, the primary one (`None`) on any other (the
+    /// federation journeys' counterpart).
+    pub fn account_on(&self, instance: &str) -> Option<&str> {
+        if instance == self.instance { self.run_as.as_deref() } else { None }
+    }
+}
+
+/// Which probe accounts of its instance a journey runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccountChoice {
+    /// The instance's primary account (`account:` in the config): the default.
+    #[default]
+    Primary,
+    /// Every probe account of the instance, a run each (`accounts: all`).
+    All,
+    /// The accounts named, by user name, with where each is named (`accounts: [a, b]`).
+    Named(Vec<(String, Pos)>),
 }
 
 /// A cron schedule in Kubernetes CronJob syntax (5 fields; an optional leading

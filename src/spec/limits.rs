@@ -1,7 +1,7 @@
 //! Mastodon's rate limits, and how much of them the journeys' schedules use.
 //!
 //! A probe that runs into the instance's limits measures its own schedule, not
-//! the instance: `check` adds up, per instance, what every journey does per run
+//! the instance: `check` adds up, per instance and probe account, what every journey does per run
 //! times how often its schedule fires in the worst window, plus the leftover
 //! sweep, times the probes that share the account or the token, and compares that
 //! with the limits Mastodon enforces: from its `config/initializers/rack_attack.rb`
@@ -201,16 +201,23 @@ pub fn usage(journey: &Journey) -> Vec<Use> {
 /// instances a run of it can leave a leftover on, and the ones `once` sweeps
 /// after it.
 pub fn leaves_statuses_on(journey: &Journey) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    leaves_statuses_as(journey).into_iter().map(|(instance, _)| instance).collect()
+}
+
+/// [`leaves_statuses_on`] with the account the statuses are posted as on each
+/// instance (`None`: the primary; see [`Journey::account_on`]): the probe
+/// accounts `once` sweeps after the run.
+pub fn leaves_statuses_as(journey: &Journey) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
     for step in journey.steps.iter().chain(&journey.cleanup).flat_map(Step::leaves) {
         let StepKind::Request(request) = &step.kind else { continue };
         let marked = request.body.as_ref().is_some_and(|body| body.vars().contains(&&Var::Nonce));
         let instance = journey.step_instance(step);
         if marked
             && counted(&request.method, &request.path.to_string(), request.auth).contains(&Counted::Statuses)
-            && !out.iter().any(|i| i == instance)
+            && !out.iter().any(|(i, _)| i == instance)
         {
-            out.push(instance.to_owned());
+            out.push((instance.to_owned(), journey.account_on(instance).map(str::to_owned)));
         }
     }
     out
@@ -224,14 +231,23 @@ pub const SWEEP_MAX_DELETES: u32 = 1;
 /// The long-running agent sweeps every instance at start and then this often.
 pub const AGENT_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
-/// The most leftover sweeps `instance` sees in one window of `per`, whether the
-/// journeys run as CronJobs or in the agent, whichever sweeps more: `fediprobe
-/// once` sweeps after each run on the instances its journeys leave statuses on
-/// (a CronJob runs the journeys of one schedule together), the agent sweeps every
-/// instance at start and then every [`AGENT_SWEEP_EVERY`].
-pub fn sweeps_in_window(journeys: &[Journey], instance: &str, per: Duration, runs: &mut Runs) -> u64 {
+/// The most leftover sweeps of the probe account `account` (`None`: the
+/// primary) on `instance` in one window of `per`, whether the journeys run as
+/// CronJobs or in the agent, whichever sweeps more: `fediprobe once` sweeps
+/// after each run the accounts its journeys leave statuses as (a CronJob runs
+/// the journeys of one schedule together), the agent sweeps every account of
+/// every instance at start and then every [`AGENT_SWEEP_EVERY`]. `journeys` are
+/// the runs, one copy per account ([`super::accounts::runs`]).
+pub fn sweeps_in_window(
+    journeys: &[Journey],
+    instance: &str,
+    account: Option<&str>,
+    per: Duration,
+    runs: &mut Runs,
+) -> u64 {
     let mut schedules: Vec<&Journey> = Vec::new();
-    for journey in journeys.iter().filter(|j| leaves_statuses_on(j).iter().any(|i| i == instance)) {
+    let leaves_here = |j: &Journey| leaves_statuses_as(j).iter().any(|(i, a)| i == instance && a.as_deref() == account);
+    for journey in journeys.iter().filter(|j| leaves_here(j)) {
         if !schedules.iter().any(|s| s.schedule.normalized() == journey.schedule.normalized()) {
             schedules.push(journey);
         }
@@ -327,11 +343,16 @@ pub enum User {
     Sweep,
 }
 
-/// One limit on one instance: how much of it this probe and the probes sharing
-/// its account or token use in the worst window.
+/// One limit on one instance (and one of its probe accounts, for a limit per
+/// token or account): how much of it this probe and the probes sharing its
+/// account or token use in the worst window.
 #[derive(Debug, Clone)]
 pub struct Budget {
     pub instance: String,
+    /// The probe account whose token or account the limit is on (`None`: the
+    /// instance's primary account). A limit per address has `None` and counts
+    /// every account's calls: they all leave from this probe's address.
+    pub account: Option<String>,
     pub limit: Limit,
     /// This probe's most uses in one window, all journeys and the sweep together.
     pub per_probe: u64,
@@ -352,28 +373,41 @@ impl Budget {
     }
 }
 
-/// Every limit of every instance the journeys use, with the limits and the
-/// sharing `limits_for` gives for each instance name.
-pub fn budget(journeys: &[Journey], limits_for: &dyn Fn(&str) -> (Vec<Limit>, Sharing)) -> Vec<Budget> {
+/// Every limit of every instance the runs use, per probe account for the limits
+/// per token and per account, with the limits and the sharing `limits_for`
+/// gives for an instance name and an account (`None`: the primary). `runs` are
+/// the journeys with one copy per account they run as
+/// ([`super::accounts::runs`]); `User::Journey` indexes them.
+pub fn budget(runs: &[Journey], limits_for: &dyn Fn(&str, Option<&str>) -> (Vec<Limit>, Sharing)) -> Vec<Budget> {
     let mut out: Vec<Budget> = Vec::new();
-    let usages: Vec<Vec<Use>> = journeys.iter().map(usage).collect();
-    let mut runs = Runs::default();
-    let mut instances: Vec<&str> = journeys.iter().flat_map(|j| j.instances()).map(|(i, _)| i).collect();
-    instances.sort();
-    instances.dedup();
-    for instance in instances {
-        let (limits, sharing) = limits_for(instance);
+    let usages: Vec<Vec<Use>> = runs.iter().map(usage).collect();
+    let mut windows = Runs::default();
+    // Every (instance, account) the runs use, the primary account first.
+    let mut pairs: Vec<(&str, Option<&str>)> =
+        runs.iter().flat_map(|j| j.instances().into_iter().map(move |(i, _)| (i, j.account_on(i)))).collect();
+    pairs.sort();
+    pairs.dedup();
+    for (index, &(instance, account)) in pairs.iter().enumerate() {
+        let first_of_instance = index == 0 || pairs[index - 1].0 != instance;
+        let (limits, sharing) = limits_for(instance, account);
         for limit in limits {
+            // A limit per address is the instance's, whichever account calls: one row.
+            let per_address = limit.scope == Scope::Address;
+            if per_address && !first_of_instance {
+                continue;
+            }
+            let counts = |run: &Journey| per_address || run.account_on(instance) == account;
             let mut users: Vec<(User, u64)> = Vec::new();
-            for (index, usage) in usages.iter().enumerate() {
+            for (i, usage) in usages.iter().enumerate().filter(|(i, _)| counts(&runs[*i])) {
                 for u in usage.iter().filter(|u| u.instance == instance && u.counted == limit.counted) {
-                    let most = runs.most_in(&journeys[index], limit.per);
+                    let most = windows.most_in(&runs[i], limit.per);
                     let once = if most > 0 { u64::from(u.once) } else { 0 };
-                    users.push((User::Journey(index), most * u64::from(u.per_run) + once));
+                    users.push((User::Journey(i), most * u64::from(u.per_run) + once));
                 }
             }
             let cost = u64::from(sweep_cost(limit.counted));
-            let sweep = if cost > 0 { sweeps_in_window(journeys, instance, limit.per, &mut runs) * cost } else { 0 };
+            let sweep =
+                if cost > 0 { sweeps_in_window(runs, instance, account, limit.per, &mut windows) * cost } else { 0 };
             if sweep > 0 {
                 users.push((User::Sweep, sweep));
             }
@@ -384,6 +418,7 @@ pub fn budget(journeys: &[Journey], limits_for: &dyn Fn(&str) -> (Vec<Limit>, Sh
             users.sort_by_key(|user| std::cmp::Reverse(user.1));
             out.push(Budget {
                 instance: instance.to_owned(),
+                account: if per_address { None } else { account.map(str::to_owned) },
                 limit,
                 per_probe,
                 probes: sharing.probes(limit.scope),
@@ -433,7 +468,7 @@ mod tests {
     fn probes_sharing_a_token_or_an_account_add_up_against_its_limits() {
         let journeys = [journey(READ_EVERY_MINUTE)];
         let sharing = Sharing { account: 3, token: 1 };
-        let budget = budget(&journeys, &|_| (LIMITS.to_vec(), sharing));
+        let budget = budget(&journeys, &|_, _| (LIMITS.to_vec(), sharing));
         // Five runs in five minutes, and the agent's hourly sweep (2 reads, 1 delete).
         let per_token = row(&budget, "main", API_CALLS);
         assert_eq!((per_token.per_probe, per_token.probes, per_token.total()), (5 + 3, 1, 8));
@@ -444,7 +479,7 @@ mod tests {
     }
 
     fn budget_for(journeys: &[Journey], sharing: Sharing) -> Vec<Budget> {
-        budget(journeys, &|_| (LIMITS.to_vec(), sharing))
+        budget(journeys, &|_, _| (LIMITS.to_vec(), sharing))
     }
 
     #[test]
@@ -490,6 +525,39 @@ mod tests {
         // And the check can fail: three regions on one token is too much.
         let shared = budget_for(&journeys, Sharing { account: 3, token: 3 });
         assert!(shared.iter().any(|b| b.exceeded() && b.limit == API_CALLS));
+    }
+
+    #[test]
+    fn each_probe_account_has_its_own_budget_and_the_address_is_shared_by_all() {
+        let posting = journey(
+            "name: post\ninstance: main\naccounts: all\nschedule: '*/10 * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: instance\n    request: { path: /api/v2/instance, auth: false }\n  - name: post\n    request: { method: POST, path: /api/v1/statuses, form: { status: 'x ${nonce}' } }\n    capture: { id: $.id }\ncleanup:\n  - name: delete\n    request: { method: DELETE, path: '/api/v1/statuses/${id}' }\n",
+        );
+        let reading = journey(&READ_EVERY_MINUTE.replace("instance: main\n", "instance: main\naccounts: [busy]\n"));
+        let runs = crate::spec::accounts::runs(&[posting, reading], &|_| vec!["probe".to_owned(), "busy".to_owned()]);
+        // busy is shared by three regions, the primary account by one.
+        let sharing = |_: &str, account: Option<&str>| {
+            let probes = if account == Some("busy") { 3 } else { 1 };
+            (LIMITS.to_vec(), Sharing { account: probes, token: 1 })
+        };
+        let budget = budget(&runs, &sharing);
+        let row = |account: Option<&str>, limit: Limit| {
+            budget
+                .iter()
+                .find(|b| b.account.as_deref() == account && b.limit == limit)
+                .unwrap_or_else(|| panic!("a row for {account:?} {}", limit.what))
+        };
+        // Each account posts three times in half an hour and is swept after each run.
+        assert_eq!(row(None, DELETES).per_probe, 3 + 3);
+        assert_eq!((row(Some("busy"), DELETES).per_probe, row(Some("busy"), DELETES).total()), (6, 18));
+        // busy also reads every minute: 5 calls in 5 minutes more than the primary account.
+        let (primary_calls, busy_calls) = (row(None, API_CALLS).per_probe, row(Some("busy"), API_CALLS).per_probe);
+        assert_eq!(busy_calls, primary_calls + 5, "{budget:#?}");
+        assert_eq!(row(Some("busy"), ACCOUNT_API_CALLS).total(), 3 * busy_calls);
+        // Calls without a token leave from the probe's one address, whichever account's run makes them.
+        let per_address: Vec<&Budget> = budget.iter().filter(|b| b.limit == UNAUTHENTICATED_API_CALLS).collect();
+        assert_eq!(per_address.len(), 1);
+        assert_eq!((per_address[0].account.as_deref(), per_address[0].per_probe), (None, 2));
+        assert_eq!(leaves_statuses_as(&runs[1]), vec![("main".to_owned(), Some("busy".to_owned()))]);
     }
 
     #[test]

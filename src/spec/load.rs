@@ -1,6 +1,6 @@
 //! Loading from disk: the config file, the journey files it points at (or that
 //! `check` is given), and the checks that need all of them at once: unique
-//! journey names, instance references, rate-limit budgets.
+//! journey names, instance and account references, rate-limit budgets.
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +14,16 @@ use super::yaml::{self, Reader, Source};
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
+    /// The journeys as their files say, one each: what the rules, dashboards
+    /// and CronJobs are generated from.
     pub journeys: Vec<Journey>,
+    /// What runs: each journey once per probe account it runs as
+    /// ([`super::accounts::runs`]), the primary account's copy first.
+    pub runs: Vec<Journey>,
     pub warnings: Diagnostics,
     /// How much of each instance's rate limits the journeys and the sweep use,
-    /// every probe sharing the account or the token counted (none exceeded).
+    /// per probe account, every probe sharing the account or the token counted
+    /// (none exceeded).
     pub budget: Vec<limits::Budget>,
 }
 
@@ -106,7 +112,7 @@ fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBu
 /// checking what needs them all together (unique names, Mastodon's default rate limits).
 pub fn load_journey_paths(paths: &[PathBuf]) -> (Vec<Journey>, Diagnostics) {
     let (journeys, sources, mut diagnostics) = load_journeys(paths);
-    let defaults = |_: &str| (limits::LIMITS.to_vec(), limits::Sharing::default());
+    let defaults = |_: &str, _: Option<&str>| (limits::LIMITS.to_vec(), limits::Sharing::default());
     diagnostics.extend(limit_diagnostics(&journeys, &sources, &limits::budget(&journeys, &defaults)));
     (journeys, diagnostics)
 }
@@ -136,18 +142,23 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
     (journeys, sources, diagnostics)
 }
 
-/// The schedules' use of each instance's rate limits, as errors where it is too much.
+/// The schedules' use of each instance's rate limits, as errors where it is too
+/// much. `journeys` are the runs the budget was made of (`User::Journey` indexes
+/// them); `sources` the files they were read from.
 fn limit_diagnostics(journeys: &[Journey], sources: &[Source], budget: &[limits::Budget]) -> Diagnostics {
     let mut diagnostics = Diagnostics::default();
     for budget in budget.iter().filter(|b| b.exceeded()) {
         let limit = budget.limit;
         let scope = limit.scope.as_str();
+        let whose = match &budget.account {
+            Some(account) => format!("account `{account}` on instance `{}`", budget.instance),
+            None => format!("instance `{}`", budget.instance),
+        };
         let mut title = format!(
-            "the schedules exceed the limit of {} {} per {} per {scope} on instance `{}`: up to {} in one window",
+            "the schedules exceed the limit of {} {} per {} per {scope} on {whose}: up to {} in one window",
             limit.max,
             limit.what,
             humantime::format_duration(limit.per),
-            budget.instance,
             budget.total()
         );
         if budget.probes > 1 {
@@ -160,7 +171,7 @@ fn limit_diagnostics(journeys: &[Journey], sources: &[Source], budget: &[limits:
             .users
             .iter()
             .map(|(user, n)| match user {
-                limits::User::Journey(i) => format!("{} ({n})", journeys[*i].name),
+                limits::User::Journey(i) => format!("{} ({n})", journeys[*i].run_key()),
                 limits::User::Sweep => format!("the leftover sweep ({n})"),
             })
             .collect();
@@ -177,8 +188,10 @@ fn limit_diagnostics(journeys: &[Journey], sources: &[Source], budget: &[limits:
             limits::User::Journey(i) => Some(*i),
             limits::User::Sweep => None,
         });
+        let source_of = |journey: &Journey| sources.iter().find(|s| s.path == journey.file);
         let d = match top {
-            Some(i) => source_diagnostic(&sources[i], journeys[i].schedule.pos, &title)
+            Some(i) => source_of(&journeys[i])
+                .and_then(|source| source_diagnostic(source, journeys[i].schedule.pos, &title))
                 .unwrap_or_else(|| Diagnostic::file_error(&journeys[i].file, title.clone())),
             None => match journeys.first() {
                 Some(j) => Diagnostic::file_error(&j.file, title),
@@ -204,9 +217,15 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     let Some(config) = config else { return Err(diagnostics) };
     let (journeys, sources, found) = load_journeys(&config.journeys);
     diagnostics.extend(found);
-    let budget = limits::budget(&journeys, &|name| config.limits_for(name));
-    diagnostics.extend(limit_diagnostics(&journeys, &sources, &budget));
+    let runs = super::accounts::runs(&journeys, &|instance| config.account_names(instance));
+    let budget = limits::budget(&runs, &|name, account| config.limits_for(name, account));
+    diagnostics.extend(limit_diagnostics(&runs, &sources, &budget));
     for journey in &journeys {
+        if let Some(instance) = config.instance(&journey.instance) {
+            for d in super::accounts::unknown_accounts(journey, &instance.account_names(), &config.file) {
+                diagnostics.push(d);
+            }
+        }
         for (name, pos) in journey.instances() {
             if config.instance(name).is_none() {
                 let text = std::fs::read_to_string(&journey.file).unwrap_or_default();
@@ -229,7 +248,7 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
     }
     let mut warnings = diagnostics;
     warnings.extend(token_warnings(&config, &source));
-    Ok(Loaded { config, journeys, warnings, budget })
+    Ok(Loaded { config, journeys, runs, warnings, budget })
 }
 
 /// Warnings about tokens that can't be read now (unset variable, missing or
@@ -237,34 +256,44 @@ pub fn load_config(path: &Path) -> Result<Loaded, Diagnostics> {
 pub fn token_warnings(config: &Config, source: &Source) -> Diagnostics {
     let mut out = Diagnostics::default();
     for instance in &config.instances {
-        let problem = match &instance.token {
-            TokenSource::Env(name) => match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => None,
-                Ok(_) => {
-                    Some(format!("the token of instance `{}` (environment variable {name}) is empty", instance.name))
-                }
-                Err(_) => Some(format!(
-                    "the token of instance `{}` (environment variable {name}) is not set here",
-                    instance.name
-                )),
-            },
-            TokenSource::File(path) => match std::fs::metadata(path) {
-                Err(_) => {
-                    Some(format!("the token of instance `{}` ({}) cannot be read here", instance.name, path.display()))
-                }
-                Ok(meta) => world_readable(&meta).then(|| {
-                    format!(
-                        "the token file of instance `{}` ({}) is readable by every user",
-                        instance.name,
-                        path.display()
-                    )
-                }),
-            },
-        };
-        if let Some(title) = problem {
-            let mut d = source.diagnostic(Severity::Warning, instance.pos, instance.name.len(), title);
-            d.hint = Some("runs against this instance will end in `probe_error` until the token is there (and private: chmod 600)".into());
-            out.push(d);
+        // The primary account's token at the instance's name (as before there
+        // were several), every other account's at its own name under `accounts:`.
+        let primary = (
+            format!("instance `{}`", instance.name),
+            &instance.token,
+            instance.pos,
+            instance.name.len(),
+            "against this instance",
+        );
+        let others = instance.extra_accounts.iter().map(|a| {
+            (
+                format!("account `{}` on instance `{}`", a.name, instance.name),
+                &a.token,
+                a.pos,
+                a.name.len(),
+                "as this account",
+            )
+        });
+        for (whose, token, pos, width, runs) in std::iter::once(primary).chain(others) {
+            let problem = match token {
+                TokenSource::Env(name) => match std::env::var(name) {
+                    Ok(v) if !v.trim().is_empty() => None,
+                    Ok(_) => Some(format!("the token of {whose} (environment variable {name}) is empty")),
+                    Err(_) => Some(format!("the token of {whose} (environment variable {name}) is not set here")),
+                },
+                TokenSource::File(path) => match std::fs::metadata(path) {
+                    Err(_) => Some(format!("the token of {whose} ({}) cannot be read here", path.display())),
+                    Ok(meta) => world_readable(&meta)
+                        .then(|| format!("the token file of {whose} ({}) is readable by every user", path.display())),
+                },
+            };
+            if let Some(title) = problem {
+                let mut d = source.diagnostic(Severity::Warning, pos, width, title);
+                d.hint = Some(format!(
+                    "runs {runs} will end in `probe_error` until the token is there (and private: chmod 600)"
+                ));
+                out.push(d);
+            }
         }
     }
     out

@@ -5,14 +5,15 @@
 //! positions ([`yaml`]), the typed models ([`config`], [`journey`]), variable
 //! templates ([`template`]), rustc-style diagnostics ([`diag`]), the check of
 //! schedules (and the probes sharing an account or a token) against Mastodon's
-//! rate limits ([`limits`]), and what `check` says about the control target
-//! ([`control`]).
+//! rate limits ([`limits`]), which probe accounts each journey runs as
+//! ([`accounts`]), and what `check` says about the control target ([`control`]).
 //!
 //! **Invariant: nothing here touches the network or reads the clock.** It reads
 //! files, and nothing else, so `fediprobe check` is safe to run anywhere. Every
 //! problem found is reported as a [`Diagnostic`] with file, line and column, and
 //! parsing carries on after an error so that one run of `check` lists them all.
 
+pub mod accounts;
 pub mod bundled;
 pub mod config;
 pub mod control;

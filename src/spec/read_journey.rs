@@ -17,7 +17,7 @@ use super::yaml::{Fields, Node, Reader, Value};
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 const JOURNEY_KEYS: &[&str] =
-    &["name", "description", "measures", "instance", "schedule", "slo", "deadline", "steps", "cleanup"];
+    &["name", "description", "measures", "instance", "accounts", "schedule", "slo", "deadline", "steps", "cleanup"];
 const STEP_KEYS: &[&str] = &[
     "name",
     "request",
@@ -56,6 +56,10 @@ pub fn read_journey(reader: &mut Reader<'_>, root: &Node) -> Option<Journey> {
         .unwrap_or_else(|| DEFAULT_MEASURES.to_owned());
     let instance_node = fields.require(reader, "instance", "the journey");
     let instance = instance_node.and_then(|n| values::name(reader, n, "instance name"));
+    let accounts = match fields.get("accounts") {
+        None => Some(AccountChoice::Primary),
+        Some(n) => read_account_choice(reader, n),
+    };
     let schedule = fields.require(reader, "schedule", "the journey").and_then(|n| read_schedule(reader, n));
     let slo = fields.require(reader, "slo", "the journey").and_then(|n| read_slo(reader, n));
     let deadline = match fields.get("deadline") {
@@ -107,12 +111,52 @@ pub fn read_journey(reader: &mut Reader<'_>, root: &Node) -> Option<Journey> {
         file: reader.path().to_path_buf(),
         instance: instance?,
         instance_pos: instance_node?.pos,
+        accounts: accounts?,
+        run_as: None,
         schedule: schedule?,
         slo: slo?,
         deadline: deadline?,
         steps,
         cleanup,
     })
+}
+
+/// `accounts: all` or a list of user names (`[fediprobe, fediprobe_busy]`).
+/// Whether the names are the instance's accounts is checked against the config
+/// (`load.rs`), where they are known.
+fn read_account_choice(reader: &mut Reader<'_>, node: &Node) -> Option<AccountChoice> {
+    const HINT: &str = "`accounts: all` (every probe account of the instance) or a list of user names from the config, e.g. `[fediprobe_busy]`";
+    if let Value::Str(text) = &node.value {
+        if text.trim() == "all" {
+            return Some(AccountChoice::All);
+        }
+        reader.error_hint(node, format!("`{text}` is not a list of accounts"), HINT);
+        return None;
+    }
+    let items = reader.seq(node, "`accounts`")?;
+    let mut names: Vec<(String, Pos)> = Vec::new();
+    let mut ok = true;
+    for item in items {
+        let Some(text) = reader.string(item, "an account") else {
+            ok = false;
+            continue;
+        };
+        let name = text.trim_start_matches('@').to_owned();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            reader.error_hint(item, format!("`{text}` is not a Mastodon user name"), HINT);
+            ok = false;
+        } else if names.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            reader.error(item, format!("account `{name}` is listed twice"));
+            ok = false;
+        } else {
+            names.push((name, item.pos));
+        }
+    }
+    if ok && names.is_empty() {
+        reader.error_hint(node, "`accounts` is empty", HINT);
+        ok = false;
+    }
+    ok.then_some(AccountChoice::Named(names))
 }
 
 fn read_schedule(reader: &mut Reader<'_>, node: &Node) -> Option<Schedule> {

@@ -1,6 +1,7 @@
 //! The *Journey detail* dashboard: one journey (the `journey` variable) per
-//! region over time: its SLIs, latency percentiles, where a run's time goes
-//! (steps, HTTP phases), and what went wrong (outcome reasons, recent failures).
+//! region over time: its SLIs, latency percentiles, the success ratio and
+//! latency per probe account, where a run's time goes (steps, HTTP phases), and
+//! what went wrong (outcome reasons, recent failures).
 //!
 //! Per-run samples are gauges with one sample per run, so percentiles are
 //! `quantile_over_time` over the `span` variable per series (region × account),
@@ -75,6 +76,49 @@ pub fn dashboard() -> Dashboard {
         ),
         24,
         9,
+    );
+
+    // The rules pool a journey's probe accounts (its SLO is the instance's);
+    // these two slice the raw per-run series by account, so a user unlike the
+    // probe (a long home timeline) shows up even when the pooled SLI is fine.
+    board.row("$journey per probe account");
+    let ratio_by_account = format!(
+        "sum by (account) (sum_over_time({success}{sel}[$span]))\n/\nsum by (account) (count_over_time({success}{sel}[$span]))",
+        success = metrics::JOURNEY_SUCCESS,
+        sel = selector("")
+    );
+    board.add(
+        build::timeseries(
+            "Success ratio per account",
+            "The share of runs that succeeded over the span, per probe account (all selected regions). The SLO \
+             and its alerts pool the accounts; this shows which account's users the failures hit.",
+            "percentunit",
+            Style::Lines,
+            None,
+            vec![series(ratio_by_account, "{{account}}")],
+        ),
+        12,
+        8,
+    );
+    board.add(
+        build::timeseries(
+            "Latency p95 per account",
+            "The p95 of successful runs' durations over the span, per probe account (the worst region): an \
+             account that follows hundreds waits for a longer home timeline than a fresh one.",
+            "s",
+            Style::Lines,
+            None,
+            vec![series(
+                format!(
+                    "max by (account) (quantile_over_time(0.95, {}{}[$span]))",
+                    metrics::JOURNEY_LATENCY,
+                    selector("")
+                ),
+                "p95 {{account}}",
+            )],
+        ),
+        12,
+        8,
     );
 
     board.row("Where the time goes");
