@@ -32,6 +32,7 @@ const MASTODON_OVERRIDES: &str = "{
   instanceLabel: 'namespace',
   runbookUrl: 'https://git.example/ops/fediprobe/-/blob/main/runbooks/',
   runbookAnnotation: 'runbook',
+  selector: 'cluster=\"eu\", job=~\"fediprobe.*\"',
 }";
 
 /// Runs `fediprobe args…` and returns its stdout; panics on failure.
@@ -180,6 +181,7 @@ fn config_overrides_give_the_rules_of_the_same_knobs_in_the_config() {
     let text = rendered.to_string();
     assert!(text.contains("mastodon:journey_availability:burn_rate_5m") && !text.contains("fediprobe_slo"));
     assert!(text.contains("sum by (journey, namespace, region)") && !text.contains("by (journey, instance"));
+    assert!(text.contains(r#"fediprobe_journey_success{cluster=\"eu\", job=~\"fediprobe.*\"}[5m]"#), "the selector");
     for rule in rules_of(&rendered) {
         assert_eq!(rule["labels"]["service"], "mastodon-probe", "{rule}");
         if rule.get("alert").is_some() {
@@ -198,7 +200,7 @@ fn config_overrides_give_the_rules_of_the_same_knobs_in_the_config() {
     let back = render_rules(
         &knobbed,
         "{ nameScheme: 'fediprobe', severities: { page: 'page', ticket: 'ticket' }, extraLabels: {}, \
-         instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url' }",
+         instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url', selector: '' }",
     );
     let default = yaml_to_json(&fediprobe(&["rules", "-c", &support::rules::deploy_config().to_string_lossy()]));
     assert_same(&back, &default, "a mixin of the knobbed config, overridden back to the defaults");

@@ -360,7 +360,7 @@ pub fn silence(plan: &Plan<'_>, period: Duration) -> Duration {
 /// [`ABSENT_MEMORY`] and has not for `silence`.
 pub fn absent(plan: &Plan<'_>, names: &[&str], silence: Duration) -> super::AlertingRule {
     let s = prom_duration(silence);
-    let sel = format!("{{journey=~\"{}\"}}", names.join("|"));
+    let sel = format!("{{journey=~\"{}\"{}}}", names.join("|"), plan.naming.more_matchers());
     let by = plan.naming.by_region();
     let seen = |range: Duration| {
         let present =
@@ -397,11 +397,11 @@ pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super:
     let w = prom_duration(window);
     let ratio = slo::round(plan.rules.probe_error_ratio);
     let by = plan.naming.by_region();
-    let names = names.join("|");
+    let matchers = format!("journey=~\"{}\"{}", names.join("|"), plan.naming.more_matchers());
     let errors = plan.naming.relabel(&format!(
-        "count_over_time(fediprobe_journey_outcome{{journey=~\"{names}\",outcome=\"probe_error\"}}[{w}])"
+        "count_over_time(fediprobe_journey_outcome{{{matchers},outcome=\"probe_error\"}}[{w}])"
     ));
-    let all = plan.naming.relabel(&format!("count_over_time(fediprobe_journey_outcome{{journey=~\"{names}\"}}[{w}])"));
+    let all = plan.naming.relabel(&format!("count_over_time(fediprobe_journey_outcome{{{matchers}}}[{w}])"));
     let expr = format!("(\n  sum by ({by}) ({errors})\n  /\n  sum by ({by}) ({all})\n) > {ratio}");
     let summary = format!(
         "{JOURNEY}: {VALUE_PERCENT} of runs from {REGION} ended in probe_error over the last {w} (more than {}%)",
@@ -425,9 +425,10 @@ pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super:
 /// agent's own `/metrics` (scraped, not pushed: the push is what is failing).
 pub fn samples_undelivered(plan: &Plan<'_>) -> super::AlertingRule {
     let age = UNDELIVERED_AGE.as_secs();
+    let sel = plan.naming.selector();
     let expr = format!(
-        "max by (region) (fediprobe_remote_write_oldest_undelivered_age_seconds) > {age}\nor\n\
-         sum by (region) (increase(fediprobe_remote_write_dropped_samples_total[1h])) > 0\n"
+        "max by (region) (fediprobe_remote_write_oldest_undelivered_age_seconds{sel}) > {age}\nor\n\
+         sum by (region) (increase(fediprobe_remote_write_dropped_samples_total{sel}[1h])) > 0\n"
     );
     let summary = "fediprobe in {{ $labels.region }}: samples not delivered to the metrics backend".to_owned();
     let description = format!(

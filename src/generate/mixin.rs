@@ -111,6 +111,9 @@ local hasAlert(group) = std.length([r for r in group.rules if std.objectHas(r, '
     // under. Config: rules.runbook_url, rules.runbook_annotation.
     runbookUrl: {runbook_url},
     runbookAnnotation: {runbook_annotation},
+    // PromQL label matchers added to every series the rules read from the
+    // probes, e.g. 'cluster=\"eu\",job=\"fediprobe\"'; '' for none. Config: rules.selector.
+    selector: {selector},
   }},
 
   local groups = rulesFor($._config).groups,
@@ -129,6 +132,7 @@ local hasAlert(group) = std.length([r for r in group.rules if std.objectHas(r, '
         instance = literal(&rules.instance_label),
         runbook_url = literal(&rules.runbook_url),
         runbook_annotation = literal(&rules.runbook_annotation),
+        selector = literal(&rules.selector),
     )
 }
 
@@ -162,6 +166,8 @@ fn rules_function(a: &Value, b: &Value) -> String {
     ] {
         let _ = writeln!(out, "    {key}: {value},");
     }
+    let _ = writeln!(out, "    {}: if config.selector == '' then '' else '{{' + config.selector + '}}',", naming::SELECTOR_BRACED_KEY);
+    let _ = writeln!(out, "    {}: if config.selector == '' then '' else ',' + config.selector,", naming::SELECTOR_COMMA_KEY);
     let _ = writeln!(out, "    relabel: config.instanceLabel != {},", literal(DEFAULT_INSTANCE_LABEL));
     out.push_str("  };\n  ");
     jsonnet(a, b, 1, &mut out);
@@ -282,6 +288,7 @@ local fediprobe = (import 'fediprobe-mixin/mixin.libsonnet') + {
     instanceLabel: 'namespace',                   // copied from fediprobe's `instance` label
     runbookUrl: 'https://git.example/ops/fediprobe/-/blob/main/runbooks/',
     runbookAnnotation: 'runbook',
+    selector: 'cluster="eu"',                    // matchers added to every series read from the probes
   },
 };
 {
@@ -296,7 +303,7 @@ other dashboards.
 
 Each `_config` key has a `rules:` key in fediprobe's config with the same effect
 (`names`, `severities`, `labels`, `instance_label`, `runbook_url`,
-`runbook_annotation`); `fediprobe rules` with those knobs writes the same rules.
+`runbook_annotation`, `selector`); `fediprobe rules` with those knobs writes the same rules.
 The regions, page quorum and probe-error ratio are fixed when the mixin is
 generated. The dashboards read fediprobe's own record names and `instance` label.
 "#;

@@ -141,6 +141,10 @@ pub const SEVERITY_PAGE_KEY: &str = "severityPage";
 pub const SEVERITY_TICKET_KEY: &str = "severityTicket";
 pub const RUNBOOK_URL_KEY: &str = "runbookUrl";
 pub const RUNBOOK_ANNOTATION_KEY: &str = "runbookAnnotation";
+/// `{matchers}` or nothing, after a bare metric name.
+pub const SELECTOR_BRACED_KEY: &str = "selectorBraced";
+/// `,matchers` or nothing, inside a selector that has matchers of its own.
+pub const SELECTOR_COMMA_KEY: &str = "selectorComma";
 
 /// Where a placeholder starts and ends in a template's strings: control
 /// characters no name, label or PromQL text contains.
@@ -168,6 +172,8 @@ pub struct Naming {
     extra_labels: BTreeMap<String, String>,
     runbook_url: String,
     runbook_annotation: String,
+    selector_braced: String,
+    selector_comma: String,
 }
 
 impl Naming {
@@ -182,6 +188,8 @@ impl Naming {
             extra_labels: rules.labels.clone(),
             runbook_url: rules.runbook_url.clone(),
             runbook_annotation: rules.runbook_annotation.clone(),
+            selector_braced: if rules.selector.is_empty() { String::new() } else { format!("{{{}}}", rules.selector) },
+            selector_comma: if rules.selector.is_empty() { String::new() } else { format!(",{}", rules.selector) },
         }
     }
 
@@ -199,6 +207,8 @@ impl Naming {
             extra_labels: BTreeMap::new(),
             runbook_url: placeholder(RUNBOOK_URL_KEY),
             runbook_annotation: placeholder(RUNBOOK_ANNOTATION_KEY),
+            selector_braced: placeholder(SELECTOR_BRACED_KEY),
+            selector_comma: placeholder(SELECTOR_COMMA_KEY),
         }
     }
 
@@ -255,6 +265,18 @@ impl Naming {
         } else {
             expr.to_owned()
         }
+    }
+
+    /// The configured matchers as a selector after a bare metric name
+    /// (`fediprobe_journey_success{cluster="eu"}`), or nothing.
+    pub fn selector(&self) -> &str {
+        &self.selector_braced
+    }
+
+    /// The configured matchers to append inside a selector with matchers of its
+    /// own (`{journey="a",cluster="eu"}`), or nothing.
+    pub fn more_matchers(&self) -> &str {
+        &self.selector_comma
     }
 
     pub fn severity(&self, severity: Severity) -> &str {

@@ -280,7 +280,7 @@ fn alerts_group(plan: &Plan<'_>) -> RuleGroup {
 /// The error ratio of `sli` over `w` from the raw samples, aggregated `by` the
 /// given labels (the instance label copied first when the rules use another).
 pub fn raw_error_ratio(plan: &Plan<'_>, sli: Sli, by: &str, w: Duration) -> String {
-    slo::error_ratio_with(sli, "", by, plan.range(w), &|expr| plan.naming.relabel(expr))
+    slo::error_ratio_with(sli, plan.naming.selector(), by, plan.range(w), &|expr| plan.naming.relabel(expr))
 }
 
 /// Per region, then pooled, then the pooled burn rate, for each window; only

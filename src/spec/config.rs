@@ -49,6 +49,7 @@
 //!   labels: { service: fediprobe, team: sre }        # default none: static labels on every rule
 //!   instance_label: namespace    # default `instance`: the label that carries the instance's name in the rules
 //!   runbook_annotation: runbook  # default `runbook_url`: the annotation holding each alert's runbook link
+//!   selector: 'cluster="eu"'     # default none: label matchers added to every series the rules read from the probes
 //! ```
 //!
 //! `probe.control_url` decides whose fault a network failure is: before a
@@ -260,6 +261,10 @@ pub struct RulesConfig {
     pub instance_label: String,
     /// The annotation key each alert's runbook link goes under. Default `runbook_url`.
     pub runbook_annotation: String,
+    /// PromQL label matchers (e.g. `cluster="eu",job="fediprobe"`) added to every
+    /// series the rules read from the probes, for a backend that holds several
+    /// fediprobe deployments or tenants. Default empty: none.
+    pub selector: String,
 }
 
 /// How the rules name what they record and alert on.
@@ -329,6 +334,7 @@ impl RulesConfig {
             labels: std::collections::BTreeMap::new(),
             instance_label: DEFAULT_INSTANCE_LABEL.to_owned(),
             runbook_annotation: DEFAULT_RUNBOOK_ANNOTATION.to_owned(),
+            selector: String::new(),
         }
     }
 }
@@ -350,6 +356,7 @@ const RULES_KEYS: &[&str] = &[
     "labels",
     "instance_label",
     "runbook_annotation",
+    "selector",
 ];
 const AGENT_KEYS: &[&str] =
     &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
@@ -911,6 +918,22 @@ fn read_rules(reader: &mut Reader<'_>, node: &Node, own_region: &str) -> Option<
             Some(key)
         }),
     };
+    let selector = match fields.get("selector") {
+        None => Some(String::new()),
+        Some(n) => reader.string(n, "`selector`").and_then(|text| {
+            let text = text.trim().trim_end_matches(',').trim().to_owned();
+            if matchers().is_match(&text) {
+                Some(text)
+            } else {
+                reader.error_hint(
+                    n,
+                    "`selector` must be PromQL label matchers, without braces",
+                    "e.g. `cluster=\"eu\",job=~\"fediprobe.*\"` (each `name` `=`, `!=`, `=~` or `!~` a quoted value)",
+                );
+                None
+            }
+        }),
+    };
     Some(RulesConfig {
         regions: regions?,
         page_quorum: page_quorum?,
@@ -921,6 +944,18 @@ fn read_rules(reader: &mut Reader<'_>, node: &Node, own_region: &str) -> Option<
         labels: labels?,
         instance_label: instance_label?,
         runbook_annotation: runbook_annotation?,
+        selector: selector?,
+    })
+}
+
+/// One or more PromQL label matchers separated by commas: `name="value"`,
+/// `name!="v"`, `name=~"re"`, `name!~"re"`, with the value a double-quoted
+/// string (backslash escapes allowed).
+fn matchers() -> &'static regex::Regex {
+    static MATCHERS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    MATCHERS.get_or_init(|| {
+        let one = r#"[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"([^"\\]|\\.)*""#;
+        regex::Regex::new(&format!(r"^{one}(\s*,\s*{one})*$")).expect("a valid pattern")
     })
 }
 
@@ -1068,12 +1103,13 @@ mod tests {
         };
         assert_eq!(parse(""), super::RulesConfig::defaults_for("eu-west"));
         let rules = parse(
-            "rules:\n  names: mastodon\n  severities: { page: critical }\n  labels: { service: mastodon-probe, tier: 1 }\n  instance_label: namespace\n  runbook_annotation: runbook\n",
+            "rules:\n  names: mastodon\n  severities: { page: critical }\n  labels: { service: mastodon-probe, tier: 1 }\n  instance_label: namespace\n  runbook_annotation: runbook\n  selector: 'job=\"fediprobe\", cluster!~\"test.*\",'\n",
         );
         assert_eq!(rules.names, super::NameScheme::Mastodon);
         assert_eq!((rules.severities.page.as_str(), rules.severities.ticket.as_str()), ("critical", "ticket"));
         assert_eq!(rules.labels.get("tier").map(String::as_str), Some("1"));
         assert_eq!((rules.instance_label.as_str(), rules.runbook_annotation.as_str()), ("namespace", "runbook"));
+        assert_eq!(rules.selector, r#"job="fediprobe", cluster!~"test.*""#, "a trailing comma is dropped");
     }
 
     #[test]
