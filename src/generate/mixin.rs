@@ -120,8 +120,8 @@ local hasAlert(group) = std.length([r for r in group.rules if std.objectHas(r, '
   prometheusRules+:: {{ groups+: [g for g in groups if !hasAlert(g)] }},
   prometheusAlerts+:: {{ groups+: [g for g in groups if hasAlert(g)] }},
 
-  // As `fediprobe dashboards` writes them; they read fediprobe's own record
-  // names and the `instance` label.
+  // As `fediprobe dashboards` writes them: they read fediprobe's default record
+  // and alert names, severities and `instance` label, whatever `_config` says.
   grafanaDashboards+:: {{
 {boards}  }},
 }}
@@ -305,5 +305,6 @@ Each `_config` key has a `rules:` key in fediprobe's config with the same effect
 (`names`, `severities`, `labels`, `instance_label`, `runbook_url`,
 `runbook_annotation`, `selector`); `fediprobe rules` with those knobs writes the same rules.
 The regions, page quorum and probe-error ratio are fixed when the mixin is
-generated. The dashboards read fediprobe's own record names and `instance` label.
+generated. The dashboards are not knobbed: they read fediprobe's default record
+and alert names, severities and `instance` label.
 "#;
