@@ -21,7 +21,8 @@ pub fn run(args: Args) -> ExitCode {
     };
     for file in mixin::generate(&loaded.config.rules, &loaded.journeys) {
         let path = args.out.join(&file.path);
-        let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, file.text));
+        let written =
+            path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, file.text));
         if let Err(e) = written {
             eprintln!("error: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;

@@ -180,12 +180,7 @@ impl BurnQuery {
 
 /// The recorded objectives of `sli` for journeys whose SLO window is `slo_window`.
 pub fn objective_selector(plan: &Plan<'_>, sli: Sli, slo_window: Duration) -> String {
-    format!(
-        "{}{{sli=\"{}\",window=\"{}\"}}",
-        plan.name(naming::objective(sli)),
-        sli.label(),
-        prom_duration(slo_window)
-    )
+    format!("{}{{sli=\"{}\",window=\"{}\"}}", plan.name(naming::objective(sli)), sli.label(), prom_duration(slo_window))
 }
 
 pub fn indent(text: &str, spaces: usize) -> String {
@@ -363,8 +358,7 @@ pub fn absent(plan: &Plan<'_>, names: &[&str], silence: Duration) -> super::Aler
     let sel = format!("{{journey=~\"{}\"{}}}", names.join("|"), plan.naming.more_matchers());
     let by = plan.naming.by_region();
     let seen = |range: Duration| {
-        let present =
-            format!("present_over_time(fediprobe_journey_outcome{sel}[{}])", prom_duration(range));
+        let present = format!("present_over_time(fediprobe_journey_outcome{sel}[{}])", prom_duration(range));
         format!("max by ({by}) ({})", plan.naming.relabel(&present))
     };
     let expr = format!("{}\nunless\n{}", seen(plan.scaled(ABSENT_MEMORY).max(silence * 2)), seen(silence));
@@ -398,9 +392,9 @@ pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super:
     let ratio = slo::round(plan.rules.probe_error_ratio);
     let by = plan.naming.by_region();
     let matchers = format!("journey=~\"{}\"{}", names.join("|"), plan.naming.more_matchers());
-    let errors = plan.naming.relabel(&format!(
-        "count_over_time(fediprobe_journey_outcome{{{matchers},outcome=\"probe_error\"}}[{w}])"
-    ));
+    let errors = plan
+        .naming
+        .relabel(&format!("count_over_time(fediprobe_journey_outcome{{{matchers},outcome=\"probe_error\"}}[{w}])"));
     let all = plan.naming.relabel(&format!("count_over_time(fediprobe_journey_outcome{{{matchers}}}[{w}])"));
     let expr = format!("(\n  sum by ({by}) ({errors})\n  /\n  sum by ({by}) ({all})\n) > {ratio}");
     let summary = format!(

@@ -56,7 +56,8 @@ pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> Vec<MixinFile> {
     let mut names = as_is.naming.names_asked();
     names.extend(relabelled.naming.names_asked());
 
-    let mut rules_text = format!("{HEADER}// The rule groups, every knob read from `config` (mixin.libsonnet's `_config`).\n");
+    let mut rules_text =
+        format!("{HEADER}// The rule groups, every knob read from `config` (mixin.libsonnet's `_config`).\n");
     rules_text.push_str(&rules_function(&a, &b));
 
     let dashboards = dashboards::generate(rules, journeys);
@@ -65,10 +66,11 @@ pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> Vec<MixinFile> {
         MixinFile { path: "rules.libsonnet".to_owned(), text: rules_text },
         MixinFile { path: "names.libsonnet".to_owned(), text: names_file(&names) },
     ];
-    files.extend(dashboards.iter().map(|d| MixinFile {
-        path: format!("dashboards/{}", d.file_name),
-        text: dashboards::render(&d.dashboard),
-    }));
+    files.extend(
+        dashboards
+            .iter()
+            .map(|d| MixinFile { path: format!("dashboards/{}", d.file_name), text: dashboards::render(&d.dashboard) }),
+    );
     files.push(MixinFile { path: "README.md".to_owned(), text: README.to_owned() });
     files
 }
@@ -82,7 +84,12 @@ fn entry(rules: &RulesConfig, dashboards: &[dashboards::DashboardFile]) -> Strin
     let labels = serde_json::to_string(&rules.labels).expect("labels serialise");
     let mut boards = String::new();
     for d in dashboards {
-        let _ = writeln!(boards, "    {}: import {},", literal(&d.file_name), literal(&format!("dashboards/{}", d.file_name)));
+        let _ = writeln!(
+            boards,
+            "    {}: import {},",
+            literal(&d.file_name),
+            literal(&format!("dashboards/{}", d.file_name))
+        );
     }
     format!(
         "{HEADER}// fediprobe's monitoring mixin: SLO recording rules, burn-rate alerts and dashboards
@@ -138,7 +145,8 @@ local hasAlert(group) = std.length([r for r in group.rules if std.objectHas(r, '
 
 /// `names.libsonnet`: `{ fediprobe: { key: name, … }, mastodon: { … } }`.
 fn names_file(names: &BTreeMap<String, naming::Name>) -> String {
-    let mut out = format!("{HEADER}// Every record and alert name the rules use, under each name scheme, by key.\n{{\n");
+    let mut out =
+        format!("{HEADER}// Every record and alert name the rules use, under each name scheme, by key.\n{{\n");
     for scheme in NameScheme::ALL {
         let _ = writeln!(out, "  {}: {{", scheme.key());
         for (id, name) in names {
@@ -154,9 +162,7 @@ fn names_file(names: &BTreeMap<String, naming::Name>) -> String {
 /// `a` is the rule file built with the instance label as it is, `b` the same
 /// with it copied by `label_replace`; both with placeholders for every knob.
 fn rules_function(a: &Value, b: &Value) -> String {
-    let mut out = String::from(
-        "function(config)\n  local v = config.names + {\n",
-    );
+    let mut out = String::from("function(config)\n  local v = config.names + {\n");
     for (key, value) in [
         (naming::INSTANCE_LABEL_KEY, "config.instanceLabel"),
         (naming::SEVERITY_PAGE_KEY, "config.severities.page"),
@@ -166,8 +172,16 @@ fn rules_function(a: &Value, b: &Value) -> String {
     ] {
         let _ = writeln!(out, "    {key}: {value},");
     }
-    let _ = writeln!(out, "    {}: if config.selector == '' then '' else '{{' + config.selector + '}}',", naming::SELECTOR_BRACED_KEY);
-    let _ = writeln!(out, "    {}: if config.selector == '' then '' else ',' + config.selector,", naming::SELECTOR_COMMA_KEY);
+    let _ = writeln!(
+        out,
+        "    {}: if config.selector == '' then '' else '{{' + config.selector + '}}',",
+        naming::SELECTOR_BRACED_KEY
+    );
+    let _ = writeln!(
+        out,
+        "    {}: if config.selector == '' then '' else ',' + config.selector,",
+        naming::SELECTOR_COMMA_KEY
+    );
     let _ = writeln!(out, "    relabel: config.instanceLabel != {},", literal(DEFAULT_INSTANCE_LABEL));
     out.push_str("  };\n  ");
     jsonnet(a, b, 1, &mut out);
@@ -251,10 +265,8 @@ fn jsonnet(a: &Value, b: &Value, depth: usize, out: &mut String) {
                 out.push_str(",\n");
             }
             if rule && !b.contains_key("labels") {
-                let _ = writeln!(
-                    out,
-                    "{pad}  [if std.length(config.extraLabels) > 0 then 'labels']: config.extraLabels,"
-                );
+                let _ =
+                    writeln!(out, "{pad}  [if std.length(config.extraLabels) > 0 then 'labels']: config.extraLabels,");
             }
             out.push_str(&pad);
             out.push('}');

@@ -310,8 +310,19 @@ pub const DEFAULT_RUNBOOK_ANNOTATION: &str = "runbook_url";
 
 /// The labels the rules set themselves (or read from the samples), which
 /// `labels:` must not overwrite and `instance_label` must not take.
-pub const RULE_LABELS: &[&str] =
-    &["journey", "instance", "region", "account", "sli", "window", "silence", "severity", "alertname", "outcome", "reason"];
+pub const RULE_LABELS: &[&str] = &[
+    "journey",
+    "instance",
+    "region",
+    "account",
+    "sli",
+    "window",
+    "silence",
+    "severity",
+    "alertname",
+    "outcome",
+    "reason",
+];
 
 pub const DEFAULT_RUNBOOK_URL: &str = "runbooks/";
 pub const DEFAULT_PROBE_ERROR_RATIO: f64 = 0.1;
