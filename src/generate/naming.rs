@@ -1,14 +1,17 @@
 //! How the generated rules name what they record and alert on, and the labels
 //! and annotations every rule carries: the knobs of the config's `rules:`
 //! section (`names`, `severities`, `labels`, `instance_label`,
-//! `runbook_annotation`, `runbook_url`) in one value, [`Naming`], that every
-//! rule builder asks (through [`super::rules::Plan::naming`]) instead of
-//! writing a name, a severity or a label itself.
+//! `runbook_annotation`, `runbook_url`, `selector`) in one value, [`Naming`],
+//! that every rule builder asks (through [`super::rules::Plan::naming`]) instead
+//! of writing a name, a severity, a label or a raw selector itself.
 //!
 //! A name is a [`Name`]: its spelling under every [`NameScheme`] and an `id`,
 //! the key it has in the mixin's `_config.names`. New rules (APDEX, …) add a
-//! constructor here and ask [`Naming::name`] for it; the mixin then follows
-//! without further work.
+//! constructor here (or build a [`Name::new`]) and ask [`Naming::name`] for it,
+//! take their labels from [`Naming::labels`], their runbook annotation from
+//! [`Naming::runbook`], group by [`Naming::by_region`] / [`Naming::pooled`],
+//! and pass raw per-run expressions through [`Naming::relabel`] with
+//! [`Naming::selector`]; the mixin then follows without further work.
 //!
 //! **The mixin's template.** [`Naming::template`] answers every question with a
 //! placeholder (`\u{1}key\u{2}`) instead of a value, and remembers the names it
