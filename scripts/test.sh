@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # The real parts the tests run against, from Debian packages:
 #   victoria-metrics (victoria-metrics, vmalert), prometheus (promtool), kubectl,
 #   chromium (renders the SLO report page headless), prometheus-alertmanager
-#   (prometheus-alertmanager and amtool: the routing and inhibition example).
+#   (prometheus-alertmanager and amtool: the routing and inhibition example),
+#   jsonnet (renders the monitoring mixin of `fediprobe mixin`).
 need=()
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v vmalert >/dev/null 2>&1 || need+=(victoria-metrics)
@@ -19,6 +20,7 @@ command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v jsonnet >/dev/null 2>&1 || need+=(jsonnet)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then

@@ -5,6 +5,7 @@ mod check;
 mod dashboards;
 #[cfg(feature = "sandbox")]
 mod demo;
+mod mixin;
 mod once;
 mod push;
 mod report;
@@ -74,6 +75,8 @@ enum Command {
     Report(report::Args),
     /// Write the Grafana dashboards (JSON) for the config's journeys.
     Dashboards(dashboards::Args),
+    /// Write the rules and dashboards as a Jsonnet monitoring mixin (mixin.libsonnet, `_config+::`).
+    Mixin(mixin::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
             Command::Rules(args) => rules::run(args),
             Command::Report(args) => report::run(args).await,
             Command::Dashboards(args) => dashboards::run(args),
+            Command::Mixin(args) => mixin::run(args),
         }
     })
 }

@@ -31,10 +31,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::rules::{OBJECTIVE_RECORD, Plan, region_ratio_record};
+use super::naming::{self, Naming};
+use super::rules::Plan;
 use super::runbooks::AlertKind;
 use super::slo::{self, BurnWindow, Severity, Sli, prom_duration};
-use crate::spec::config::RulesConfig;
 
 /// How long a region must burn alone before the region-only ticket fires.
 pub const REGION_ONLY_FOR: Duration = Duration::from_secs(15 * 60);
@@ -67,10 +67,15 @@ pub const UNDELIVERED_AGE: Duration = Duration::from_secs(10 * 60);
 /// The template that renders an alert's value as a percentage.
 pub const VALUE_PERCENT: &str = "{{ $value | humanizePercentage }}";
 const JOURNEY: &str = "{{ $labels.journey }}";
-const INSTANCE: &str = "{{ $labels.instance }}";
 const REGION: &str = "{{ $labels.region }}";
 
-/// The labels a journey-level condition keeps.
+/// The template that names the alerting instance, under the rules' instance label.
+fn instance(naming: &Naming) -> String {
+    format!("{{{{ $labels.{} }}}}", naming.instance_label())
+}
+
+/// The labels a journey-level condition over the raw samples keeps (the
+/// report's); the rules' own are [`Naming::journey_key`].
 pub const JOURNEY_KEY: &str = "journey, instance, sli";
 
 /// Where a burn condition reads its ratios and its threshold from.
@@ -85,6 +90,14 @@ pub enum BurnQuery {
 }
 
 impl BurnQuery {
+    /// The labels a journey-level condition keeps.
+    fn key(&self, plan: &Plan<'_>) -> String {
+        match self {
+            BurnQuery::Recorded { .. } => plan.naming.journey_key(),
+            BurnQuery::Raw { .. } => JOURNEY_KEY.to_owned(),
+        }
+    }
+
     fn slo_window(&self) -> Duration {
         match self {
             BurnQuery::Recorded { slo_window, .. } | BurnQuery::Raw { slo_window, .. } => *slo_window,
@@ -94,7 +107,9 @@ impl BurnQuery {
     /// The per-region error ratio of `sli` over `window`.
     fn ratio(&self, plan: &Plan<'_>, sli: Sli, window: Duration) -> String {
         match self {
-            BurnQuery::Recorded { .. } => format!("{}{{sli=\"{}\"}}", region_ratio_record(window), sli.label()),
+            BurnQuery::Recorded { .. } => {
+                format!("{}{{sli=\"{}\"}}", plan.name(naming::region_ratio(sli, window)), sli.label())
+            }
             BurnQuery::Raw { journey, .. } => {
                 let sel = format!("{{journey=\"{journey}\"}}");
                 // The same labels as the recorded series, so the conditions match alike.
@@ -111,16 +126,17 @@ impl BurnQuery {
     /// objective, or with the number. When `factor × budget` reaches 100% the
     /// alert means "every run failed" (a loose objective over a long window):
     /// `>= 1` then, as `> 1` could never hold.
-    fn exceeds(&self, ratio: &str, sli: Sli, factor: f64) -> String {
+    fn exceeds(&self, plan: &Plan<'_>, ratio: &str, sli: Sli, factor: f64) -> String {
         match self {
             BurnQuery::Recorded { slo_window, saturates } => {
-                let objective = objective_selector(sli, *slo_window);
-                let above = format!("{ratio}\n> on ({JOURNEY_KEY}) group_left ()\n({factor} * (1 - {objective}))");
+                let objective = objective_selector(plan, sli, *slo_window);
+                let key = self.key(plan);
+                let above = format!("{ratio}\n> on ({key}) group_left ()\n({factor} * (1 - {objective}))");
                 if *saturates {
                     format!(
                         "(\n{}\nor\n{}\n)",
                         indent(&above, 2),
-                        indent(&format!("{ratio} >= 1\nand on ({JOURNEY_KEY})\n{objective}"), 2)
+                        indent(&format!("{ratio} >= 1\nand on ({key})\n{objective}"), 2)
                     )
                 } else {
                     above
@@ -140,29 +156,31 @@ impl BurnQuery {
     /// value is the long window's ratio.
     pub fn region_condition(&self, plan: &Plan<'_>, sli: Sli, window: &BurnWindow) -> String {
         let factor = window.factor(self.slo_window());
-        let long = self.exceeds(&self.ratio(plan, sli, window.long), sli, factor);
-        let short = self.exceeds(&self.ratio(plan, sli, window.short), sli, factor);
+        let long = self.exceeds(plan, &self.ratio(plan, sli, window.long), sli, factor);
+        let short = self.exceeds(plan, &self.ratio(plan, sli, window.short), sli, factor);
         format!("(\n{}\n)\nand\n(\n{}\n)", indent(&long, 2), indent(&short, 2))
     }
 
     /// Per journey: enough regions burn. The value is the worst region's ratio.
     pub fn journey_condition(&self, plan: &Plan<'_>, sli: Sli, window: &BurnWindow) -> String {
         let condition = self.region_condition(plan, sli, window);
-        let worst = format!("max by ({JOURNEY_KEY}) (\n{}\n)", indent(&condition, 2));
+        let key = self.key(plan);
+        let worst = format!("max by ({key}) (\n{}\n)", indent(&condition, 2));
         let q = plan.rules.page_quorum;
-        if q > 1 { format!("{worst}\nand on ({JOURNEY_KEY})\n{}", quorum(&condition, q)) } else { worst }
+        if q > 1 { format!("{worst}\nand on ({key})\n{}", quorum(&key, &condition, q)) } else { worst }
     }
 
     /// Per region, for the region-only ticket: this region burns, the quorum does not.
     pub fn region_only_condition(&self, plan: &Plan<'_>, sli: Sli, window: &BurnWindow) -> String {
         let condition = self.region_condition(plan, sli, window);
-        format!("{condition}\nunless on ({JOURNEY_KEY})\n{}", quorum(&condition, plan.rules.page_quorum))
+        let key = self.key(plan);
+        format!("{condition}\nunless on ({key})\n{}", quorum(&key, &condition, plan.rules.page_quorum))
     }
 }
 
 /// The recorded objectives of `sli` for journeys whose SLO window is `slo_window`.
-pub fn objective_selector(sli: Sli, slo_window: Duration) -> String {
-    format!("{OBJECTIVE_RECORD}{{sli=\"{}\",window=\"{}\"}}", sli.label(), prom_duration(slo_window))
+pub fn objective_selector(plan: &Plan<'_>, sli: Sli, slo_window: Duration) -> String {
+    format!("{}{{sli=\"{}\",window=\"{}\"}}", plan.name(naming::objective(sli)), sli.label(), prom_duration(slo_window))
 }
 
 pub fn indent(text: &str, spaces: usize) -> String {
@@ -171,29 +189,29 @@ pub fn indent(text: &str, spaces: usize) -> String {
 }
 
 /// `count by (…) (condition) >= quorum`: the regions that see the burn are enough.
-fn quorum(condition: &str, quorum: usize) -> String {
-    format!("count by ({JOURNEY_KEY}) (\n{}\n) >= {quorum}", indent(condition, 2))
+fn quorum(key: &str, condition: &str, quorum: usize) -> String {
+    format!("count by ({key}) (\n{}\n) >= {quorum}", indent(condition, 2))
 }
 
-fn labels(severity: Severity, extra: &[(&str, String)]) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([("severity".to_owned(), severity.label().to_owned())]);
-    labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    labels
+fn labels(plan: &Plan<'_>, severity: Severity, extra: &[(&str, String)]) -> BTreeMap<String, String> {
+    plan.naming.labels(Some(severity), extra)
 }
 
 fn annotations(plan: &Plan<'_>, kind: AlertKind, summary: String, description: String) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("summary".to_owned(), summary),
-        ("description".to_owned(), description),
-        ("runbook_url".to_owned(), kind.runbook_url(&plan.rules.runbook_url)),
-    ])
+    let (runbook_key, runbook) = plan.naming.runbook(kind);
+    BTreeMap::from([("summary".to_owned(), summary), ("description".to_owned(), description), (runbook_key, runbook)])
+}
+
+/// The `alert:` name of `kind`.
+fn alert_name(plan: &Plan<'_>, kind: AlertKind) -> String {
+    plan.name(naming::alert(kind))
 }
 
 /// A template that reads one of the alerting journey's recorded SLO facts
 /// (`record` for its `journey` and `sli`) at notification time and formats it
 /// with `format`: the rules are generic, so the journey's own objective and
 /// threshold are looked up, not written into each rule.
-fn lookup(record: &str, format: &str) -> String {
+fn lookup(record: String, format: &str) -> String {
     format!(
         "{{{{ with printf \"{record}{{journey=%q,sli=%q}}\" $labels.journey $labels.sli | query }}}}\
          {{{{ . | first | value | {format} }}}}{{{{ end }}}}"
@@ -201,31 +219,32 @@ fn lookup(record: &str, format: &str) -> String {
 }
 
 /// The alerting journey's objective, e.g. `99.5%`.
-fn objective() -> String {
-    lookup(OBJECTIVE_RECORD, "humanizePercentage")
+fn objective(plan: &Plan<'_>, sli: Sli) -> String {
+    lookup(plan.name(naming::objective(sli)), "humanizePercentage")
 }
 
 /// The alerting journey's latency or delay threshold, e.g. `500ms`.
-fn threshold() -> String {
-    lookup(super::rules::THRESHOLD_RECORD, "humanizeDuration")
+fn threshold(plan: &Plan<'_>, sli: Sli) -> String {
+    lookup(plan.name(naming::threshold(sli)), "humanizeDuration")
 }
 
 /// What counts against an SLI, in words, e.g. `of runs failed`.
-pub fn bad_words(sli: Sli) -> String {
+pub fn bad_words(plan: &Plan<'_>, sli: Sli) -> String {
     match sli {
         Sli::Availability => "of runs failed".to_owned(),
-        Sli::Latency => format!("of successful runs took longer than {}", threshold()),
-        Sli::Delay => format!("of posts were not delivered within {}", threshold()),
+        Sli::Latency => format!("of successful runs took longer than {}", threshold(plan, sli)),
+        Sli::Delay => format!("of posts were not delivered within {}", threshold(plan, sli)),
     }
 }
 
 /// The objective in words, e.g. `99.5% of runs succeed over 30d`.
-pub fn objective_words(sli: Sli, slo_window: Duration) -> String {
+pub fn objective_words(plan: &Plan<'_>, sli: Sli, slo_window: Duration) -> String {
     let w = prom_duration(slo_window);
+    let objective = objective(plan, sli);
     match sli {
-        Sli::Availability => format!("{} of runs succeed over {w}", objective()),
-        Sli::Latency => format!("{} of successful runs within {} over {w}", objective(), threshold()),
-        Sli::Delay => format!("{} of posts delivered within {} over {w}", objective(), threshold()),
+        Sli::Availability => format!("{objective} of runs succeed over {w}"),
+        Sli::Latency => format!("{objective} of successful runs within {} over {w}", threshold(plan, sli)),
+        Sli::Delay => format!("{objective} of posts delivered within {} over {w}", threshold(plan, sli)),
     }
 }
 
@@ -240,8 +259,8 @@ pub fn burn(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: Duration
     let q = plan.rules.page_quorum;
     let summary = format!(
         "{JOURNEY}: {VALUE_PERCENT} {} over the last {long} (objective: {})",
-        bad_words(sli),
-        objective_words(sli, slo_window)
+        bad_words(plan, sli),
+        objective_words(plan, sli, slo_window)
     );
     let seen =
         if q > 1 { format!("Seen from at least {q} regions; the value is the worst of them. ") } else { String::new() };
@@ -251,10 +270,10 @@ pub fn burn(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: Duration
         share = slo::round(window.budget_share(slo_window) * 100.0),
     );
     super::AlertingRule {
-        alert: kind.name().to_owned(),
+        alert: alert_name(plan, kind),
         expr: query.journey_condition(plan, sli, window),
         for_: None,
-        labels: labels(window.severity, &[("sli", sli.label().to_owned()), ("window", long)]),
+        labels: labels(plan, window.severity, &[("sli", sli.label().to_owned()), ("window", long)]),
         annotations: annotations(plan, kind, summary, description),
     }
 }
@@ -273,26 +292,29 @@ pub fn instance_unavailable(plan: &Plan<'_>) -> super::AlertingRule {
         }
     }
     let burning = burning.join("\nor\n");
+    let by = plan.naming.instance_label();
     let expr = format!(
-        "count by (instance) (\n{}\n)\n/ on (instance)\ncount by (instance) ({OBJECTIVE_RECORD}{{sli=\"availability\"}})\n>= {INSTANCE_SHARE}",
-        indent(&burning, 2)
+        "count by ({by}) (\n{}\n)\n/ on ({by})\ncount by ({by}) ({}{{sli=\"availability\"}})\n>= {INSTANCE_SHARE}",
+        indent(&burning, 2),
+        plan.name(naming::objective(Sli::Availability))
     );
+    let instance = instance(&plan.naming);
     let kind = AlertKind::InstanceUnavailable;
     let summary = format!(
-        "{INSTANCE} is failing its users: {VALUE_PERCENT} of its journeys burn their availability budget fast enough to page"
+        "{instance} is failing its users: {VALUE_PERCENT} of its journeys burn their availability budget fast enough to page"
     );
     let description = format!(
-        "At least {}% of the journeys probing {INSTANCE} fail fast enough to page on their own. This is one \
+        "At least {}% of the journeys probing {instance} fail fast enough to page on their own. This is one \
          incident, not one per journey: the per-journey alerts of this instance are inhibited while this one \
          fires (see the Alertmanager example). Check the instance as a whole first (is it up, is its proxy or \
          database down), then the Overview dashboard for the journeys still failing once it is back.",
         slo::round(INSTANCE_SHARE * 100.0)
     );
     super::AlertingRule {
-        alert: kind.name().to_owned(),
+        alert: alert_name(plan, kind),
         expr,
         for_: None,
-        labels: labels(Severity::Page, &[]),
+        labels: labels(plan, Severity::Page, &[]),
         annotations: annotations(plan, kind, summary, description),
     }
 }
@@ -304,8 +326,8 @@ pub fn region_only(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: D
     let q = plan.rules.page_quorum;
     let summary = format!(
         "{JOURNEY}: {VALUE_PERCENT} {} over the last {long} from {REGION} only (objective: {})",
-        bad_words(sli),
-        objective_words(sli, slo_window)
+        bad_words(plan, sli),
+        objective_words(plan, sli, slo_window)
     );
     let description = format!(
         "Region {REGION} sees the {sli} of {JOURNEY} burn fast enough to page (error ratio above {factor} × \
@@ -316,10 +338,10 @@ pub fn region_only(plan: &Plan<'_>, sli: Sli, window: &BurnWindow, slo_window: D
         short = prom_duration(window.short),
     );
     super::AlertingRule {
-        alert: AlertKind::RegionOnlyBurn.name().to_owned(),
+        alert: alert_name(plan, AlertKind::RegionOnlyBurn),
         expr: query.region_only_condition(plan, sli, window),
         for_: Some(prom_duration(plan.scaled(REGION_ONLY_FOR))),
-        labels: labels(Severity::Ticket, &[("sli", sli.label().to_owned()), ("window", long)]),
+        labels: labels(plan, Severity::Ticket, &[("sli", sli.label().to_owned()), ("window", long)]),
         annotations: annotations(plan, AlertKind::RegionOnlyBurn, summary, description),
     }
 }
@@ -333,27 +355,27 @@ pub fn silence(plan: &Plan<'_>, period: Duration) -> Duration {
 /// [`ABSENT_MEMORY`] and has not for `silence`.
 pub fn absent(plan: &Plan<'_>, names: &[&str], silence: Duration) -> super::AlertingRule {
     let s = prom_duration(silence);
-    let sel = format!("{{journey=~\"{}\"}}", names.join("|"));
+    let sel = format!("{{journey=~\"{}\"{}}}", names.join("|"), plan.naming.more_matchers());
+    let by = plan.naming.by_region();
     let seen = |range: Duration| {
-        format!(
-            "max by (journey, instance, region) (present_over_time(fediprobe_journey_outcome{sel}[{}]))",
-            prom_duration(range)
-        )
+        let present = format!("present_over_time(fediprobe_journey_outcome{sel}[{}])", prom_duration(range));
+        format!("max by ({by}) ({})", plan.naming.relabel(&present))
     };
     let expr = format!("{}\nunless\n{}", seen(plan.scaled(ABSENT_MEMORY).max(silence * 2)), seen(silence));
     let summary = format!("{JOURNEY}: no run reported from {REGION} for {s}");
     let description = format!(
-        "Region {REGION} reported runs of {JOURNEY} on {INSTANCE} within the last {memory}, and has reported no \
+        "Region {REGION} reported runs of {JOURNEY} on {instance} within the last {memory}, and has reported no \
          outcome of it, not even a probe error, for {s} (three periods of its schedule, at least {min}). Its SLIs \
          from that region are blind, and the region no longer counts towards the page quorum.",
         memory = prom_duration(plan.scaled(ABSENT_MEMORY)),
         min = prom_duration(plan.scaled(ABSENT_MIN_SILENCE)),
+        instance = instance(&plan.naming),
     );
     super::AlertingRule {
-        alert: AlertKind::JourneyAbsent.name().to_owned(),
+        alert: alert_name(plan, AlertKind::JourneyAbsent),
         expr,
         for_: None,
-        labels: labels(Severity::Ticket, &[("silence", s)]),
+        labels: labels(plan, Severity::Ticket, &[("silence", s)]),
         annotations: annotations(plan, AlertKind::JourneyAbsent, summary, description),
     }
 }
@@ -368,12 +390,13 @@ pub fn probe_error_window(plan: &Plan<'_>, period: Duration) -> Duration {
 pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super::AlertingRule {
     let w = prom_duration(window);
     let ratio = slo::round(plan.rules.probe_error_ratio);
-    let by = super::rules::BY_REGION;
-    let names = names.join("|");
-    let expr = format!(
-        "(\n  sum by ({by}) (count_over_time(fediprobe_journey_outcome{{journey=~\"{names}\",outcome=\"probe_error\"}}[{w}]))\n  \
-         /\n  sum by ({by}) (count_over_time(fediprobe_journey_outcome{{journey=~\"{names}\"}}[{w}]))\n) > {ratio}",
-    );
+    let by = plan.naming.by_region();
+    let matchers = format!("journey=~\"{}\"{}", names.join("|"), plan.naming.more_matchers());
+    let errors = plan
+        .naming
+        .relabel(&format!("count_over_time(fediprobe_journey_outcome{{{matchers},outcome=\"probe_error\"}}[{w}])"));
+    let all = plan.naming.relabel(&format!("count_over_time(fediprobe_journey_outcome{{{matchers}}}[{w}])"));
+    let expr = format!("(\n  sum by ({by}) ({errors})\n  /\n  sum by ({by}) ({all})\n) > {ratio}");
     let summary = format!(
         "{JOURNEY}: {VALUE_PERCENT} of runs from {REGION} ended in probe_error over the last {w} (more than {}%)",
         slo::round(ratio * 100.0)
@@ -383,10 +406,10 @@ pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super:
                        last the SLO is measured on fewer runs, or not at all."
         .to_owned();
     super::AlertingRule {
-        alert: AlertKind::ProbeErrors.name().to_owned(),
+        alert: alert_name(plan, AlertKind::ProbeErrors),
         expr,
         for_: None,
-        labels: labels(Severity::Ticket, &[("window", w)]),
+        labels: labels(plan, Severity::Ticket, &[("window", w)]),
         annotations: annotations(plan, AlertKind::ProbeErrors, summary, description),
     }
 }
@@ -394,11 +417,12 @@ pub fn probe_errors(plan: &Plan<'_>, names: &[&str], window: Duration) -> super:
 /// A ticket per region whose long-running agent holds samples it cannot deliver
 /// for [`UNDELIVERED_AGE`], or lost samples within the last hour. From the
 /// agent's own `/metrics` (scraped, not pushed: the push is what is failing).
-pub fn samples_undelivered(rules: &RulesConfig) -> super::AlertingRule {
+pub fn samples_undelivered(plan: &Plan<'_>) -> super::AlertingRule {
     let age = UNDELIVERED_AGE.as_secs();
+    let sel = plan.naming.selector();
     let expr = format!(
-        "max by (region) (fediprobe_remote_write_oldest_undelivered_age_seconds) > {age}\nor\n\
-         sum by (region) (increase(fediprobe_remote_write_dropped_samples_total[1h])) > 0\n"
+        "max by (region) (fediprobe_remote_write_oldest_undelivered_age_seconds{sel}) > {age}\nor\n\
+         sum by (region) (increase(fediprobe_remote_write_dropped_samples_total{sel}[1h])) > 0\n"
     );
     let summary = "fediprobe in {{ $labels.region }}: samples not delivered to the metrics backend".to_owned();
     let description = format!(
@@ -409,14 +433,10 @@ pub fn samples_undelivered(rules: &RulesConfig) -> super::AlertingRule {
     );
     let kind = AlertKind::SamplesUndelivered;
     super::AlertingRule {
-        alert: kind.name().to_owned(),
+        alert: alert_name(plan, kind),
         expr,
         for_: None,
-        labels: BTreeMap::from([("severity".to_owned(), "ticket".to_owned())]),
-        annotations: BTreeMap::from([
-            ("summary".to_owned(), summary),
-            ("description".to_owned(), description),
-            ("runbook_url".to_owned(), kind.runbook_url(&rules.runbook_url)),
-        ]),
+        labels: labels(plan, Severity::Ticket, &[]),
+        annotations: annotations(plan, kind, summary, description),
     }
 }

@@ -19,7 +19,9 @@
 pub mod alerts;
 pub mod cronjobs;
 pub mod dashboards;
+pub mod mixin;
 pub mod model;
+pub mod naming;
 pub mod output;
 pub mod rules;
 pub mod runbooks;

@@ -31,7 +31,13 @@
 //! | `journey:fediprobe_slo_errors:ratio_<w>` | error ratio over `w`, all regions pooled |
 //! | `journey:fediprobe_slo_objective:ratio` | the objective (e.g. 0.995), with a `window` label |
 //! | `journey:fediprobe_slo_threshold:seconds` | the latency or delay threshold (e.g. 0.5) |
+//! | `journey:fediprobe_slo_burn_rate:ratio_<w>` | error ratio over `w` ÷ error budget, all regions pooled |
 //! | `journey:fediprobe_slo_error_budget_remaining:ratio` | 1 − (errors over the SLO window ÷ budget) |
+//!
+//! These are the `fediprobe` scheme's names; the config's `rules:` section can
+//! choose others, another instance label, severities, static labels and the
+//! runbook annotation's key ([`super::naming`]): every builder asks
+//! [`Plan::naming`] for them.
 //!
 //! Windows: 5m, 30m, 1h, 2h, 6h, 1d, 3d and the journeys' SLO windows (30d unless
 //! they say). An SLO window that is none of the others is recorded only for the
@@ -42,6 +48,7 @@ use std::time::Duration;
 
 use super::alerts;
 use super::model::{RecordingRule, Rule, RuleFile, RuleGroup};
+use super::naming::{self, Naming};
 use super::slo::{self, BurnWindow, Severity, Sli, prom_duration};
 use crate::spec::Journey;
 use crate::spec::config::RulesConfig;
@@ -52,14 +59,15 @@ pub const FAST_INTERVAL: Duration = Duration::from_secs(60);
 /// the 5-minute lookback of an instant query, so one missed evaluation leaves no gap.
 pub const SLOW_INTERVAL: Duration = Duration::from_secs(120);
 
-/// The per-region error ratio recorded for window `w`.
+/// The per-region error ratio recorded for window `w` (the `fediprobe` scheme's
+/// name, the same for every SLI).
 pub fn region_ratio_record(w: Duration) -> String {
-    format!("journey_region:fediprobe_slo_errors:ratio_{}", prom_duration(w))
+    naming::region_ratio(Sli::Availability, w).fediprobe
 }
 
-/// The error ratio over all regions recorded for window `w`.
+/// The error ratio over all regions recorded for window `w` (the `fediprobe` scheme's name).
 pub fn ratio_record(w: Duration) -> String {
-    format!("journey:fediprobe_slo_errors:ratio_{}", prom_duration(w))
+    naming::ratio(Sli::Availability, w).fediprobe
 }
 
 pub const OBJECTIVE_RECORD: &str = "journey:fediprobe_slo_objective:ratio";
@@ -67,7 +75,8 @@ pub const OBJECTIVE_RECORD: &str = "journey:fediprobe_slo_objective:ratio";
 pub const THRESHOLD_RECORD: &str = "journey:fediprobe_slo_threshold:seconds";
 pub const BUDGET_REMAINING_RECORD: &str = "journey:fediprobe_slo_error_budget_remaining:ratio";
 
-/// The labels the region ratios keep, and the pooled ones.
+/// The labels the region ratios keep, and the pooled ones (with the default
+/// instance label; the rules ask [`Naming::by_region`] and [`Naming::pooled`]).
 pub const BY_REGION: &str = "journey, instance, region";
 pub const POOLED: &str = "journey, instance";
 
@@ -81,13 +90,26 @@ pub struct Plan<'a> {
     /// labels and burn factors keep their real-time values. Only tests that
     /// cannot wait an hour for an hour's window set it above 1.
     pub time_divisor: u32,
+    /// The names, severities, labels and runbook annotation the rules are
+    /// written with: the config's knobs, or the mixin's placeholders.
+    pub naming: Naming,
 }
 
 impl<'a> Plan<'a> {
     pub fn new(rules: &'a RulesConfig, journeys: &'a [Journey], time_divisor: u32) -> Plan<'a> {
         let mut sorted: Vec<&Journey> = journeys.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        Plan { rules, journeys: sorted, time_divisor: time_divisor.max(1) }
+        Plan { rules, journeys: sorted, time_divisor: time_divisor.max(1), naming: Naming::from_rules(rules) }
+    }
+
+    /// The same plan written with another naming (the mixin's template).
+    pub fn with_naming(self, naming: Naming) -> Plan<'a> {
+        Plan { naming, ..self }
+    }
+
+    /// `name` as the rules spell it.
+    pub fn name(&self, name: naming::Name) -> String {
+        self.naming.name(name)
     }
 
     /// A real-time duration as the rules run it.
@@ -151,36 +173,43 @@ pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> RuleFile {
 /// The rules with every window and interval divided by `time_divisor`: the
 /// same expressions on a faster clock, for tests of the whole pipeline.
 pub fn generate_scaled(rules: &RulesConfig, journeys: &[Journey], time_divisor: u32) -> RuleFile {
-    let plan = Plan::new(rules, journeys, time_divisor);
+    generate_plan(&Plan::new(rules, journeys, time_divisor))
+}
+
+/// Every rule group of a plan.
+pub fn generate_plan(plan: &Plan<'_>) -> RuleFile {
     let agent = RuleGroup {
         name: "fediprobe-agent".to_owned(),
         interval: plan.interval(FAST_INTERVAL),
-        rules: vec![Rule::Alert(alerts::samples_undelivered(rules))],
+        rules: vec![Rule::Alert(alerts::samples_undelivered(plan))],
     };
-    RuleFile { groups: vec![objectives_group(&plan), sli_group(&plan), slo_group(&plan), alerts_group(&plan), agent] }
+    RuleFile { groups: vec![objectives_group(plan), sli_group(plan), slo_group(plan), alerts_group(plan), agent] }
 }
 
 fn objectives_group(plan: &Plan<'_>) -> RuleGroup {
     let mut rules = Vec::new();
     for journey in &plan.journeys {
         for ind in slo::indicators(journey) {
-            let labels = BTreeMap::from([
-                ("journey".to_owned(), journey.name.clone()),
-                ("instance".to_owned(), journey.instance.clone()),
-                ("sli".to_owned(), ind.sli.label().to_owned()),
-                ("window".to_owned(), prom_duration(journey.slo.window)),
-            ]);
+            let labels = plan.naming.labels(
+                None,
+                &[
+                    ("journey", journey.name.clone()),
+                    (plan.naming.instance_label(), journey.instance.clone()),
+                    ("sli", ind.sli.label().to_owned()),
+                    ("window", prom_duration(journey.slo.window)),
+                ],
+            );
             if let Some(threshold) = ind.threshold {
                 let mut labels = labels.clone();
                 labels.remove("window");
                 rules.push(Rule::Record(RecordingRule {
-                    record: THRESHOLD_RECORD.to_owned(),
+                    record: plan.name(naming::threshold(ind.sli)),
                     expr: format!("vector({})", threshold.as_secs_f64()),
                     labels,
                 }));
             }
             rules.push(Rule::Record(RecordingRule {
-                record: OBJECTIVE_RECORD.to_owned(),
+                record: plan.name(naming::objective(ind.sli)),
                 expr: format!("vector({})", ind.objective.fraction()),
                 labels,
             }));
@@ -207,7 +236,7 @@ fn slo_group(plan: &Plan<'_>) -> RuleGroup {
                 continue;
             }
             if !standard.contains(&w) {
-                rules.extend(ratio_records(plan, sli, &[w], Some(&alerts::objective_selector(sli, w))));
+                rules.extend(ratio_records(plan, sli, &[w], Some(&alerts::objective_selector(plan, sli, w))));
             }
             rules.push(budget_remaining_record(plan, sli, w));
         }
@@ -248,20 +277,43 @@ fn alerts_group(plan: &Plan<'_>) -> RuleGroup {
     RuleGroup { name: "fediprobe-alerts".into(), interval: plan.interval(FAST_INTERVAL), rules }
 }
 
-/// Per region, then pooled, for each window; only for the journeys in `only`
-/// (a selector of objective series) when given.
+/// The error ratio of `sli` over `w` from the raw samples, aggregated `by` the
+/// given labels (the instance label copied first when the rules use another).
+pub fn raw_error_ratio(plan: &Plan<'_>, sli: Sli, by: &str, w: Duration) -> String {
+    slo::error_ratio_with(sli, plan.naming.selector(), by, plan.range(w), &|expr| plan.naming.relabel(expr))
+}
+
+/// Per region, then pooled, then the pooled burn rate, for each window; only
+/// for the journeys in `only` (a selector of objective series) when given.
+///
+/// The burn rate (error ratio ÷ the journey's error budget: 1 spends the budget
+/// exactly over the SLO window) is what a Mastodon stack's dashboards plot. It
+/// is computed from the raw samples, like the ratio beside it, not from the
+/// ratio recorded in the same evaluation (which vmalert would only see one
+/// evaluation later).
 fn ratio_records(plan: &Plan<'_>, sli: Sli, windows: &[Duration], only: Option<&str>) -> Vec<Rule> {
-    let labels = BTreeMap::from([("sli".to_owned(), sli.label().to_owned())]);
+    let labels = plan.naming.labels(None, &[("sli", sli.label().to_owned())]);
+    let pooled = plan.naming.pooled();
     let restrict = |expr: String| match only {
-        Some(sel) => format!("(\n{}\n)\nand on ({POOLED})\n{sel}", alerts::indent(&expr, 2)),
+        Some(sel) => format!("(\n{}\n)\nand on ({pooled})\n{sel}", alerts::indent(&expr, 2)),
         None => expr,
     };
     let mut out = Vec::new();
     for &w in windows {
-        for (record, by) in [(region_ratio_record(w), BY_REGION), (ratio_record(w), POOLED)] {
+        let by_region = raw_error_ratio(plan, sli, &plan.naming.by_region(), w);
+        let all = raw_error_ratio(plan, sli, &pooled, w);
+        let burn = format!(
+            "(\n{}\n)\n/ on ({pooled}) group_left ()\n(1 - {}{{sli=\"{}\"}})",
+            alerts::indent(&all, 2),
+            plan.name(naming::objective(sli)),
+            sli.label()
+        );
+        for (name, expr) in
+            [(naming::region_ratio(sli, w), by_region), (naming::ratio(sli, w), all), (naming::burn_rate(sli, w), burn)]
+        {
             out.push(Rule::Record(RecordingRule {
-                record,
-                expr: restrict(slo::error_ratio(sli, "", by, plan.range(w))),
+                record: plan.name(name),
+                expr: restrict(expr),
                 labels: labels.clone(),
             }));
         }
@@ -273,15 +325,16 @@ fn ratio_records(plan: &Plan<'_>, sli: Sli, windows: &[Duration], only: Option<&
 /// of `sli` is over `slo_window`, from the raw samples (not from the recorded
 /// ratio, which vmalert would only see one evaluation later).
 fn budget_remaining_record(plan: &Plan<'_>, sli: Sli, slo_window: Duration) -> Rule {
-    let ratio = slo::error_ratio(sli, "", POOLED, plan.range(slo_window));
+    let pooled = plan.naming.pooled();
+    let ratio = raw_error_ratio(plan, sli, &pooled, slo_window);
     Rule::Record(RecordingRule {
-        record: BUDGET_REMAINING_RECORD.to_owned(),
+        record: plan.name(naming::budget_remaining(sli)),
         expr: format!(
-            "1 - (\n{}\n)\n/ on ({POOLED}) group_left ()\n(1 - {})",
+            "1 - (\n{}\n)\n/ on ({pooled}) group_left ()\n(1 - {})",
             alerts::indent(&ratio, 2),
-            alerts::objective_selector(sli, slo_window)
+            alerts::objective_selector(plan, sli, slo_window)
         ),
-        labels: BTreeMap::from([("sli".to_owned(), sli.label().to_owned())]),
+        labels: plan.naming.labels(None, &[("sli", sli.label().to_owned())]),
     })
 }
 

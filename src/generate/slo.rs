@@ -97,8 +97,15 @@ impl Indicator {
 /// down for a test), of the series matching `selector` (`{…}` or empty),
 /// aggregated `by` the given labels.
 pub fn error_ratio(sli: Sli, selector: &str, by: &str, range: Duration) -> String {
+    error_ratio_with(sli, selector, by, range, &|expr| expr.to_owned())
+}
+
+/// [`error_ratio`] with each per-series expression passed through `wrap` before
+/// it is aggregated (the rules copy the instance label there, see
+/// [`super::naming::Naming::relabel`]).
+pub fn error_ratio_with(sli: Sli, selector: &str, by: &str, range: Duration, wrap: &dyn Fn(&str) -> String) -> String {
     let (good, valid) = good_and_valid(sli, selector, range);
-    format!("1 - (\n  sum by ({by}) ({good})\n  /\n  sum by ({by}) ({valid})\n)")
+    format!("1 - (\n  sum by ({by}) ({})\n  /\n  sum by ({by}) ({})\n)", wrap(&good), wrap(&valid))
 }
 
 /// The good and the valid runs of `sli` over `range` (PromQL, per series), as

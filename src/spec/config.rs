@@ -48,6 +48,13 @@
 //!   page_quorum: 2               # default: 2 with two or more regions, else 1
 //!   runbook_url: https://git.example/ops/fediprobe/-/blob/main/runbooks/  # default: `runbooks/`
 //!   probe_error_ratio: 10%       # default 10%: share of probe_error runs that opens a ticket
+//!   # How the rules fit the stack they join (README: "Beside an existing Mastodon observability stack"):
+//!   names: mastodon              # default `fediprobe`: record and alert names (`mastodon`: mastodon:journey_…, MastodonJourney…)
+//!   severities: { page: critical, ticket: warning }  # default page and ticket: the `severity` label's values
+//!   labels: { service: fediprobe, team: sre }        # default none: static labels on every rule
+//!   instance_label: namespace    # default `instance`: the label that carries the instance's name in the rules
+//!   runbook_annotation: runbook  # default `runbook_url`: the annotation holding each alert's runbook link
+//!   selector: 'cluster="eu"'     # default none: label matchers added to every series the rules read from the probes
 //! ```
 //!
 //! `probe.control_url` decides whose fault a network failure is: before a
@@ -287,7 +294,81 @@ pub struct RulesConfig {
     /// The share of `probe_error` runs (of all runs of a journey from one region)
     /// above which a ticket opens. Default [`DEFAULT_PROBE_ERROR_RATIO`], 10%.
     pub probe_error_ratio: f64,
+    /// How recorded series and alerts are named. Default [`NameScheme::Fediprobe`].
+    pub names: NameScheme,
+    /// The `severity` label's values. Default `page` and `ticket`.
+    pub severities: Severities,
+    /// Static labels added to every rule (e.g. `service`, `team`). Default none.
+    /// Never one of the labels the rules set themselves.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The label that carries the instance's name (fediprobe's `instance`) in
+    /// every recorded series and alert. Default `instance`; another name (such as
+    /// `namespace`) is copied from `instance` with `label_replace`.
+    pub instance_label: String,
+    /// The annotation key each alert's runbook link goes under. Default `runbook_url`.
+    pub runbook_annotation: String,
+    /// PromQL label matchers (e.g. `cluster="eu",job="fediprobe"`) added to every
+    /// series the rules read from the probes, for a backend that holds several
+    /// fediprobe deployments or tenants. Default empty: none.
+    pub selector: String,
 }
+
+/// How the rules name what they record and alert on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NameScheme {
+    /// fediprobe's own names: `journey:fediprobe_slo_errors:ratio_5m`,
+    /// `FediprobeAvailabilityFastBurn`.
+    Fediprobe,
+    /// Names that read like a Jsonnet-generated Mastodon observability stack
+    /// (toot.community's mastodon-observability): one series per SLI, e.g.
+    /// `mastodon:journey_availability:burn_rate_5m`, and alerts such as
+    /// `MastodonJourneyAvailabilityCritical`.
+    Mastodon,
+}
+
+impl NameScheme {
+    pub const ALL: [NameScheme; 2] = [NameScheme::Fediprobe, NameScheme::Mastodon];
+
+    /// The scheme's name in the config (and in the mixin's `_config.nameScheme`).
+    pub fn key(self) -> &'static str {
+        match self {
+            NameScheme::Fediprobe => "fediprobe",
+            NameScheme::Mastodon => "mastodon",
+        }
+    }
+}
+
+/// The values of the `severity` label on pages and on tickets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Severities {
+    pub page: String,
+    pub ticket: String,
+}
+
+impl Default for Severities {
+    fn default() -> Severities {
+        Severities { page: "page".to_owned(), ticket: "ticket".to_owned() }
+    }
+}
+
+pub const DEFAULT_INSTANCE_LABEL: &str = "instance";
+pub const DEFAULT_RUNBOOK_ANNOTATION: &str = "runbook_url";
+
+/// The labels the rules set themselves (or read from the samples), which
+/// `labels:` must not overwrite and `instance_label` must not take.
+pub const RULE_LABELS: &[&str] = &[
+    "journey",
+    "instance",
+    "region",
+    "account",
+    "sli",
+    "window",
+    "silence",
+    "severity",
+    "alertname",
+    "outcome",
+    "reason",
+];
 
 pub const DEFAULT_RUNBOOK_URL: &str = "runbooks/";
 pub const DEFAULT_PROBE_ERROR_RATIO: f64 = 0.1;
@@ -305,6 +386,12 @@ impl RulesConfig {
             page_quorum: default_page_quorum(1),
             runbook_url: DEFAULT_RUNBOOK_URL.to_owned(),
             probe_error_ratio: DEFAULT_PROBE_ERROR_RATIO,
+            names: NameScheme::Fediprobe,
+            severities: Severities::default(),
+            labels: std::collections::BTreeMap::new(),
+            instance_label: DEFAULT_INSTANCE_LABEL.to_owned(),
+            runbook_annotation: DEFAULT_RUNBOOK_ANNOTATION.to_owned(),
+            selector: String::new(),
         }
     }
 }
@@ -316,7 +403,18 @@ pub enum RemoteWriteAuth {
 }
 
 const CONFIG_KEYS: &[&str] = &["probe", "instances", "journeys", "remote_write", "agent", "rules"];
-const RULES_KEYS: &[&str] = &["regions", "page_quorum", "runbook_url", "probe_error_ratio"];
+const RULES_KEYS: &[&str] = &[
+    "regions",
+    "page_quorum",
+    "runbook_url",
+    "probe_error_ratio",
+    "names",
+    "severities",
+    "labels",
+    "instance_label",
+    "runbook_annotation",
+    "selector",
+];
 const AGENT_KEYS: &[&str] =
     &["listen", "max_concurrent_runs", "spread", "shutdown_grace", "push_interval", "reload_check"];
 const PROBE_KEYS: &[&str] = &["region", "name", "control_url"];
@@ -894,12 +992,189 @@ fn read_rules(reader: &mut Reader<'_>, node: &Node, own_region: &str) -> Option<
         None => Some(DEFAULT_PROBE_ERROR_RATIO),
         Some(n) => share(reader, n, "`probe_error_ratio`"),
     };
+    let names = match fields.get("names") {
+        None => Some(NameScheme::Fediprobe),
+        Some(n) => reader.string(n, "`names`").and_then(|text| {
+            let scheme = NameScheme::ALL.into_iter().find(|s| s.key() == text);
+            if scheme.is_none() {
+                reader.error_hint(
+                    n,
+                    format!("unknown name scheme `{text}`"),
+                    "use `fediprobe` (the default) or `mastodon` (names like mastodon:journey_availability:burn_rate_5m)",
+                );
+            }
+            scheme
+        }),
+    };
+    let severities = match fields.get("severities") {
+        None => Some(Severities::default()),
+        Some(n) => read_severities(reader, n),
+    };
+    let instance_label = match fields.get("instance_label") {
+        None => Some(DEFAULT_INSTANCE_LABEL.to_owned()),
+        Some(n) => label_name(reader, n, "`instance_label`").and_then(|name| {
+            if name != DEFAULT_INSTANCE_LABEL && RULE_LABELS.contains(&name.as_str()) {
+                reader.error_hint(
+                    n,
+                    format!("`instance_label` cannot be `{name}`: the rules use that label for something else"),
+                    "pick the label your stack keys on, e.g. `namespace`",
+                );
+                return None;
+            }
+            Some(name)
+        }),
+    };
+    let labels = match fields.get("labels") {
+        None => Some(std::collections::BTreeMap::new()),
+        Some(n) => read_static_labels(reader, n, instance_label.as_deref()),
+    };
+    let runbook_annotation = match fields.get("runbook_annotation") {
+        None => Some(DEFAULT_RUNBOOK_ANNOTATION.to_owned()),
+        Some(n) => label_name(reader, n, "`runbook_annotation`").and_then(|key| {
+            if key == "summary" || key == "description" {
+                reader.error_hint(
+                    n,
+                    format!("`runbook_annotation` cannot be `{key}`: every alert has that annotation already"),
+                    "e.g. `runbook` or `runbook_url`",
+                );
+                return None;
+            }
+            Some(key)
+        }),
+    };
+    let selector = match fields.get("selector") {
+        None => Some(String::new()),
+        Some(n) => reader.string(n, "`selector`").and_then(|text| {
+            let text = text.trim().trim_end_matches(',').trim().to_owned();
+            if matchers().is_match(&text) {
+                Some(text)
+            } else {
+                reader.error_hint(
+                    n,
+                    "`selector` must be PromQL label matchers, without braces",
+                    "e.g. `cluster=\"eu\",job=~\"fediprobe.*\"` (each `name` `=`, `!=`, `=~` or `!~` a quoted value)",
+                );
+                None
+            }
+        }),
+    };
     Some(RulesConfig {
         regions: regions?,
         page_quorum: page_quorum?,
         runbook_url: runbook_url?,
         probe_error_ratio: probe_error_ratio?,
+        names: names?,
+        severities: severities?,
+        labels: labels?,
+        instance_label: instance_label?,
+        runbook_annotation: runbook_annotation?,
+        selector: selector?,
     })
+}
+
+/// One or more PromQL label matchers separated by commas: `name="value"`,
+/// `name!="v"`, `name=~"re"`, `name!~"re"`, with the value a double-quoted
+/// string (backslash escapes allowed).
+fn matchers() -> &'static regex::Regex {
+    static MATCHERS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    MATCHERS.get_or_init(|| {
+        let one = r#"[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"([^"\\]|\\.)*""#;
+        regex::Regex::new(&format!(r"^{one}(\s*,\s*{one})*$")).expect("a valid pattern")
+    })
+}
+
+/// `severities: { page: critical, ticket: warning }`: two different, non-empty
+/// label values; a missing one keeps its default.
+fn read_severities(reader: &mut Reader<'_>, node: &Node) -> Option<Severities> {
+    let fields = reader.map(node, "`severities`", &["page", "ticket"])?;
+    let defaults = Severities::default();
+    let mut value = |key: &str, default: String| match fields.get(key) {
+        None => Some(default),
+        Some(n) => reader.string(n, &format!("`severities.{key}`")).and_then(|text| {
+            if text.trim().is_empty() || text.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+                reader.error_hint(
+                    n,
+                    format!("`severities.{key}` must be a word without spaces or quotes"),
+                    "e.g. `critical` for pages and `warning` for tickets",
+                );
+                return None;
+            }
+            Some(text)
+        }),
+    };
+    let page = value("page", defaults.page);
+    let ticket = value("ticket", defaults.ticket);
+    let (page, ticket) = (page?, ticket?);
+    if page == ticket {
+        reader.error_hint(
+            node,
+            format!("pages and tickets both have severity `{page}`"),
+            "an Alertmanager must be able to route them apart: give each its own value",
+        );
+        return None;
+    }
+    Some(Severities { page, ticket })
+}
+
+/// A Prometheus label name: letters, digits and `_`, not starting with a digit
+/// nor with `__` (reserved for Prometheus's own labels).
+fn label_name(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
+    let text = reader.string(node, what)?;
+    let valid = text.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !text.starts_with("__");
+    if valid {
+        Some(text)
+    } else {
+        reader.error_hint(
+            node,
+            format!("{what} `{text}` is not a valid label name"),
+            "use letters, digits and `_`, starting with a letter (Prometheus's label names)",
+        );
+        None
+    }
+}
+
+/// `labels: { service: fediprobe }`: static labels for every rule; none of them
+/// one the rules set, nor the instance label.
+fn read_static_labels(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    instance_label: Option<&str>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut ok = matches!(node.value, Value::Map(_));
+    for (_, key, value) in reader.pairs(node, "`labels`") {
+        let Some(name) = label_name(reader, key, "label") else {
+            ok = false;
+            continue;
+        };
+        if Some(name.as_str()) == instance_label {
+            reader.error_hint(
+                key,
+                format!("label `{name}` is the `instance_label`: the rules set it to each instance's name"),
+                "name your instances in `instances:` as your stack names them (e.g. after their namespace)",
+            );
+            ok = false;
+            continue;
+        }
+        if RULE_LABELS.contains(&name.as_str()) {
+            reader.error_hint(
+                key,
+                format!("label `{name}` is set by the rules themselves"),
+                "static labels add to the rules' own (journey, sli, severity, the instance label…); pick another name",
+            );
+            ok = false;
+            continue;
+        }
+        match reader.scalar_text(value, &format!("label `{name}`")) {
+            Some(v) => {
+                out.insert(name, v);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 /// A share strictly between 0% and 100%, written `10%` (or `10`).
@@ -939,6 +1214,26 @@ mod tests {
         );
         let (config, diagnostics) = super::super::parse_config_str(std::path::Path::new("f.yaml"), &text);
         config.unwrap_or_else(|| panic!("{diagnostics}")).instances[0].shared_by
+    }
+
+    #[test]
+    fn the_rules_knobs_are_read_and_default_to_todays_rules() {
+        let parse = |rules: &str| {
+            let text = format!(
+                "probe: {{ region: eu-west }}\ninstances:\n  main: {{ url: https://mastodon.example, account: probe, token: {{ env: T }} }}\n{rules}"
+            );
+            let (config, diagnostics) = super::super::parse_config_str(std::path::Path::new("f.yaml"), &text);
+            config.unwrap_or_else(|| panic!("{diagnostics}")).rules
+        };
+        assert_eq!(parse(""), super::RulesConfig::defaults_for("eu-west"));
+        let rules = parse(
+            "rules:\n  names: mastodon\n  severities: { page: critical }\n  labels: { service: mastodon-probe, tier: 1 }\n  instance_label: namespace\n  runbook_annotation: runbook\n  selector: 'job=\"fediprobe\", cluster!~\"test.*\",'\n",
+        );
+        assert_eq!(rules.names, super::NameScheme::Mastodon);
+        assert_eq!((rules.severities.page.as_str(), rules.severities.ticket.as_str()), ("critical", "ticket"));
+        assert_eq!(rules.labels.get("tier").map(String::as_str), Some("1"));
+        assert_eq!((rules.instance_label.as_str(), rules.runbook_annotation.as_str()), ("namespace", "runbook"));
+        assert_eq!(rules.selector, r#"job="fediprobe", cluster!~"test.*""#, "a trailing comma is dropped");
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub fn amtool() -> PathBuf {
     require("amtool", "prometheus-alertmanager")
 }
 
+pub fn jsonnet() -> PathBuf {
+    require("jsonnet", "jsonnet")
+}
+
 pub fn chromium() -> PathBuf {
     require("chromium", "chromium")
 }

@@ -1,0 +1,259 @@
+//! `fediprobe mixin`, rendered by the real `jsonnet` as a Jsonnet stack would:
+//! with its `_config` defaults it gives exactly (as data) the rules of
+//! `fediprobe rules` and the dashboards of `fediprobe dashboards` for the same
+//! config; with `_config` overrides it gives what `fediprobe rules` gives with the
+//! same knobs in the config's `rules:` section; what it renders passes `promtool
+//! check rules` and `vmalert -dryRun`. And with the `mastodon` names and
+//! critical/warning severities, the pages reach the pager of an Alertmanager that
+//! pages on `severity="critical"` (`amtool config routes test`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::rules::root;
+use support::tools;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fediprobe");
+
+/// The config with the `rules:` knobs of a Mastodon stack (names, severities,
+/// labels, `namespace`, `runbook`), and otherwise the deploy config.
+fn mastodon_config() -> PathBuf {
+    root().join("tests/mixin/mastodon.yaml")
+}
+
+/// `_config` overrides saying what `tests/mixin/mastodon.yaml`'s `rules:` says.
+const MASTODON_OVERRIDES: &str = "{
+  nameScheme: 'mastodon',
+  severities: { page: 'critical', ticket: 'warning' },
+  extraLabels: { service: 'mastodon-probe', team: 'sre' },
+  instanceLabel: 'namespace',
+  runbookUrl: 'https://git.example/ops/fediprobe/-/blob/main/runbooks/',
+  runbookAnnotation: 'runbook',
+  selector: 'cluster=\"eu\", job=~\"fediprobe.*\"',
+}";
+
+/// Runs `fediprobe args…` and returns its stdout; panics on failure.
+fn fediprobe(args: &[&str]) -> String {
+    let output = tools::run(Path::new(BIN), args, root());
+    tools::assert_success(&format!("fediprobe {}", args.join(" ")), &output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `fediprobe mixin -c config` written into `dir`.
+fn write_mixin(config: &Path, dir: &Path) {
+    fediprobe(&["mixin", "-c", &config.to_string_lossy(), "--out", &dir.to_string_lossy()]);
+    assert!(dir.join("mixin.libsonnet").is_file());
+}
+
+/// Renders `program` (Jsonnet, importing `mixin.libsonnet`) in `dir` with the real `jsonnet`.
+fn render(dir: &Path, program: &str) -> Value {
+    std::fs::write(dir.join("render.jsonnet"), program).unwrap();
+    let output = tools::run(&tools::jsonnet(), &["render.jsonnet"], dir);
+    tools::assert_success("jsonnet render.jsonnet", &output);
+    serde_json::from_slice(&output.stdout).expect("jsonnet prints JSON")
+}
+
+/// The mixin's rules as one rule file, `_config` overridden by `overrides` (a Jsonnet object).
+fn render_rules(dir: &Path, overrides: &str) -> Value {
+    render(
+        dir,
+        &format!(
+            "local m = (import 'mixin.libsonnet') + {{ _config+:: {overrides} }};\n\
+             {{ groups: m.prometheusRules.groups + m.prometheusAlerts.groups }}\n"
+        ),
+    )
+}
+
+/// YAML (as `fediprobe rules` writes it) as JSON data.
+fn yaml_to_json(text: &str) -> Value {
+    use saphyr::{LoadableYamlNode, Yaml};
+    fn convert(yaml: &Yaml) -> Value {
+        match yaml {
+            Yaml::Mapping(map) => Value::Object(
+                map.iter().map(|(k, v)| (k.as_str().expect("string keys").to_owned(), convert(v))).collect(),
+            ),
+            Yaml::Sequence(items) => Value::Array(items.iter().map(convert).collect()),
+            other => match (other.as_str(), other.as_integer(), other.as_floating_point(), other.as_bool()) {
+                (Some(s), ..) => Value::String(s.to_owned()),
+                (_, Some(i), ..) => Value::from(i),
+                (_, _, Some(f), _) => Value::from(f),
+                (_, _, _, Some(b)) => Value::Bool(b),
+                _ => Value::Null,
+            },
+        }
+    }
+    let docs = Yaml::load_from_str(text).expect("rules parse as YAML");
+    convert(&docs[0])
+}
+
+/// Where two JSON values first differ (numbers compared as numbers: `jsonnet`
+/// prints `0.0` as `0`), or `None` when they are the same data.
+fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => None,
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) => difference(p, q, &format!("{at}.{k}")),
+                (p, q) => Some(format!("{at}.{k}: {p:?} vs {q:?}")),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            x.iter().zip(y).enumerate().find_map(|(i, (p, q))| difference(p, q, &format!("{at}[{i}]")))
+        }
+        _ if a == b => None,
+        _ => Some(format!("{at}: {a} vs {b}")),
+    }
+}
+
+fn assert_same(rendered: &Value, expected: &Value, what: &str) {
+    if let Some(d) = difference(rendered, expected, "") {
+        panic!("{what}: the mixin renders something else than expected, first at {d}");
+    }
+}
+
+/// Every alert's name.
+fn alert_names(file: &Value) -> BTreeSet<String> {
+    rules_of(file).filter_map(|r| r["alert"].as_str().map(str::to_owned)).collect()
+}
+
+fn rules_of(file: &Value) -> impl Iterator<Item = &Value> {
+    file["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap())
+}
+
+/// promtool and vmalert both accept the rendered rules.
+fn check_with_promtool_and_vmalert(rules: &Value, dir: &Path) {
+    // JSON is YAML: the rendered file is a rule file as it is.
+    std::fs::write(dir.join("rendered.yaml"), serde_json::to_string_pretty(rules).unwrap()).unwrap();
+    let output = tools::run(&tools::promtool(), &["check", "rules", "rendered.yaml"], dir);
+    tools::assert_success("promtool check rules (the rendered mixin)", &output);
+    let output = tools::run(&tools::vmalert(), &["-dryRun", "-rule=rendered.yaml", "-loggerLevel=ERROR"], dir);
+    tools::assert_success("vmalert -dryRun (the rendered mixin)", &output);
+}
+
+#[test]
+fn rendered_with_its_defaults_the_mixin_is_fediprobe_rules_and_dashboards() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::rules::deploy_config();
+    write_mixin(&config, dir.path());
+    let rendered = render_rules(dir.path(), "{}");
+    let expected = yaml_to_json(&fediprobe(&["rules", "-c", &config.to_string_lossy()]));
+    assert!(rules_of(&expected).count() > 100, "the deploy config has rules to compare");
+    assert_same(&rendered, &expected, "the rules of `fediprobe rules`");
+    check_with_promtool_and_vmalert(&rendered, dir.path());
+
+    // The convention's split: records in prometheusRules, alerts in prometheusAlerts.
+    let split = render(
+        dir.path(),
+        "local m = import 'mixin.libsonnet';\n{ rules: m.prometheusRules, alerts: m.prometheusAlerts }\n",
+    );
+    assert!(rules_of(&split["rules"]).all(|r| r.get("record").is_some()));
+    assert!(rules_of(&split["alerts"]).any(|r| r.get("alert").is_some()));
+
+    let boards = dir.path().join("from-dashboards");
+    fediprobe(&["dashboards", "-c", &config.to_string_lossy(), "--out", &boards.to_string_lossy()]);
+    let rendered = render(dir.path(), "(import 'mixin.libsonnet').grafanaDashboards\n");
+    let rendered = rendered.as_object().unwrap();
+    let mut written: Vec<String> =
+        std::fs::read_dir(&boards).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    written.sort();
+    assert_eq!(rendered.keys().cloned().collect::<Vec<_>>(), written);
+    for name in written {
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(boards.join(&name)).unwrap()).unwrap();
+        assert_same(&rendered[&name], &expected, &format!("dashboard {name} of `fediprobe dashboards`"));
+    }
+}
+
+#[test]
+fn config_overrides_give_the_rules_of_the_same_knobs_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mixin(&support::rules::deploy_config(), dir.path());
+    let rendered = render_rules(dir.path(), MASTODON_OVERRIDES);
+    let expected = yaml_to_json(&fediprobe(&["rules", "-c", &mastodon_config().to_string_lossy()]));
+    assert_same(&rendered, &expected, "`fediprobe rules` with the same knobs in the config");
+    // The knobs did something: the names, labels and annotation are the stack's.
+    let alerts = alert_names(&rendered);
+    assert!(alerts.contains("MastodonJourneyAvailabilityCritical"), "{alerts:?}");
+    assert!(alerts.iter().all(|a| a.starts_with("MastodonJourney")), "{alerts:?}");
+    let text = rendered.to_string();
+    assert!(text.contains("mastodon:journey_availability:burn_rate_5m") && !text.contains("fediprobe_slo"));
+    assert!(text.contains("sum by (journey, namespace, region)") && !text.contains("by (journey, instance"));
+    assert!(text.contains(r#"fediprobe_journey_success{cluster=\"eu\", job=~\"fediprobe.*\"}[5m]"#), "the selector");
+    for rule in rules_of(&rendered) {
+        assert_eq!(rule["labels"]["service"], "mastodon-probe", "{rule}");
+        if rule.get("alert").is_some() {
+            assert!(["critical", "warning"].contains(&rule["labels"]["severity"].as_str().unwrap()), "{rule}");
+            assert!(rule["annotations"]["runbook"].as_str().unwrap().starts_with("https://git.example/"), "{rule}");
+            assert!(rule["annotations"].get("runbook_url").is_none(), "{rule}");
+        }
+    }
+    check_with_promtool_and_vmalert(&rendered, dir.path());
+
+    // And the other way round: a mixin generated from the knobbed config
+    // defaults to its knobs, and overriding them back gives the default rules.
+    let knobbed = dir.path().join("knobbed");
+    write_mixin(&mastodon_config(), &knobbed);
+    assert_same(&render_rules(&knobbed, "{}"), &expected, "a mixin of the knobbed config, as it is");
+    let back = render_rules(
+        &knobbed,
+        "{ nameScheme: 'fediprobe', severities: { page: 'page', ticket: 'ticket' }, extraLabels: {}, \
+         instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url', selector: '' }",
+    );
+    let default = yaml_to_json(&fediprobe(&["rules", "-c", &support::rules::deploy_config().to_string_lossy()]));
+    assert_same(&back, &default, "a mixin of the knobbed config, overridden back to the defaults");
+}
+
+/// The receiver `amtool` routes an alert with `labels` to, under `config`.
+fn route(config: &Path, labels: &[String]) -> String {
+    let config = format!("--config.file={}", config.display());
+    let mut args = vec!["config", "routes", "test", config.as_str()];
+    args.extend(labels.iter().map(String::as_str));
+    let output = tools::run(&tools::amtool(), &args, root());
+    tools::assert_success("amtool config routes test", &output);
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Each distinct alert of a rule file (name and labels as a notification would
+/// carry them, with `instance_label` set) and the receiver it reaches.
+fn routes(rules: &Value, instance_label: &str, alertmanager: &Path) -> Vec<(String, String, String)> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for rule in rules_of(rules).filter(|r| r.get("alert").is_some()) {
+        let name = rule["alert"].as_str().unwrap().to_owned();
+        let severity = rule["labels"]["severity"].as_str().unwrap().to_owned();
+        if !seen.insert((name.clone(), severity.clone())) {
+            continue;
+        }
+        let mut labels = vec![format!("alertname={name}"), format!("{instance_label}=main"), "journey=j".to_owned()];
+        labels.extend(rule["labels"].as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())));
+        out.push((name, severity, route(alertmanager, &labels)));
+    }
+    out
+}
+
+#[test]
+fn with_the_mastodon_names_and_severities_pages_reach_a_pager_that_routes_on_critical() {
+    let alertmanager = root().join("tests/mixin/alertmanager.yaml");
+    let output = tools::run(&tools::amtool(), &["check-config", &alertmanager.to_string_lossy()], root());
+    tools::assert_success("amtool check-config", &output);
+
+    let rules = yaml_to_json(&fediprobe(&["rules", "-c", &mastodon_config().to_string_lossy()]));
+    let routed = routes(&rules, "namespace", &alertmanager);
+    let pages: Vec<&(String, String, String)> = routed.iter().filter(|(_, s, _)| s == "critical").collect();
+    assert!(pages.iter().any(|(n, ..)| n == "MastodonJourneyAvailabilityCritical"), "{routed:?}");
+    assert!(pages.iter().any(|(n, ..)| n == "MastodonJourneyInstanceUnavailable"), "{routed:?}");
+    for (name, severity, receiver) in &routed {
+        let expected = if severity == "critical" { "pager" } else { "tickets" };
+        assert_eq!(receiver, expected, "{name} (severity {severity})");
+    }
+
+    // The default severities are what the issue found: such an Alertmanager
+    // sends fediprobe's pages to its default receiver, not to the pager.
+    let default = yaml_to_json(&fediprobe(&["rules", "-c", &support::rules::deploy_config().to_string_lossy()]));
+    let routed = routes(&default, "instance", &alertmanager);
+    assert!(routed.iter().any(|(_, s, _)| s == "page"));
+    assert!(routed.iter().all(|(_, _, receiver)| receiver == "default"), "{routed:?}");
+}
