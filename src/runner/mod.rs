@@ -232,6 +232,10 @@ impl Runner {
             .delay
             .as_ref()
             .and_then(|objective| delay_verdict(journey, &steps, outcome, objective.threshold));
+        let apdex = (outcome != Outcome::ProbeError)
+            .then_some(journey.slo.apdex.as_ref())
+            .flatten()
+            .map(|apdex| apdex.zone(outcome == Outcome::Success, duration));
         let mut result = RunResult {
             journey: journey.name.clone(),
             instance: journey.instance.clone(),
@@ -242,6 +246,7 @@ impl Runner {
             reason,
             latency_ok,
             delay_ok,
+            apdex,
             failed_step,
             steps,
             cleanup,
