@@ -199,7 +199,8 @@ fn media_summary(results: &[RunResult]) -> Option<String> {
     Some(table::render(&["MEDIA", "P50", "MAX"], &rows))
 }
 
-/// One row per journey: runs, successes, p50 and max duration, the last failure.
+/// One row per journey: runs, successes, p50 and max duration, the APDEX (for
+/// journeys with an objective), the last failure.
 fn summary(journeys: &[&str], results: &[RunResult]) -> String {
     let rows: Vec<Vec<String>> = journeys
         .iter()
@@ -210,6 +211,9 @@ fn summary(journeys: &[&str], results: &[RunResult]) -> String {
             durations.sort();
             let p50 = durations.get(durations.len().saturating_sub(1) / 2).copied().unwrap_or_default();
             let max = durations.last().copied().unwrap_or_default();
+            // The mean score of the scored runs, for journeys with an APDEX objective.
+            let scores: Vec<f64> = runs.iter().filter_map(|r| r.apdex).map(|z| z.score()).collect();
+            let apdex = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
             let outcome = if ok == runs.len() { "success".to_owned() } else { format!("{} failed", runs.len() - ok) };
             let failure = runs
                 .iter()
@@ -223,9 +227,10 @@ fn summary(journeys: &[&str], results: &[RunResult]) -> String {
                 outcome,
                 table::duration(p50),
                 table::duration(max),
+                crate::report::words::apdex(apdex),
                 failure,
             ]
         })
         .collect();
-    table::render(&["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"], &rows)
+    table::render(&["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "APDEX", "FAILING STEP"], &rows)
 }

@@ -216,6 +216,7 @@ mod tests {
             reason: None,
             latency_ok: true,
             delay_ok: None,
+            apdex: None,
             failed_step: None,
             steps: Vec::new(),
             cleanup: Vec::new(),

@@ -77,6 +77,8 @@ pub fn dashboard() -> Dashboard {
         9,
     );
 
+    board.add(super::apdex::journey_panel(), 24, 8);
+
     board.row("Where the time goes");
     board.add(
         build::timeseries(
