@@ -272,6 +272,30 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_knobs_name_and_label_the_apdex_rules_too() {
+        use crate::spec::config::{NameScheme, Severities};
+        let rules = RulesConfig {
+            names: NameScheme::Mastodon,
+            severities: Severities { page: "critical".into(), ticket: "warning".into() },
+            instance_label: "namespace".into(),
+            labels: BTreeMap::from([("team".to_owned(), "social".to_owned())]),
+            ..RulesConfig::defaults_for("a")
+        };
+        let journeys = [journey("j", "{ availability: 99.5%, apdex: { threshold: 100ms, objective: 0.9 } }")];
+        let plan = Plan::new(&rules, &journeys, 1);
+        for rule in [objective_records(&plan), short_records(&plan), long_records(&plan)].concat() {
+            let Rule::Record(r) = rule else { unreachable!() };
+            assert!(r.record.starts_with("mastodon:journey_apdex"), "{}", r.record);
+            assert_eq!(r.labels.get("team").map(String::as_str), Some("social"), "{r:?}");
+            assert!(!r.expr.contains("instance,") && !r.labels.contains_key("instance"), "{r:?}");
+        }
+        let Some(Rule::Alert(alert)) = alerts(&plan).pop() else { panic!("no APDEX alert") };
+        assert_eq!(alert.alert, "MastodonJourneyApdexWarning");
+        assert_eq!(alert.labels["severity"], "warning");
+        assert!(alert.expr.contains("on (journey, namespace)"), "{}", alert.expr);
+    }
+
+    #[test]
     fn a_default_tolerating_bound_is_four_times_the_threshold_and_odd_windows_are_restricted() {
         let rules = RulesConfig::defaults_for("a");
         let journeys = [
