@@ -25,6 +25,9 @@ pub const NOTIFICATION_DELAY_UNBOUNDED: &str = "fediprobe_notification_delay_unb
 pub const STREAM_FAILED: &str = "fediprobe_stream_failed";
 pub const JOURNEY_DELAY_OK: &str = "fediprobe_journey_delay_ok";
 pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
+/// The run's APDEX score (1 satisfied, 0.5 tolerating, 0 frustrated), for
+/// journeys with an APDEX objective: averaged over runs it is the APDEX.
+pub const JOURNEY_APDEX: &str = "fediprobe_journey_apdex_score";
 
 /// The per-run series the agent's `/metrics` keeps (as `<name>_total` counters,
 /// and `_seconds` ones as bucketless histograms: a count and a sum): one small
@@ -128,6 +131,11 @@ pub fn samples_for_run(result: &RunResult, region: &str) -> Vec<Sample> {
     // included) is a miss.
     if let Some(delay_ok) = result.delay_ok {
         out.push(Sample::new(JOURNEY_DELAY_OK, with(&[]), if delay_ok { 1.0 } else { 0.0 }, at));
+    }
+    // Only journeys with an APDEX objective have a zone; a failed run's is
+    // frustrated, whatever its duration.
+    if let Some(zone) = result.apdex {
+        out.push(Sample::new(JOURNEY_APDEX, with(&[]), zone.score(), at));
     }
     out
 }

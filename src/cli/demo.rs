@@ -216,8 +216,9 @@ fn media_summary(results: &[RunResult]) -> Option<String> {
 }
 
 /// One row per journey and probe account: runs, successes, p50 and max
-/// duration, the last failure. `journeys` are names with the account each copy
-/// runs as; the account column is shown when an instance was probed as several.
+/// duration, the APDEX (for journeys with an objective), the last failure.
+/// `journeys` are names with the account each copy runs as; the account column
+/// is shown when an instance was probed as several.
 fn summary(journeys: &[(String, String)], results: &[RunResult]) -> String {
     let by_account = super::once::several_accounts(results);
     let rows: Vec<Vec<String>> = journeys
@@ -230,6 +231,9 @@ fn summary(journeys: &[(String, String)], results: &[RunResult]) -> String {
             durations.sort();
             let p50 = durations.get(durations.len().saturating_sub(1) / 2).copied().unwrap_or_default();
             let max = durations.last().copied().unwrap_or_default();
+            // The mean score of the scored runs, for journeys with an APDEX objective.
+            let scores: Vec<f64> = runs.iter().filter_map(|r| r.apdex).map(|z| z.score()).collect();
+            let apdex = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
             let outcome = if ok == runs.len() { "success".to_owned() } else { format!("{} failed", runs.len() - ok) };
             let failure = runs
                 .iter()
@@ -241,14 +245,21 @@ fn summary(journeys: &[(String, String)], results: &[RunResult]) -> String {
             if by_account {
                 row.push(account.clone());
             }
-            row.extend([format!("{ok}/{}", runs.len()), outcome, table::duration(p50), table::duration(max), failure]);
+            row.extend([
+                format!("{ok}/{}", runs.len()),
+                outcome,
+                table::duration(p50),
+                table::duration(max),
+                crate::report::words::apdex(apdex),
+                failure,
+            ]);
             row
         })
         .collect();
     let headers: &[&str] = if by_account {
-        &["JOURNEY", "ACCOUNT", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"]
+        &["JOURNEY", "ACCOUNT", "OK", "OUTCOME", "P50", "MAX", "APDEX", "FAILING STEP"]
     } else {
-        &["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "FAILING STEP"]
+        &["JOURNEY", "OK", "OUTCOME", "P50", "MAX", "APDEX", "FAILING STEP"]
     };
     table::render(headers, &rows)
 }

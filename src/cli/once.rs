@@ -233,6 +233,7 @@ mod tests {
             reason: None,
             latency_ok: true,
             delay_ok: None,
+            apdex: None,
             failed_step: None,
             steps: Vec::new(),
             cleanup: Vec::new(),

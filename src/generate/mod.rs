@@ -17,6 +17,7 @@
 //! blocks, so the expressions in the committed files read like hand-written ones.
 
 pub mod alerts;
+pub mod apdex;
 pub mod cronjobs;
 pub mod dashboards;
 pub mod mixin;

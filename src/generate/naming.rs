@@ -133,6 +133,7 @@ pub fn alert(kind: AlertKind) -> Name {
         AlertKind::JourneyAbsent => "MastodonJourneyAbsent",
         AlertKind::ProbeErrors => "MastodonJourneyProbeErrors",
         AlertKind::SamplesUndelivered => "MastodonJourneySamplesUndelivered",
+        AlertKind::ApdexLow => "MastodonJourneyApdexWarning",
     };
     let fediprobe = kind.name();
     Name::new(format!("alert_{}", fediprobe.trim_start_matches("Fediprobe")), fediprobe, mastodon)
@@ -320,6 +321,10 @@ mod tests {
             all.extend([objective(sli), threshold(sli), budget_remaining(sli)]);
         }
         all.extend(AlertKind::ALL.map(alert));
+        for w in [Duration::from_secs(300), Duration::from_secs(30 * 86_400)] {
+            all.extend([super::super::apdex::region_name(w), super::super::apdex::pooled_name(w)]);
+        }
+        all.extend([super::super::apdex::objective_name(), super::super::apdex::threshold_name()]);
         let mut ids: Vec<&str> = all.iter().map(|n| n.id.as_str()).collect();
         ids.sort();
         ids.dedup();

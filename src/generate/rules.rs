@@ -215,6 +215,7 @@ fn objectives_group(plan: &Plan<'_>) -> RuleGroup {
             }));
         }
     }
+    rules.extend(super::apdex::objective_records(plan));
     RuleGroup { name: "fediprobe-objectives".into(), interval: plan.interval(FAST_INTERVAL), rules }
 }
 
@@ -223,6 +224,7 @@ fn sli_group(plan: &Plan<'_>) -> RuleGroup {
     for sli in plan.slis() {
         rules.extend(ratio_records(plan, sli, &slo::SHORT_WINDOWS, None));
     }
+    rules.extend(super::apdex::short_records(plan));
     RuleGroup { name: "fediprobe-sli".into(), interval: plan.interval(FAST_INTERVAL), rules }
 }
 
@@ -241,6 +243,7 @@ fn slo_group(plan: &Plan<'_>) -> RuleGroup {
             rules.push(budget_remaining_record(plan, sli, w));
         }
     }
+    rules.extend(super::apdex::long_records(plan));
     RuleGroup { name: "fediprobe-slo".into(), interval: plan.interval(SLOW_INTERVAL), rules }
 }
 
@@ -274,6 +277,7 @@ fn alerts_group(plan: &Plan<'_>) -> RuleGroup {
     for (window, names) in plan.by_period(|p| alerts::probe_error_window(plan, p)) {
         rules.push(Rule::Alert(alerts::probe_errors(plan, &names, window)));
     }
+    rules.extend(super::apdex::alerts(plan));
     RuleGroup { name: "fediprobe-alerts".into(), interval: plan.interval(FAST_INTERVAL), rules }
 }
 

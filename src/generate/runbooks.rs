@@ -25,10 +25,12 @@ pub enum AlertKind {
     ProbeErrors,
     /// A long-running agent holds samples it cannot deliver, or lost some.
     SamplesUndelivered,
+    /// A journey's APDEX stays under its objective (`generate::apdex`).
+    ApdexLow,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 11] = [
+    pub const ALL: [AlertKind; 12] = [
         AlertKind::InstanceUnavailable,
         AlertKind::AvailabilityFastBurn,
         AlertKind::AvailabilitySlowBurn,
@@ -40,6 +42,7 @@ impl AlertKind {
         AlertKind::JourneyAbsent,
         AlertKind::ProbeErrors,
         AlertKind::SamplesUndelivered,
+        AlertKind::ApdexLow,
     ];
 
     /// The burn alert for an SLI at a severity.
@@ -68,6 +71,7 @@ impl AlertKind {
             AlertKind::JourneyAbsent => "FediprobeJourneyAbsent",
             AlertKind::ProbeErrors => "FediprobeProbeErrors",
             AlertKind::SamplesUndelivered => "FediprobeSamplesUndelivered",
+            AlertKind::ApdexLow => "FediprobeApdexLow",
         }
     }
 
@@ -85,6 +89,7 @@ impl AlertKind {
             AlertKind::JourneyAbsent => "journey-absent.md",
             AlertKind::ProbeErrors => "probe-errors.md",
             AlertKind::SamplesUndelivered => "samples-undelivered.md",
+            AlertKind::ApdexLow => "apdex-low.md",
         }
     }
 

@@ -23,6 +23,17 @@ pub fn objective_text(indicator: &Indicator) -> String {
     }
 }
 
+/// An APDEX objective in words, e.g. `an APDEX of at least 0.85 (satisfied
+/// within 500ms, tolerated within 2s)`.
+pub fn apdex_text(apdex: &crate::spec::journey::ApdexObjective) -> String {
+    format!(
+        "an APDEX of at least {} (satisfied within {}, tolerated within {})",
+        apdex.objective.fraction(),
+        humantime::format_duration(apdex.threshold),
+        humantime::format_duration(apdex.tolerating)
+    )
+}
+
 /// `a`, `a and b`, `a, b and c`.
 pub fn and_list(items: &[String]) -> String {
     match items {

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::chart::{self, Chart, Line};
 use super::compute::and_list;
-use super::model::{Count, IncidentKind, IndicatorReport, JourneyReport, Report};
+use super::model::{ApdexReport, Count, IncidentKind, IndicatorReport, JourneyReport, Report};
 use super::words::{self, escape, percent, percent_or_dash};
 
 const STYLE: &str = "
@@ -134,6 +134,15 @@ fn summary(page: &mut String, report: &Report) {
                 ind.incidents.len(),
             );
         }
+        if let Some(apdex) = &journey.apdex {
+            let _ = writeln!(
+                page,
+                "<tr><td></td><td>apdex</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">–</td>\
+                 <td class=\"n\">–</td></tr>",
+                escape(&apdex.objective_text),
+                apdex_status(apdex),
+            );
+        }
     }
     page.push_str("</tbody>\n</table></div>\n</section>\n");
 }
@@ -145,6 +154,53 @@ fn status(ind: &IndicatorReport) -> String {
         (Some(r), _) => format!("<span class=\"missed\">{} ✗ missed</span>", percent(r)),
         _ => "<span class=\"missed\">no runs</span>".to_owned(),
     }
+}
+
+/// The measured APDEX, marked met or missed.
+fn apdex_status(apdex: &ApdexReport) -> String {
+    match (apdex.total.score, apdex.met) {
+        (Some(_), Some(true)) => format!("<span class=\"met\">{} ✓ met</span>", words::apdex(apdex.total.score)),
+        (Some(_), _) => format!("<span class=\"missed\">{} ✗ missed</span>", words::apdex(apdex.total.score)),
+        _ => "<span class=\"missed\">no runs</span>".to_owned(),
+    }
+}
+
+/// What a run's APDEX score is, in a sentence under the figures.
+pub const APDEX_EXPLAINED: &str = "Each run scores 1 when it succeeded within the threshold (satisfied), 0.5 when it \
+succeeded within the tolerating bound, and 0 when it was slower or failed, however fast (frustrated); runs that \
+failed because of the probe itself are not scored. The APDEX is the mean score: (satisfied + tolerating ÷ 2) ÷ runs.";
+
+fn apdex_section(page: &mut String, apdex: &ApdexReport) {
+    let _ = write!(
+        page,
+        "<h3>APDEX: {}</h3>\n<dl class=\"numbers\">\n<div><dt>Measured</dt><dd>{}</dd></div>\n\
+         <div><dt>Objective</dt><dd>{}</dd></div>\n<div><dt>Runs scored</dt><dd>{}</dd></div>\n</dl>\n\
+         <p class=\"muted\">{}</p>\n",
+        escape(&apdex.objective_text),
+        apdex_status(apdex),
+        escape(&words::apdex(Some(apdex.objective))),
+        words::count(apdex.total.runs),
+        escape(APDEX_EXPLAINED),
+    );
+    page.push_str(
+        "<div class=\"scroll\"><table>\n<caption class=\"muted\">By region, over the whole window</caption>\n\
+         <thead><tr><th scope=\"col\">Region</th><th scope=\"col\" class=\"n\">APDEX</th>\
+         <th scope=\"col\" class=\"n\">Runs scored</th></tr></thead>\n<tbody>\n",
+    );
+    for r in &apdex.regions {
+        let class = match r.count.score {
+            Some(v) if v < apdex.objective => " class=\"missed\"",
+            _ => "",
+        };
+        let _ = writeln!(
+            page,
+            "<tr><th scope=\"row\">{}</th><td class=\"n\"><span{class}>{}</span></td><td class=\"n\">{}</td></tr>",
+            escape(&r.region),
+            escape(&words::apdex(r.count.score)),
+            words::count(r.count.runs),
+        );
+    }
+    page.push_str("</tbody>\n</table></div>\n");
 }
 
 fn anchor(name: &str) -> String {
@@ -172,6 +228,9 @@ fn journey_section(page: &mut String, report: &Report, index: usize, journey: &J
     );
     for (k, ind) in journey.indicators.iter().enumerate() {
         indicator_section(page, report, &format!("c{index}-{k}"), journey, ind);
+    }
+    if let Some(apdex) = &journey.apdex {
+        apdex_section(page, apdex);
     }
     page.push_str("</section>\n");
 }
@@ -434,6 +493,18 @@ mod tests {
                 objective: evil.into(),
                 measured_from: vec![evil.into()],
                 indicators: vec![indicator],
+                apdex: Some(super::super::model::ApdexReport {
+                    threshold_seconds: 0.1,
+                    tolerating_seconds: 0.4,
+                    objective: 0.85,
+                    objective_text: evil.into(),
+                    total: super::super::model::ApdexCount::new(7, 3.5),
+                    met: Some(false),
+                    regions: vec![super::super::model::RegionApdex {
+                        region: evil.into(),
+                        count: super::super::model::ApdexCount::new(7, 3.5),
+                    }],
+                }),
             }],
             federation: vec![FederationDelay {
                 source: evil.into(),
@@ -455,6 +526,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("20× the budget spent"), "budget -19 is twenty budgets spent");
         assert!(page.contains("(ongoing)"));
+        assert!(page.contains("0.50 ✗ missed"), "the APDEX, to two decimals");
         let markdown = crate::report::markdown::render(&hostile());
         // Markdown escapes markup with a backslash: every `<` is `\<`.
         assert_eq!(markdown.matches('<').count(), markdown.matches("\\<").count(), "{markdown}");

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::compute::and_list;
 use super::html::from_where;
-use super::model::{Count, IncidentKind, IndicatorReport, Report};
+use super::model::{ApdexReport, Count, IncidentKind, IndicatorReport, Report};
 use super::words::{self, percent, percent_or_dash};
 
 /// The whole document.
@@ -34,6 +34,15 @@ pub fn render(report: &Report) -> String {
                 status(ind),
                 words::budget(ind.budget_remaining),
                 ind.incidents.len()
+            );
+        }
+        if let Some(apdex) = &j.apdex {
+            let _ = writeln!(
+                md,
+                "| {} | apdex | {} | {} | – | – |",
+                cell(&j.name),
+                cell(&apdex.objective_text),
+                apdex_status(apdex)
             );
         }
     }
@@ -109,6 +118,26 @@ pub fn render(report: &Report) -> String {
                 md.push('\n');
             }
         }
+        if let Some(apdex) = &j.apdex {
+            let _ = writeln!(
+                md,
+                "### APDEX: {}\n\nMeasured {} over {} scored runs. {}\n",
+                cell(&apdex.objective_text),
+                apdex_status(apdex),
+                words::count(apdex.total.runs),
+                cell(super::html::APDEX_EXPLAINED)
+            );
+            md.push_str("| Region | APDEX | Runs scored |\n|---|---:|---:|\n");
+            for r in &apdex.regions {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} |",
+                    cell(&r.region),
+                    words::apdex(r.count.score),
+                    words::count(r.count.runs)
+                );
+            }
+        }
     }
     md.push_str("\n## Federation delay\n\n");
     if report.federation.is_empty() {
@@ -154,6 +183,14 @@ fn counts_table(md: &mut String, what: &str, rows: &[(&str, Count)]) {
             words::count(count.good_runs),
             words::count(count.valid_runs)
         );
+    }
+}
+
+fn apdex_status(apdex: &ApdexReport) -> String {
+    match (apdex.total.score, apdex.met) {
+        (Some(_), Some(true)) => format!("{} ✓ met", words::apdex(apdex.total.score)),
+        (Some(_), _) => format!("{} ✗ missed", words::apdex(apdex.total.score)),
+        _ => "no runs".to_owned(),
     }
 }
 

@@ -32,6 +32,12 @@
 //! `1 − (bad / valid) / (1 − objective)` over the report's window (below zero
 //! when overspent).
 //!
+//! **APDEX**, for journeys with an APDEX objective: per region,
+//! `sum_over_time` and `count_over_time` of `fediprobe_journey_apdex_score`
+//! over the window (the score of a run is 1, 0.5 or 0; probe errors have
+//! none), summed over accounts; the APDEX is the sum over the count, all
+//! regions pooled by adding both, as the recording rules do.
+//!
 //! **Incidents.** Where the generated rules' page condition held, asked of the
 //! backend every minute over the raw samples ([`incidents`]): one definition of
 //! a burn, the rules' own PromQL.
@@ -63,7 +69,10 @@ use chrono::{DateTime, Utc};
 use crate::generate::slo::{self, Sli, prom_duration};
 use crate::spec::{Config, Journey};
 pub use model::Report;
-use model::{AccountCount, Count, Day, FederationDelay, IndicatorReport, Instance, JourneyReport, RegionCount, Window};
+use model::{
+    AccountCount, ApdexCount, ApdexReport, Count, Day, FederationDelay, IndicatorReport, Instance, JourneyReport,
+    RegionApdex, RegionCount, Window,
+};
 pub use query::Backend;
 
 /// What `end` is rounded to, and the resolution of the coverage.
@@ -161,6 +170,7 @@ pub async fn build(
         });
     }
 
+    let apdex_tables = apdex_measures(backend, &selector, end, end - start).await?;
     let plan = crate::generate::rules::Plan::new(&config.rules, journeys, 1);
     let mut problems = Vec::new();
     let mut all_regions: BTreeSet<String> = config.rules.regions.iter().cloned().collect();
@@ -205,6 +215,7 @@ pub async fn build(
             objective: slo::indicators(journey).iter().map(compute::objective_text).collect::<Vec<_>>().join("; "),
             measured_from: seen.into_iter().collect(),
             indicators,
+            apdex: journey.slo.apdex.as_ref().map(|a| apdex_report(&context, a, &apdex_tables)),
         });
     }
 
@@ -308,6 +319,66 @@ fn per_account(ctx: &JourneyContext<'_>, ind: &slo::Indicator, by_account: &Meas
             count: Count::new(value_at(valid, name, account, ctx.end), value_at(good, name, account, ctx.end)),
         })
         .collect()
+}
+
+/// One journey's APDEX from the window's score sums and counts.
+fn apdex_report(
+    ctx: &JourneyContext<'_>,
+    objective: &crate::spec::journey::ApdexObjective,
+    (sums, counts): &(Table, Table),
+) -> ApdexReport {
+    let at = |table: &Table, region: &str| {
+        table
+            .get(&(ctx.journey.name.clone(), region.to_owned()))
+            .and_then(|points| points.iter().find(|(t, _)| *t == ctx.end))
+            .map_or(0.0, |(_, v)| *v)
+    };
+    let regions: Vec<RegionApdex> = ctx
+        .regions
+        .iter()
+        .map(|r| RegionApdex {
+            region: r.clone(),
+            count: ApdexCount::new(at(counts, r).round().max(0.0) as u64, at(sums, r)),
+        })
+        .collect();
+    let total = regions.iter().fold(ApdexCount::default(), |acc, r| acc + r.count);
+    ApdexReport {
+        threshold_seconds: objective.threshold.as_secs_f64(),
+        tolerating_seconds: objective.tolerating.as_secs_f64(),
+        objective: objective.objective.fraction(),
+        objective_text: compute::apdex_text(objective),
+        met: total.score.map(|s| s >= objective.objective.fraction()),
+        total,
+        regions,
+    }
+}
+
+/// The score sums and the scored runs per `(journey, region)` over the window
+/// ending at `end`.
+async fn apdex_measures(
+    backend: &Backend,
+    selector: &str,
+    end: i64,
+    window: i64,
+) -> Result<(Table, Table), ReportError> {
+    let w = prom_duration(Duration::from_secs(window as u64));
+    let metric = crate::metrics::JOURNEY_APDEX;
+    let mut tables = Vec::new();
+    for function in ["sum_over_time", "count_over_time"] {
+        let query = format!("sum by (journey, region) ({function}({metric}{selector}[{w}]))");
+        let table: Table = backend
+            .instant(&query, end)
+            .await?
+            .into_iter()
+            .filter_map(|(labels, v)| {
+                Some(((labels.get("journey")?.clone(), labels.get("region")?.clone()), vec![(end, v)]))
+            })
+            .collect();
+        tables.push(table);
+    }
+    let counts = tables.pop().unwrap_or_default();
+    let sums = tables.pop().unwrap_or_default();
+    Ok((sums, counts))
 }
 
 /// The part of `(start, end]` with runs, from five-minute counts: from the start

@@ -64,6 +64,61 @@ pub struct JourneyReport {
     /// The regions whose probes reported this journey in the window.
     pub measured_from: Vec<String>,
     pub indicators: Vec<IndicatorReport>,
+    /// The journey's APDEX over the window, when it has an APDEX objective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apdex: Option<ApdexReport>,
+}
+
+/// A journey's APDEX over the window: `score_sum / runs`, where each scored run
+/// counts 1 (satisfied), 0.5 (tolerating) or 0 (frustrated, failed runs
+/// included), so `score_sum` is `satisfied + tolerating / 2`. Probe errors have
+/// no score and are not runs here.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApdexReport {
+    /// T: a successful run within it satisfies.
+    pub threshold_seconds: f64,
+    /// A successful run within it (and over T) is tolerated.
+    pub tolerating_seconds: f64,
+    /// The lowest acceptable APDEX, e.g. 0.85.
+    pub objective: f64,
+    /// The objective in words.
+    pub objective_text: String,
+    /// All regions pooled.
+    #[serde(flatten)]
+    pub total: ApdexCount,
+    /// Whether the APDEX meets the objective; absent without runs.
+    pub met: Option<bool>,
+    pub regions: Vec<RegionApdex>,
+}
+
+/// Scored runs and the sum of their scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ApdexCount {
+    pub runs: u64,
+    pub score_sum: f64,
+    /// `score_sum / runs`; absent without runs.
+    pub score: Option<f64>,
+}
+
+impl ApdexCount {
+    pub fn new(runs: u64, score_sum: f64) -> ApdexCount {
+        ApdexCount { runs, score_sum, score: (runs > 0).then(|| score_sum / runs as f64) }
+    }
+}
+
+impl std::ops::Add for ApdexCount {
+    type Output = ApdexCount;
+
+    fn add(self, other: ApdexCount) -> ApdexCount {
+        ApdexCount::new(self.runs + other.runs, self.score_sum + other.score_sum)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionApdex {
+    pub region: String,
+    #[serde(flatten)]
+    pub count: ApdexCount,
 }
 
 /// One SLI of one journey over the window.

@@ -17,6 +17,16 @@ pub fn percent(fraction: f64) -> String {
     format!("{text}%")
 }
 
+/// An APDEX score to two decimals, as APDEX is written, never rounded up (a
+/// score short of 1 never reads 1.00): `0.5 → 0.50`, `0.8799 → 0.87`.
+pub fn apdex(score: Option<f64>) -> String {
+    match score {
+        // The small nudge keeps 0.29, stored as 0.28999…, at 0.29.
+        Some(s) => format!("{:.2}", ((s * 100.0 + 1e-9).floor() / 100.0).clamp(0.0, 1.0)),
+        None => "–".to_owned(),
+    }
+}
+
 /// `Some(x)` as [`percent`], `None` as an en dash.
 pub fn percent_or_dash(fraction: Option<f64>) -> String {
     fraction.map(percent).unwrap_or_else(|| "–".to_owned())
@@ -128,6 +138,11 @@ mod tests {
         assert_eq!(percent(0.9951388), "99.51%");
         assert_eq!(percent(2.0 / 3.0), "66.67%");
         assert_eq!(percent(1.0), "100%");
+        assert_eq!(apdex(Some(0.5)), "0.50");
+        assert_eq!(apdex(Some(0.29)), "0.29");
+        assert_eq!(apdex(Some(0.999)), "0.99", "never rounded up to a perfect score");
+        assert_eq!(apdex(Some(1.0)), "1.00");
+        assert_eq!(apdex(None), "–");
         assert_eq!(count(8640), "8,640");
         assert_eq!(count(999), "999");
         assert_eq!(count(1_000_000), "1,000,000");

@@ -263,6 +263,7 @@ impl Runner {
             .delay
             .as_ref()
             .and_then(|objective| delay_verdict(journey, &steps, outcome, objective.threshold));
+        let apdex = apdex_zone(&journey.slo, outcome, duration);
         let mut result = RunResult {
             journey: journey.name.clone(),
             instance: journey.instance.clone(),
@@ -273,6 +274,7 @@ impl Runner {
             reason,
             latency_ok,
             delay_ok,
+            apdex,
             failed_step,
             steps,
             cleanup,
@@ -895,6 +897,18 @@ pub fn nonce_time(word: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         return None;
     }
     chrono::DateTime::from_timestamp_millis(millis as i64)
+}
+
+/// Where a run falls on its journey's APDEX scale: `None` without an APDEX
+/// objective, and for a `probe_error` run (not the instance's doing: no score).
+/// A failed run is frustrated, however fast it failed.
+pub fn apdex_zone(
+    slo: &crate::spec::journey::Slo,
+    outcome: Outcome,
+    duration: Duration,
+) -> Option<crate::spec::journey::ApdexZone> {
+    let apdex = slo.apdex.as_ref()?;
+    (outcome != Outcome::ProbeError).then(|| apdex.zone(outcome == Outcome::Success, duration))
 }
 
 #[cfg(test)]

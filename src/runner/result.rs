@@ -299,6 +299,10 @@ pub struct RunResult {
     /// a delivery without a figure cannot tell (see `Delivery::delay`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ok: Option<bool>,
+    /// For journeys with an APDEX objective: where the run falls (a failed run
+    /// is frustrated). Absent for a `probe_error` run, which has no score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apdex: Option<crate::spec::journey::ApdexZone>,
     /// The step that decided a failure or probe error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,

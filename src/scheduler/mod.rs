@@ -134,6 +134,7 @@ fn stand_in_result(journey: &Journey, started_at: DateTime<Utc>, duration: Durat
         reason,
         latency_ok: !cancelled,
         delay_ok: None,
+        apdex: None,
         failed_step: None,
         steps: Vec::new(),
         cleanup: Vec::new(),

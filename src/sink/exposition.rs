@@ -242,6 +242,7 @@ mod tests {
             reason: (outcome != crate::runner::Outcome::Success).then_some(crate::runner::Reason::HttpStatus),
             latency_ok: true,
             delay_ok: None,
+            apdex: None,
             failed_step: None,
             steps: (0..6).map(step).collect(),
             cleanup: Vec::new(),

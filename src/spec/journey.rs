@@ -161,6 +161,9 @@ pub struct Slo {
     /// For journeys with a `stream` step measuring delivery: share of runs whose
     /// post arrives within a threshold, e.g. 99% within 30 s.
     pub delay: Option<LatencyObjective>,
+    /// An APDEX objective: the score of the runs (satisfied 1, tolerating ½,
+    /// frustrated 0) averaged over a window must stay at or above it.
+    pub apdex: Option<ApdexObjective>,
     /// The rolling window, 30 days unless set (whole days, 7 to 90).
     pub window: Duration,
 }
@@ -169,6 +172,58 @@ pub struct Slo {
 pub struct LatencyObjective {
     pub threshold: Duration,
     pub objective: Objective,
+}
+
+/// `apdex: { threshold: 100ms, tolerating: 500ms, objective: 0.90 }`: a run is
+/// satisfied when it succeeds within `threshold`, tolerating when it succeeds
+/// within `tolerating`, frustrated otherwise. A failed run is frustrated however
+/// fast it failed (an error page is no faster service); a `probe_error` run has
+/// no score at all (it is not the instance's doing).
+#[derive(Debug, Clone)]
+pub struct ApdexObjective {
+    /// T: at or under it, a successful run satisfies.
+    pub threshold: Duration,
+    /// Default 4 × `threshold`, as the APDEX specification has it: at or under
+    /// it, a successful run is tolerated.
+    pub tolerating: Duration,
+    /// The lowest acceptable score, e.g. 0.90.
+    pub objective: Objective,
+}
+
+/// How the APDEX method files one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApdexZone {
+    Satisfied,
+    Tolerating,
+    Frustrated,
+}
+
+impl ApdexZone {
+    /// The run's score: 1, 0.5 or 0. Averaged over runs, it is the APDEX,
+    /// `(satisfied + tolerating / 2) / runs`.
+    pub fn score(self) -> f64 {
+        match self {
+            ApdexZone::Satisfied => 1.0,
+            ApdexZone::Tolerating => 0.5,
+            ApdexZone::Frustrated => 0.0,
+        }
+    }
+}
+
+impl ApdexObjective {
+    /// `tolerating` when the journey does not say: four times the threshold.
+    pub const DEFAULT_TOLERATING_FACTOR: u32 = 4;
+
+    /// Where a run of `duration` that `succeeded` (or failed) falls. Both bounds
+    /// are inclusive: a run of exactly T satisfies.
+    pub fn zone(&self, succeeded: bool, duration: Duration) -> ApdexZone {
+        match (succeeded, duration) {
+            (true, d) if d <= self.threshold => ApdexZone::Satisfied,
+            (true, d) if d <= self.tolerating => ApdexZone::Tolerating,
+            _ => ApdexZone::Frustrated,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -40,8 +40,9 @@ const REQUEST_KEYS: &[&str] =
 const FILE_PART_KEYS: &[&str] = &["file", "generate", "size", "filename", "content_type"];
 const POLL_KEYS: &[&str] = &["request", "interval", "within"];
 const EXPECT_KEYS: &[&str] = &["status", "headers", "json"];
-const SLO_KEYS: &[&str] = &["availability", "latency", "delay", "window"];
+const SLO_KEYS: &[&str] = &["availability", "latency", "delay", "apdex", "window"];
 const LATENCY_KEYS: &[&str] = &["threshold", "objective"];
+const APDEX_KEYS: &[&str] = &["threshold", "tolerating", "objective"];
 
 /// Reads a journey from its YAML tree; problems go to `reader`'s diagnostics.
 /// Returns `None` when an error makes the journey unusable.
@@ -202,6 +203,10 @@ fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
             Some(Some(LatencyObjective { threshold: threshold?, objective: objective? }))
         }
     };
+    let apdex = match fields.get("apdex") {
+        None => Some(None),
+        Some(n) => read_apdex(reader, n).map(Some),
+    };
     let window = match fields.get("window") {
         None => Some(DEFAULT_WINDOW),
         Some(n) => values::duration(reader, n, "`window`").and_then(|w| {
@@ -218,7 +223,39 @@ fn read_slo(reader: &mut Reader<'_>, node: &Node) -> Option<Slo> {
             }
         }),
     };
-    Some(Slo { availability: availability?, latency: latency?, delay: delay?, window: window? })
+    Some(Slo { availability: availability?, latency: latency?, delay: delay?, apdex: apdex?, window: window? })
+}
+
+/// `apdex: { threshold: 100ms, tolerating: 500ms, objective: 0.90 }`; `tolerating`
+/// defaults to four times the threshold.
+fn read_apdex(reader: &mut Reader<'_>, node: &Node) -> Option<ApdexObjective> {
+    let fields = reader.map(node, "`apdex`", APDEX_KEYS)?;
+    let threshold =
+        fields.require(reader, "threshold", "`apdex`").and_then(|t| values::duration(reader, t, "`threshold`"));
+    let objective = fields.require(reader, "objective", "`apdex`").and_then(|o| values::score(reader, o, "APDEX"));
+    let tolerating = match (fields.get("tolerating"), threshold) {
+        (None, threshold) => threshold.map(|t| t * ApdexObjective::DEFAULT_TOLERATING_FACTOR),
+        (Some(n), threshold) => values::duration(reader, n, "`tolerating`").and_then(|tolerating| match threshold {
+            Some(t) if tolerating <= t => {
+                reader.error_hint(
+                    n,
+                    format!(
+                        "`tolerating` ({}) must be longer than `threshold` ({})",
+                        humantime::format_duration(tolerating),
+                        humantime::format_duration(t)
+                    ),
+                    format!(
+                        "runs up to `threshold` satisfy, up to `tolerating` are tolerated; leave `tolerating` out \
+                         for the usual 4 × threshold ({})",
+                        humantime::format_duration(t * ApdexObjective::DEFAULT_TOLERATING_FACTOR)
+                    ),
+                );
+                None
+            }
+            _ => Some(tolerating),
+        }),
+    };
+    Some(ApdexObjective { threshold: threshold?, tolerating: tolerating?, objective: objective? })
 }
 
 fn read_steps(

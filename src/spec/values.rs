@@ -97,6 +97,34 @@ pub fn objective(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<Obj
     }
 }
 
+/// A score objective such as APDEX's, read as a fraction (`0.90`) or a
+/// percentage (`90%`), strictly between 0 and 1.
+pub fn score(reader: &mut Reader<'_>, node: &Node, what: &str) -> Option<Objective> {
+    let fraction = match &node.value {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        Value::Str(s) => {
+            let trimmed = s.trim();
+            match trimmed.strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+                None => trimmed.parse::<f64>().ok(),
+            }
+        }
+        _ => None,
+    };
+    match fraction.and_then(Objective::new) {
+        Some(o) => Some(o),
+        None => {
+            reader.error_hint(
+                node,
+                format!("the {what} objective must be a score between 0 and 1"),
+                "write e.g. `objective: 0.90` (or `90%`); 1 would leave no room for a single slow run",
+            );
+            None
+        }
+    }
+}
+
 /// Names used as metric label values and file names: lower-case letters, digits,
 /// `-` and `_`, starting with a letter.
 pub fn is_valid_name(name: &str) -> bool {

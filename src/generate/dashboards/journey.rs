@@ -78,6 +78,7 @@ pub fn dashboard() -> Dashboard {
         9,
     );
 
+    board.add(super::apdex::journey_panel(), 24, 8);
     // The rules pool a journey's probe accounts (its SLO is the instance's);
     // these two slice the raw per-run series by account, so a user unlike the
     // probe (a long home timeline) shows up even when the pooled SLI is fine.

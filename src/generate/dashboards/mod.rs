@@ -12,6 +12,7 @@
 //! and journeys give byte-identical files, so the committed copies under
 //! `deploy/dashboards/` can be checked for staleness.
 
+pub mod apdex;
 pub mod build;
 pub mod federation;
 pub mod journey;

@@ -220,6 +220,10 @@ pub struct FieldDefaults {
     /// Panel-type specific settings (line style, stacking, cell colouring).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom: Option<serde_json::Value>,
+    /// What a panel shows instead of Grafana's "No data" when its queries find
+    /// nothing, e.g. for a journey without an APDEX objective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_value: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

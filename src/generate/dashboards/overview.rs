@@ -223,6 +223,8 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
         8,
     );
 
+    super::apdex::overview_rows(&mut board, journeys);
+
     build::dashboard(
         UID,
         "fediprobe / Overview",
