@@ -143,7 +143,7 @@ async fn a_backend_outage_loses_nothing_duplicates_nothing_and_readiness_never_f
     // the agent rightly sends it again (remote-write is at-least-once). Without
     // the flag that run is stored twice; `a_backend_answering_after_the_timeout…`
     // shows both sides of that.
-    let vm = VictoriaMetrics::start_with(free_port(), &["-dedup.minScrapeInterval=1ms"]);
+    let vm = VictoriaMetrics::start_deduplicating();
     let config = probe.config(&vm.write_url(), "", "");
     let agent = probe.start(&config).await;
     agent.wait_for_metric("fediprobe_remote_write_sent_samples_total{}", Duration::from_secs(30), |s| s > 0.0).await;
@@ -336,7 +336,7 @@ async fn sigterm_with_a_backlog_starts_no_run_and_invents_none() {
     // Deduplicating, as operators are told to run it: on a loaded machine a push
     // can be answered after its timeout and rightly sent again (at-least-once);
     // what this case counts is runs started and invented, not resends.
-    let vm = VictoriaMetrics::start_with(free_port(), &["-dedup.minScrapeInterval=1ms"]);
+    let vm = VictoriaMetrics::start_deduplicating();
     let config = probe.config(&vm.write_url(), "", "max_concurrent_runs: 2");
     let agent = probe.start(&config).await;
     agent.wait_for_metric("fediprobe_remote_write_sent_samples_total{}", Duration::from_secs(30), |s| s > 0.0).await;
@@ -365,7 +365,7 @@ async fn sigterm_with_a_backlog_starts_no_run_and_invents_none() {
 #[tokio::test]
 async fn a_backend_answering_after_the_timeout_with_dedup_stores_each_run_once() {
     let probe = Probe::new(&[("health", every_second("health", "/health"))]).await;
-    let vm = VictoriaMetrics::start_with(free_port(), &["-dedup.minScrapeInterval=1ms"]);
+    let vm = VictoriaMetrics::start_deduplicating();
     // The first three pushes are stored but answered after the 1 s timeout.
     let backend = SlowBackend::start(vm.write_url(), 3, Duration::from_millis(2500)).await;
     let config = probe.config(&backend.write_url(), "", "");

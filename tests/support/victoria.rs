@@ -40,6 +40,15 @@ impl VictoriaMetrics {
         Self::start_with(port, &[])
     }
 
+    /// Starts VictoriaMetrics on a free port deduplicating identical samples, as
+    /// operators are told to run it: a push the backend stored but answered
+    /// after the agent's timeout is sent again (at-least-once), and is then
+    /// stored once. A test that counts runs stored against runs logged under
+    /// load needs this; one that shows the double store starts it without.
+    pub fn start_deduplicating() -> VictoriaMetrics {
+        Self::start_with(free_port(), &["-dedup.minScrapeInterval=1ms"])
+    }
+
     /// Starts VictoriaMetrics on `port` with extra command-line flags.
     pub fn start_with(port: u16, extra_args: &[&str]) -> VictoriaMetrics {
         let data = tempfile::tempdir().expect("temporary data directory");
