@@ -813,9 +813,8 @@ fn missing_capture(step: &Step, captures: &[(String, String)]) -> Option<String>
     for (_, t) in request.query.iter().chain(&request.headers) {
         vars.extend(t.vars());
     }
-    match &request.body {
-        Some(body) => vars.extend(body.vars()),
-        None => {}
+    if let Some(body) = &request.body {
+        vars.extend(body.vars());
     }
     vars.into_iter().find_map(|v| match v {
         Var::Capture(name) if !captures.iter().any(|(n, _)| n == name) => Some(name.clone()),

@@ -373,12 +373,16 @@ impl Budget {
     }
 }
 
+/// The limits and the sharing of an instance name and an account (`None`: the
+/// primary), as [`budget`] asks for them.
+pub type LimitsFor<'a> = dyn Fn(&str, Option<&str>) -> (Vec<Limit>, Sharing) + 'a;
+
 /// Every limit of every instance the runs use, per probe account for the limits
 /// per token and per account, with the limits and the sharing `limits_for`
 /// gives for an instance name and an account (`None`: the primary). `runs` are
 /// the journeys with one copy per account they run as
 /// ([`super::accounts::runs`]); `User::Journey` indexes them.
-pub fn budget(runs: &[Journey], limits_for: &dyn Fn(&str, Option<&str>) -> (Vec<Limit>, Sharing)) -> Vec<Budget> {
+pub fn budget(runs: &[Journey], limits_for: &LimitsFor<'_>) -> Vec<Budget> {
     let mut out: Vec<Budget> = Vec::new();
     let usages: Vec<Vec<Use>> = runs.iter().map(usage).collect();
     let mut windows = Runs::default();

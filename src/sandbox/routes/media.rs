@@ -150,7 +150,7 @@ pub(crate) async fn destroy(
 ) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
     let mut db = state.db();
-    if !db.media.get(&id).is_some_and(|m| m.account_id == me) {
+    if db.media.get(&id).is_none_or(|m| m.account_id != me) {
         return Err(ApiError::not_found());
     }
     db.media.remove(&id);
