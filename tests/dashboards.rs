@@ -1,7 +1,9 @@
 //! The committed dashboards under `deploy/dashboards/` are what the generator
 //! makes of `deploy/fediprobe.yaml`, and every query in them parses in both
 //! `promtool` and `vmalert`, reads only recorded series the rules record, and
-//! uses only variables the dashboard defines.
+//! uses only variables the dashboard defines. The dashboards of a config with
+//! every `rules:` naming knob set (`tests/mixin/mastodon.yaml`) are held to the
+//! same, against that config's own rules.
 //!
 //! When the journeys or the generator change, regenerate the committed files
 //! with `FEDIPROBE_BLESS=1 cargo test --test dashboards` and review the diff.
@@ -11,7 +13,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use fediprobe::generate::dashboards;
+use fediprobe::generate::{dashboards, rules};
+use fediprobe::spec;
 use serde_json::Value;
 use support::rules::{deploy_rules, load_deploy, root};
 use support::tools;
@@ -56,6 +59,21 @@ fn variable_selectors(dashboard: &Value) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The knobbed config (mastodon names, critical/warning, `namespace`, a selector).
+fn knobbed() -> spec::Loaded {
+    let path = root().join("tests/mixin/mastodon.yaml");
+    spec::load_config(&path).unwrap_or_else(|d| panic!("{} does not load:\n{d}", path.display()))
+}
+
+/// The dashboards the knobbed config gives, as JSON values, by file name.
+fn knobbed_dashboards() -> Vec<(String, Value)> {
+    let loaded = knobbed();
+    dashboards::generate(&loaded.config.rules, &loaded.journeys)
+        .into_iter()
+        .map(|f| (f.file_name, serde_json::to_value(&f.dashboard).unwrap()))
+        .collect()
 }
 
 fn variables(dashboard: &Value) -> BTreeSet<String> {
@@ -131,7 +149,7 @@ fn every_dashboard_has_the_datasource_and_filter_variables() {
 fn queries_use_only_defined_variables() {
     let builtins = ["__rate_interval", "__interval", "__range"];
     let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)").unwrap();
-    for (name, dashboard) in committed() {
+    for (name, dashboard) in committed().into_iter().chain(knobbed_dashboards()) {
         let vars = variables(&dashboard);
         for (title, expr) in queries(&dashboard).into_iter().chain(variable_selectors(&dashboard)) {
             for cap in re.captures_iter(&expr) {
@@ -143,15 +161,15 @@ fn queries_use_only_defined_variables() {
     }
 }
 
-#[test]
-fn recorded_series_the_dashboards_read_are_recorded_by_the_rules() {
-    let records: BTreeSet<String> = deploy_rules(&[]).records().map(|r| r.record.clone()).collect();
+/// Every recorded series `boards` read is one `records` has (a Mastodon stack's
+/// own server-side series aside); how many reads were checked.
+fn assert_recorded(boards: &[(String, Value)], records: &BTreeSet<String>) -> usize {
     // A recorded name: `level:metric:operations`, not a subquery's `[1h:1m]` nor `$__range:1m`.
     let re = regex::Regex::new(r"(?:^|[^$a-z_0-9])([a-z][a-z_]*:[a-z_:0-9]+)").unwrap();
     let server_side = [dashboards::apdex::SERVER_AVAILABILITY, dashboards::apdex::SERVER_APDEX];
     let mut used = 0;
-    for (name, dashboard) in committed() {
-        for (title, expr) in queries(&dashboard) {
+    for (name, dashboard) in boards {
+        for (title, expr) in queries(dashboard) {
             for cap in re.captures_iter(&expr) {
                 used += 1;
                 let series = &cap[1];
@@ -164,13 +182,43 @@ fn recorded_series_the_dashboards_read_are_recorded_by_the_rules() {
             }
         }
     }
-    assert!(used > 0, "the dashboards read no recorded series at all");
+    used
 }
 
+#[test]
+fn recorded_series_the_dashboards_read_are_recorded_by_the_rules() {
+    let records: BTreeSet<String> = deploy_rules(&[]).records().map(|r| r.record.clone()).collect();
+    assert!(assert_recorded(&committed(), &records) > 0, "the dashboards read no recorded series at all");
+}
+
+/// Under every naming knob, the dashboards read the names, label and alerts
+/// the rules of the same config write: no panel is left reading the defaults.
+#[test]
+fn with_the_naming_knobs_the_dashboards_read_what_the_rules_record() {
+    let loaded = knobbed();
+    let file = rules::generate(&loaded.config.rules, &loaded.journeys);
+    let records: BTreeSet<String> = file.records().map(|r| r.record.clone()).collect();
+    let boards = knobbed_dashboards();
+    assert!(assert_recorded(&boards, &records) > 20, "the knobbed dashboards read recorded series");
+    let alerts: BTreeSet<String> = file.alerts().map(|a| a.alert.clone()).collect();
+    let all: Vec<String> = boards.iter().flat_map(|(_, d)| queries(d)).map(|(_, e)| e).collect();
+    let all = all.join("\n");
+    assert!(!all.contains("fediprobe_slo") && !all.contains("Fediprobe"), "default names left: {all}");
+    let status = boards
+        .iter()
+        .flat_map(|(_, d)| queries(d))
+        .find(|(t, _)| t == "Status per journey")
+        .map(|(_, e)| e)
+        .expect("status panel");
+    let named = regex::Regex::new(r#"alertname=~"([A-Za-z|]+)""#).unwrap();
+    let names = &named.captures(&status).expect("the status reads alerts by name")[1];
+    assert!(names.split('|').all(|n| alerts.contains(n)), "{names} vs the rules' {alerts:?}");
+    assert!(status.contains(r#"severity="critical""#) && status.contains(r#"namespace=~"$instance""#), "{status}");
+}
 /// Every query (and every variable's selector) as a recording rule of one file.
 fn queries_as_rule_file() -> String {
     let mut rules = Vec::new();
-    for (name, dashboard) in committed() {
+    for (name, dashboard) in committed().into_iter().chain(knobbed_dashboards()) {
         for (title, expr) in queries(&dashboard).into_iter().chain(variable_selectors(&dashboard)) {
             rules.push(serde_json::json!({
                 "record": format!("dashboard:query_{}:check", rules.len()),

@@ -35,6 +35,11 @@ const MASTODON_OVERRIDES: &str = "{
   selector: 'cluster=\"eu\", job=~\"fediprobe.*\"',
 }";
 
+/// `_config` overrides saying what the default `rules:` knobs say.
+const BACK_TO_DEFAULTS: &str = "{ nameScheme: 'fediprobe', severities: { page: 'page', ticket: 'ticket' }, \
+     extraLabels: {}, instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url', \
+     selector: '' }";
+
 /// Runs `fediprobe args…` and returns its stdout; panics on failure.
 fn fediprobe(args: &[&str]) -> String {
     let output = tools::run(Path::new(BIN), args, root());
@@ -65,6 +70,39 @@ fn render_rules(dir: &Path, overrides: &str) -> Value {
              {{ groups: m.prometheusRules.groups + m.prometheusAlerts.groups }}\n"
         ),
     )
+}
+
+/// The mixin's dashboards (file name → dashboard), `_config` overridden by `overrides`.
+fn render_dashboards(dir: &Path, overrides: &str) -> Value {
+    render(dir, &format!("((import 'mixin.libsonnet') + {{ _config+:: {overrides} }}).grafanaDashboards\n"))
+}
+
+/// What `fediprobe dashboards -c config` writes, as file name → dashboard.
+fn dashboards_of(config: &Path, scratch: &Path) -> Value {
+    let out = scratch.join("from-dashboards");
+    let _ = std::fs::remove_dir_all(&out);
+    fediprobe(&["dashboards", "-c", &config.to_string_lossy(), "--out", &out.to_string_lossy()]);
+    let mut boards = serde_json::Map::new();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        boards.insert(name, serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
+    }
+    assert!(boards.len() >= 4, "fediprobe dashboards wrote {:?}", boards.keys());
+    Value::Object(boards)
+}
+
+/// Every query of every panel of `boards` (file name → dashboard).
+fn queries(boards: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for board in boards.as_object().unwrap().values() {
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                out.push(target["expr"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// YAML (as `fediprobe rules` writes it) as JSON data.
@@ -153,18 +191,8 @@ fn rendered_with_its_defaults_the_mixin_is_fediprobe_rules_and_dashboards() {
     assert!(rules_of(&split["rules"]).all(|r| r.get("record").is_some()));
     assert!(rules_of(&split["alerts"]).any(|r| r.get("alert").is_some()));
 
-    let boards = dir.path().join("from-dashboards");
-    fediprobe(&["dashboards", "-c", &config.to_string_lossy(), "--out", &boards.to_string_lossy()]);
-    let rendered = render(dir.path(), "(import 'mixin.libsonnet').grafanaDashboards\n");
-    let rendered = rendered.as_object().unwrap();
-    let mut written: Vec<String> =
-        std::fs::read_dir(&boards).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    written.sort();
-    assert_eq!(rendered.keys().cloned().collect::<Vec<_>>(), written);
-    for name in written {
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(boards.join(&name)).unwrap()).unwrap();
-        assert_same(&rendered[&name], &expected, &format!("dashboard {name} of `fediprobe dashboards`"));
-    }
+    let rendered = render_dashboards(dir.path(), "{}");
+    assert_same(&rendered, &dashboards_of(&config, dir.path()), "the dashboards of `fediprobe dashboards`");
 }
 
 #[test]
@@ -197,13 +225,38 @@ fn config_overrides_give_the_rules_of_the_same_knobs_in_the_config() {
     let knobbed = dir.path().join("knobbed");
     write_mixin(&mastodon_config(), &knobbed);
     assert_same(&render_rules(&knobbed, "{}"), &expected, "a mixin of the knobbed config, as it is");
-    let back = render_rules(
-        &knobbed,
-        "{ nameScheme: 'fediprobe', severities: { page: 'page', ticket: 'ticket' }, extraLabels: {}, \
-         instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url', selector: '' }",
-    );
+    let back = render_rules(&knobbed, BACK_TO_DEFAULTS);
     let default = yaml_to_json(&fediprobe(&["rules", "-c", &support::rules::deploy_config().to_string_lossy()]));
     assert_same(&back, &default, "a mixin of the knobbed config, overridden back to the defaults");
+}
+
+/// The dashboards follow `_config` as the rules do: the same three ways round.
+#[test]
+fn config_overrides_give_the_dashboards_of_the_same_knobs_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mixin(&support::rules::deploy_config(), dir.path());
+    let expected = dashboards_of(&mastodon_config(), dir.path());
+    let rendered = render_dashboards(dir.path(), MASTODON_OVERRIDES);
+    assert_same(&rendered, &expected, "`fediprobe dashboards` with the same knobs in the config");
+    // The knobs did something: the panels read the stack's names, label,
+    // severities and alerts, and the probes' raw series under the selector.
+    let all = queries(&rendered).join("\n");
+    assert!(!all.contains("fediprobe_slo") && !all.contains("Fediprobe"), "{all}");
+    assert!(all.contains("mastodon:journey_availability:burn_rate_1h"), "{all}");
+    assert!(
+        all.contains(r#"{__name__=~"mastodon:journey_availability:objective|mastodon:journey_federation_delay:objective|mastodon:journey_latency:objective","#),
+        "one query over the SLIs' objectives: {all}"
+    );
+    assert!(all.contains(r#"namespace=~"$instance""#) && all.contains(r#"severity="critical""#), "{all}");
+    assert!(all.contains("MastodonJourneyAvailabilityCritical"), "{all}");
+    assert!(all.contains(r#"instance=~"$instance",region=~"$region",cluster="eu", job=~"fediprobe.*"}"#), "{all}");
+
+    let knobbed = dir.path().join("knobbed");
+    write_mixin(&mastodon_config(), &knobbed);
+    assert_same(&render_dashboards(&knobbed, "{}"), &expected, "the dashboards of a mixin of the knobbed config");
+    let back = render_dashboards(&knobbed, BACK_TO_DEFAULTS);
+    let default = dashboards_of(&support::rules::deploy_config(), dir.path());
+    assert_same(&back, &default, "the dashboards of a mixin of the knobbed config, overridden back to the defaults");
 }
 
 /// The receiver `amtool` routes an alert with `labels` to, under `config`.

@@ -159,10 +159,19 @@ pub fn placeholder(key: &str) -> String {
     format!("{OPEN}{key}{CLOSE}")
 }
 
+/// [`Naming::any_of`]'s prefix for distinct, sorted names (what the mixin's
+/// Jsonnet computes with `std.set`).
+fn any_of_prefix(distinct: &[&str]) -> String {
+    match distinct {
+        [one] => format!("{one}{{"),
+        many => format!("{{__name__=~\"{}\",", many.join("|")),
+    }
+}
+
 enum Mode {
     Scheme(NameScheme),
     /// Placeholders, and every name asked for (by id).
-    Template(RefCell<BTreeMap<String, Name>>),
+    Template(RefCell<BTreeMap<String, Name>>, RefCell<BTreeMap<String, Vec<String>>>),
 }
 
 /// The names, severities, labels and runbook annotation the rules are written with.
@@ -202,7 +211,7 @@ impl Naming {
     /// (`label_replace`), or read as it is.
     pub fn template(relabel: bool) -> Naming {
         Naming {
-            mode: Mode::Template(RefCell::default()),
+            mode: Mode::Template(RefCell::default(), RefCell::default()),
             instance_label: if relabel { placeholder(INSTANCE_LABEL_KEY) } else { DEFAULT_INSTANCE_LABEL.to_owned() },
             relabel,
             severity_page: placeholder(SEVERITY_PAGE_KEY),
@@ -220,7 +229,7 @@ impl Naming {
     pub fn name(&self, name: Name) -> String {
         match &self.mode {
             Mode::Scheme(scheme) => name.in_scheme(*scheme).to_owned(),
-            Mode::Template(asked) => {
+            Mode::Template(asked, _) => {
                 let key = placeholder(&name.id);
                 let mut asked = asked.borrow_mut();
                 if let Some(known) = asked.get(&name.id) {
@@ -236,7 +245,43 @@ impl Naming {
     pub fn names_asked(&self) -> BTreeMap<String, Name> {
         match &self.mode {
             Mode::Scheme(_) => BTreeMap::new(),
-            Mode::Template(asked) => asked.borrow().clone(),
+            Mode::Template(asked, _) => asked.borrow().clone(),
+        }
+    }
+
+    /// The start of a selector that reads any of `names` (one series per SLI
+    /// under the `mastodon` scheme, one name for all under `fediprobe`), up to
+    /// and including the `{` or `,` the matchers follow: `name{` when the names
+    /// are one, else `{__name__=~"a|b",`. The caller closes the braces.
+    ///
+    /// A template answers a placeholder whose key ([`Naming::any_of_asked`])
+    /// the mixin computes the same way from `_config.names`.
+    pub fn any_of(&self, mut names: Vec<Name>) -> String {
+        if names.len() == 1 {
+            return format!("{}{{", self.name(names.remove(0)));
+        }
+        match &self.mode {
+            Mode::Scheme(scheme) => {
+                let spelled: std::collections::BTreeSet<&str> = names.iter().map(|n| n.in_scheme(*scheme)).collect();
+                any_of_prefix(&spelled.into_iter().collect::<Vec<_>>())
+            }
+            Mode::Template(_, derived) => {
+                let ids: Vec<String> = names.iter().map(|n| n.id.clone()).collect();
+                let key = format!("anyOf_{}", ids.join("__"));
+                for name in names {
+                    self.name(name);
+                }
+                derived.borrow_mut().insert(key.clone(), ids);
+                placeholder(&key)
+            }
+        }
+    }
+
+    /// Every [`Naming::any_of`] key a template was asked for, with the name ids it reads.
+    pub fn any_of_asked(&self) -> BTreeMap<String, Vec<String>> {
+        match &self.mode {
+            Mode::Scheme(_) => BTreeMap::new(),
+            Mode::Template(_, derived) => derived.borrow().clone(),
         }
     }
 
