@@ -56,7 +56,10 @@ pub fn journey_panel(naming: &Naming) -> Panel {
         Style::Lines,
         None,
         vec![
-            series(build::recorded(naming, vec![region_name(TREND_WINDOW)], &region_matchers(naming, "")), "{{region}}"),
+            series(
+                build::recorded(naming, vec![region_name(TREND_WINDOW)], &region_matchers(naming, "")),
+                "{{region}}",
+            ),
             series(
                 format!("max({})", build::recorded(naming, vec![objective_name()], &pooled_matchers(naming, ""))),
                 "objective",

@@ -52,9 +52,9 @@ pub fn generate_with(naming: &Naming, rules: &RulesConfig, journeys: &[Journey])
         federation::dashboard(naming),
         probes::dashboard(naming, rules, &sorted),
     ]
-        .into_iter()
-        .map(|dashboard| DashboardFile { file_name: format!("{}.json", dashboard.uid), dashboard })
-        .collect()
+    .into_iter()
+    .map(|dashboard| DashboardFile { file_name: format!("{}.json", dashboard.uid), dashboard })
+    .collect()
 }
 
 /// A dashboard as pretty-printed JSON with a final line break.
