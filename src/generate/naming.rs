@@ -390,4 +390,23 @@ mod tests {
         assert!(naming.relabel("x").starts_with("label_replace(x, \"\u{1}instanceLabel\u{2}\""));
         assert_eq!(naming.names_asked()["ratio_latency_5m"].mastodon, "mastodon:journey_latency:error_ratio_5m");
     }
+
+    #[test]
+    fn any_of_reads_one_name_as_it_is_and_several_by_a_name_regex() {
+        let five = Duration::from_secs(300);
+        let both = || vec![ratio(Sli::Availability, five), ratio(Sli::Latency, five)];
+        let rules = |names| RulesConfig { names, ..RulesConfig::defaults_for("a") };
+        assert_eq!(
+            Naming::from_rules(&rules(NameScheme::Fediprobe)).any_of(both()),
+            "journey:fediprobe_slo_errors:ratio_5m{"
+        );
+        assert_eq!(
+            Naming::from_rules(&rules(NameScheme::Mastodon)).any_of(both()),
+            "{__name__=~\"mastodon:journey_availability:error_ratio_5m|mastodon:journey_latency:error_ratio_5m\","
+        );
+        let template = Naming::template(false);
+        assert_eq!(template.any_of(both()), "\u{1}anyOf_ratio_availability_5m__ratio_latency_5m\u{2}");
+        assert_eq!(template.any_of_asked().values().next().unwrap(), &["ratio_availability_5m", "ratio_latency_5m"]);
+        assert!(template.names_asked().contains_key("ratio_latency_5m"), "the mixin's names file has them");
+    }
 }
