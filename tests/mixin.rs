@@ -3,9 +3,11 @@
 //! `fediprobe rules` and the dashboards of `fediprobe dashboards` for the same
 //! config; with `_config` overrides it gives what `fediprobe rules` gives with the
 //! same knobs in the config's `rules:` section; what it renders passes `promtool
-//! check rules` and `vmalert -dryRun`. And with the `mastodon` names and
-//! critical/warning severities, the pages reach the pager of an Alertmanager that
-//! pages on `severity="critical"` (`amtool config routes test`).
+//! check rules` and `vmalert -dryRun`; the dashboards follow the same
+//! overrides. And with the `mastodon` names and critical/warning severities,
+//! the pages reach the pager of an Alertmanager that pages on
+//! `severity="critical"` (`amtool config routes test`), and the README's
+//! inhibition for those names keeps one page per outage in a real Alertmanager.
 
 mod support;
 
@@ -34,6 +36,11 @@ const MASTODON_OVERRIDES: &str = "{
   runbookAnnotation: 'runbook',
   selector: 'cluster=\"eu\", job=~\"fediprobe.*\"',
 }";
+
+/// `_config` overrides saying what the default `rules:` knobs say.
+const BACK_TO_DEFAULTS: &str = "{ nameScheme: 'fediprobe', severities: { page: 'page', ticket: 'ticket' }, \
+     extraLabels: {}, instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url', \
+     selector: '' }";
 
 /// Runs `fediprobe args…` and returns its stdout; panics on failure.
 fn fediprobe(args: &[&str]) -> String {
@@ -65,6 +72,39 @@ fn render_rules(dir: &Path, overrides: &str) -> Value {
              {{ groups: m.prometheusRules.groups + m.prometheusAlerts.groups }}\n"
         ),
     )
+}
+
+/// The mixin's dashboards (file name → dashboard), `_config` overridden by `overrides`.
+fn render_dashboards(dir: &Path, overrides: &str) -> Value {
+    render(dir, &format!("((import 'mixin.libsonnet') + {{ _config+:: {overrides} }}).grafanaDashboards\n"))
+}
+
+/// What `fediprobe dashboards -c config` writes, as file name → dashboard.
+fn dashboards_of(config: &Path, scratch: &Path) -> Value {
+    let out = scratch.join("from-dashboards");
+    let _ = std::fs::remove_dir_all(&out);
+    fediprobe(&["dashboards", "-c", &config.to_string_lossy(), "--out", &out.to_string_lossy()]);
+    let mut boards = serde_json::Map::new();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        boards.insert(name, serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
+    }
+    assert!(boards.len() >= 4, "fediprobe dashboards wrote {:?}", boards.keys());
+    Value::Object(boards)
+}
+
+/// Every query of every panel of `boards` (file name → dashboard).
+fn queries(boards: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for board in boards.as_object().unwrap().values() {
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                out.push(target["expr"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// YAML (as `fediprobe rules` writes it) as JSON data.
@@ -153,18 +193,8 @@ fn rendered_with_its_defaults_the_mixin_is_fediprobe_rules_and_dashboards() {
     assert!(rules_of(&split["rules"]).all(|r| r.get("record").is_some()));
     assert!(rules_of(&split["alerts"]).any(|r| r.get("alert").is_some()));
 
-    let boards = dir.path().join("from-dashboards");
-    fediprobe(&["dashboards", "-c", &config.to_string_lossy(), "--out", &boards.to_string_lossy()]);
-    let rendered = render(dir.path(), "(import 'mixin.libsonnet').grafanaDashboards\n");
-    let rendered = rendered.as_object().unwrap();
-    let mut written: Vec<String> =
-        std::fs::read_dir(&boards).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    written.sort();
-    assert_eq!(rendered.keys().cloned().collect::<Vec<_>>(), written);
-    for name in written {
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(boards.join(&name)).unwrap()).unwrap();
-        assert_same(&rendered[&name], &expected, &format!("dashboard {name} of `fediprobe dashboards`"));
-    }
+    let rendered = render_dashboards(dir.path(), "{}");
+    assert_same(&rendered, &dashboards_of(&config, dir.path()), "the dashboards of `fediprobe dashboards`");
 }
 
 #[test]
@@ -197,13 +227,38 @@ fn config_overrides_give_the_rules_of_the_same_knobs_in_the_config() {
     let knobbed = dir.path().join("knobbed");
     write_mixin(&mastodon_config(), &knobbed);
     assert_same(&render_rules(&knobbed, "{}"), &expected, "a mixin of the knobbed config, as it is");
-    let back = render_rules(
-        &knobbed,
-        "{ nameScheme: 'fediprobe', severities: { page: 'page', ticket: 'ticket' }, extraLabels: {}, \
-         instanceLabel: 'instance', runbookUrl: 'runbooks/', runbookAnnotation: 'runbook_url', selector: '' }",
-    );
+    let back = render_rules(&knobbed, BACK_TO_DEFAULTS);
     let default = yaml_to_json(&fediprobe(&["rules", "-c", &support::rules::deploy_config().to_string_lossy()]));
     assert_same(&back, &default, "a mixin of the knobbed config, overridden back to the defaults");
+}
+
+/// The dashboards follow `_config` as the rules do: the same three ways round.
+#[test]
+fn config_overrides_give_the_dashboards_of_the_same_knobs_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mixin(&support::rules::deploy_config(), dir.path());
+    let expected = dashboards_of(&mastodon_config(), dir.path());
+    let rendered = render_dashboards(dir.path(), MASTODON_OVERRIDES);
+    assert_same(&rendered, &expected, "`fediprobe dashboards` with the same knobs in the config");
+    // The knobs did something: the panels read the stack's names, label,
+    // severities and alerts, and the probes' raw series under the selector.
+    let all = queries(&rendered).join("\n");
+    assert!(!all.contains("fediprobe_slo") && !all.contains("Fediprobe"), "{all}");
+    assert!(all.contains("mastodon:journey_availability:burn_rate_1h"), "{all}");
+    assert!(
+        all.contains(r#"{__name__=~"mastodon:journey_availability:objective|mastodon:journey_federation_delay:objective|mastodon:journey_latency:objective","#),
+        "one query over the SLIs' objectives: {all}"
+    );
+    assert!(all.contains(r#"namespace=~"$instance""#) && all.contains(r#"severity="critical""#), "{all}");
+    assert!(all.contains("MastodonJourneyAvailabilityCritical"), "{all}");
+    assert!(all.contains(r#"instance=~"$instance",region=~"$region",cluster="eu", job=~"fediprobe.*"}"#), "{all}");
+
+    let knobbed = dir.path().join("knobbed");
+    write_mixin(&mastodon_config(), &knobbed);
+    assert_same(&render_dashboards(&knobbed, "{}"), &expected, "the dashboards of a mixin of the knobbed config");
+    let back = render_dashboards(&knobbed, BACK_TO_DEFAULTS);
+    let default = dashboards_of(&support::rules::deploy_config(), dir.path());
+    assert_same(&back, &default, "the dashboards of a mixin of the knobbed config, overridden back to the defaults");
 }
 
 /// The receiver `amtool` routes an alert with `labels` to, under `config`.
@@ -256,4 +311,125 @@ fn with_the_mastodon_names_and_severities_pages_reach_a_pager_that_routes_on_cri
     let routed = routes(&default, "instance", &alertmanager);
     assert!(routed.iter().any(|(_, s, _)| s == "page"));
     assert!(routed.iter().all(|(_, _, receiver)| receiver == "default"), "{routed:?}");
+}
+
+/// The inhibition README.md gives for the `mastodon` scheme (its YAML block).
+fn readme_inhibition() -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let opening = "```yaml\ninhibit_rules:\n  - source_matchers: ['alertname=\"MastodonJourneyInstanceUnavailable\"']";
+    let start = readme.find(opening).expect("README.md gives the mastodon scheme's inhibition") + "```yaml\n".len();
+    let block = &readme[start..];
+    block[..block.find("```").expect("the YAML block ends")].to_owned()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The alert `name` as the rules of the knobbed config label it, as `key=value`
+/// arguments, with `more` labels (what the expression adds: namespace, journey).
+fn alert_labels(rules: &Value, name: &str, more: &[&str]) -> Vec<String> {
+    let rule = rules_of(rules).find(|r| r["alert"] == name).unwrap_or_else(|| panic!("no alert {name}"));
+    let mut labels = vec![format!("alertname={name}")];
+    labels.extend(rule["labels"].as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())));
+    labels.extend(more.iter().map(|l| l.to_string()));
+    labels
+}
+
+/// With the `mastodon` names, the README's inhibition keeps one page per
+/// outage in a real Alertmanager: the instance page silences the journeys'
+/// alerts of its namespace, and nothing of another namespace nor the stack's own.
+#[test]
+fn the_readme_inhibition_for_the_mastodon_names_keeps_one_page_per_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yaml");
+    let routing = std::fs::read_to_string(root().join("tests/mixin/alertmanager.yaml")).unwrap();
+    std::fs::write(&config, format!("{routing}\n{}", readme_inhibition())).unwrap();
+    let output = tools::run(&tools::amtool(), &["check-config", &config.to_string_lossy()], dir.path());
+    tools::assert_success("amtool check-config (with the README's inhibition)", &output);
+
+    let port = support::victoria::free_port();
+    let _alertmanager = KilledOnDrop(
+        std::process::Command::new(tools::alertmanager())
+            .args([
+                format!("--config.file={}", config.display()),
+                format!("--storage.path={}", dir.path().join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                // No clustering: it would listen on every interface.
+                "--cluster.listen-address=".to_owned(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus-alertmanager"),
+    );
+    let url = format!("--alertmanager.url=http://127.0.0.1:{port}");
+
+    let rules = yaml_to_json(&fediprobe(&["rules", "-c", &mastodon_config().to_string_lossy()]));
+    let alerts = [
+        alert_labels(&rules, "MastodonJourneyInstanceUnavailable", &["namespace=main"]),
+        alert_labels(&rules, "MastodonJourneyAvailabilityCritical", &["namespace=main", "journey=home-timeline"]),
+        alert_labels(&rules, "MastodonJourneyLatencyWarning", &["namespace=main", "journey=home-timeline"]),
+        alert_labels(&rules, "MastodonJourneyAvailabilityCritical", &["namespace=peer", "journey=home-timeline"]),
+        // The stack's own page about the same namespace.
+        vec![
+            "alertname=MastodonWebAvailabilityCritical".to_owned(),
+            "severity=critical".to_owned(),
+            "namespace=main".to_owned(),
+        ],
+    ];
+    for (i, labels) in alerts.iter().enumerate() {
+        let mut args = vec!["alert", "add", url.as_str()];
+        args.extend(labels.iter().map(String::as_str));
+        // The first one waits (boundedly) for Alertmanager to listen.
+        let tries = if i == 0 { 100 } else { 1 };
+        let mut output = tools::run(&tools::amtool(), &args, dir.path());
+        for _ in 1..tries {
+            if output.status.success() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            output = tools::run(&tools::amtool(), &args, dir.path());
+        }
+        tools::assert_success(&format!("amtool alert add {labels:?}"), &output);
+    }
+
+    // (alertname, namespace) → inhibited, as Alertmanager's API reports it.
+    let mut state = std::collections::BTreeMap::new();
+    for _ in 0..50 {
+        let args = ["alert", "query", url.as_str(), "--active", "--inhibited", "-o", "json"];
+        let output = tools::run(&tools::amtool(), &args, dir.path());
+        tools::assert_success("amtool alert query", &output);
+        let listed: Value = serde_json::from_slice(&output.stdout).expect("amtool prints JSON");
+        state = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let key = (
+                    a["labels"]["alertname"].as_str().unwrap().to_owned(),
+                    a["labels"]["namespace"].as_str().unwrap().to_owned(),
+                );
+                (key, a["status"]["inhibitedBy"].as_array().is_some_and(|by| !by.is_empty()))
+            })
+            .collect();
+        if state.len() == alerts.len() && state.values().any(|inhibited| *inhibited) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let inhibited = |name: &str, namespace: &str| {
+        *state.get(&(name.to_owned(), namespace.to_owned())).unwrap_or_else(|| panic!("{name} {namespace}: {state:?}"))
+    };
+    assert!(!inhibited("MastodonJourneyInstanceUnavailable", "main"), "the instance page itself: {state:?}");
+    assert!(inhibited("MastodonJourneyAvailabilityCritical", "main"), "the journey's page: {state:?}");
+    assert!(inhibited("MastodonJourneyLatencyWarning", "main"), "the journey's ticket: {state:?}");
+    assert!(!inhibited("MastodonJourneyAvailabilityCritical", "peer"), "another namespace: {state:?}");
+    assert!(!inhibited("MastodonWebAvailabilityCritical", "main"), "the stack's own page: {state:?}");
 }

@@ -284,7 +284,8 @@ async fn a_whole_instance_outage_pages_once_and_resolves() {
     // Healthy: wait until every journey's objectives and SLO-window ratios are
     // recorded, then read the Overview's SLO table at moments spread over a
     // dozen seconds: every row, every time.
-    let overview = dashboards::overview::dashboard(&loaded.journeys);
+    let naming = fediprobe::generate::naming::Naming::from_rules(&loaded.config.rules);
+    let overview = dashboards::overview::dashboard(&naming, &loaded.journeys);
     let overview_json = serde_json::to_value(&overview).unwrap();
     // A row per journey and SLI in the SLO table, per journey with an APDEX
     // objective in the APDEX table.

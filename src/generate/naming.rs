@@ -159,10 +159,19 @@ pub fn placeholder(key: &str) -> String {
     format!("{OPEN}{key}{CLOSE}")
 }
 
+/// [`Naming::any_of`]'s prefix for distinct, sorted names (what the mixin's
+/// Jsonnet computes with `std.set`).
+fn any_of_prefix(distinct: &[&str]) -> String {
+    match distinct {
+        [one] => format!("{one}{{"),
+        many => format!("{{__name__=~\"{}\",", many.join("|")),
+    }
+}
+
 enum Mode {
     Scheme(NameScheme),
     /// Placeholders, and every name asked for (by id).
-    Template(RefCell<BTreeMap<String, Name>>),
+    Template(RefCell<BTreeMap<String, Name>>, RefCell<BTreeMap<String, Vec<String>>>),
 }
 
 /// The names, severities, labels and runbook annotation the rules are written with.
@@ -202,7 +211,7 @@ impl Naming {
     /// (`label_replace`), or read as it is.
     pub fn template(relabel: bool) -> Naming {
         Naming {
-            mode: Mode::Template(RefCell::default()),
+            mode: Mode::Template(RefCell::default(), RefCell::default()),
             instance_label: if relabel { placeholder(INSTANCE_LABEL_KEY) } else { DEFAULT_INSTANCE_LABEL.to_owned() },
             relabel,
             severity_page: placeholder(SEVERITY_PAGE_KEY),
@@ -220,7 +229,7 @@ impl Naming {
     pub fn name(&self, name: Name) -> String {
         match &self.mode {
             Mode::Scheme(scheme) => name.in_scheme(*scheme).to_owned(),
-            Mode::Template(asked) => {
+            Mode::Template(asked, _) => {
                 let key = placeholder(&name.id);
                 let mut asked = asked.borrow_mut();
                 if let Some(known) = asked.get(&name.id) {
@@ -236,7 +245,43 @@ impl Naming {
     pub fn names_asked(&self) -> BTreeMap<String, Name> {
         match &self.mode {
             Mode::Scheme(_) => BTreeMap::new(),
-            Mode::Template(asked) => asked.borrow().clone(),
+            Mode::Template(asked, _) => asked.borrow().clone(),
+        }
+    }
+
+    /// The start of a selector that reads any of `names` (one series per SLI
+    /// under the `mastodon` scheme, one name for all under `fediprobe`), up to
+    /// and including the `{` or `,` the matchers follow: `name{` when the names
+    /// are one, else `{__name__=~"a|b",`. The caller closes the braces.
+    ///
+    /// A template answers a placeholder whose key ([`Naming::any_of_asked`])
+    /// the mixin computes the same way from `_config.names`.
+    pub fn any_of(&self, mut names: Vec<Name>) -> String {
+        if names.len() == 1 {
+            return format!("{}{{", self.name(names.remove(0)));
+        }
+        match &self.mode {
+            Mode::Scheme(scheme) => {
+                let spelled: std::collections::BTreeSet<&str> = names.iter().map(|n| n.in_scheme(*scheme)).collect();
+                any_of_prefix(&spelled.into_iter().collect::<Vec<_>>())
+            }
+            Mode::Template(_, derived) => {
+                let ids: Vec<String> = names.iter().map(|n| n.id.clone()).collect();
+                let key = format!("anyOf_{}", ids.join("__"));
+                for name in names {
+                    self.name(name);
+                }
+                derived.borrow_mut().insert(key.clone(), ids);
+                placeholder(&key)
+            }
+        }
+    }
+
+    /// Every [`Naming::any_of`] key a template was asked for, with the name ids it reads.
+    pub fn any_of_asked(&self) -> BTreeMap<String, Vec<String>> {
+        match &self.mode {
+            Mode::Scheme(_) => BTreeMap::new(),
+            Mode::Template(_, derived) => derived.borrow().clone(),
         }
     }
 
@@ -344,5 +389,24 @@ mod tests {
         assert_eq!(text, "\u{1}ratio_latency_5m\u{2}");
         assert!(naming.relabel("x").starts_with("label_replace(x, \"\u{1}instanceLabel\u{2}\""));
         assert_eq!(naming.names_asked()["ratio_latency_5m"].mastodon, "mastodon:journey_latency:error_ratio_5m");
+    }
+
+    #[test]
+    fn any_of_reads_one_name_as_it_is_and_several_by_a_name_regex() {
+        let five = Duration::from_secs(300);
+        let both = || vec![ratio(Sli::Availability, five), ratio(Sli::Latency, five)];
+        let rules = |names| RulesConfig { names, ..RulesConfig::defaults_for("a") };
+        assert_eq!(
+            Naming::from_rules(&rules(NameScheme::Fediprobe)).any_of(both()),
+            "journey:fediprobe_slo_errors:ratio_5m{"
+        );
+        assert_eq!(
+            Naming::from_rules(&rules(NameScheme::Mastodon)).any_of(both()),
+            "{__name__=~\"mastodon:journey_availability:error_ratio_5m|mastodon:journey_latency:error_ratio_5m\","
+        );
+        let template = Naming::template(false);
+        assert_eq!(template.any_of(both()), "\u{1}anyOf_ratio_availability_5m__ratio_latency_5m\u{2}");
+        assert_eq!(template.any_of_asked().values().next().unwrap(), &["ratio_availability_5m", "ratio_latency_5m"]);
+        assert!(template.names_asked().contains_key("ratio_latency_5m"), "the mixin's names file has them");
     }
 }

@@ -16,11 +16,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::build::{self, Board, Style, column, instant, pooled_selector, selector, series};
+use super::build::{self, Board, Style, column, instant, pooled_matchers, region_matchers, series};
 use super::model::{Override, Panel, Thresholds};
-use crate::generate::apdex::{OBJECTIVE_RECORD, pooled_record, region_record};
-use crate::generate::rules::ratio_record;
-use crate::generate::slo::prom_duration;
+use crate::generate::apdex::{objective_name, pooled_name, region_name};
+use crate::generate::naming::{self, Naming};
+use crate::generate::slo::{Sli, prom_duration};
 use crate::spec::Journey;
 
 /// The server-side availability the row shows, when the stack records it.
@@ -44,7 +44,7 @@ fn over_windows(windows: &BTreeSet<Duration>, expr: impl Fn(Duration) -> String)
 }
 
 /// The *Journey detail* panel: the journey's APDEX per region over 1h, and its objective.
-pub fn journey_panel() -> Panel {
+pub fn journey_panel(naming: &Naming) -> Panel {
     let mut panel = build::timeseries(
         "APDEX per region (1h)",
         "The journey's APDEX over the last hour per region: (satisfied + tolerating ÷ 2) ÷ runs, where a run \
@@ -56,8 +56,14 @@ pub fn journey_panel() -> Panel {
         Style::Lines,
         None,
         vec![
-            series(format!("{}{}", region_record(TREND_WINDOW), selector("")), "{{region}}"),
-            series(format!("max({OBJECTIVE_RECORD}{})", pooled_selector("")), "objective"),
+            series(
+                build::recorded(naming, vec![region_name(TREND_WINDOW)], &region_matchers(naming, "")),
+                "{{region}}",
+            ),
+            series(
+                format!("max({})", build::recorded(naming, vec![objective_name()], &pooled_matchers(naming, ""))),
+                "objective",
+            ),
         ],
     );
     if let Some(fc) = panel.field_config.as_mut() {
@@ -76,12 +82,12 @@ pub fn journey_panel() -> Panel {
 /// The Overview's APDEX row and the row beside the server-side view, for the
 /// journeys with an APDEX objective (nothing when none has one, but the
 /// server-side availability beside the probes').
-pub fn overview_rows(board: &mut Board, journeys: &[Journey]) {
+pub fn overview_rows(naming: &Naming, board: &mut Board, journeys: &[Journey]) {
     let windows: BTreeSet<Duration> = journeys.iter().map(|j| j.slo.window).collect();
     let apdex_windows: BTreeSet<Duration> =
         journeys.iter().filter(|j| j.slo.apdex.is_some()).map(|j| j.slo.window).collect();
-    let pooled = pooled_selector("");
-    let apdex_over_window = over_windows(&apdex_windows, |w| format!("{}{pooled}", pooled_record(w)));
+    let pooled = |name| build::recorded(naming, vec![name], &pooled_matchers(naming, ""));
+    let apdex_over_window = over_windows(&apdex_windows, |w| pooled(pooled_name(w)));
 
     if !apdex_windows.is_empty() {
         board.row("APDEX (all regions pooled)");
@@ -96,7 +102,7 @@ pub fn overview_rows(board: &mut Board, journeys: &[Journey]) {
         overrides.extend(names[1..].iter().map(|n| Override::by_name(n, column("none", Some(2), Some(bands())))));
         // One label set for every column (`journey`, `instance`), so the table
         // joins them into one row per journey.
-        let per_journey = |expr: String| instant(format!("max by (journey, instance) (\n{expr}\n)"));
+        let per_journey = |expr: String| instant(format!("max by ({}) (\n{expr}\n)", naming.pooled()));
         board.add(
             build::table(
                 "APDEX per journey",
@@ -109,10 +115,10 @@ pub fn overview_rows(board: &mut Board, journeys: &[Journey]) {
                     prom_duration(short)
                 ),
                 vec![
-                    per_journey(format!("{OBJECTIVE_RECORD}{pooled}")),
+                    per_journey(pooled(objective_name())),
                     per_journey(apdex_over_window.clone()),
-                    per_journey(format!("{}{pooled}", pooled_record(long))),
-                    per_journey(format!("{}{pooled}", pooled_record(short))),
+                    per_journey(pooled(pooled_name(long))),
+                    per_journey(pooled(pooled_name(short))),
                 ],
                 &names.iter().map(String::as_str).collect::<Vec<_>>(),
                 &[],
@@ -128,7 +134,7 @@ pub fn overview_rows(board: &mut Board, journeys: &[Journey]) {
                 "percentunit",
                 Style::Lines,
                 None,
-                vec![series(format!("{}{pooled}", pooled_record(TREND_WINDOW)), "{{journey}}")],
+                vec![series(pooled(pooled_name(TREND_WINDOW)), "{{journey}}")],
             ),
             12,
             8,
@@ -136,8 +142,16 @@ pub fn overview_rows(board: &mut Board, journeys: &[Journey]) {
     }
 
     board.row("Beside the server-side view");
-    let availability =
-        over_windows(&windows, |w| format!("1 - {}{}", ratio_record(w), pooled_selector("sli=\"availability\"")));
+    let availability = over_windows(&windows, |w| {
+        format!(
+            "1 - {}",
+            build::recorded(
+                naming,
+                vec![naming::ratio(Sli::Availability, w)],
+                &pooled_matchers(naming, "sli=\"availability\""),
+            )
+        )
+    });
     board.add(
         build::timeseries(
             "Availability: probes and server",
@@ -172,7 +186,7 @@ pub fn overview_rows(board: &mut Board, journeys: &[Journey]) {
                 Style::Lines,
                 None,
                 vec![
-                    series(format!("{}{pooled}", pooled_record(TREND_WINDOW)), "{{journey}} (probes)"),
+                    series(pooled(pooled_name(TREND_WINDOW)), "{{journey}} (probes)"),
                     series(SERVER_APDEX, "edge {{namespace}}"),
                 ],
             ),

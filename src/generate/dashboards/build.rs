@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::model::*;
+use crate::generate::naming::{Name, Naming};
 
 /// A dashboard being assembled: panels get ids and grid positions in the order
 /// they are added.
@@ -273,7 +274,8 @@ pub fn heatmap(title: &str, description: &str, unit: &str, targets: Vec<Target>)
 /// journey and instance, each filtered by the ones before it. `metric` is the
 /// series the values are read from; `all_journeys` says whether "All" means any
 /// journey (`.*`) or only the ones `metric` has.
-pub fn standard_variables(metric: &str, journey_multi: bool, all_journeys: bool) -> Vec<Variable> {
+pub fn standard_variables(naming: &Naming, metric: &str, journey_multi: bool, all_journeys: bool) -> Vec<Variable> {
+    let (braced, comma) = (naming.selector(), naming.more_matchers());
     let datasource = Variable {
         name: "datasource".to_owned(),
         label: "Data source".to_owned(),
@@ -318,18 +320,18 @@ pub fn standard_variables(metric: &str, journey_multi: bool, all_journeys: bool)
     };
     vec![
         datasource,
-        query("region", "Region", format!("label_values({metric}, region)"), true, Some(".*")),
+        query("region", "Region", format!("label_values({metric}{braced}, region)"), true, Some(".*")),
         query(
             "journey",
             "Journey",
-            format!("label_values({metric}{{region=~\"$region\"}}, journey)"),
+            format!("label_values({metric}{{region=~\"$region\"{comma}}}, journey)"),
             journey_multi,
             if all_journeys { Some(".*") } else { None },
         ),
         query(
             "instance",
             "Instance",
-            format!("label_values({metric}{{region=~\"$region\",journey=~\"$journey\"}}, instance)"),
+            format!("label_values({metric}{{region=~\"$region\",journey=~\"$journey\"{comma}}}, instance)"),
             true,
             Some(".*"),
         ),
@@ -364,16 +366,38 @@ pub fn custom_variable(name: &str, label: &str, choices: &[&str], default: &str)
     }
 }
 
-/// `{journey=~"$journey",instance=~"$instance",region=~"$region"}` plus `extra` matchers.
-pub fn selector(extra: &str) -> String {
+/// `journey=~"$journey",instance=~"$instance",region=~"$region"`, `extra`
+/// matchers, and the config's `rules.selector`: the matchers of a raw per-run series.
+fn raw_matchers(naming: &Naming, extra: &str) -> String {
     let base = "journey=~\"$journey\",instance=~\"$instance\",region=~\"$region\"";
-    if extra.is_empty() { format!("{{{base}}}") } else { format!("{{{base},{extra}}}") }
+    let extra = if extra.is_empty() { String::new() } else { format!(",{extra}") };
+    format!("{base}{extra}{}", naming.more_matchers())
 }
 
-/// The same without `region`, for series pooled over every region.
-pub fn pooled_selector(extra: &str) -> String {
-    let base = "journey=~\"$journey\",instance=~\"$instance\"";
-    if extra.is_empty() { format!("{{{base}}}") } else { format!("{{{base},{extra}}}") }
+/// `{…}` of a raw per-run series (`instance` as the probes label it, and the
+/// config's `rules.selector`), plus `extra` matchers.
+pub fn selector(naming: &Naming, extra: &str) -> String {
+    format!("{{{}}}", raw_matchers(naming, extra))
+}
+
+/// The matchers of a recorded per-region series: the rules' instance label
+/// (the `instance` variable's values, copied), no `rules.selector` (the rules
+/// applied it when they read the samples), plus `extra`.
+pub fn region_matchers(naming: &Naming, extra: &str) -> String {
+    let base = format!("journey=~\"$journey\",{}=~\"$instance\",region=~\"$region\"", naming.instance_label());
+    if extra.is_empty() { base } else { format!("{base},{extra}") }
+}
+
+/// The same without `region`, for recorded series pooled over every region.
+pub fn pooled_matchers(naming: &Naming, extra: &str) -> String {
+    let base = format!("journey=~\"$journey\",{}=~\"$instance\"", naming.instance_label());
+    if extra.is_empty() { base } else { format!("{base},{extra}") }
+}
+
+/// A recorded series that has one of `names` (one per SLI under the `mastodon`
+/// scheme), selected by `matchers`.
+pub fn recorded(naming: &Naming, names: Vec<Name>, matchers: &str) -> String {
+    format!("{}{matchers}}}", naming.any_of(names))
 }
 
 /// A dashboard with fediprobe's common settings.

@@ -10,9 +10,10 @@
 //! `fediprobe_notification_delay_seconds` (the same labels): how long a mention
 //! from one instance takes to be notified on the other.
 
-use super::build::{self, Board, Style, selector, series};
+use super::build::{self, Board, Style, series};
 use super::journey::SPANS;
 use super::model::Dashboard;
+use crate::generate::naming::Naming;
 use crate::metrics;
 
 pub const UID: &str = "fediprobe-federation";
@@ -33,7 +34,8 @@ fn percentiles_per_direction(metric: &str, sel: &str) -> Vec<super::model::Targe
         .collect()
 }
 
-pub fn dashboard() -> Dashboard {
+pub fn dashboard(naming: &Naming) -> Dashboard {
+    let selector = |extra: &str| build::selector(naming, extra);
     let sel = selector("");
     let mut board = Board::new();
 
@@ -192,7 +194,7 @@ pub fn dashboard() -> Dashboard {
          not edit, regenerate.",
         "now-24h",
         {
-            let mut vars = build::standard_variables(FEDERATION_DELAY, true, false);
+            let mut vars = build::standard_variables(naming, FEDERATION_DELAY, true, false);
             vars.push(build::custom_variable("span", "Span", &SPANS, "1h"));
             vars
         },

@@ -8,10 +8,10 @@
 //! and the worst series of a region is shown. Latency percentiles are over
 //! successful runs only (`fediprobe_journey_latency_seconds`).
 
-use super::build::{self, Board, Style, column, instant, selector, series};
+use super::build::{self, Board, Style, column, instant, region_matchers, series};
 use super::model::{Dashboard, Override, Thresholds};
-use crate::generate::rules::region_ratio_record;
-use crate::generate::slo::SHORT_WINDOWS;
+use crate::generate::naming::{self, Naming};
+use crate::generate::slo::{SHORT_WINDOWS, Sli};
 use crate::metrics;
 
 pub const UID: &str = "fediprobe-journey";
@@ -23,15 +23,15 @@ pub const HTTP_PHASE: &str = "fediprobe_http_phase_seconds";
 /// Choices of the `span` variable: what percentiles and counts are taken over.
 pub const SPANS: [&str; 4] = ["5m", "15m", "1h", "6h"];
 
-pub fn dashboard() -> Dashboard {
-    let ratio_5m = region_ratio_record(SHORT_WINDOWS[0]);
+pub fn dashboard(naming: &Naming) -> Dashboard {
+    let selector = |extra: &str| build::selector(naming, extra);
     let mut board = Board::new();
 
     board.row("$journey per region");
     for (sli, title, what) in [
-        ("availability", "Success ratio per region (5m)", "The share of runs that succeeded"),
+        (Sli::Availability, "Success ratio per region (5m)", "The share of runs that succeeded"),
         (
-            "latency",
+            Sli::Latency,
             "Within the latency threshold per region (5m)",
             "The share of successful runs within the journey's latency threshold",
         ),
@@ -43,7 +43,17 @@ pub fn dashboard() -> Dashboard {
                 "percentunit",
                 Style::Lines,
                 None,
-                vec![series(format!("1 - {ratio_5m}{}", selector(&format!("sli=\"{sli}\""))), "{{region}}")],
+                vec![series(
+                    format!(
+                        "1 - {}",
+                        build::recorded(
+                            naming,
+                            vec![naming::region_ratio(sli, SHORT_WINDOWS[0])],
+                            &region_matchers(naming, &format!("sli=\"{}\"", sli.label())),
+                        )
+                    ),
+                    "{{region}}",
+                )],
             ),
             12,
             8,
@@ -78,7 +88,7 @@ pub fn dashboard() -> Dashboard {
         9,
     );
 
-    board.add(super::apdex::journey_panel(), 24, 8);
+    board.add(super::apdex::journey_panel(naming), 24, 8);
     // The rules pool a journey's probe accounts (its SLO is the instance's);
     // these two slice the raw per-run series by account, so a user unlike the
     // probe (a long home timeline) shows up even when the pooled SLI is fine.
@@ -208,7 +218,7 @@ pub fn dashboard() -> Dashboard {
          `fediprobe dashboards`; do not edit, regenerate.",
         "now-6h",
         {
-            let mut vars = build::standard_variables(metrics::JOURNEY_OUTCOME, false, false);
+            let mut vars = build::standard_variables(naming, metrics::JOURNEY_OUTCOME, false, false);
             vars.push(build::custom_variable("span", "Span", &SPANS, "15m"));
             vars
         },

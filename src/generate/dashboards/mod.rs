@@ -6,7 +6,9 @@
 //! with a `datasource` variable (any Prometheus-type data source, VictoriaMetrics
 //! included) and `region`, `journey` and `instance` variables. Queries are PromQL
 //! that Prometheus and VictoriaMetrics both accept, and read the series the rules
-//! generator records wherever one exists (`journey:fediprobe_slo_*`).
+//! generator records wherever one exists (`journey:fediprobe_slo_*`), under the
+//! same naming knobs as the rules (`rules:` names, severities, instance label,
+//! selector: one [`Naming`]), so every panel has data whatever the knobs.
 //!
 //! Like the rules, generation is a pure function of its input: the same config
 //! and journeys give byte-identical files, so the committed copies under
@@ -20,6 +22,7 @@ pub mod model;
 pub mod overview;
 pub mod probes;
 
+use crate::generate::naming::Naming;
 use crate::spec::Journey;
 use crate::spec::config::RulesConfig;
 
@@ -32,14 +35,26 @@ pub struct DashboardFile {
     pub dashboard: Dashboard,
 }
 
-/// Every dashboard for `journeys` (sorted by name first, so the output is stable).
+/// Every dashboard for `journeys` (sorted by name first, so the output is
+/// stable), reading the series under the config's `rules:` naming knobs.
 pub fn generate(rules: &RulesConfig, journeys: &[Journey]) -> Vec<DashboardFile> {
+    generate_with(&Naming::from_rules(rules), rules, journeys)
+}
+
+/// The same, with `naming` for the record and alert names, severities,
+/// instance label and selector (the mixin's template gives placeholders).
+pub fn generate_with(naming: &Naming, rules: &RulesConfig, journeys: &[Journey]) -> Vec<DashboardFile> {
     let mut sorted: Vec<Journey> = journeys.to_vec();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    [overview::dashboard(&sorted), journey::dashboard(), federation::dashboard(), probes::dashboard(rules, &sorted)]
-        .into_iter()
-        .map(|dashboard| DashboardFile { file_name: format!("{}.json", dashboard.uid), dashboard })
-        .collect()
+    [
+        overview::dashboard(naming, &sorted),
+        journey::dashboard(naming),
+        federation::dashboard(naming),
+        probes::dashboard(naming, rules, &sorted),
+    ]
+    .into_iter()
+    .map(|dashboard| DashboardFile { file_name: format!("{}.json", dashboard.uid), dashboard })
+    .collect()
 }
 
 /// A dashboard as pretty-printed JSON with a final line break.

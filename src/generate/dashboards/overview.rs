@@ -3,52 +3,73 @@
 //! window, the error budget left, and the burn rates over the alerts' windows.
 //!
 //! Everything here reads the series the rules generator records
-//! (`journey:fediprobe_slo_*`) and the alerts' own `ALERTS` series, pooled over
-//! all regions as the SLO is; the Journey detail dashboard breaks it down.
+//! (`journey:fediprobe_slo_*`, burn rates included, or their `mastodon:journey_*`
+//! names) and the alerts' own `ALERTS` series, pooled over all regions as the
+//! SLO is, under the config's naming knobs ([`Naming`]); the Journey detail
+//! dashboard breaks it down.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::build::{self, Board, Style, column, instant, pooled_selector, series};
+use super::build::{self, Board, Style, column, instant, pooled_matchers, region_matchers, series};
 use super::model::{Dashboard, MappingResult, Override, Property, Thresholds, ValueMapping};
-use crate::generate::rules::{BUDGET_REMAINING_RECORD, OBJECTIVE_RECORD, ratio_record, region_ratio_record};
-use crate::generate::slo::{BURN_WINDOWS, BurnWindow, Severity, prom_duration};
+use crate::generate::naming::{self, Name, Naming};
+use crate::generate::runbooks::AlertKind;
+use crate::generate::slo::{self, BURN_WINDOWS, BurnWindow, Severity, Sli, prom_duration};
 use crate::spec::Journey;
 
 pub const UID: &str = "fediprobe-overview";
 
+/// The SLIs some journey has an objective for, in [`Sli::ALL`] order: the
+/// series the panels read (one name per SLI under the `mastodon` scheme).
+pub fn slis(journeys: &[Journey]) -> Vec<Sli> {
+    Sli::ALL.into_iter().filter(|s| journeys.iter().any(|j| slo::indicators(j).iter().any(|i| i.sli == *s))).collect()
+}
+
+/// A recorded series of every SLI in `slis`, pooled over the regions.
+fn pooled(naming: &Naming, slis: &[Sli], name: impl Fn(Sli) -> Name, extra: &str) -> String {
+    build::recorded(naming, slis.iter().map(|s| name(*s)).collect(), &pooled_matchers(naming, extra))
+}
+
 /// `1 - errors over the SLO window`, for every window the journeys use (a
 /// journey's SLO-window ratio is recorded under its own window's name only).
-fn sli_over_slo_window(windows: &BTreeSet<Duration>) -> String {
-    let sel = pooled_selector("");
-    let parts: Vec<String> = windows.iter().map(|w| format!("(1 - {}{sel})", ratio_record(*w))).collect();
+fn sli_over_slo_window(naming: &Naming, slis: &[Sli], windows: &BTreeSet<Duration>) -> String {
+    let parts: Vec<String> =
+        windows.iter().map(|w| format!("(1 - {})", pooled(naming, slis, |s| naming::ratio(s, *w), ""))).collect();
     parts.join("\nor\n")
 }
 
-/// The error ratio over `w` divided by the error budget: 1 spends the budget
-/// exactly over the SLO window.
-pub fn burn_rate(w: Duration) -> String {
-    let sel = pooled_selector("");
-    format!("{}{sel}\n/ on (journey, instance, sli)\n(1 - {OBJECTIVE_RECORD}{sel})", ratio_record(w))
+/// The burn rate over `w` the rules record (the error ratio ÷ the error budget:
+/// 1 spends the budget exactly over the SLO window).
+pub fn burn_rate(naming: &Naming, slis: &[Sli], w: Duration) -> String {
+    pooled(naming, slis, |s| naming::burn_rate(s, w), "")
 }
 
 /// 2 while a page fires for the journey, 1 while only a ticket does, else 0 (for
 /// every journey the rules know, through its objective series). The instance
 /// page has no `journey` and is left out: the journeys' own alerts still fire in
 /// `ALERTS` while Alertmanager inhibits their notifications.
-fn status() -> String {
-    let alerts = |severity: &str| {
+fn status(naming: &Naming, slis: &[Sli]) -> String {
+    let names: Vec<String> = AlertKind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k, AlertKind::InstanceUnavailable | AlertKind::SamplesUndelivered))
+        .map(|k| naming.name(naming::alert(k)))
+        .collect();
+    let alerts = |severity: Severity| {
         format!(
-            "max by (journey) (ALERTS{{alertname=~\"Fediprobe.+\",alertstate=\"firing\",severity=\"{severity}\",journey!=\"\",journey=~\"$journey\",instance=~\"$instance\"}})"
+            "max by (journey) (ALERTS{{alertname=~\"{}\",alertstate=\"firing\",severity=\"{}\",journey!=\"\",{}}})",
+            names.join("|"),
+            naming.severity(severity),
+            pooled_matchers(naming, "")
         )
     };
     format!(
-        "2 * {}\nor\n{}\nor\n0 * max by (journey) ({OBJECTIVE_RECORD}{})",
-        alerts("page"),
-        alerts("ticket"),
-        pooled_selector("")
+        "2 * {}\nor\n{}\nor\n0 * max by (journey) ({})",
+        alerts(Severity::Page),
+        alerts(Severity::Ticket),
+        pooled(naming, slis, naming::objective, "")
     )
 }
 
@@ -85,10 +106,12 @@ fn burn_thresholds(window: &BurnWindow, factor: Option<f64>) -> Thresholds {
     }
 }
 
-pub fn dashboard(journeys: &[Journey]) -> Dashboard {
+pub fn dashboard(naming: &Naming, journeys: &[Journey]) -> Dashboard {
     let windows: BTreeSet<Duration> = journeys.iter().map(|j| j.slo.window).collect();
     let window_names: Vec<String> = windows.iter().map(|w| prom_duration(*w)).collect();
-    let pooled = pooled_selector("");
+    let slis = slis(journeys);
+    let objective = pooled(naming, &slis, naming::objective, "");
+    let budget_remaining = pooled(naming, &slis, naming::budget_remaining, "");
     let mut board = Board::new();
 
     board.row("Status: what the alerts say now");
@@ -101,17 +124,21 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
             "none",
             Thresholds::absolute("green", &[(1.0, "orange"), (2.0, "red")]),
             status_mappings(),
-            vec![series(status(), "{{journey}}")],
+            vec![series(status(naming, &slis), "{{journey}}")],
         ),
         24,
         4,
     );
 
     board.row("Objectives (all regions pooled)");
+    // One label set for every column (`journey`, the instance label, `sli`):
+    // the objective's `window`, the series' names and any static labels of the
+    // config would otherwise keep the table's merge from joining them into one row.
+    let per_sli = |expr: String| instant(format!("max by ({}) (\n{expr}\n)", naming.journey_key()));
     let mut targets = vec![
-        instant(format!("{OBJECTIVE_RECORD}{pooled}")),
-        instant(sli_over_slo_window(&windows)),
-        instant(format!("{BUDGET_REMAINING_RECORD}{pooled}")),
+        per_sli(objective.clone()),
+        per_sli(sli_over_slo_window(naming, &slis, &windows)),
+        per_sli(budget_remaining.clone()),
     ];
     let mut columns = vec!["Objective", "SLI over the window", "Budget left"];
     let burn_names: Vec<String> = BURN_WINDOWS.iter().map(|b| format!("Burn {}", prom_duration(b.long))).collect();
@@ -134,7 +161,7 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
         ),
     ];
     for (window, name) in BURN_WINDOWS.iter().zip(&burn_names) {
-        targets.push(instant(burn_rate(window.long)));
+        targets.push(per_sli(burn_rate(naming, &slis, window.long)));
         columns.push(name);
         let thresholds = burn_thresholds(window, uniform_factor(window, &windows));
         overrides.push(Override::by_name(name, column("suffix:×", Some(2), Some(thresholds))));
@@ -167,7 +194,7 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
             "percentunit",
             Style::Lines,
             None,
-            vec![series(sli_over_slo_window(&windows), "{{journey}} {{sli}}")],
+            vec![series(sli_over_slo_window(naming, &slis, &windows), "{{journey}} {{sli}}")],
         ),
         12,
         9,
@@ -179,7 +206,7 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
             "percentunit",
             Style::Lines,
             Some(Thresholds::absolute("red", &[(0.0, "transparent")])),
-            vec![series(format!("{BUDGET_REMAINING_RECORD}{pooled}"), "{{journey}} {{sli}}")],
+            vec![series(budget_remaining, "{{journey}} {{sli}}")],
         ),
         12,
         9,
@@ -199,7 +226,7 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
                 "suffix:×",
                 Style::Lines,
                 factor.map(|f| Thresholds::absolute("transparent", &[(f, "red")])),
-                vec![series(burn_rate(window.long), "{{journey}} {{sli}}")],
+                vec![series(burn_rate(naming, &slis, window.long), "{{journey}} {{sli}}")],
             ),
             12,
             8,
@@ -215,7 +242,11 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
             Style::Lines,
             None,
             vec![series(
-                format!("{}{}", region_ratio_record(BURN_WINDOWS[0].long), build::selector("")),
+                build::recorded(
+                    naming,
+                    slis.iter().map(|s| naming::region_ratio(*s, BURN_WINDOWS[0].long)).collect(),
+                    &region_matchers(naming, ""),
+                ),
                 "{{journey}} {{sli}} {{region}}",
             )],
         ),
@@ -223,7 +254,7 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
         8,
     );
 
-    super::apdex::overview_rows(&mut board, journeys);
+    super::apdex::overview_rows(naming, &mut board, journeys);
 
     build::dashboard(
         UID,
@@ -231,7 +262,7 @@ pub fn dashboard(journeys: &[Journey]) -> Dashboard {
         "Per journey: status, SLIs against their objectives, error budget and burn rates. Generated by `fediprobe \
          dashboards` from the journeys; do not edit, regenerate.",
         "now-24h",
-        build::standard_variables("fediprobe_journey_outcome", true, true),
+        build::standard_variables(naming, "fediprobe_journey_outcome", true, true),
         board,
     )
 }

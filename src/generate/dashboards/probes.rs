@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use super::build::{self, Board, Style, column, instant, selector, series};
+use super::build::{self, Board, Style, column, instant, series};
 use super::journey::SPANS;
 use super::model::{Dashboard, Override, Thresholds};
 use crate::generate::alerts::ABSENT_PERIODS;
+use crate::generate::naming::Naming;
 use crate::generate::slo::{self, prom_duration};
 use crate::metrics;
 use crate::spec::Journey;
@@ -22,18 +23,21 @@ pub const UID: &str = "fediprobe-probes";
 /// The shortest look-back of the "which regions report" panel.
 const MIN_REPORT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-pub fn dashboard(rules: &RulesConfig, journeys: &[Journey]) -> Dashboard {
+pub fn dashboard(naming: &Naming, rules: &RulesConfig, journeys: &[Journey]) -> Dashboard {
+    let selector = |extra: &str| build::selector(naming, extra);
     let longest_period =
         journeys.iter().map(|j| slo::period(&j.schedule.cron)).max().unwrap_or(Duration::from_secs(60));
     let silent = longest_period * ABSENT_PERIODS;
     let report_window = prom_duration(MIN_REPORT_WINDOW.max(silent));
     let outcome = metrics::JOURNEY_OUTCOME;
-    let agent = "region=~\"$region\"";
+    // The agent's own series, read under the same `rules.selector` as the rules' alert on them.
+    let agent = format!("region=~\"$region\"{}", naming.more_matchers());
     let mut board = Board::new();
 
     board.row("Which regions report");
     let mut reporting = format!(
-        "count by (region) (\n  count by (region, journey) (\n    count_over_time({outcome}{{journey=~\"$journey\",instance=~\"$instance\"}}[{report_window}])\n  )\n)"
+        "count by (region) (\n  count by (region, journey) (\n    count_over_time({outcome}{{journey=~\"$journey\",instance=~\"$instance\"{more}}}[{report_window}])\n  )\n)",
+        more = naming.more_matchers()
     );
     for region in &rules.regions {
         reporting.push_str(&format!("\nor\nlabel_replace(vector(0), \"region\", \"{region}\", \"\", \"\")"));
@@ -231,7 +235,7 @@ pub fn dashboard(rules: &RulesConfig, journeys: &[Journey]) -> Dashboard {
          regenerate.",
         "now-6h",
         {
-            let mut vars = build::standard_variables(outcome, true, true);
+            let mut vars = build::standard_variables(naming, outcome, true, true);
             vars.push(build::custom_variable("span", "Span", &SPANS, "15m"));
             vars
         },
