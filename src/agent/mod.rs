@@ -35,6 +35,7 @@
 //! [`Clock`] in [`Options`], so tests run the agent on tokio's paused time.
 
 mod http;
+mod memory;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -124,6 +125,53 @@ pub enum StartError {
     /// The remote-write sink cannot be built (a bad URL or header, the spool).
     #[error("remote write: {0}")]
     Sink(#[from] crate::sink::remote_write::SinkError),
+    /// The thread or runtime the runs execute on cannot be started.
+    #[error("cannot start the runs' runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The thread the agent's runs execute on, with a single-threaded runtime of its
+/// own. Everything else the agent does (the scheduler's timers, the per-run log
+/// line and samples, `/metrics`, remote-write pushes, the leftover sweep) stays on
+/// the main runtime, so a run's clock sees only the network and the server: a
+/// response wakes the thread that timestamps it, as curl's does, and that thread
+/// is never busy encoding a scrape or writing a log line. Runs are I/O-bound and
+/// capped by `max_concurrent_runs`; one thread carries them (1 000 runs a minute
+/// use about 2 % of it).
+struct RunsThread {
+    handle: tokio::runtime::Handle,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunsThread {
+    fn start() -> std::io::Result<RunsThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new().name("fediprobe-runs".to_owned()).spawn(move || {
+            // Runs abandoned at shutdown are dropped with the runtime, on this thread.
+            runtime.block_on(stopped.cancelled());
+        })?;
+        Ok(RunsThread { handle, stop, thread: Some(thread) })
+    }
+
+    /// Stops the runtime (after the drain: only abandoned runs are left on it)
+    /// and waits for its thread, off the async workers.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for RunsThread {
+    /// An agent that returns early (or panics) does not leave the thread behind.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// A config (or one of its journeys) that did not load: its diagnostics, shown
@@ -201,7 +249,17 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Listen { address: listen, source })?;
+    // The runner's runs get a thread and a runtime of their own; a stand-in runner
+    // (tests on paused time) stays on the runtime whose clock the test controls.
+    let runs_thread = match options.runner {
+        None => Some(RunsThread::start().map_err(StartError::Runtime)?),
+        Some(_) => None,
+    };
     let runs = Runs::new(agent.max_concurrent_runs, options.clock.clone());
+    let runs = match &runs_thread {
+        Some(thread) => runs.on_runtime(thread.handle.clone()),
+        None => runs,
+    };
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
     let shared = Arc::new(Shared {
@@ -216,6 +274,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let consumer_stop = CancellationToken::new();
     let consumer = tokio::spawn(consume(results_rx, shared.clone(), consumer_stop.clone()));
     let sweeper = tokio::spawn(sweep_leftovers(shared.clone()));
+    let trimmer = tokio::spawn(memory::give_back_freed_memory(runs.clone()));
     let server = tokio::spawn(http::serve(listener, shared.clone()));
     tracing::info!(address = %listen, journeys = loaded.journeys.len(), "fediprobe agent running");
 
@@ -242,6 +301,10 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let _ = consumer.await;
     server.abort();
     sweeper.abort();
+    trimmer.abort();
+    if let Some(thread) = runs_thread {
+        thread.stop().await;
+    }
     let report = match background {
         Some(task) => task.shutdown(flush_timeout).await,
         None => FlushReport::default(),

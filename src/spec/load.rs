@@ -115,12 +115,14 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
     let mut diagnostics = Diagnostics::default();
     let mut journeys: Vec<Journey> = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
+    // Each name's journey, by index: a thousand journeys are not compared pairwise.
+    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for file in journey_files(paths, &mut diagnostics) {
         let Some(source) = read_file(&file, &mut diagnostics) else { continue };
         let (journey, found) = parse_source(&source, read_journey);
         diagnostics.extend(found);
         if let Some(journey) = journey {
-            if let Some(first) = journeys.iter().find(|j| j.name == journey.name) {
+            if let Some(first) = by_name.get(&journey.name).map(|&index| &journeys[index]) {
                 let d = Diagnostic::file_error(&source.path, format!("a second journey is named `{}`", journey.name))
                     .with_hint(format!(
                         "{} already has this name; journey names label metrics and must be unique",
@@ -129,6 +131,7 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
                 diagnostics.push(d);
                 continue;
             }
+            by_name.insert(journey.name.clone(), journeys.len());
             journeys.push(journey);
             sources.push(source);
         }
