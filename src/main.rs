@@ -1,3 +1,16 @@
+//! The `fediprobe` binary: everything is in the library (`fediprobe::cli`).
+
+/// mimalloc instead of the C library's allocator. In the agent, glibc's spent
+/// about a quarter of the CPU in `malloc` and `malloc_consolidate` (every run's
+/// 8 KiB HTTP buffers make it sweep its small free chunks together again) and
+/// kept what a burst of runs had freed; musl's, in the container image, is
+/// slower still. mimalloc is fast across threads (a run's result is made on the
+/// runs' thread and freed on another) and gives freed pages back by itself. Built
+/// without transparent huge pages (`no_thp` in Cargo.toml), so RSS stays what
+/// glibc's was. Figures in BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     fediprobe::cli::main()
 }

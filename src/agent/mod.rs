@@ -35,7 +35,6 @@
 //! [`Clock`] in [`Options`], so tests run the agent on tokio's paused time.
 
 mod http;
-mod memory;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -274,7 +273,6 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let consumer_stop = CancellationToken::new();
     let consumer = tokio::spawn(consume(results_rx, shared.clone(), consumer_stop.clone()));
     let sweeper = tokio::spawn(sweep_leftovers(shared.clone()));
-    let trimmer = tokio::spawn(memory::give_back_freed_memory(runs.clone()));
     let server = tokio::spawn(http::serve(listener, shared.clone()));
     tracing::info!(address = %listen, journeys = loaded.journeys.len(), "fediprobe agent running");
 
@@ -301,7 +299,6 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let _ = consumer.await;
     server.abort();
     sweeper.abort();
-    trimmer.abort();
     if let Some(thread) = runs_thread {
         thread.stop().await;
     }
