@@ -1104,7 +1104,9 @@ fn agent_start() {
             let _ = agent.wait();
         }
     }
-    println!("\n## Agent start-up: `fediprobe run` with {JOURNEYS} journeys, exec → first `/readyz` 200 ({starts} starts per build, alternating)\n");
+    println!(
+        "\n## Agent start-up: `fediprobe run` with {JOURNEYS} journeys, exec → first `/readyz` 200 ({starts} starts per build, alternating)\n"
+    );
     println!("| build | median | max | starts |");
     println!("|---|---|---|---|");
     for ((label, _), values) in binaries.iter().zip(times) {

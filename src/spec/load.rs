@@ -356,7 +356,10 @@ mod tests {
         let text = |d: &Diagnostics| d.0.iter().map(|d| format!("{d}")).collect::<Vec<_>>();
         let mut threaded = text(&diagnostics);
         let duplicate = threaded.pop().expect("the duplicate name is reported last");
-        assert!(duplicate.contains("a second journey is named `j010`") && duplicate.contains("j250.yaml"), "{duplicate}");
+        assert!(
+            duplicate.contains("a second journey is named `j010`") && duplicate.contains("j250.yaml"),
+            "{duplicate}"
+        );
         assert_eq!(threaded, text(&one_at_a_time));
         assert!(!threaded.is_empty() && threaded[0].contains("j007.yaml"), "{threaded:?}");
     }
