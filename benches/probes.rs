@@ -9,6 +9,7 @@
 //! cargo bench --bench probes -- slow-targets   # 10 000 runs in flight against a silent server
 //! cargo bench --bench probes -- footprint      # `fediprobe run`, 1 000 journeys every minute
 //! cargo bench --bench probes -- shipped        # the binaries as users run them, beside curl and blackbox_exporter
+//! cargo bench --bench probes -- agent-start    # `fediprobe run` with 1 000 journeys: exec → /readyz
 //! cargo bench --bench probes                   # all of the above
 //! ```
 //!
@@ -27,9 +28,10 @@ use fediprobe::runner::{Outcome, Reason, Runner, Target};
 use fediprobe::secret::Secret;
 use fediprobe::spec::{Journey, parse_journey_str};
 
-/// The system allocator, counting the bytes live on the heap: the slow-targets
-/// bench divides them by the runs in flight (RSS also holds what the allocator
-/// keeps after a free, so it overstates what a run holds).
+/// The allocator the `fediprobe` binary ships with (mimalloc), counting the
+/// bytes live on the heap: the slow-targets bench divides them by the runs in
+/// flight (RSS also holds what the allocator keeps after a free, so it overstates
+/// what a run holds), and its RSS figures are those of the shipped allocator.
 struct Counting;
 
 static HEAP_LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
@@ -37,15 +39,15 @@ static HEAP_LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsiz
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         HEAP_LIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.alloc(layout) }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         HEAP_LIVE.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         HEAP_LIVE.fetch_add(new_size as isize - layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -76,6 +78,7 @@ fn main() {
         Some("slow-targets") => slow_targets(),
         Some("footprint") => footprint(),
         Some("shipped") => shipped(),
+        Some("agent-start") => agent_start(),
         None => {
             accuracy();
             cost();
@@ -83,9 +86,12 @@ fn main() {
             slow_targets();
             footprint();
             shipped();
+            agent_start();
         }
         Some(other) => {
-            eprintln!("unknown benchmark `{other}`: accuracy, cost, cold-start, slow-targets, footprint or shipped");
+            eprintln!(
+                "unknown benchmark `{other}`: accuracy, cost, cold-start, slow-targets, footprint, shipped or agent-start"
+            );
             std::process::exit(2);
         }
     }
@@ -564,8 +570,7 @@ fn cold_start() {
 // ---------------------------------------------------------------------------
 // Slow targets.
 
-/// Child mode: rounds (`SLOW_ROUNDS`, default 3; with `SLOW_TRIM` set, glibc's
-/// `malloc_trim` after each) of `runs` runs all in flight at once against a server
+/// Child mode: rounds (`SLOW_ROUNDS`, default 3) of `runs` runs all in flight at once against a server
 /// that never answers, each with a [`SLOW_DEADLINE`] deadline. Prints one line
 /// per round: runs, timeouts, median and max lateness past the deadline (ms),
 /// peak RSS during the round and RSS after it (KiB).
@@ -613,15 +618,9 @@ fn slow_runs(base_url: &str, runs: usize) {
         });
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let rss_peak = sampler.join().unwrap();
-        // Let the runtime drop the aborted connection tasks before measuring.
-        std::thread::sleep(Duration::from_millis(500));
-        if std::env::var_os("SLOW_TRIM").is_some() {
-            unsafe extern "C" {
-                fn malloc_trim(pad: usize) -> i32;
-            }
-            // SAFETY: glibc's malloc_trim only returns free memory to the system.
-            unsafe { malloc_trim(0) };
-        }
+        // Let the runtime drop the aborted connection tasks, and mimalloc's purge
+        // delay (1 s) pass, before measuring.
+        std::thread::sleep(Duration::from_millis(1500));
         let after = Usage::own().rss_kib;
         let mut sorted = lateness;
         sorted.sort_by(f64::total_cmp);
@@ -636,23 +635,17 @@ fn slow_runs(base_url: &str, runs: usize) {
 
 fn slow_targets() {
     let server = Server::start("serve-silent");
-    // Once as the library runs, once with glibc's `malloc_trim` after each round:
-    // the difference is memory the allocator keeps after a free, not memory a run holds.
-    for trim in [false, true] {
-        println!(
-            "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process{}\n",
-            SLOW_DEADLINE.as_secs(),
-            if trim { ", `malloc_trim(0)` after each round" } else { "" }
-        );
-        println!(
-            "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | heap per run in flight | peak RSS | RSS after the round |"
-        );
-        println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "\n## Slow targets: {SLOW_RUNS} runs in flight against a server that accepts and never answers (deadline {} s), rounds one after the other in one process (the shipped allocator, mimalloc)\n",
+        SLOW_DEADLINE.as_secs(),
+    );
+    println!(
+        "| round | runs | ended by the deadline (`timeout`) | lateness median | lateness max | heap per run in flight | peak RSS | RSS after the round |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command.args(["slow-runs", &server.url("/"), &SLOW_RUNS.to_string()]).stderr(Stdio::inherit());
-        if trim {
-            command.env("SLOW_TRIM", "1");
-        }
         let output = command.output().unwrap();
         for (round, line) in String::from_utf8(output.stdout).unwrap().lines().enumerate() {
             let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
@@ -836,63 +829,118 @@ fn p50_p99_line(values: Vec<f64>) -> String {
     format!("{m:.3} | {p:.3} | {n}")
 }
 
+/// The fediprobe binaries the shipped sections run: the one built here, and
+/// (side by side, in the same minutes) an earlier build named by `SHIPPED_BEFORE`.
+/// `once` also runs the builds `SHIPPED_ONCE_ALSO` names (`label=path,…`), e.g. a
+/// variant with another runtime.
+fn shipped_binaries(once: bool) -> Vec<(String, PathBuf)> {
+    let mut binaries = vec![("fediprobe".to_owned(), fediprobe_binary())];
+    if let Ok(path) = std::env::var("SHIPPED_BEFORE") {
+        binaries.push(("before".to_owned(), PathBuf::from(path)));
+    }
+    if once && let Ok(list) = std::env::var("SHIPPED_ONCE_ALSO") {
+        for entry in list.split(',').filter(|e| !e.is_empty()) {
+            let (label, path) = entry.split_once('=').expect("SHIPPED_ONCE_ALSO is label=path,…");
+            binaries.push((label.to_owned(), PathBuf::from(path)));
+        }
+    }
+    binaries
+}
+
+/// The machine's 1-minute load average, for saying how busy the machine was.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse().ok()).unwrap_or(-1.0)
+}
+
+fn load_range(loads: &[f64]) -> String {
+    let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = loads.iter().copied().fold(0.0, f64::max);
+    format!("load average (1 min) {min:.2}–{max:.2} over {} readings", loads.len())
+}
+
 fn shipped() {
-    let binary = fediprobe_binary();
     let server = Server::start("serve-delay");
     let blackbox = Blackbox::start();
     let dir = tempfile::tempdir().unwrap();
     let base = server.url("");
 
     // 1. `fediprobe once` as a process, curl and blackbox_exporter, interleaved.
+    let binaries = shipped_binaries(true);
     println!(
         "\n## Timing overhead: reported − D (ms), `fediprobe once` process, curl and blackbox_exporter interleaved\n"
     );
-    println!(
-        "| D | fediprobe once median | p99 | samples | curl median | p99 | samples | blackbox median | p99 | samples |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut header = String::from("| D |");
+    for (label, _) in &binaries {
+        header.push_str(&format!(" {label} once median | p99 | samples |"));
+    }
+    println!("{header} curl median | p99 | samples | blackbox median | p99 | samples |");
+    println!("|---|{}---|---|---|---|---|---|", "---|---|---|".repeat(binaries.len()));
+    let mut loads = Vec::new();
     for delay in DELAYS_MS {
         let sub = dir.path().join(format!("once-{delay}"));
         let config = write_config(&sub, &base, 1, &format!("/delay/{delay}"));
         let url = server.url(&format!("/delay/{delay}"));
         let d = delay as f64;
         for _ in 0..3 {
-            once_duration(&binary, &config);
+            for (_, binary) in &binaries {
+                once_duration(binary, &config);
+            }
             curl_duration(&url);
             blackbox.probe(&url);
         }
-        let (mut fp, mut curl, mut bb) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..once_runs(delay) {
-            fp.push(once_duration(&binary, &config) * 1e3 - d);
+        let mut fp: Vec<Vec<f64>> = vec![Vec::new(); binaries.len()];
+        let (mut curl, mut bb) = (Vec::new(), Vec::new());
+        for sample in 0..once_runs(delay) {
+            if sample % 20 == 0 {
+                loads.push(load_average());
+            }
+            for (i, (_, binary)) in binaries.iter().enumerate() {
+                fp[i].push(once_duration(binary, &config) * 1e3 - d);
+            }
             curl.push(curl_duration(&url) * 1e3 - d);
             bb.push(blackbox.probe(&url).0 * 1e3 - d);
         }
-        println!("| {delay} ms | {} | {} | {} |", p50_p99_line(fp), p50_p99_line(curl), p50_p99_line(bb));
+        let columns: Vec<String> = fp.into_iter().map(p50_p99_line).collect();
+        println!("| {delay} ms | {} | {} | {} |", columns.join(" | "), p50_p99_line(curl), p50_p99_line(bb));
     }
+    println!("\n{}", load_range(&loads));
 
     if std::env::var_os("SHIPPED_ONCE_ONLY").is_some() {
         return;
     }
 
     // 2. `fediprobe run` firing every second, curl and blackbox_exporter once a
-    //    second each in the same period, /metrics scraped every 15 s.
+    //    second each in the same period, /metrics scraped every 15 s. With
+    //    `SHIPPED_BEFORE`, the earlier build runs as a second agent beside it.
+    let agents_binaries = shipped_binaries(false);
     let secs: u64 = std::env::var("SHIPPED_AGENT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     const AGENT_DELAYS: [u64; 3] = [0, 10, 100];
     const PER_DELAY: usize = 3;
-    let sub = dir.path().join("agent-jitter");
-    let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY);
-    let log = sub.join("agent.log");
-    let (mut agent, port) = start_agent(&binary, &config, &log);
-    wait_ready(port, Instant::now());
+    let mut agents = Vec::new();
+    for (label, binary) in &agents_binaries {
+        let sub = dir.path().join(format!("agent-jitter-{label}"));
+        let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY);
+        let log = sub.join("agent.log");
+        let (agent, port) = start_agent(binary, &config, &log);
+        agents.push((label.clone(), agent, port, log));
+    }
+    for (_, _, port, _) in &agents {
+        wait_ready(*port, Instant::now());
+    }
     std::thread::sleep(Duration::from_secs(3));
-    let log_start = std::fs::read_to_string(&log).unwrap().len();
+    let log_starts: Vec<usize> =
+        agents.iter().map(|(_, _, _, log)| std::fs::read_to_string(log).unwrap().len()).collect();
     let (mut curl, mut bb): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![Vec::new(); 3], vec![Vec::new(); 3]);
     let started = Instant::now();
     let mut next_scrape = started;
     let mut second = 0;
+    let mut loads = Vec::new();
     while started.elapsed() < Duration::from_secs(secs) {
         if Instant::now() >= next_scrape {
-            http_get(port, "/metrics");
+            for (_, _, port, _) in &agents {
+                http_get(*port, "/metrics");
+            }
+            loads.push(load_average());
             next_scrape += Duration::from_secs(15);
         }
         for (i, delay) in AGENT_DELAYS.iter().enumerate() {
@@ -905,78 +953,167 @@ fn shipped() {
             std::thread::sleep(left);
         }
     }
-    let runs = logged_runs(&std::fs::read_to_string(&log).unwrap()[log_start..]);
-    let _ = agent.kill();
-    let _ = agent.wait();
+    let mut runs = Vec::new();
+    for ((_, agent, _, log), start) in agents.iter_mut().zip(&log_starts) {
+        runs.push(logged_runs(&std::fs::read_to_string(&*log).unwrap()[*start..]));
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
     println!(
         "\n## Timing overhead: reported − D (ms), `fediprobe run` ({PER_DELAY} journeys per D, each every second, `/metrics` scraped every 15 s) beside curl and blackbox_exporter once a second per D, {secs} s\n"
     );
-    println!(
-        "| D | fediprobe run median | p99 | samples | curl median | p99 | samples | blackbox median | p99 | samples |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut header = String::from("| D |");
+    for (label, _, _, _) in &agents {
+        header.push_str(&format!(" {label} run median | p99 | samples |"));
+    }
+    println!("{header} curl median | p99 | samples | blackbox median | p99 | samples |");
+    println!("|---|{}---|---|---|---|---|---|", "---|---|---|".repeat(agents.len()));
     for (i, delay) in AGENT_DELAYS.iter().enumerate() {
         let prefix = format!("d{delay}-");
-        let fp: Vec<f64> =
-            runs.iter().filter(|(j, _)| j.starts_with(&prefix)).map(|(_, ms)| ms - *delay as f64).collect();
+        let columns: Vec<String> = runs
+            .iter()
+            .map(|runs| {
+                p50_p99_line(
+                    runs.iter().filter(|(j, _)| j.starts_with(&prefix)).map(|(_, ms)| ms - *delay as f64).collect(),
+                )
+            })
+            .collect();
         println!(
             "| {delay} ms | {} | {} | {} |",
-            p50_p99_line(fp),
+            columns.join(" | "),
             p50_p99_line(curl[i].clone()),
             p50_p99_line(bb[i].clone())
         );
     }
+    println!("\n{}", load_range(&loads));
 
     // 3. The agent with 1000 journeys each every minute (default spread), /metrics
     //    scraped every 15 s: start-up, CPU per run, RSS, /metrics size and cost.
+    //    With `SHIPPED_BEFORE`, both agents run at once, each with its own journeys.
     const JOURNEYS: usize = 1000;
     let secs: u64 = std::env::var("SHIPPED_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
-    let sub = dir.path().join("agent-footprint");
-    let config = write_config(&sub, &base, JOURNEYS, "/delay/0");
-    let log = sub.join("agent.log");
-    let spawned = Instant::now();
-    let (mut agent, port) = start_agent(&binary, &config, &log);
-    let startup = wait_ready(port, spawned);
+    struct Footprint {
+        label: String,
+        agent: Child,
+        port: u16,
+        log: PathBuf,
+        startup: Duration,
+        before: Usage,
+        log_start: usize,
+        peak: u64,
+        scrape_bytes: usize,
+        scrape_cpu: Duration,
+    }
+    let mut footprints = Vec::new();
+    for (label, binary) in &agents_binaries {
+        let sub = dir.path().join(format!("agent-footprint-{label}"));
+        let config = write_config(&sub, &base, JOURNEYS, "/delay/0");
+        let log = sub.join("agent.log");
+        let spawned = Instant::now();
+        let (agent, port) = start_agent(binary, &config, &log);
+        let startup = wait_ready(port, spawned);
+        footprints.push(Footprint {
+            label: label.clone(),
+            agent,
+            port,
+            log,
+            startup,
+            before: Usage::own(),
+            log_start: 0,
+            peak: 0,
+            scrape_bytes: 0,
+            scrape_cpu: Duration::ZERO,
+        });
+    }
     // The first minute: every journey's first slot.
     std::thread::sleep(Duration::from_secs(60));
-    let before = Usage::of(agent.id());
-    let log_start = std::fs::read_to_string(&log).unwrap().len();
+    for f in &mut footprints {
+        f.before = Usage::of(f.agent.id());
+        f.log_start = std::fs::read_to_string(&f.log).unwrap().len();
+        f.peak = f.before.rss_kib;
+    }
     let started = Instant::now();
-    let mut peak = before.rss_kib;
-    let (mut scrapes, mut scrape_bytes, mut scrape_cpu) = (0usize, 0usize, Duration::ZERO);
+    let mut scrapes = 0usize;
     let mut next_scrape = started;
+    let mut loads = Vec::new();
     while started.elapsed() < Duration::from_secs(secs) {
         if Instant::now() >= next_scrape {
-            let cpu_before = Usage::of(agent.id()).cpu;
-            scrape_bytes = http_get(port, "/metrics").len();
-            scrape_cpu += Usage::of(agent.id()).cpu - cpu_before;
+            for f in &mut footprints {
+                let cpu_before = Usage::of(f.agent.id()).cpu;
+                f.scrape_bytes = http_get(f.port, "/metrics").len();
+                f.scrape_cpu += Usage::of(f.agent.id()).cpu - cpu_before;
+            }
+            loads.push(load_average());
             scrapes += 1;
             next_scrape += Duration::from_secs(15);
         }
         std::thread::sleep(Duration::from_millis(250));
-        peak = peak.max(Usage::of(agent.id()).rss_kib);
+        for f in &mut footprints {
+            f.peak = f.peak.max(Usage::of(f.agent.id()).rss_kib);
+        }
     }
-    let after = Usage::of(agent.id());
-    let runs = logged_runs(&std::fs::read_to_string(&log).unwrap()[log_start..]).len();
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let cpu = (after.cpu - before.cpu).as_secs_f64();
     println!(
         "\n## `fediprobe run` with {JOURNEYS} journeys each every minute (default spread), `/metrics` scraped every 15 s, {secs} s after the first minute\n"
     );
     println!(
-        "| start-up (exec → /readyz 200) | runs | CPU per run (scrapes included) | CPU % of one core | RSS peak | RSS at the end | /metrics size | per journey | CPU per scrape (10 ms ticks, {scrapes} scrapes) |"
+        "| build | start-up (exec → /readyz 200) | runs | CPU per run (scrapes included) | CPU % of one core | RSS peak | RSS at the end | /metrics size | per journey | CPU per scrape (10 ms ticks, {scrapes} scrapes) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let elapsed = started.elapsed().as_secs_f64();
+    for mut f in footprints {
+        let after = Usage::of(f.agent.id());
+        let runs = logged_runs(&std::fs::read_to_string(&f.log).unwrap()[f.log_start..]).len();
+        let _ = f.agent.kill();
+        let _ = f.agent.wait();
+        let cpu = (after.cpu - f.before.cpu).as_secs_f64();
+        println!(
+            "| {} | {:.1} ms | {runs} | {:.0} µs | {:.2} % | {:.1} MiB | {:.1} MiB | {:.1} KB | {:.0} B | {:.1} ms |",
+            f.label,
+            f.startup.as_secs_f64() * 1e3,
+            cpu / runs.max(1) as f64 * 1e6,
+            cpu / elapsed * 100.0,
+            mib(f.peak),
+            mib(after.rss_kib),
+            f.scrape_bytes as f64 / 1000.0,
+            f.scrape_bytes / JOURNEYS,
+            f.scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
+        );
+    }
+    println!("\n{}", load_range(&loads));
+}
+
+/// `fediprobe run` with 1000 journeys: exec → first `/readyz` 200, `AGENT_STARTS`
+/// (default 15) times per build, the builds alternating.
+fn agent_start() {
+    const JOURNEYS: usize = 1000;
+    let starts: usize = std::env::var("AGENT_STARTS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let binaries = shipped_binaries(false);
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing answers there: the agent is stopped before the first slot matters.
+    let config = write_config(dir.path(), "http://127.0.0.1:9", JOURNEYS, "/delay/0");
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); binaries.len()];
+    let mut loads = Vec::new();
+    for _ in 0..starts {
+        loads.push(load_average());
+        for (i, (_, binary)) in binaries.iter().enumerate() {
+            let log = dir.path().join("agent.log");
+            let spawned = Instant::now();
+            let (mut agent, port) = start_agent(binary, &config, &log);
+            times[i].push(wait_ready(port, spawned).as_secs_f64() * 1e3);
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+    }
     println!(
-        "| {:.1} ms | {runs} | {:.0} µs | {:.2} % | {:.1} MiB | {:.1} MiB | {:.1} KB | {:.0} B | {:.1} ms |",
-        startup.as_secs_f64() * 1e3,
-        cpu / runs.max(1) as f64 * 1e6,
-        cpu / started.elapsed().as_secs_f64() * 100.0,
-        mib(peak),
-        mib(after.rss_kib),
-        scrape_bytes as f64 / 1000.0,
-        scrape_bytes / JOURNEYS,
-        scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
+        "\n## Agent start-up: `fediprobe run` with {JOURNEYS} journeys, exec → first `/readyz` 200 ({starts} starts per build, alternating)\n"
     );
+    println!("| build | median | max | starts |");
+    println!("|---|---|---|---|");
+    for ((label, _), values) in binaries.iter().zip(times) {
+        let n = values.len();
+        let (median, _) = median_p99(values.clone());
+        let max = values.iter().copied().fold(0.0, f64::max);
+        println!("| {label} | {median:.1} ms | {max:.1} ms | {n} |");
+    }
+    println!("\n{}", load_range(&loads));
 }

@@ -330,8 +330,13 @@ impl Runner {
         }
         let start = Instant::now();
         let outcome = match &step.kind {
-            StepKind::Stream(spec) => self.stream_step(state, step, spec, &instance, deadline, &mut result).await,
-            StepKind::Parallel(members) => self.parallel_step(state, members, deadline, &mut result).await,
+            // Boxed: a future is as large as its largest state, and every run in
+            // flight carries its own, so the stream and parallel steps' large states
+            // are allocated only by the runs that have such a step, while it runs.
+            StepKind::Stream(spec) => {
+                Box::pin(self.stream_step(state, step, spec, &instance, deadline, &mut result)).await
+            }
+            StepKind::Parallel(members) => Box::pin(self.parallel_step(state, members, deadline, &mut result)).await,
             _ => self.attempt_step(state, &state.client, step, &instance, deadline, &mut result).await,
         };
         result.duration = start.elapsed();
@@ -524,7 +529,8 @@ impl Runner {
                 Err(e) => Err(stream::OpenError::Fatal(e)),
                 Ok(target) => {
                     let client = &state.client;
-                    match tokio::time::timeout(later.timeout, stream::open(client, target, spec)).await {
+                    // Boxed, for the same reason as the stream step itself.
+                    match tokio::time::timeout(later.timeout, Box::pin(stream::open(client, target, spec))).await {
                         Ok(opened) => opened,
                         Err(_) => Err(stream::OpenError::Unusable(StepError::new(
                             Reason::Timeout,

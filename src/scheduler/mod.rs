@@ -179,6 +179,10 @@ pub struct Runs {
     running: Arc<AtomicUsize>,
     journeys: Arc<Mutex<HashMap<String, Arc<JourneyStatus>>>>,
     clock: Arc<dyn Clock>,
+    /// Where runs execute: `None` on the runtime the schedules run on; the agent
+    /// gives its runs a runtime of their own (see `agent::RunsThread`), so that a
+    /// run's clock is not held up by the HTTP server, the log or the pushes.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// How a shutdown's [`Runs::drain`] went.
@@ -201,7 +205,15 @@ impl Runs {
             running: Arc::new(AtomicUsize::new(0)),
             journeys: Arc::new(Mutex::new(HashMap::new())),
             clock,
+            runtime: None,
         }
+    }
+
+    /// Runs execute on `runtime` from now on, instead of on the runtime the
+    /// schedules run on (where they wait for their slots).
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     /// Runs going now, across every generation; not those waiting for a place
@@ -359,7 +371,7 @@ impl JourneyTask {
             let status = self.status.clone();
             let results = self.results.clone();
             let runs = self.runs.clone();
-            self.runs.tracker.spawn(async move {
+            let run = async move {
                 let permit = tokio::select! {
                     biased;
                     () = runs.stopping.cancelled() => None,
@@ -379,7 +391,11 @@ impl JourneyTask {
                 runs.running.fetch_sub(1, Ordering::AcqRel);
                 status.in_flight.store(false, Ordering::Release);
                 let _ = results.send(result);
-            });
+            };
+            match &self.runs.runtime {
+                Some(runtime) => self.runs.tracker.spawn_on(run, runtime),
+                None => self.runs.tracker.spawn(run),
+            };
         }
     }
 }

@@ -131,7 +131,30 @@ impl Schedule {
         self.text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
+    /// The cron expression `text`. Parsed once per distinct text in a thread
+    /// (a thousand journeys on a handful of schedules, at every start and reload:
+    /// croner's parse was a third of the agent's start-up).
     pub fn parse(text: &str) -> Result<Cron, ScheduleError> {
+        thread_local! {
+            static PARSED: std::cell::RefCell<std::collections::HashMap<String, Result<Cron, ScheduleError>>> =
+                Default::default();
+        }
+        /// Bounds the memo over a process's reloads; a config rarely has more.
+        const MEMO_MAX: usize = 256;
+        PARSED.with_borrow_mut(|parsed| {
+            if let Some(known) = parsed.get(text) {
+                return known.clone();
+            }
+            if parsed.len() >= MEMO_MAX {
+                parsed.clear();
+            }
+            let result = Schedule::parse_uncached(text);
+            parsed.insert(text.to_owned(), result.clone());
+            result
+        })
+    }
+
+    fn parse_uncached(text: &str) -> Result<Cron, ScheduleError> {
         let fields = text.split_whitespace().count();
         if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
             return Err(ScheduleError::FieldCount(fields));

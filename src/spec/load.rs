@@ -121,12 +121,14 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
     let mut diagnostics = Diagnostics::default();
     let mut journeys: Vec<Journey> = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
-    for file in journey_files(paths, &mut diagnostics) {
-        let Some(source) = read_file(&file, &mut diagnostics) else { continue };
-        let (journey, found) = parse_source(&source, read_journey);
+    // Each name's journey, by index: a thousand journeys are not compared pairwise.
+    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let files = journey_files(paths, &mut diagnostics);
+    for (source, journey, found) in read_and_parse(&files) {
         diagnostics.extend(found);
+        let Some(source) = source else { continue };
         if let Some(journey) = journey {
-            if let Some(first) = journeys.iter().find(|j| j.name == journey.name) {
+            if let Some(first) = by_name.get(&journey.name).map(|&index| &journeys[index]) {
                 let d = Diagnostic::file_error(&source.path, format!("a second journey is named `{}`", journey.name))
                     .with_hint(format!(
                         "{} already has this name; journey names label metrics and must be unique",
@@ -135,11 +137,40 @@ fn load_journeys(paths: &[PathBuf]) -> (Vec<Journey>, Vec<Source>, Diagnostics) 
                 diagnostics.push(d);
                 continue;
             }
+            by_name.insert(journey.name.clone(), journeys.len());
             journeys.push(journey);
             sources.push(source);
         }
     }
     (journeys, sources, diagnostics)
+}
+
+/// Each file read and parsed, in the order given: its source (`None` when it
+/// could not be read), its journey and its diagnostics. A thousand files are
+/// shared among the machine's cores (the agent's start-up waits for them); each
+/// file's result is its own, so the order and the diagnostics are the same as
+/// one after the other.
+fn read_and_parse(files: &[PathBuf]) -> Vec<(Option<Source>, Option<Journey>, Diagnostics)> {
+    /// Below this many files per thread, starting threads costs more than it saves.
+    const FILES_PER_THREAD: usize = 64;
+    let one = |file: &PathBuf| {
+        let mut diagnostics = Diagnostics::default();
+        let Some(source) = read_file(file, &mut diagnostics) else { return (None, None, diagnostics) };
+        let (journey, found) = parse_source(&source, read_journey);
+        diagnostics.extend(found);
+        (Some(source), journey, diagnostics)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(files.len() / FILES_PER_THREAD);
+    if threads <= 1 {
+        return files.iter().map(one).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            files.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        // A parser that panicked is a bug; its panic goes on here, as it would have without threads.
+        workers.into_iter().flat_map(|worker| worker.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// The schedules' use of each instance's rate limits, as errors where it is too
@@ -308,4 +339,57 @@ fn world_readable(meta: &std::fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn world_readable(_meta: &std::fs::Metadata) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journey_text(name: &str) -> String {
+        format!(
+            "name: {name}\ninstance: main\nschedule: '*/5 * * * *'\nslo: {{ availability: 99% }}\nsteps:\n  - name: s\n    request: {{ path: /health }}\n"
+        )
+    }
+
+    #[test]
+    fn many_files_load_in_file_order_with_the_same_diagnostics_as_one_at_a_time() {
+        // Enough files for the reading to be shared among threads: the journeys
+        // keep the files' order, the second of two same-named journeys is the one
+        // refused, and a broken file's diagnostic sits where its file is.
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..300)
+            .map(|i| {
+                let path = dir.path().join(format!("j{i:03}.yaml"));
+                let text = match i {
+                    7 => "name: [unclosed\n".to_owned(),
+                    250 => journey_text("j010"),
+                    _ => journey_text(&format!("j{i:03}")),
+                };
+                std::fs::write(&path, text).unwrap();
+                path
+            })
+            .collect();
+        let (journeys, _, diagnostics) = load_journeys(&[dir.path().to_owned()]);
+        let names: Vec<&str> = journeys.iter().map(|j| j.name.as_str()).collect();
+        let expected: Vec<String> = (0..300).filter(|i| *i != 7 && *i != 250).map(|i| format!("j{i:03}")).collect();
+        assert_eq!(names, expected);
+
+        let mut one_at_a_time = Diagnostics::default();
+        for file in &files {
+            let mut found = Diagnostics::default();
+            if let Some(source) = read_file(file, &mut found) {
+                found.extend(parse_source(&source, read_journey).1);
+            }
+            one_at_a_time.extend(found);
+        }
+        let text = |d: &Diagnostics| d.0.iter().map(|d| format!("{d}")).collect::<Vec<_>>();
+        let mut threaded = text(&diagnostics);
+        let duplicate = threaded.pop().expect("the duplicate name is reported last");
+        assert!(
+            duplicate.contains("a second journey is named `j010`") && duplicate.contains("j250.yaml"),
+            "{duplicate}"
+        );
+        assert_eq!(threaded, text(&one_at_a_time));
+        assert!(!threaded.is_empty() && threaded[0].contains("j007.yaml"), "{threaded:?}");
+    }
 }
