@@ -124,6 +124,9 @@ pub enum StartError {
     /// The remote-write sink cannot be built (a bad URL or header, the spool).
     #[error("remote write: {0}")]
     Sink(#[from] crate::sink::remote_write::SinkError),
+    /// SIGHUP, SIGTERM or SIGINT cannot be listened for.
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
     /// The thread or runtime the runs execute on cannot be started.
     #[error("cannot start the runs' runtime: {0}")]
     Runtime(std::io::Error),
@@ -230,6 +233,10 @@ fn load(path: &std::path::Path) -> Result<Loaded, InvalidConfig> {
 /// Runs the agent until SIGTERM or SIGINT (or `options.shutdown`). Returns the
 /// final flush's report.
 pub async fn run(options: Options) -> Result<FlushReport, StartError> {
+    // Listened for first: until a handler is installed a SIGHUP kills the process
+    // (its default action), and a reload sent as soon as `/healthz` answers, or a
+    // ConfigMap change at start, must not.
+    let signals = Signals::listen().map_err(StartError::Signals)?;
     let loaded = load(&options.config).map_err(StartError::InvalidConfig)?;
     let agent = loaded.config.agent.clone();
     let listen = options.listen.unwrap_or(agent.listen);
@@ -261,6 +268,9 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     };
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let generation = start_generation(&loaded, &options, &runs, &results_tx, 0, 0);
+    // The files as loaded, taken before `/healthz` answers: a file changed once
+    // the agent is up (a ConfigMap update at start, a test) differs from it.
+    let seen = files_fingerprint(&options.config, &generation.journey_paths);
     let shared = Arc::new(Shared {
         exposition: Exposition::keeping(crate::metrics::EXPOSED),
         sink: sink.clone(),
@@ -276,7 +286,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
     let server = tokio::spawn(http::serve(listener, shared.clone()));
     tracing::info!(address = %listen, journeys = loaded.journeys.len(), "fediprobe agent running");
 
-    wait_for_signals(&options, &shared, &runs, &results_tx).await;
+    wait_for_signals(signals, seen, &options, &shared, &runs, &results_tx).await;
 
     // Shutdown, bounded by `shutdown_bound`: no new runs, runs in flight finish
     // (or are cancelled after the grace period, and abandoned after the cleanup
@@ -361,21 +371,41 @@ fn start_generation(
     }
 }
 
+/// The signals the agent answers, listened for from its start.
 #[cfg(unix)]
-async fn wait_for_signals(options: &Options, shared: &Shared, runs: &Runs, results: &mpsc::UnboundedSender<RunResult>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) =
-        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot listen for signals; stopping");
-        return;
-    };
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(
+    signals: Signals,
+    mut seen: u64,
+    options: &Options,
+    shared: &Shared,
+    runs: &Runs,
+    results: &mpsc::UnboundedSender<RunResult>,
+) {
+    let Signals { mut hangup, mut terminate, mut interrupt } = signals;
     // Files are looked at every `reload_check`; a tick that never fires when it is off.
     let check_every = lock(&shared.generation).reload_check;
     let mut check =
         tokio::time::interval(if check_every.is_zero() { Duration::from_secs(86_400 * 365) } else { check_every });
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = files_fingerprint(&options.config, &lock(&shared.generation).journey_paths);
     let mut seen_stamp = 0;
     let mut checks_since_contents = 0;
     loop {
@@ -480,8 +510,26 @@ fn for_each_file(paths: &[PathBuf], mut each: impl FnMut(&std::path::Path)) {
     }
 }
 
+/// Ctrl-C is listened for when it is awaited.
 #[cfg(not(unix))]
-async fn wait_for_signals(options: &Options, _: &Shared, _: &Runs, _: &mpsc::UnboundedSender<RunResult>) {
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(
+    _: Signals,
+    _: u64,
+    options: &Options,
+    _: &Shared,
+    _: &Runs,
+    _: &mpsc::UnboundedSender<RunResult>,
+) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = options.shutdown.cancelled() => {}
