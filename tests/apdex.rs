@@ -121,25 +121,17 @@ const LAST_BEFORE_END_S: i64 = 270;
 
 /// The run as the runner would report it, started at `started_s`.
 fn result(journey: &Journey, run: &Run, region_index: usize, started_s: i64) -> RunResult {
+    let started_at = chrono::DateTime::from_timestamp(started_s, 0).unwrap();
     RunResult {
-        journey: journey.name.clone(),
-        instance: journey.instance.clone(),
         account: format!("probe{region_index}"),
-        started_at: chrono::DateTime::from_timestamp(started_s, 0).unwrap(),
-        duration: run.duration,
         reason: match run.outcome {
             Outcome::Success => None,
             Outcome::Failure => Some(Reason::HttpStatus),
             Outcome::ProbeError => Some(Reason::RateLimited),
         },
-        outcome: run.outcome,
-        latency_ok: run.outcome == Outcome::Success,
-        delay_ok: None,
         apdex: apdex_zone(&journey.slo, run.outcome, run.duration),
         failed_step: (run.outcome != Outcome::Success).then(|| "home".to_owned()),
-        steps: Vec::new(),
-        cleanup: Vec::new(),
-        captures: Vec::new(),
+        ..RunResult::without_steps(&journey.name, &journey.instance, started_at, run.duration, run.outcome)
     }
 }
 

@@ -223,22 +223,13 @@ mod tests {
         most.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(1)).await;
         going.fetch_sub(1, Ordering::SeqCst);
-        RunResult {
-            journey: journey.name.clone(),
-            instance: journey.instance.clone(),
-            account: String::new(),
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            duration: Duration::from_secs(1),
-            outcome: Outcome::Success,
-            reason: None,
-            latency_ok: true,
-            delay_ok: None,
-            apdex: None,
-            failed_step: None,
-            steps: Vec::new(),
-            cleanup: Vec::new(),
-            captures: Vec::new(),
-        }
+        RunResult::without_steps(
+            &journey.name,
+            &journey.instance,
+            chrono::DateTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+            Outcome::Success,
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -313,6 +313,34 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// A run with no steps, no reason, nothing captured and none of the
+    /// verdicts an SLO gives: what a stand-in for the runner reports (the
+    /// scheduler's and the tests'), its other fields set by struct update.
+    pub fn without_steps(
+        journey: &str,
+        instance: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+        duration: Duration,
+        outcome: Outcome,
+    ) -> RunResult {
+        RunResult {
+            journey: journey.to_owned(),
+            instance: instance.to_owned(),
+            account: String::new(),
+            started_at,
+            duration,
+            outcome,
+            reason: None,
+            latency_ok: outcome == Outcome::Success,
+            delay_ok: None,
+            apdex: None,
+            failed_step: None,
+            steps: Vec::new(),
+            cleanup: Vec::new(),
+            captures: Vec::new(),
+        }
+    }
+
     /// The error of the step that decided the outcome.
     pub fn error(&self) -> Option<&StepError> {
         let name = self.failed_step.as_deref()?;

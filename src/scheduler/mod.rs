@@ -124,22 +124,7 @@ fn stand_in_result(journey: &Journey, started_at: DateTime<Utc>, duration: Durat
     use crate::runner::{Outcome, Reason};
     let (outcome, reason) =
         if cancelled { (Outcome::ProbeError, Some(Reason::Cancelled)) } else { (Outcome::Success, None) };
-    RunResult {
-        journey: journey.name.clone(),
-        instance: journey.instance.clone(),
-        account: String::new(),
-        started_at,
-        duration,
-        outcome,
-        reason,
-        latency_ok: !cancelled,
-        delay_ok: None,
-        apdex: None,
-        failed_step: None,
-        steps: Vec::new(),
-        cleanup: Vec::new(),
-        captures: Vec::new(),
-    }
+    RunResult { reason, ..RunResult::without_steps(&journey.name, &journey.instance, started_at, duration, outcome) }
 }
 
 /// One journey's schedule state, shared by every generation of schedules (it

@@ -233,20 +233,17 @@ mod tests {
             parallel: Vec::new(),
         };
         RunResult {
-            journey: journey.to_owned(),
-            instance: "main".to_owned(),
             account: "fediprobe-probe".to_owned(),
-            started_at: chrono::DateTime::UNIX_EPOCH,
-            duration: std::time::Duration::from_millis(240),
-            outcome,
             reason: (outcome != crate::runner::Outcome::Success).then_some(crate::runner::Reason::HttpStatus),
             latency_ok: true,
-            delay_ok: None,
-            apdex: None,
-            failed_step: None,
             steps: (0..6).map(step).collect(),
-            cleanup: Vec::new(),
-            captures: Vec::new(),
+            ..RunResult::without_steps(
+                journey,
+                "main",
+                chrono::DateTime::UNIX_EPOCH,
+                std::time::Duration::from_millis(240),
+                outcome,
+            )
         }
     }
 
