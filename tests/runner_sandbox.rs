@@ -204,6 +204,25 @@ async fn a_poll_repeats_until_its_assertion_holds_or_its_time_runs_out() {
 }
 
 #[tokio::test]
+async fn a_poll_whose_window_ends_during_an_attempt_reports_the_assertion_it_kept_failing() {
+    // Each answer takes 350 ms: answers at 0.35 s and 0.8 s do not hold, the third
+    // attempt goes out at 0.9 s and is cut by the 1 s window. What the user saw is
+    // that the text never appeared, not a server that failed to answer.
+    let sandbox = sandbox().await;
+    let alpha = sandbox.instance("alpha").unwrap();
+    alpha.faults().inject(None, "/api/v1/timelines/public", Fault::Latency(Duration::from_millis(350)));
+    let journey = support::journeys::parse(
+        "name: wait\ninstance: main\nschedule: '* * * * *'\nslo: { availability: 99% }\nsteps:\n  - name: never\n    poll:\n      request: { path: /api/v1/timelines/public }\n      interval: 100ms\n      within: 1s\n    expect:\n      json:\n        - { path: '$[*].content', contains: 'no such text' }\n",
+    );
+    let result = Runner::new(targets(&sandbox)).run(&journey).await;
+    assert_outcome(&result, Outcome::Failure, Some(Reason::Assertion), "never");
+    assert!(result.steps[0].attempts >= 2, "{} attempts", result.steps[0].attempts);
+    let error = result.error().unwrap();
+    assert!(error.message.contains("still not true"), "{}", error.message);
+    assert!(error.assertion.as_ref().unwrap().expected.contains("no such text"), "{error:?}");
+}
+
+#[tokio::test]
 async fn no_token_appears_in_any_result_even_when_things_fail() {
     let sandbox = sandbox().await;
     let alpha = sandbox.instance("alpha").unwrap();

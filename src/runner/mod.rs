@@ -453,6 +453,10 @@ impl Runner {
             (d, p) => d.or(p),
         };
         let request = self.prepare(state, step, spec, target)?;
+        // A poll's last answered attempt whose assertion did not hold: when the
+        // window then ends while another attempt is in flight, that is what the
+        // user saw (the thing never appeared), not a slow server.
+        let mut unmet: Option<StepError> = None;
         loop {
             let by_timeout = Instant::now() + step.timeout;
             let attempt_end = step_end.map_or(by_timeout, |e| e.min(by_timeout));
@@ -466,6 +470,10 @@ impl Runner {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
+                    let window_ended = attempt_end < by_timeout && !deadline.is_some_and(|d| d <= attempt_end);
+                    if let (true, Some(p), Some(e)) = (window_ended, poll, unmet.take()) {
+                        return Err(still_not_true(e, result.attempts, p.within, " (the last attempt was still waiting for its answer when the window ended)"));
+                    }
                     let what = if attempt_end < by_timeout && deadline.is_some_and(|d| d <= attempt_end) {
                         format!(
                             "the journey's deadline of {} passed",
@@ -497,17 +505,9 @@ impl Runner {
                 (Err(e), Some(p), Some(limit)) if e.reason == Reason::Assertion => {
                     let next = Instant::now() + p.interval;
                     if next >= limit {
-                        return Err(StepError {
-                            reason: e.reason,
-                            message: format!(
-                                "still not true after {} attempts in {}: {}",
-                                result.attempts,
-                                humantime::format_duration(p.within),
-                                e.message
-                            ),
-                            assertion: e.assertion,
-                        });
+                        return Err(still_not_true(e, result.attempts, p.within, ""));
                     }
+                    unmet = Some(e);
                     tokio::time::sleep_until(next).await;
                 }
                 (Err(e), _, _) => return Err(e),
@@ -834,6 +834,19 @@ fn cancelled(journey: &Journey, step: &Step) -> StepResult {
     result.skipped_because = None;
     result.error = Some(StepError::new(Reason::Cancelled, "the probe is shutting down; the run was stopped"));
     result
+}
+
+/// A poll's failure once its window is over: the last assertion that did not hold.
+fn still_not_true(e: StepError, attempts: u32, within: Duration, note: &str) -> StepError {
+    StepError {
+        reason: e.reason,
+        message: format!(
+            "still not true after {attempts} attempts in {}{note}: {}",
+            humantime::format_duration(within),
+            e.message
+        ),
+        assertion: e.assertion,
+    }
 }
 
 fn skipped(journey: &Journey, step: &Step, because: &str) -> StepResult {
