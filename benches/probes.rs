@@ -864,222 +864,228 @@ fn shipped() {
     let dir = tempfile::tempdir().unwrap();
     let base = server.url("");
 
-    // 1. `fediprobe once` as a process, curl and blackbox_exporter, interleaved.
-    let binaries = shipped_binaries(true);
-    println!(
-        "\n## Timing overhead: reported − D (ms), `fediprobe once` process, curl and blackbox_exporter interleaved\n"
-    );
-    let mut header = String::from("| D |");
-    for (label, _) in &binaries {
-        header.push_str(&format!(" {label} once median | p99 | samples |"));
-    }
-    println!("{header} curl median | p99 | samples | blackbox median | p99 | samples |");
-    println!("|---|{}---|---|---|---|---|---|", "---|---|---|".repeat(binaries.len()));
-    let mut loads = Vec::new();
-    for delay in DELAYS_MS {
-        let sub = dir.path().join(format!("once-{delay}"));
-        let config = write_config(&sub, &base, 1, &format!("/delay/{delay}"));
-        let url = server.url(&format!("/delay/{delay}"));
-        let d = delay as f64;
-        for _ in 0..3 {
-            for (_, binary) in &binaries {
-                once_duration(binary, &config);
-            }
-            curl_duration(&url);
-            blackbox.probe(&url);
-        }
-        let mut fp: Vec<Vec<f64>> = vec![Vec::new(); binaries.len()];
-        let (mut curl, mut bb) = (Vec::new(), Vec::new());
-        for sample in 0..once_runs(delay) {
-            if sample % 20 == 0 {
-                loads.push(load_average());
-            }
-            for (i, (_, binary)) in binaries.iter().enumerate() {
-                fp[i].push(once_duration(binary, &config) * 1e3 - d);
-            }
-            curl.push(curl_duration(&url) * 1e3 - d);
-            bb.push(blackbox.probe(&url).0 * 1e3 - d);
-        }
-        let columns: Vec<String> = fp.into_iter().map(p50_p99_line).collect();
-        println!("| {delay} ms | {} | {} | {} |", columns.join(" | "), p50_p99_line(curl), p50_p99_line(bb));
-    }
-    println!("\n{}", load_range(&loads));
+    // `SHIPPED_SECTIONS=once,run,footprint` (default: all three) picks sections.
+    let sections = std::env::var("SHIPPED_SECTIONS").unwrap_or_else(|_| "once,run,footprint".to_owned());
+    let wanted = |name: &str| sections.split(',').any(|s| s.trim() == name);
 
-    if std::env::var_os("SHIPPED_ONCE_ONLY").is_some() {
-        return;
-    }
-
-    // 2. `fediprobe run` firing every second, curl and blackbox_exporter once a
-    //    second each in the same period, /metrics scraped every 15 s. With
-    //    `SHIPPED_BEFORE`, the earlier build runs as a second agent beside it.
-    let agents_binaries = shipped_binaries(false);
-    let secs: u64 = std::env::var("SHIPPED_AGENT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
-    const AGENT_DELAYS: [u64; 3] = [0, 10, 100];
-    const PER_DELAY: usize = 3;
-    let mut agents = Vec::new();
-    for (label, binary) in &agents_binaries {
-        let sub = dir.path().join(format!("agent-jitter-{label}"));
-        let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY);
-        let log = sub.join("agent.log");
-        let (agent, port) = start_agent(binary, &config, &log);
-        agents.push((label.clone(), agent, port, log));
-    }
-    for (_, _, port, _) in &agents {
-        wait_ready(*port, Instant::now());
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    let log_starts: Vec<usize> =
-        agents.iter().map(|(_, _, _, log)| std::fs::read_to_string(log).unwrap().len()).collect();
-    let (mut curl, mut bb): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![Vec::new(); 3], vec![Vec::new(); 3]);
-    let started = Instant::now();
-    let mut next_scrape = started;
-    let mut second = 0;
-    let mut loads = Vec::new();
-    while started.elapsed() < Duration::from_secs(secs) {
-        if Instant::now() >= next_scrape {
-            for (_, _, port, _) in &agents {
-                http_get(*port, "/metrics");
-            }
-            loads.push(load_average());
-            next_scrape += Duration::from_secs(15);
+    if wanted("once") {
+        // 1. `fediprobe once` as a process, curl and blackbox_exporter, interleaved.
+        let binaries = shipped_binaries(true);
+        println!(
+            "\n## Timing overhead: reported − D (ms), `fediprobe once` process, curl and blackbox_exporter interleaved\n"
+        );
+        let mut header = String::from("| D |");
+        for (label, _) in &binaries {
+            header.push_str(&format!(" {label} once median | p99 | samples |"));
         }
-        for (i, delay) in AGENT_DELAYS.iter().enumerate() {
+        println!("{header} curl median | p99 | samples | blackbox median | p99 | samples |");
+        println!("|---|{}---|---|---|---|---|---|", "---|---|---|".repeat(binaries.len()));
+        let mut loads = Vec::new();
+        for delay in DELAYS_MS {
+            let sub = dir.path().join(format!("once-{delay}"));
+            let config = write_config(&sub, &base, 1, &format!("/delay/{delay}"));
             let url = server.url(&format!("/delay/{delay}"));
-            curl[i].push(curl_duration(&url) * 1e3 - *delay as f64);
-            bb[i].push(blackbox.probe(&url).0 * 1e3 - *delay as f64);
-        }
-        second += 1;
-        if let Some(left) = (started + Duration::from_secs(second)).checked_duration_since(Instant::now()) {
-            std::thread::sleep(left);
-        }
-    }
-    let mut runs = Vec::new();
-    for ((_, agent, _, log), start) in agents.iter_mut().zip(&log_starts) {
-        runs.push(logged_runs(&std::fs::read_to_string(&*log).unwrap()[*start..]));
-        let _ = agent.kill();
-        let _ = agent.wait();
-    }
-    println!(
-        "\n## Timing overhead: reported − D (ms), `fediprobe run` ({PER_DELAY} journeys per D, each every second, `/metrics` scraped every 15 s) beside curl and blackbox_exporter once a second per D, {secs} s\n"
-    );
-    let mut header = String::from("| D |");
-    for (label, _, _, _) in &agents {
-        header.push_str(&format!(" {label} run median | p99 | samples |"));
-    }
-    println!("{header} curl median | p99 | samples | blackbox median | p99 | samples |");
-    println!("|---|{}---|---|---|---|---|---|", "---|---|---|".repeat(agents.len()));
-    for (i, delay) in AGENT_DELAYS.iter().enumerate() {
-        let prefix = format!("d{delay}-");
-        let columns: Vec<String> = runs
-            .iter()
-            .map(|runs| {
-                p50_p99_line(
-                    runs.iter().filter(|(j, _)| j.starts_with(&prefix)).map(|(_, ms)| ms - *delay as f64).collect(),
-                )
-            })
-            .collect();
-        println!(
-            "| {delay} ms | {} | {} | {} |",
-            columns.join(" | "),
-            p50_p99_line(curl[i].clone()),
-            p50_p99_line(bb[i].clone())
-        );
-    }
-    println!("\n{}", load_range(&loads));
-
-    // 3. The agent with 1000 journeys each every minute (default spread), /metrics
-    //    scraped every 15 s: start-up, CPU per run, RSS, /metrics size and cost.
-    //    With `SHIPPED_BEFORE`, both agents run at once, each with its own journeys.
-    const JOURNEYS: usize = 1000;
-    let secs: u64 = std::env::var("SHIPPED_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
-    struct Footprint {
-        label: String,
-        agent: Child,
-        port: u16,
-        log: PathBuf,
-        startup: Duration,
-        before: Usage,
-        log_start: usize,
-        peak: u64,
-        scrape_bytes: usize,
-        scrape_cpu: Duration,
-    }
-    let mut footprints = Vec::new();
-    for (label, binary) in &agents_binaries {
-        let sub = dir.path().join(format!("agent-footprint-{label}"));
-        let config = write_config(&sub, &base, JOURNEYS, "/delay/0");
-        let log = sub.join("agent.log");
-        let spawned = Instant::now();
-        let (agent, port) = start_agent(binary, &config, &log);
-        let startup = wait_ready(port, spawned);
-        footprints.push(Footprint {
-            label: label.clone(),
-            agent,
-            port,
-            log,
-            startup,
-            before: Usage::own(),
-            log_start: 0,
-            peak: 0,
-            scrape_bytes: 0,
-            scrape_cpu: Duration::ZERO,
-        });
-    }
-    // The first minute: every journey's first slot.
-    std::thread::sleep(Duration::from_secs(60));
-    for f in &mut footprints {
-        f.before = Usage::of(f.agent.id());
-        f.log_start = std::fs::read_to_string(&f.log).unwrap().len();
-        f.peak = f.before.rss_kib;
-    }
-    let started = Instant::now();
-    let mut scrapes = 0usize;
-    let mut next_scrape = started;
-    let mut loads = Vec::new();
-    while started.elapsed() < Duration::from_secs(secs) {
-        if Instant::now() >= next_scrape {
-            for f in &mut footprints {
-                let cpu_before = Usage::of(f.agent.id()).cpu;
-                f.scrape_bytes = http_get(f.port, "/metrics").len();
-                f.scrape_cpu += Usage::of(f.agent.id()).cpu - cpu_before;
+            let d = delay as f64;
+            for _ in 0..3 {
+                for (_, binary) in &binaries {
+                    once_duration(binary, &config);
+                }
+                curl_duration(&url);
+                blackbox.probe(&url);
             }
-            loads.push(load_average());
-            scrapes += 1;
-            next_scrape += Duration::from_secs(15);
+            let mut fp: Vec<Vec<f64>> = vec![Vec::new(); binaries.len()];
+            let (mut curl, mut bb) = (Vec::new(), Vec::new());
+            for sample in 0..once_runs(delay) {
+                if sample % 20 == 0 {
+                    loads.push(load_average());
+                }
+                for (i, (_, binary)) in binaries.iter().enumerate() {
+                    fp[i].push(once_duration(binary, &config) * 1e3 - d);
+                }
+                curl.push(curl_duration(&url) * 1e3 - d);
+                bb.push(blackbox.probe(&url).0 * 1e3 - d);
+            }
+            let columns: Vec<String> = fp.into_iter().map(p50_p99_line).collect();
+            println!("| {delay} ms | {} | {} | {} |", columns.join(" | "), p50_p99_line(curl), p50_p99_line(bb));
         }
-        std::thread::sleep(Duration::from_millis(250));
-        for f in &mut footprints {
-            f.peak = f.peak.max(Usage::of(f.agent.id()).rss_kib);
-        }
+        println!("\n{}", load_range(&loads));
     }
-    println!(
-        "\n## `fediprobe run` with {JOURNEYS} journeys each every minute (default spread), `/metrics` scraped every 15 s, {secs} s after the first minute\n"
-    );
-    println!(
-        "| build | start-up (exec → /readyz 200) | runs | CPU per run (scrapes included) | CPU % of one core | RSS peak | RSS at the end | /metrics size | per journey | CPU per scrape (10 ms ticks, {scrapes} scrapes) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let elapsed = started.elapsed().as_secs_f64();
-    for mut f in footprints {
-        let after = Usage::of(f.agent.id());
-        let runs = logged_runs(&std::fs::read_to_string(&f.log).unwrap()[f.log_start..]).len();
-        let _ = f.agent.kill();
-        let _ = f.agent.wait();
-        let cpu = (after.cpu - f.before.cpu).as_secs_f64();
+
+    if wanted("run") {
+        // 2. `fediprobe run` firing every second, curl and blackbox_exporter once a
+        //    second each in the same period, /metrics scraped every 15 s. With
+        //    `SHIPPED_BEFORE`, the earlier build runs as a second agent beside it.
+        let agents_binaries = shipped_binaries(false);
+        let secs: u64 = std::env::var("SHIPPED_AGENT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+        const AGENT_DELAYS: [u64; 3] = [0, 10, 100];
+        const PER_DELAY: usize = 3;
+        let mut agents = Vec::new();
+        for (label, binary) in &agents_binaries {
+            let sub = dir.path().join(format!("agent-jitter-{label}"));
+            let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY);
+            let log = sub.join("agent.log");
+            let (agent, port) = start_agent(binary, &config, &log);
+            agents.push((label.clone(), agent, port, log));
+        }
+        for (_, _, port, _) in &agents {
+            wait_ready(*port, Instant::now());
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let log_starts: Vec<usize> =
+            agents.iter().map(|(_, _, _, log)| std::fs::read_to_string(log).unwrap().len()).collect();
+        let (mut curl, mut bb): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![Vec::new(); 3], vec![Vec::new(); 3]);
+        let started = Instant::now();
+        let mut next_scrape = started;
+        let mut second = 0;
+        let mut loads = Vec::new();
+        while started.elapsed() < Duration::from_secs(secs) {
+            if Instant::now() >= next_scrape {
+                for (_, _, port, _) in &agents {
+                    http_get(*port, "/metrics");
+                }
+                loads.push(load_average());
+                next_scrape += Duration::from_secs(15);
+            }
+            for (i, delay) in AGENT_DELAYS.iter().enumerate() {
+                let url = server.url(&format!("/delay/{delay}"));
+                curl[i].push(curl_duration(&url) * 1e3 - *delay as f64);
+                bb[i].push(blackbox.probe(&url).0 * 1e3 - *delay as f64);
+            }
+            second += 1;
+            if let Some(left) = (started + Duration::from_secs(second)).checked_duration_since(Instant::now()) {
+                std::thread::sleep(left);
+            }
+        }
+        let mut runs = Vec::new();
+        for ((_, agent, _, log), start) in agents.iter_mut().zip(&log_starts) {
+            runs.push(logged_runs(&std::fs::read_to_string(&*log).unwrap()[*start..]));
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
         println!(
-            "| {} | {:.1} ms | {runs} | {:.0} µs | {:.2} % | {:.1} MiB | {:.1} MiB | {:.1} KB | {:.0} B | {:.1} ms |",
-            f.label,
-            f.startup.as_secs_f64() * 1e3,
-            cpu / runs.max(1) as f64 * 1e6,
-            cpu / elapsed * 100.0,
-            mib(f.peak),
-            mib(after.rss_kib),
-            f.scrape_bytes as f64 / 1000.0,
-            f.scrape_bytes / JOURNEYS,
-            f.scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
+            "\n## Timing overhead: reported − D (ms), `fediprobe run` ({PER_DELAY} journeys per D, each every second, `/metrics` scraped every 15 s) beside curl and blackbox_exporter once a second per D, {secs} s\n"
         );
+        let mut header = String::from("| D |");
+        for (label, _, _, _) in &agents {
+            header.push_str(&format!(" {label} run median | p99 | samples |"));
+        }
+        println!("{header} curl median | p99 | samples | blackbox median | p99 | samples |");
+        println!("|---|{}---|---|---|---|---|---|", "---|---|---|".repeat(agents.len()));
+        for (i, delay) in AGENT_DELAYS.iter().enumerate() {
+            let prefix = format!("d{delay}-");
+            let columns: Vec<String> = runs
+                .iter()
+                .map(|runs| {
+                    p50_p99_line(
+                        runs.iter().filter(|(j, _)| j.starts_with(&prefix)).map(|(_, ms)| ms - *delay as f64).collect(),
+                    )
+                })
+                .collect();
+            println!(
+                "| {delay} ms | {} | {} | {} |",
+                columns.join(" | "),
+                p50_p99_line(curl[i].clone()),
+                p50_p99_line(bb[i].clone())
+            );
+        }
+        println!("\n{}", load_range(&loads));
     }
-    println!("\n{}", load_range(&loads));
+
+    if wanted("footprint") {
+        // 3. The agent with 1000 journeys each every minute (default spread), /metrics
+        //    scraped every 15 s: start-up, CPU per run, RSS, /metrics size and cost.
+        //    With `SHIPPED_BEFORE`, both agents run at once, each with its own journeys.
+        const JOURNEYS: usize = 1000;
+        let secs: u64 = std::env::var("SHIPPED_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
+        struct Footprint {
+            label: String,
+            agent: Child,
+            port: u16,
+            log: PathBuf,
+            startup: Duration,
+            before: Usage,
+            log_start: usize,
+            peak: u64,
+            scrape_bytes: usize,
+            scrape_cpu: Duration,
+        }
+        let mut footprints = Vec::new();
+        for (label, binary) in &shipped_binaries(false) {
+            let sub = dir.path().join(format!("agent-footprint-{label}"));
+            let config = write_config(&sub, &base, JOURNEYS, "/delay/0");
+            let log = sub.join("agent.log");
+            let spawned = Instant::now();
+            let (agent, port) = start_agent(binary, &config, &log);
+            let startup = wait_ready(port, spawned);
+            footprints.push(Footprint {
+                label: label.clone(),
+                agent,
+                port,
+                log,
+                startup,
+                before: Usage::own(),
+                log_start: 0,
+                peak: 0,
+                scrape_bytes: 0,
+                scrape_cpu: Duration::ZERO,
+            });
+        }
+        // The first minute: every journey's first slot.
+        std::thread::sleep(Duration::from_secs(60));
+        for f in &mut footprints {
+            f.before = Usage::of(f.agent.id());
+            f.log_start = std::fs::read_to_string(&f.log).unwrap().len();
+            f.peak = f.before.rss_kib;
+        }
+        let started = Instant::now();
+        let mut scrapes = 0usize;
+        let mut next_scrape = started;
+        let mut loads = Vec::new();
+        while started.elapsed() < Duration::from_secs(secs) {
+            if Instant::now() >= next_scrape {
+                for f in &mut footprints {
+                    let cpu_before = Usage::of(f.agent.id()).cpu;
+                    f.scrape_bytes = http_get(f.port, "/metrics").len();
+                    f.scrape_cpu += Usage::of(f.agent.id()).cpu - cpu_before;
+                }
+                loads.push(load_average());
+                scrapes += 1;
+                next_scrape += Duration::from_secs(15);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            for f in &mut footprints {
+                f.peak = f.peak.max(Usage::of(f.agent.id()).rss_kib);
+            }
+        }
+        println!(
+            "\n## `fediprobe run` with {JOURNEYS} journeys each every minute (default spread), `/metrics` scraped every 15 s, {secs} s after the first minute\n"
+        );
+        println!(
+            "| build | start-up (exec → /readyz 200) | runs | CPU per run (scrapes included) | CPU % of one core | RSS peak | RSS at the end | /metrics size | per journey | CPU per scrape (10 ms ticks, {scrapes} scrapes) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let elapsed = started.elapsed().as_secs_f64();
+        for mut f in footprints {
+            let after = Usage::of(f.agent.id());
+            let runs = logged_runs(&std::fs::read_to_string(&f.log).unwrap()[f.log_start..]).len();
+            let _ = f.agent.kill();
+            let _ = f.agent.wait();
+            let cpu = (after.cpu - f.before.cpu).as_secs_f64();
+            println!(
+                "| {} | {:.1} ms | {runs} | {:.0} µs | {:.2} % | {:.1} MiB | {:.1} MiB | {:.1} KB | {:.0} B | {:.1} ms |",
+                f.label,
+                f.startup.as_secs_f64() * 1e3,
+                cpu / runs.max(1) as f64 * 1e6,
+                cpu / elapsed * 100.0,
+                mib(f.peak),
+                mib(after.rss_kib),
+                f.scrape_bytes as f64 / 1000.0,
+                f.scrape_bytes / JOURNEYS,
+                f.scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
+            );
+        }
+        println!("\n{}", load_range(&loads));
+    }
 }
 
 /// `fediprobe run` with 1000 journeys: exec → first `/readyz` 200, `AGENT_STARTS`

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -156,33 +156,36 @@ impl OriginKey {
     }
 }
 
-/// One open connection, HTTP/1.1 or HTTP/2, with the task that drives it.
+/// One open connection: HTTP/1.1 driven by the run's own future, or HTTP/2 with
+/// the task that drives it.
 pub(crate) struct Connection {
     pub(crate) origin: OriginKey,
     pub(crate) sender: Sender,
     pub(crate) writes: Arc<WriteClock>,
-    task: tokio::task::AbortHandle,
 }
 
 pub(crate) enum Sender {
-    Http1(http1::SendRequest<Full<Bytes>>),
-    Http2(http2::SendRequest<Full<Bytes>>),
+    Http1(super::h1::Connection),
+    Http2(http2::SendRequest<Full<Bytes>>, tokio::task::AbortHandle),
 }
 
 impl Connection {
-    pub(crate) fn is_open(&self) -> bool {
-        match &self.sender {
-            Sender::Http1(s) => !s.is_closed(),
-            Sender::Http2(s) => !s.is_closed(),
+    pub(crate) fn is_open(&mut self) -> bool {
+        match &mut self.sender {
+            Sender::Http1(c) => c.is_open(),
+            Sender::Http2(s, _) => !s.is_closed(),
         }
     }
 }
 
 impl Drop for Connection {
     /// Closing is immediate: a run that timed out mid-response must not leave a
-    /// task waiting on a server that never answers.
+    /// task waiting on a server that never answers. (An HTTP/1.1 connection has
+    /// no task: its socket closes as it is dropped.)
     fn drop(&mut self) {
-        self.task.abort();
+        if let Sender::Http2(_, task) = &self.sender {
+            task.abort();
+        }
     }
 }
 
@@ -262,7 +265,7 @@ pub(crate) async fn open(
     let _ = tcp.set_nodelay(true);
     let writes = Arc::new(WriteClock::default());
     let io = TimedIo { inner: tcp, writes: writes.clone() };
-    let (sender, task) = if origin.https {
+    let sender = if origin.https {
         phases.enter(Phase::Tls);
         let config = tls.config()?;
         let name = match &origin.host {
@@ -275,40 +278,33 @@ pub(crate) async fn open(
             .connect(name, io)
             .await
             .map_err(|e| StepError::new(classify_io(&e), format!("TLS with {}: {e}", origin_text(origin))))?;
-        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        handshake(TokioIo::new(stream), h2).await?
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            http2_handshake(TokioIo::new(stream)).await?
+        } else {
+            Sender::Http1(super::h1::Connection::new(super::h1::Io::Tls(Box::new(stream))))
+        }
     } else {
-        handshake(TokioIo::new(io), false).await?
+        Sender::Http1(super::h1::Connection::new(super::h1::Io::Plain(io)))
     };
-    Ok(Connection { origin: origin.clone(), sender, writes, task })
+    Ok(Connection { origin: origin.clone(), sender, writes })
 }
 
 fn origin_text(origin: &OriginKey) -> String {
     format!("{}:{}", origin.host, origin.port)
 }
 
-async fn handshake<T>(io: TokioIo<T>, h2: bool) -> Result<(Sender, tokio::task::AbortHandle), StepError>
+async fn http2_handshake<T>(io: TokioIo<T>) -> Result<Sender, StepError>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let failed = |e: hyper::Error| StepError::new(super::http::classify(&e), format!("HTTP handshake: {e}"));
-    if h2 {
-        let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(failed)?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP/2 connection ended");
-            }
-        });
-        Ok((Sender::Http2(sender), task.abort_handle()))
-    } else {
-        let (sender, connection) = http1::handshake(io).await.map_err(failed)?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP/1.1 connection ended");
-            }
-        });
-        Ok((Sender::Http1(sender), task.abort_handle()))
-    }
+    let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.map_err(failed)?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "HTTP/2 connection ended");
+        }
+    });
+    Ok(Sender::Http2(sender, task.abort_handle()))
 }
 
 /// Connects to the first address that answers. Each address gets
@@ -362,8 +358,8 @@ pub(crate) fn classify_io(error: &io::Error) -> Reason {
 
 /// The TCP stream with every successful write noted on the connection's
 /// [`WriteClock`]. It sits under TLS, so it sees bytes as they reach the socket.
-struct TimedIo {
-    inner: TcpStream,
+pub(crate) struct TimedIo {
+    pub(crate) inner: TcpStream,
     writes: Arc<WriteClock>,
 }
 

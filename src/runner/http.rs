@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::connect::{self, Connection, OriginKey, Sender, Tls};
+use super::h1;
 use super::phases::{Phase, Phases, Recorder};
 use super::result::{Reason, StepError};
 use crate::secret::Secret;
@@ -99,12 +100,12 @@ impl Client {
 
     fn take_idle(&self, origin: &OriginKey) -> Option<Connection> {
         let mut idle = self.idle();
-        idle.retain(Connection::is_open);
+        idle.retain_mut(Connection::is_open);
         let index = idle.iter().position(|c| c.origin == *origin)?;
         Some(idle.swap_remove(index))
     }
 
-    fn put_idle(&self, connection: Connection) {
+    fn put_idle(&self, mut connection: Connection) {
         if connection.is_open() {
             self.idle().push(connection);
         }
@@ -165,7 +166,6 @@ async fn exchange(
     body: Option<&(&'static str, Bytes)>,
 ) -> Result<Response, StepError> {
     let origin = OriginKey::of(url)?;
-    let failed = |e: hyper::Error| transport_error(method, url, &e);
     let (mut connection, reused) = match client.take_idle(&origin) {
         Some(c) => (c, true),
         // Boxed: the TLS handshake's state is large, and a future is as large as its
@@ -174,46 +174,99 @@ async fn exchange(
     };
     let message = build(method, url, headers, bearer, body, &connection)?;
     client.recorder.enter_send(connection.writes.clone());
-    let head = match try_send(&mut connection, message).await {
-        Ok(head) => head,
-        Err(mut e) => {
-            // The server closed an idle connection before the request went out: the
-            // request was never sent, so sending it on a new connection is no retry.
-            if !(reused && e.take_message().is_some()) {
-                return Err(failed(e.into_error()));
-            }
+    let response = match send_on(&mut connection, &message, method, url, &client.recorder).await {
+        // The server closed an idle connection as the request went out: nothing of
+        // it was answered. Sent again on a new connection when that cannot do
+        // anything twice (RFC 9110 §9.2.2: idempotent methods), as browsers do.
+        Err(e) if reused && e.may_resend(method) => {
+            tracing::debug!(error = ?e, "a reused connection closed under the request; sending it on a new one");
             connection = Box::pin(connect::open(&origin, &client.tls, &client.resolver, &client.recorder)).await?;
             let message = build(method, url, headers, bearer, body, &connection)?;
             client.recorder.enter_send(connection.writes.clone());
-            try_send(&mut connection, message).await.map_err(|e| failed(e.into_error()))?
+            send_on(&mut connection, &message, method, url, &client.recorder).await
         }
+        other => other,
     };
-    client.recorder.enter(Phase::Transfer);
-    let (parts, incoming) = head.into_parts();
-    let body = read_body(incoming, &parts.headers, method, url).await;
     client.recorder.finish();
-    let body = body?;
+    let response = response.map_err(|e| e.into_step_error(method, url))?;
     client.put_idle(connection);
-    Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
+    Ok(response)
 }
 
-type TrySendError = hyper::client::conn::TrySendError<http::Request<Full<Bytes>>>;
+/// How an exchange on one connection failed.
+#[derive(Debug)]
+enum Sent {
+    /// Nothing of a response came (the request may not have reached the server).
+    NoResponse(String),
+    /// The connection refused the request before any of it went out.
+    Unsent(String),
+    Failed(StepError),
+}
 
-async fn try_send(
+impl Sent {
+    /// Whether the request may go again on a new connection: never sent, or
+    /// unanswered and harmless to repeat.
+    fn may_resend(&self, method: &http::Method) -> bool {
+        match self {
+            Sent::Unsent(_) => true,
+            Sent::NoResponse(_) => method.is_idempotent(),
+            Sent::Failed(_) => false,
+        }
+    }
+
+    fn into_step_error(self, method: &http::Method, url: &url::Url) -> StepError {
+        match self {
+            Sent::NoResponse(text) | Sent::Unsent(text) => {
+                StepError::new(Reason::ConnectionClosed, format!("{method} {}: {text}", url.path()))
+            }
+            Sent::Failed(error) => error,
+        }
+    }
+}
+
+/// The request as built for its connection's protocol.
+enum Message {
+    Http1 { head: Vec<u8>, body: Option<Bytes> },
+    Http2(http::Request<Full<Bytes>>),
+}
+
+async fn send_on(
     connection: &mut Connection,
-    message: http::Request<Full<Bytes>>,
-) -> Result<http::Response<Incoming>, TrySendError> {
-    match &mut connection.sender {
-        Sender::Http1(sender) => {
+    message: &Message,
+    method: &http::Method,
+    url: &url::Url,
+    recorder: &super::phases::Recorder,
+) -> Result<Response, Sent> {
+    match (&mut connection.sender, message) {
+        (Sender::Http1(h1), Message::Http1 { head, body }) => {
+            let head_request = *method == http::Method::HEAD;
+            match h1.exchange(head.clone(), body.as_ref(), head_request, MAX_BODY_BYTES, recorder).await {
+                Ok(answer) => Ok(Response { status: answer.status, headers: answer.headers, body: answer.body }),
+                Err(h1::Error::NoResponse(text)) => Err(Sent::NoResponse(text)),
+                Err(h1::Error::TooLarge(announced)) => Err(Sent::Failed(too_large(method, url, announced))),
+                Err(h1::Error::Failed(reason, text)) => {
+                    Err(Sent::Failed(StepError::new(reason, format!("{method} {}: {text}", url.path()))))
+                }
+            }
+        }
+        (Sender::Http2(sender, _), Message::Http2(request)) => {
+            let failed = |e: hyper::Error| Sent::Failed(transport_error(method, url, &e));
             // A connection that closed meanwhile refuses below, handing the message back.
             let _ = sender.ready().await;
-            sender.try_send_request(message).await
+            let head = match sender.try_send_request(request.clone()).await {
+                Ok(head) => head,
+                Err(mut e) => {
+                    let unsent = e.take_message().is_some();
+                    let error = e.into_error();
+                    return Err(if unsent { Sent::Unsent(describe(&error)) } else { failed(error) });
+                }
+            };
+            recorder.enter(Phase::Transfer);
+            let (parts, incoming) = head.into_parts();
+            let body = read_body(incoming, &parts.headers, method, url).await.map_err(Sent::Failed)?;
+            Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
         }
-        Sender::Http2(sender) => {
-            // A connection that closed meanwhile refuses below, handing the message back.
-            let _ = sender.ready().await;
-            sender.try_send_request(message).await
-        }
+        _ => unreachable!("a message is built for its connection's protocol"),
     }
 }
 
@@ -226,21 +279,16 @@ fn build(
     bearer: Option<&Secret>,
     body: Option<&(&'static str, Bytes)>,
     connection: &Connection,
-) -> Result<http::Request<Full<Bytes>>, StepError> {
+) -> Result<Message, StepError> {
     let invalid = |what: &str| StepError::new(Reason::Config, format!("{method} {}: invalid {what}", url.path()));
-    let http2 = matches!(connection.sender, Sender::Http2(_));
+    let http2 = matches!(connection.sender, Sender::Http2(..));
     let target = if http2 {
         url.as_str()
     } else {
         let start = url[..url::Position::BeforePath].len();
         &url.as_str()[start..url[..url::Position::AfterQuery].len()]
     };
-    let mut message = http::Request::builder()
-        .method(method.clone())
-        .uri(target)
-        .body(Full::new(body.map(|(_, b)| b.clone()).unwrap_or_default()))
-        .map_err(|_| invalid("URL"))?;
-    let map = message.headers_mut();
+    let mut map = HeaderMap::with_capacity(4 + headers.len());
     if !http2 {
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         map.insert(HOST, HeaderValue::from_str(host).map_err(|_| invalid("host"))?);
@@ -260,7 +308,19 @@ fn build(
     if let Some((content_type, _)) = body {
         map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    Ok(message)
+    if !http2 {
+        // `Content-Length` is the head's to write, from the body it sends.
+        map.remove(CONTENT_LENGTH);
+        let head = h1::request_head(method, target, &map, body.map(|(_, b)| b.len()));
+        return Ok(Message::Http1 { head, body: body.map(|(_, b)| b.clone()) });
+    }
+    let mut message = http::Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .body(Full::new(body.map(|(_, b)| b.clone()).unwrap_or_default()))
+        .map_err(|_| invalid("URL"))?;
+    *message.headers_mut() = map;
+    Ok(Message::Http2(message))
 }
 
 async fn read_body(

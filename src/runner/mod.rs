@@ -17,6 +17,7 @@
 
 pub mod check;
 pub mod connect;
+mod h1;
 pub mod http;
 pub mod multipart;
 pub mod phases;
@@ -470,9 +471,14 @@ impl Runner {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
-                    let window_ended = attempt_end < by_timeout && !deadline.is_some_and(|d| d <= attempt_end);
+                    let window_ended = attempt_end < by_timeout && deadline.is_none_or(|d| d > attempt_end);
                     if let (true, Some(p), Some(e)) = (window_ended, poll, unmet.take()) {
-                        return Err(still_not_true(e, result.attempts, p.within, " (the last attempt was still waiting for its answer when the window ended)"));
+                        return Err(still_not_true(
+                            e,
+                            result.attempts,
+                            p.within,
+                            " (the last attempt was still waiting for its answer when the window ended)",
+                        ));
                     }
                     let what = if attempt_end < by_timeout && deadline.is_some_and(|d| d <= attempt_end) {
                         format!(
