@@ -25,7 +25,8 @@
 
 mod clock;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -261,7 +262,7 @@ pub struct Schedules {
 }
 
 impl Schedules {
-    /// Starts a task per journey. Results go to `results`. A journey the previous
+    /// Starts the generation's schedule (one task for all its journeys). Results go to `results`. A journey the previous
     /// generation also had keeps its state (a run of it still going, its
     /// skipped-slot count).
     pub fn start(
@@ -275,22 +276,22 @@ impl Schedules {
         let stop = CancellationToken::new();
         let mut statuses = Vec::new();
         let mut periods = Periods::default();
+        let mut schedule_keys: HashMap<String, usize> = HashMap::new();
+        let mut entries = Vec::with_capacity(journeys.len());
         for journey in journeys {
             let offset = periods.offset_for(probe_name, &journey, spread);
             let status = runs.status(&journey);
             status.offset_ms.store(offset.as_millis() as u64, Ordering::Relaxed);
             statuses.push(status.clone());
-            let task = JourneyTask {
-                journey: Arc::new(journey),
-                offset,
-                status,
-                runner: runner.clone(),
-                runs: runs.clone(),
-                results: results.clone(),
-                stop: stop.clone(),
-            };
-            tokio::spawn(task.run());
+            let normalized = journey.schedule.normalized();
+            // Kubernetes' 5 fields fire at second 0 of a minute; 6 fields name the second.
+            let granularity = if normalized.split(' ').count() == 5 { 60 } else { 1 };
+            let next = schedule_keys.len();
+            let schedule = *schedule_keys.entry(normalized).or_insert(next);
+            entries.push(Entry { journey: Arc::new(journey), offset, status, schedule, granularity });
         }
+        let schedule = ScheduleLoop { entries, runner, runs: runs.clone(), results, stop: stop.clone() };
+        tokio::spawn(schedule.run());
         Schedules { statuses, stop }
     }
 
@@ -310,78 +311,160 @@ impl Drop for Schedules {
     }
 }
 
-struct JourneyTask {
+/// One journey (one account's copy) in a generation's schedule.
+struct Entry {
     journey: Arc<Journey>,
     offset: Duration,
     status: Arc<JourneyStatus>,
+    /// Which distinct schedule text it has (for [`NextSlots`]).
+    schedule: usize,
+    /// The schedule's resolution in seconds: 60 for 5 fields, 1 with seconds.
+    granularity: i64,
+}
+
+/// Every journey of a generation waits for its slots in one task, on one timer:
+/// a heap of next slots, the earliest slept for. (A task and a timer per journey
+/// — a thousand of each — made the timer wheel, the wake-ups and the cron
+/// look-ups most of the agent's CPU per run.)
+struct ScheduleLoop {
+    entries: Vec<Entry>,
     runner: Arc<dyn RunJourney>,
     runs: Runs,
     results: mpsc::UnboundedSender<RunResult>,
     stop: CancellationToken,
 }
 
-impl JourneyTask {
+impl ScheduleLoop {
     async fn run(self) {
         let clock = self.runs.clock.clone();
-        let mut last_slot: Option<DateTime<Utc>> = None;
+        let mut next_slots = NextSlots::default();
+        let mut heap = BinaryHeap::with_capacity(self.entries.len());
+        let now = clock.now();
+        for index in 0..self.entries.len() {
+            self.queue(&mut heap, &mut next_slots, index, now);
+        }
+        let stopped = async {
+            tokio::select! {
+                () = self.stop.cancelled() => {}
+                () = self.runs.stopping.cancelled() => {}
+            }
+        };
+        tokio::pin!(stopped);
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
         loop {
-            let now = clock.now();
-            let after = last_slot.map_or(now, |l| l.max(now));
-            let Some(slot) = next_slot(&self.journey, self.offset, after) else {
-                tracing::error!(journey = %self.journey.name, "the schedule has no next slot; the journey stops");
+            let Some(&Reverse((slot, index))) = heap.peek() else {
                 return;
             };
-            self.status.next_run_unix.store(slot.timestamp(), Ordering::Relaxed);
-            let wait = (slot - now).to_std().unwrap_or_default();
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.stop.cancelled() => return,
-                () = self.runs.stopping.cancelled() => return,
-            }
-            // Woken early (the wall clock moved under a monotonic sleep): wait again.
-            if clock.now() < slot {
+            let now = clock.now();
+            if now < slot {
+                // Slots are recomputed from the clock after every wake-up: a wake-up
+                // before the slot (the wall clock moved under the monotonic timer)
+                // waits again, a jump forward fires each journey once, not a burst.
+                let wait = (slot - now).to_std().unwrap_or_default();
+                sleep.as_mut().reset(tokio::time::Instant::now() + wait);
+                tokio::select! {
+                    () = sleep.as_mut() => {}
+                    () = &mut stopped => return,
+                }
                 continue;
             }
-            last_slot = Some(slot);
+            heap.pop();
             if self.stop.is_cancelled() || self.runs.stopping.is_cancelled() {
                 return;
             }
-            if self.status.in_flight.swap(true, Ordering::AcqRel) {
-                self.status.skipped_slots.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(journey = %self.journey.name, slot = %slot, "the previous run is still going; slot skipped");
-                continue;
-            }
-            let journey = self.journey.clone();
-            let runner = self.runner.clone();
-            let status = self.status.clone();
-            let results = self.results.clone();
-            let runs = self.runs.clone();
-            let run = async move {
-                let permit = tokio::select! {
-                    biased;
-                    () = runs.stopping.cancelled() => None,
-                    permit = runs.semaphore.clone().acquire_owned() => permit.ok(),
-                };
-                // A run that never started is not a run: shutdown began while it
-                // waited for a place under the cap.
-                let Some(_permit) = permit.filter(|_| !runs.stopping.is_cancelled()) else {
-                    status.skipped_slots.fetch_add(1, Ordering::Relaxed);
-                    status.in_flight.store(false, Ordering::Release);
-                    tracing::info!(journey = %journey.name, slot = %slot, "shutting down; slot skipped, its run never started");
-                    return;
-                };
-                runs.running.fetch_add(1, Ordering::AcqRel);
-                status.last_run_unix.store(runs.clock.now().timestamp(), Ordering::Relaxed);
-                let result = runner.run_journey(&journey, &runs.cancel).await;
-                runs.running.fetch_sub(1, Ordering::AcqRel);
-                status.in_flight.store(false, Ordering::Release);
-                let _ = results.send(result);
-            };
-            match &self.runs.runtime {
-                Some(runtime) => self.runs.tracker.spawn_on(run, runtime),
-                None => self.runs.tracker.spawn(run),
-            };
+            self.fire(index, slot);
+            self.queue(&mut heap, &mut next_slots, index, slot.max(clock.now()));
         }
+    }
+
+    /// Puts the entry's first slot strictly after `after` on the heap.
+    fn queue(
+        &self,
+        heap: &mut BinaryHeap<Reverse<(DateTime<Utc>, usize)>>,
+        next_slots: &mut NextSlots,
+        index: usize,
+        after: DateTime<Utc>,
+    ) {
+        let entry = &self.entries[index];
+        match next_slots.next_slot(entry, after) {
+            Some(slot) => {
+                entry.status.next_run_unix.store(slot.timestamp(), Ordering::Relaxed);
+                heap.push(Reverse((slot, index)));
+            }
+            None => {
+                tracing::error!(journey = %entry.journey.name, "the schedule has no next slot; the journey stops");
+            }
+        }
+    }
+
+    /// Starts the entry's run for `slot`, unless its previous run is still going.
+    fn fire(&self, index: usize, slot: DateTime<Utc>) {
+        let entry = &self.entries[index];
+        if entry.status.in_flight.swap(true, Ordering::AcqRel) {
+            entry.status.skipped_slots.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(journey = %entry.journey.name, slot = %slot, "the previous run is still going; slot skipped");
+            return;
+        }
+        let journey = entry.journey.clone();
+        let runner = self.runner.clone();
+        let status = entry.status.clone();
+        let results = self.results.clone();
+        let runs = self.runs.clone();
+        let run = async move {
+            let permit = tokio::select! {
+                biased;
+                () = runs.stopping.cancelled() => None,
+                permit = runs.semaphore.clone().acquire_owned() => permit.ok(),
+            };
+            // A run that never started is not a run: shutdown began while it
+            // waited for a place under the cap.
+            let Some(_permit) = permit.filter(|_| !runs.stopping.is_cancelled()) else {
+                status.skipped_slots.fetch_add(1, Ordering::Relaxed);
+                status.in_flight.store(false, Ordering::Release);
+                tracing::info!(journey = %journey.name, slot = %slot, "shutting down; slot skipped, its run never started");
+                return;
+            };
+            runs.running.fetch_add(1, Ordering::AcqRel);
+            status.last_run_unix.store(runs.clock.now().timestamp(), Ordering::Relaxed);
+            let result = runner.run_journey(&journey, &runs.cancel).await;
+            runs.running.fetch_sub(1, Ordering::AcqRel);
+            status.in_flight.store(false, Ordering::Release);
+            let _ = results.send(result);
+        };
+        match &self.runs.runtime {
+            Some(runtime) => self.runs.tracker.spawn_on(run, runtime),
+            None => self.runs.tracker.spawn(run),
+        };
+    }
+}
+
+/// Next slots, each cron look-up made once per schedule and resolution step: the
+/// first cron time strictly after `t` is the one strictly after `t` cut to the
+/// schedule's resolution (cron times are whole seconds, and whole minutes for 5
+/// fields), and a thousand journeys on one schedule with offsets spread over a
+/// minute ask about one or two minutes. (croner's look-up was an eighth of the
+/// agent's CPU when made per journey per slot.)
+#[derive(Default)]
+struct NextSlots(HashMap<(usize, i64), Option<DateTime<Utc>>>);
+
+impl NextSlots {
+    /// Look-ups kept before the memo starts again: a few hundred per schedule
+    /// are in use at any time.
+    const KEPT: usize = 4096;
+
+    fn next_slot(&mut self, entry: &Entry, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let offset = chrono::Duration::from_std(entry.offset).ok()?;
+        let base_after = after - offset;
+        let step = base_after.timestamp().div_euclid(entry.granularity);
+        if self.0.len() >= Self::KEPT {
+            self.0.clear();
+        }
+        let base = *self.0.entry((entry.schedule, step)).or_insert_with(|| {
+            let cut = DateTime::<Utc>::from_timestamp(step * entry.granularity, 0)?;
+            entry.journey.schedule.cron.find_next_occurrence(&cut, false).ok()
+        });
+        Some(base? + offset)
     }
 }
 
@@ -497,6 +580,32 @@ mod tests {
             }
         }
         assert!(periods.0.len() <= schedules.len(), "one walk per distinct schedule: {}", periods.0.len());
+    }
+
+    #[test]
+    fn remembered_slots_are_the_slots_a_look_up_per_journey_gives() {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T10:02:00Z").unwrap().with_timezone(&Utc);
+        let mut next_slots = NextSlots::default();
+        for (i, schedule) in
+            ["* * * * *", "*/5 * * * *", "0 */2 * * *", "*/10 * * * * *", "30 * * * * *"].iter().enumerate()
+        {
+            let j = Arc::new(journey("j", schedule));
+            let granularity = if schedule.split(" ").count() == 5 { 60 } else { 1 };
+            for offset_ms in [0, 1, 999, 1_234, 29_999, 59_999] {
+                let offset = Duration::from_millis(offset_ms);
+                let entry = Entry { journey: j.clone(), offset, status: Arc::default(), schedule: i, granularity };
+                // Times on and off whole seconds and minutes, over a few hours.
+                let mut at = start;
+                for step in 0..2_000u32 {
+                    at += chrono::Duration::milliseconds(i64::from(step % 7) * 997 + i64::from(step % 3) * 60_000);
+                    assert_eq!(
+                        next_slots.next_slot(&entry, at),
+                        next_slot(&j, offset, at),
+                        "{schedule} offset {offset_ms} ms at {at}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
