@@ -92,8 +92,12 @@ pub fn main() -> ExitCode {
     // `once` measures on one thread, as curl does: the response wakes the thread
     // that timestamps it, with no hand-over between parked workers inside a
     // run's clock (its runs are I/O-bound and capped by `max_concurrent_runs`).
+    // `run` keeps its runs on a thread of their own (`agent::RunsThread`); the
+    // rest of the agent (the scrapes, the log lines, the pushes, the reload
+    // check) is light and also takes one thread: a pool of workers woke each
+    // other for every result handed over, a context switch each on a small VM.
     let mut builder = match cli.command {
-        Command::Once(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Once(_) | Command::Run(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

@@ -226,8 +226,13 @@ impl Sent {
 
 /// The request as built for its connection's protocol.
 enum Message {
-    Http1 { head: Vec<u8>, body: Option<Bytes> },
-    Http2(http::Request<Full<Bytes>>),
+    Http1 {
+        head: Vec<u8>,
+        body: Option<Bytes>,
+    },
+    /// Boxed: an HTTP/2 request is 256 bytes, and every HTTP/1.1 exchange in
+    /// flight would carry the room for it.
+    Http2(Box<http::Request<Full<Bytes>>>),
 }
 
 async fn send_on(
@@ -249,25 +254,37 @@ async fn send_on(
                 }
             }
         }
+        // Boxed: hyper's futures are large, and unboxed every HTTP/1.1 exchange in
+        // flight would carry their room.
         (Sender::Http2(sender, _), Message::Http2(request)) => {
-            let failed = |e: hyper::Error| Sent::Failed(transport_error(method, url, &e));
-            // A connection that closed meanwhile refuses below, handing the message back.
-            let _ = sender.ready().await;
-            let head = match sender.try_send_request(request.clone()).await {
-                Ok(head) => head,
-                Err(mut e) => {
-                    let unsent = e.take_message().is_some();
-                    let error = e.into_error();
-                    return Err(if unsent { Sent::Unsent(describe(&error)) } else { failed(error) });
-                }
-            };
-            recorder.enter(Phase::Transfer);
-            let (parts, incoming) = head.into_parts();
-            let body = read_body(incoming, &parts.headers, method, url).await.map_err(Sent::Failed)?;
-            Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
+            Box::pin(send_http2(sender, request, method, url, recorder)).await
         }
         _ => unreachable!("a message is built for its connection's protocol"),
     }
+}
+
+async fn send_http2(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    request: &http::Request<Full<Bytes>>,
+    method: &http::Method,
+    url: &url::Url,
+    recorder: &super::phases::Recorder,
+) -> Result<Response, Sent> {
+    let failed = |e: hyper::Error| Sent::Failed(transport_error(method, url, &e));
+    // A connection that closed meanwhile refuses below, handing the message back.
+    let _ = sender.ready().await;
+    let head = match sender.try_send_request(request.clone()).await {
+        Ok(head) => head,
+        Err(mut e) => {
+            let unsent = e.take_message().is_some();
+            let error = e.into_error();
+            return Err(if unsent { Sent::Unsent(describe(&error)) } else { failed(error) });
+        }
+    };
+    recorder.enter(Phase::Transfer);
+    let (parts, incoming) = head.into_parts();
+    let body = read_body(incoming, &parts.headers, method, url).await.map_err(Sent::Failed)?;
+    Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
 }
 
 /// The request as it goes on the wire: origin-form with a `Host` header over
@@ -320,7 +337,7 @@ fn build(
         .body(Full::new(body.map(|(_, b)| b.clone()).unwrap_or_default()))
         .map_err(|_| invalid("URL"))?;
     *message.headers_mut() = map;
-    Ok(Message::Http2(message))
+    Ok(Message::Http2(Box::new(message)))
 }
 
 async fn read_body(

@@ -291,7 +291,11 @@ impl Schedules {
             entries.push(Entry { journey: Arc::new(journey), offset, status, schedule, granularity });
         }
         let schedule = ScheduleLoop { entries, runner, runs: runs.clone(), results, stop: stop.clone() };
-        tokio::spawn(schedule.run());
+        // Beside the runs it starts: starting one is then no hand-over between threads.
+        match &runs.runtime {
+            Some(runtime) => runtime.spawn(schedule.run()),
+            None => tokio::spawn(schedule.run()),
+        };
         Schedules { statuses, stop }
     }
 
