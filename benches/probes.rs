@@ -500,6 +500,11 @@ fn write_config(dir: &Path, base_url: &str, count: usize, path: &str) -> PathBuf
 
 /// A config with one-request journeys `(name, schedule, path)` to `base_url`.
 fn write_config_with(dir: &Path, base_url: &str, journeys: &[(String, &str, String)]) -> PathBuf {
+    write_config_named(dir, base_url, journeys, "bench")
+}
+
+/// [`write_config_with`], for the probe named `probe`.
+fn write_config_named(dir: &Path, base_url: &str, journeys: &[(String, &str, String)], probe: &str) -> PathBuf {
     let folder = dir.join("journeys");
     std::fs::create_dir_all(&folder).unwrap();
     for (name, schedule, path) in journeys {
@@ -515,7 +520,7 @@ fn write_config_with(dir: &Path, base_url: &str, journeys: &[(String, &str, Stri
     std::fs::write(
         &config,
         format!(
-            "probe:\n  region: bench\ninstances:\n  main:\n    url: {base_url}\n    account: probe\n    token: {{ env: FEDIPROBE_BENCH_TOKEN }}\njourneys: [journeys]\n"
+            "probe:\n  region: bench\n  name: {probe}\ninstances:\n  main:\n    url: {base_url}\n    account: probe\n    token: {{ env: FEDIPROBE_BENCH_TOKEN }}\njourneys: [journeys]\n"
         ),
     )
     .unwrap();
@@ -785,12 +790,17 @@ fn logged_runs(log: &str) -> Vec<(String, f64)> {
 
 /// A config for `fediprobe run` with `per_delay` journeys per D, each firing
 /// every second (`* * * * * *`) against `/delay/D`.
-fn write_every_second_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize) -> PathBuf {
+/// Every-second journeys, `per_delay` for each delay. `probe` names the probe:
+/// the journeys' offsets in the second derive from it, so two agents measured
+/// side by side with different names do not fire at the same instants (with the
+/// same name, each run of one met the other's at the server, which spins its
+/// last millisecond: two spinning requests held both cores of a 2-core machine).
+fn write_every_second_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize, probe: &str) -> PathBuf {
     let journeys: Vec<(String, &str, String)> = delays
         .iter()
         .flat_map(|d| (0..per_delay).map(move |i| (format!("d{d}-{i}"), "* * * * * *", format!("/delay/{d}"))))
         .collect();
-    write_config_with(dir, base_url, &journeys)
+    write_config_named(dir, base_url, &journeys, probe)
 }
 
 /// Starts `fediprobe run` on `config`, logging JSON to `log`; returns it and its port.
@@ -922,7 +932,7 @@ fn shipped() {
         let mut agents = Vec::new();
         for (label, binary) in &agents_binaries {
             let sub = dir.path().join(format!("agent-jitter-{label}"));
-            let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY);
+            let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY, &label.replace(' ', "-"));
             let log = sub.join("agent.log");
             let (agent, port) = start_agent(binary, &config, &log);
             agents.push((label.clone(), agent, port, log));
