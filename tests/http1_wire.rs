@@ -280,3 +280,17 @@ async fn broken_framing_is_a_protocol_error() {
         assert_eq!(error.reason, Reason::Protocol, "{case:?}: {error:?}");
     }
 }
+
+#[tokio::test]
+async fn an_absurd_chunk_size_is_a_body_too_large_not_a_crash() {
+    let (base, _) = server(|_, _| {
+        Some(Reply {
+            bytes: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nffffffffffffffff\r\n".to_vec(),
+            trickle: false,
+            close: true,
+        })
+    })
+    .await;
+    let error = probe_http::send(&Client::new(Tls::default()), &get(&base)).await.unwrap_err();
+    assert_eq!(error.reason, Reason::BodyTooLarge, "{error:?}");
+}

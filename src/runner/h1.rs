@@ -301,7 +301,7 @@ impl Connection {
                 }
                 return Ok(Bytes::from(body));
             }
-            if body.len() + size > max_body {
+            if size > max_body.saturating_sub(body.len()) {
                 return Err(Error::TooLarge(None));
             }
             while buf.len() < at + size + 2 {
