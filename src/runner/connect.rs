@@ -170,9 +170,20 @@ pub(crate) enum Sender {
 }
 
 impl Connection {
+    /// Whether the connection can carry another request now (an HTTP/1.1
+    /// socket is looked at: a server may have closed it while it was idle).
     pub(crate) fn is_open(&mut self) -> bool {
         match &mut self.sender {
             Sender::Http1(c) => c.is_open(),
+            Sender::Http2(s, _) => !s.is_closed(),
+        }
+    }
+
+    /// Whether the connection may be kept for another request, without a
+    /// look at the socket ([`Connection::is_open`] does that before reuse).
+    pub(crate) fn reusable(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(c) => c.reusable(),
             Sender::Http2(s, _) => !s.is_closed(),
         }
     }

@@ -144,7 +144,7 @@ impl Connection {
     /// (the caller's `send`) becomes `transfer` when the response head has come.
     pub(crate) async fn exchange(
         &mut self,
-        head: Vec<u8>,
+        head: &[u8],
         body: Option<&Bytes>,
         head_request: bool,
         max_body: usize,
@@ -153,7 +153,7 @@ impl Connection {
         // Until a response is complete, the connection is not to be used again.
         self.reusable = false;
         self.overrun = false;
-        self.write(head, body).await.map_err(|e| Error::NoResponse(io_text(&e)))?;
+        self.write(head, body).await.map_err(|e| Error::NoResponse(e.to_string()))?;
         let mut buf = Vec::new();
         let (status, headers, version_1_0, head_len) = self.read_head(&mut buf).await?;
         recorder.enter(Phase::Transfer);
@@ -181,21 +181,28 @@ impl Connection {
         Ok(Answer { status, headers, body })
     }
 
-    async fn write(&mut self, head: Vec<u8>, body: Option<&Bytes>) -> io::Result<()> {
+    async fn write(&mut self, head: &[u8], body: Option<&Bytes>) -> io::Result<()> {
         match body {
             // A small body goes in the same segment as the head.
             Some(body) if body.len() <= 16 * 1024 => {
-                let mut all = head;
+                let mut all = Vec::with_capacity(head.len() + body.len());
+                all.extend_from_slice(head);
                 all.extend_from_slice(body);
                 self.io.write_all(&all).await?;
             }
             Some(body) => {
-                self.io.write_all(&head).await?;
+                self.io.write_all(head).await?;
                 self.io.write_all(body).await?;
             }
-            None => self.io.write_all(&head).await?,
+            None => self.io.write_all(head).await?,
         }
         self.io.flush().await
+    }
+
+    /// Whether the last response left the connection fit for another request,
+    /// as far as that response said (no look at the socket: see [`Self::is_open`]).
+    pub(crate) fn reusable(&self) -> bool {
+        self.reusable
     }
 
     /// Reads until a final (non-1xx) response head is complete in `buf`.
@@ -203,7 +210,7 @@ impl Connection {
         let mut received = false;
         loop {
             if buf.is_empty() && !received {
-                self.io.readable().await.map_err(|e| Error::NoResponse(io_text(&e)))?;
+                self.io.readable().await.map_err(|e| Error::NoResponse(e.to_string()))?;
             }
             let read = self.read_more(buf).await;
             match read {
@@ -217,8 +224,8 @@ impl Connection {
                     ));
                 }
                 Ok(_) => received = true,
-                Err(e) if !received => return Err(Error::NoResponse(io_text(&e))),
-                Err(e) => return Err(Error::Failed(classify_io(&e), io_text(&e))),
+                Err(e) if !received => return Err(Error::NoResponse(e.to_string())),
+                Err(e) => return Err(Error::Failed(classify_io(&e), e.to_string())),
             }
             while let Some(parsed) = parse_head(buf)? {
                 if (100..200).contains(&parsed.0) && parsed.0 != 101 {
@@ -419,7 +426,7 @@ fn keep_alive(headers: &HeaderMap, version_1_0: bool) -> bool {
 }
 
 fn body_error(e: io::Error) -> Error {
-    Error::Failed(classify_io(&e), io_text(&e))
+    Error::Failed(classify_io(&e), e.to_string())
 }
 
 fn closed_mid_body(read: usize, announced: Option<usize>) -> Error {
@@ -428,10 +435,6 @@ fn closed_mid_body(read: usize, announced: Option<usize>) -> Error {
         Reason::ConnectionClosed,
         format!("the connection closed before the end of the response body ({read}{of} bytes read)"),
     )
-}
-
-fn io_text(e: &io::Error) -> String {
-    e.to_string()
 }
 
 /// The request head as it goes on the wire (origin-form target, headers in the

@@ -105,8 +105,10 @@ impl Client {
         Some(idle.swap_remove(index))
     }
 
-    fn put_idle(&self, mut connection: Connection) {
-        if connection.is_open() {
+    /// Keeps a connection its last response left reusable; whether the server
+    /// has closed it since is looked at when it is taken again.
+    fn put_idle(&self, connection: Connection) {
+        if connection.reusable() {
             self.idle().push(connection);
         }
     }
@@ -245,7 +247,7 @@ async fn send_on(
     match (&mut connection.sender, message) {
         (Sender::Http1(h1), Message::Http1 { head, body }) => {
             let head_request = *method == http::Method::HEAD;
-            match h1.exchange(head.clone(), body.as_ref(), head_request, MAX_BODY_BYTES, recorder).await {
+            match h1.exchange(head, body.as_ref(), head_request, MAX_BODY_BYTES, recorder).await {
                 Ok(answer) => Ok(Response { status: answer.status, headers: answer.headers, body: answer.body }),
                 Err(h1::Error::NoResponse(text)) => Err(Sent::NoResponse(text)),
                 Err(h1::Error::TooLarge(announced)) => Err(Sent::Failed(too_large(method, url, announced))),

@@ -284,8 +284,7 @@ impl Schedules {
             status.offset_ms.store(offset.as_millis() as u64, Ordering::Relaxed);
             statuses.push(status.clone());
             let normalized = journey.schedule.normalized();
-            // Kubernetes' 5 fields fire at second 0 of a minute; 6 fields name the second.
-            let granularity = if normalized.split(' ').count() == 5 { 60 } else { 1 };
+            let granularity = resolution_secs(&normalized);
             let next = schedule_keys.len();
             let schedule = *schedule_keys.entry(normalized).or_insert(next);
             entries.push(Entry { journey: Arc::new(journey), offset, status, schedule, granularity });
@@ -443,6 +442,13 @@ impl ScheduleLoop {
     }
 }
 
+/// How far apart a schedule's cron times can be told apart, in seconds, from its
+/// normalized text: Kubernetes' 5 fields fire at second 0 of a minute; 6 fields
+/// (and `@` aliases, to be safe) are taken to the second.
+fn resolution_secs(normalized: &str) -> i64 {
+    if normalized.split(' ').count() == 5 { 60 } else { 1 }
+}
+
 /// Next slots, each cron look-up made once per schedule and resolution step: the
 /// first cron time strictly after `t` is the one strictly after `t` cut to the
 /// schedule's resolution (cron times are whole seconds, and whole minutes for 5
@@ -594,7 +600,7 @@ mod tests {
             ["* * * * *", "*/5 * * * *", "0 */2 * * *", "*/10 * * * * *", "30 * * * * *"].iter().enumerate()
         {
             let j = Arc::new(journey("j", schedule));
-            let granularity = if schedule.split(" ").count() == 5 { 60 } else { 1 };
+            let granularity = resolution_secs(schedule);
             for offset_ms in [0, 1, 999, 1_234, 29_999, 59_999] {
                 let offset = Duration::from_millis(offset_ms);
                 let entry = Entry { journey: j.clone(), offset, status: Arc::default(), schedule: i, granularity };
