@@ -435,14 +435,14 @@ async fn wait_for_signals(
                     // Changes come as events. The metadata is still compared every
                     // `CONTENTS_EVERY` checks, for file systems whose changes inotify
                     // does not see (a network mount changed from another host).
-                    changed.swap(false, Ordering::AcqRel) || (checks % CONTENTS_EVERY == 0 && stamp_moved())
+                    changed.swap(false, Ordering::AcqRel) || (checks.is_multiple_of(CONTENTS_EVERY) && stamp_moved())
                 } else {
                     // The files' metadata, one `stat` each; their contents only when it
                     // changed, or every `CONTENTS_EVERY` checks (a rewrite of the same
                     // size within the file system's timestamp tick leaves it as it was).
                     // Reading a thousand journey files every 10 s was a third of the
                     // agent's CPU, and their `stat` alone 15 %: hence the watcher.
-                    stamp_moved() | (checks % CONTENTS_EVERY == 0)
+                    stamp_moved() | (checks.is_multiple_of(CONTENTS_EVERY))
                 };
                 if due && files_fingerprint(&options.config, &paths) != seen {
                     seen = reload_and_fingerprint(options, shared, runs, results, "the config or a journey file changed");
