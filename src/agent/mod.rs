@@ -496,10 +496,12 @@ fn files_fingerprint(config: &std::path::Path, paths: &[PathBuf]) -> u64 {
 }
 
 /// Watches the folders holding the config and the journey files (not their
-/// subfolders): any change there (a write, a rename, a Kubernetes ConfigMap's
-/// swapped `..data` symlink) sets `changed`, and the next check reads the files.
-/// `None`, with a warning, when the folders cannot be watched (inotify's limits
-/// reached, a folder missing): the checks then compare every file's metadata.
+/// subfolders). A change to one of the files the agent reads there (a write, a
+/// rename over it, a Kubernetes ConfigMap's swapped `..data` symlink) sets
+/// `changed`, and the next check reads the files; anything else in those folders
+/// (a log file, a spool beside the config) is no change. `None`, with a warning,
+/// when the folders cannot be watched (inotify's limits reached, a folder
+/// missing): the checks then compare every file's metadata.
 #[cfg(unix)]
 fn watch_files(
     config: &std::path::Path,
@@ -512,21 +514,32 @@ fn watch_files(
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut folders = std::collections::BTreeSet::new();
-    folders.insert(folder_of(config));
+    // Files named (the config, journey files given one by one), by their folder;
+    // journey folders, where every `*.yaml`/`*.yml` counts.
+    let mut named: Vec<PathBuf> = vec![config.to_path_buf()];
+    let mut journey_folders = Vec::new();
     for path in paths {
-        folders.insert(if path.is_dir() { path.clone() } else { folder_of(path) });
+        if path.is_dir() { journey_folders.push(path.clone()) } else { named.push(path.clone()) }
     }
+    let folders: std::collections::BTreeSet<PathBuf> =
+        named.iter().map(|p| folder_of(p)).chain(journey_folders.iter().cloned()).collect();
+    let is_read = move |path: &std::path::Path| {
+        let Some(parent) = path.parent() else { return true };
+        let name = path.file_name().unwrap_or_default();
+        // A ConfigMap's `..data`, `..data_tmp` and `..<timestamp>` entries.
+        name.to_string_lossy().starts_with("..")
+            || named.iter().any(|n| n.file_name() == Some(name) && folder_of(n) == parent)
+            || (journey_folders.iter().any(|f| f == parent) && crate::spec::load::is_journey_file_name(path))
+    };
     let flag = changed.clone();
     let watched = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading a file (ours included) is no change; a write closed is one.
         let relevant = match event {
-            Ok(event) => match event.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-                EventKind::Access(_) => false,
-                _ => true,
-            },
-            // A lost event (the queue overflowed) may have been a change.
+            // Reading a file (ours included) is no change; a write closed is one.
+            Ok(event) => {
+                !matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
+                    // No path: events were lost (the queue overflowed), or the folder went.
+                    && (event.paths.is_empty() || event.paths.iter().any(|p| is_read(p)))
+            }
             Err(_) => true,
         };
         if relevant {
@@ -576,7 +589,15 @@ fn files_stamp(config: &std::path::Path, paths: &[PathBuf]) -> u64 {
 fn for_each_file(paths: &[PathBuf], mut each: impl FnMut(&std::path::Path)) {
     for path in paths {
         let mut files: Vec<PathBuf> = if path.is_dir() {
-            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| e.path()).collect()
+            // The files the loader reads there: a log or spool in a journey folder
+            // changes all the time and is no reason to reload.
+            std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| crate::spec::load::is_journey_file_name(p))
+                .collect()
         } else {
             vec![path.clone()]
         };
@@ -705,7 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn the_watcher_flags_writes_renames_and_the_config_but_not_reads() {
+    fn the_watcher_flags_changes_to_the_files_read_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("fediprobe.yaml");
         let journeys = dir.path().join("journeys");
@@ -721,6 +742,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         assert!(!changed.load(Ordering::Acquire), "reading the files is no change");
 
+        // Other files beside the config or among the journeys (a log, a spool).
+        std::fs::write(dir.path().join("agent.log"), "a line\n").unwrap();
+        std::fs::write(journeys.join("notes.txt"), "not a journey\n").unwrap();
+        std::fs::create_dir(dir.path().join("spool")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!changed.load(Ordering::Acquire), "files the agent does not read are no change");
+
         // An in-place edit of the same size.
         std::fs::write(&journey, "name: hone\n").unwrap();
         assert!(flagged(&changed), "an edit in place");
@@ -729,9 +757,16 @@ mod tests {
         std::fs::write(&next, "name: home2\n").unwrap();
         std::fs::rename(&next, &journey).unwrap();
         assert!(flagged(&changed), "a rename over the file");
+        // A new journey file.
+        std::fs::write(journeys.join("post.yml"), "name: post\n").unwrap();
+        assert!(flagged(&changed), "a new journey file");
         // The config, in its own folder.
         std::fs::write(&config, "probe: { region: eu }\n").unwrap();
         assert!(flagged(&changed), "the config");
+        // A ConfigMap's update: its `..data` symlink swapped.
+        std::os::unix::fs::symlink("..2026_11_30", dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+        assert!(flagged(&changed), "a ConfigMap's swapped symlink");
         drop(watcher);
     }
 

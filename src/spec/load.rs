@@ -72,6 +72,11 @@ fn read_file(path: &Path, diagnostics: &mut Diagnostics) -> Option<Source> {
     }
 }
 
+/// Whether a file in a journey folder is a journey file: `*.yaml` or `*.yml`.
+pub fn is_journey_file_name(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
 /// The journey files under `paths`: files as given, folders' `*.yaml` and `*.yml`
 /// files (not recursive), sorted so that every run loads them in the same order.
 fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBuf> {
@@ -83,9 +88,7 @@ fn journey_files(paths: &[PathBuf], diagnostics: &mut Diagnostics) -> Vec<PathBu
                     let mut found: Vec<PathBuf> = entries
                         .filter_map(Result::ok)
                         .map(|e| e.path())
-                        .filter(|p| {
-                            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                        })
+                        .filter(|p| p.is_file() && is_journey_file_name(p))
                         .collect();
                     found.sort();
                     if found.is_empty() {
