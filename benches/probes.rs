@@ -1048,6 +1048,10 @@ fn shipped() {
             f.peak = f.before.rss_kib;
         }
         let started = Instant::now();
+        // The floor: the same requests at the same rate from one thread of plain
+        // blocking sockets (connect, write, read the answer, close), its own CPU.
+        let bare_base = base.clone();
+        let bare = std::thread::spawn(move || bare_requests(&bare_base, JOURNEYS, Duration::from_secs(secs)));
         let mut scrapes = 0usize;
         let mut next_scrape = started;
         let mut loads = Vec::new();
@@ -1094,8 +1098,58 @@ fn shipped() {
                 f.scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
             );
         }
+        let (requests, cpu) = bare.join().unwrap();
+        println!(
+            "| bare sockets (one thread, blocking std::net, the same request) | — | {requests} | {:.0} µs | {:.2} % | — | — | — | — | — |",
+            cpu.as_secs_f64() / requests.max(1) as f64 * 1e6,
+            cpu.as_secs_f64() / elapsed * 100.0
+        );
         println!("\n{}", load_range(&loads));
     }
+}
+
+/// `journeys` requests a minute to `base` + `/delay/0` for `length`, evenly
+/// spaced, each on a new connection closed after its answer: the work of an agent's
+/// runs without the agent. Returns the requests made and the thread's CPU time.
+fn bare_requests(base: &str, journeys: usize, length: Duration) -> (usize, Duration) {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let request =
+        format!("GET /delay/0 HTTP/1.1\r\nhost: {authority}\r\nuser-agent: bare\r\naccept: application/json\r\n\r\n");
+    let every = Duration::from_secs(60) / journeys as u32;
+    let cpu_before = Usage::from_proc("/proc/thread-self").cpu;
+    let started = Instant::now();
+    let mut requests = 0;
+    let mut buf = vec![0u8; 4096];
+    while started.elapsed() < length {
+        let mut stream = TcpStream::connect(authority.as_str()).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        // The answer: its head, then as many bytes as its content-length says.
+        let mut got = Vec::new();
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length || n == 0 {
+                    break;
+                }
+            } else if n == 0 {
+                break;
+            }
+        }
+        drop(stream);
+        requests += 1;
+        let next = every * requests as u32;
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    (requests, Usage::from_proc("/proc/thread-self").cpu - cpu_before)
 }
 
 /// `fediprobe run` with 1000 journeys: exec → first `/readyz` 200, `AGENT_STARTS`

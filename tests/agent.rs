@@ -223,10 +223,17 @@ async fn a_changed_journey_file_is_picked_up_without_a_signal_and_agent_changes_
     let agent = start(&setup).await;
     std::fs::write(setup.dir.path().join("journeys/b.yaml"), every_second("health", "/health")).unwrap();
     agent.wait_for_metric("fediprobe_journeys{}", Duration::from_secs(10), |j| j == 2.0).await;
+    let health = "fediprobe_schedule_offset_seconds{journey=\"health\"}";
+    assert!(agent.metric(health).await.is_some(), "the new journey has its schedule series");
     assert!(!agent.stderr().contains("take effect at the next restart"), "only journeys changed");
+    // A journey removed: its schedule series go with it.
+    std::fs::remove_file(setup.dir.path().join("journeys/b.yaml")).unwrap();
+    agent.wait_for_metric("fediprobe_journeys{}", Duration::from_secs(10), |j| j == 1.0).await;
+    assert_eq!(agent.metric(health).await, None, "a removed journey keeps no schedule series");
+    assert!(agent.metric("fediprobe_schedule_offset_seconds{journey=\"home\"}").await.is_some());
     // A changed `agent` section is taken with the rest, and flagged as needing a restart.
     write_config(&sandbox, setup.dir.path(), setup.port, None, "shutdown_grace: 6s, reload_check: 200ms");
-    agent.wait_for_metric("fediprobe_config_reloads_total{}", Duration::from_secs(10), |r| r == 2.0).await;
+    agent.wait_for_metric("fediprobe_config_reloads_total{}", Duration::from_secs(10), |r| r == 3.0).await;
     let Ended { code, stderr } = agent.stop().await;
     assert_eq!(code, Some(0));
     assert!(stderr.contains("a journey file changed: config reloaded"), "{stderr}");

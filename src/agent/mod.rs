@@ -280,6 +280,7 @@ pub async fn run(options: Options) -> Result<FlushReport, StartError> {
         clock: options.clock.clone(),
         started_with: (agent.clone(), loaded.config.remote_write.clone()),
     });
+    shared.exposition.register_collector(Box::new(http::ScheduleSeries::of(&shared)));
     let consumer_stop = CancellationToken::new();
     let consumer = tokio::spawn(consume(results_rx, shared.clone(), consumer_stop.clone()));
     let sweeper = tokio::spawn(sweep_leftovers(shared.clone()));
@@ -416,7 +417,14 @@ async fn wait_for_signals(
         watch_files(&options.config, &lock(&shared.generation).journey_paths, &changed)
     };
     let mut watcher = watch(shared);
-    let mut seen_stamp = 0;
+    // As the files are now: the first comparison is with them, not with nothing
+    // (which read every file again a minute after start).
+    let mut seen_stamp = if check_every.is_zero() {
+        0
+    } else {
+        let paths = lock(&shared.generation).journey_paths.clone();
+        files_stamp(&options.config, &paths)
+    };
     let mut checks: u32 = 0;
     loop {
         tokio::select! {

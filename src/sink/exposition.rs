@@ -63,6 +63,8 @@ struct Inner {
     gauges: HashMap<String, Family<Labels, FloatGauge>>,
     /// The per-run series kept, by their per-run name.
     per_run: HashMap<&'static str, Cumulative>,
+    /// The length of the last encoding, to size the next one.
+    last_size: usize,
 }
 
 /// A registry of cumulative metrics, fed with samples and encoded for scrapers.
@@ -89,8 +91,8 @@ impl Inner {
             return f.clone();
         }
         let family = Family::<Labels, FloatCounter>::default();
-        // prometheus-client appends `_total` to counters itself.
-        self.registry.register(name.trim_end_matches("_total"), help, family.clone());
+        // prometheus-client appends `_total` to counters itself, and a full stop to help.
+        self.registry.register(name.trim_end_matches("_total"), help.trim_end_matches('.'), family.clone());
         self.counters.insert(name.to_owned(), family.clone());
         family
     }
@@ -100,7 +102,7 @@ impl Inner {
             return f.clone();
         }
         let family = Family::<Labels, FloatGauge>::default();
-        self.registry.register(name, help, family.clone());
+        self.registry.register(name, help.trim_end_matches('.'), family.clone());
         self.gauges.insert(name.to_owned(), family.clone());
         family
     }
@@ -171,13 +173,22 @@ impl Exposition {
         }
     }
 
+    /// Adds series read at each encoding (see `prometheus_client::collector`).
+    /// The collector runs with the exposition locked.
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.lock().registry.register_collector(collector);
+    }
+
     /// The metrics in the Prometheus text format (OpenMetrics flavour).
     pub fn encode(&self) -> String {
-        let inner = self.lock();
-        let mut out = String::new();
+        let mut inner = self.lock();
+        // Sized from the last one: grown by doubling, a megabyte's text was copied
+        // about twenty times over, each time on fresh pages.
+        let mut out = String::with_capacity(inner.last_size + inner.last_size / 8);
         if encode(&mut out, &inner.registry).is_err() {
             tracing::error!("cannot encode /metrics");
         }
+        inner.last_size = out.len();
         out
     }
 }
