@@ -409,12 +409,12 @@ async fn wait_for_signals(
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A change in the watched folders sets `changed`; without a watcher every
     // check compares the files' metadata.
-    let changed = Arc::new(AtomicBool::new(false));
+    let mut changed = false;
     let watch = |shared: &Shared| {
         if check_every.is_zero() {
             return None;
         }
-        watch_files(&options.config, &lock(&shared.generation).journey_paths, &changed)
+        FileWatch::start(&options.config, &lock(&shared.generation).journey_paths)
     };
     let mut watcher = watch(shared);
     // As the files are now: the first comparison is with them, not with nothing
@@ -443,7 +443,7 @@ async fn wait_for_signals(
                     // Changes come as events. The metadata is still compared every
                     // `CONTENTS_EVERY` checks, for file systems whose changes inotify
                     // does not see (a network mount changed from another host).
-                    changed.swap(false, Ordering::AcqRel) || (checks.is_multiple_of(CONTENTS_EVERY) && stamp_moved())
+                    std::mem::take(&mut changed) || (checks.is_multiple_of(CONTENTS_EVERY) && stamp_moved())
                 } else {
                     // The files' metadata, one `stat` each; their contents only when it
                     // changed, or every `CONTENTS_EVERY` checks (a rewrite of the same
@@ -457,6 +457,14 @@ async fn wait_for_signals(
                     watcher = watch(shared);
                 }
             }
+            event = FileWatch::next_of(&mut watcher) => match event {
+                Some(relevant) => changed |= relevant,
+                None => {
+                    tracing::warn!("the config's and journeys' folders are no longer watched; comparing every file's \
+                                    metadata every reload_check instead");
+                    watcher = None;
+                }
+            },
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); return; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
             () = options.shutdown.cancelled() => { tracing::info!("asked to stop"); return; }
@@ -503,73 +511,131 @@ fn files_fingerprint(config: &std::path::Path, paths: &[PathBuf]) -> u64 {
     hasher.finish()
 }
 
-/// Watches the folders holding the config and the journey files (not their
-/// subfolders). A change to one of the files the agent reads there (a write, a
-/// rename over it, a Kubernetes ConfigMap's swapped `..data` symlink) sets
-/// `changed`, and the next check reads the files; anything else in those folders
-/// (a log file, a spool beside the config) is no change. `None`, with a warning,
-/// when the folders cannot be watched (inotify's limits reached, a folder
-/// missing): the checks then compare every file's metadata.
+/// The folders holding the config and the journey files (not their subfolders),
+/// watched with inotify on the agent's runtime (no thread of its own). A change
+/// to one of the files the agent reads there — written and closed, created,
+/// deleted, renamed over, a Kubernetes ConfigMap's `..data` symlink swapped —
+/// is a reason to read the files at the next check. Writes to other files there
+/// (a log beside the config) are not even reported: the watch asks for entries
+/// changing and files closed after writing, not for every write.
+#[cfg(target_os = "linux")]
+struct FileWatch {
+    events: inotify::EventStream<Vec<u8>>,
+    /// Each watch's folder, and whether it is a journey folder (where every
+    /// `*.yaml`/`*.yml` counts) or holds only named files (the config, journey
+    /// files given one by one).
+    folders: Vec<(inotify::WatchDescriptor, PathBuf, bool)>,
+    named: Vec<PathBuf>,
+}
+
+#[cfg(target_os = "linux")]
+impl FileWatch {
+    /// `None`, with a warning, when the folders cannot be watched (inotify's
+    /// limits reached, a folder missing): the checks then compare every file's
+    /// metadata.
+    fn start(config: &std::path::Path, paths: &[PathBuf]) -> Option<FileWatch> {
+        use inotify::WatchMask;
+        let mut named: Vec<PathBuf> = vec![config.to_path_buf()];
+        let mut folders: Vec<(PathBuf, bool)> = Vec::new();
+        for path in paths {
+            if path.is_dir() {
+                folders.push((path.clone(), true));
+            } else {
+                named.push(path.clone());
+            }
+        }
+        for file in &named {
+            let folder = folder_of(file);
+            if !folders.iter().any(|(f, _)| *f == folder) {
+                folders.push((folder, false));
+            }
+        }
+        let mask = WatchMask::CLOSE_WRITE
+            | WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::MOVED_FROM
+            | WatchMask::MOVED_TO
+            | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF;
+        let started = (|| {
+            let inotify = inotify::Inotify::init()?;
+            let mut watched = Vec::new();
+            for (folder, journeys) in folders {
+                watched.push((inotify.watches().add(&folder, mask)?, folder, journeys));
+            }
+            Ok::<_, std::io::Error>(FileWatch {
+                events: inotify.into_event_stream(vec![0; 4096])?,
+                folders: watched,
+                named,
+            })
+        })();
+        match started {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot watch the config's and journeys' folders for changes; comparing every file's metadata \
+                     every reload_check instead"
+                );
+                None
+            }
+        }
+    }
+
+    /// The next event of `watch`: whether it changed a file the agent reads;
+    /// `None` when the watch ended. Never ready without a watch.
+    async fn next_of(watch: &mut Option<FileWatch>) -> Option<bool> {
+        use futures_util::StreamExt as _;
+        use inotify::EventMask;
+        let Some(watch) = watch else { return std::future::pending().await };
+        let event = match watch.events.next().await? {
+            Ok(event) => event,
+            // A failed read may have lost a change.
+            Err(_) => return Some(true),
+        };
+        // Events were lost, or a watched folder itself went or moved.
+        if event
+            .mask
+            .intersects(EventMask::Q_OVERFLOW | EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED)
+        {
+            return Some(true);
+        }
+        let (Some(name), Some((_, folder, journeys))) =
+            (event.name, watch.folders.iter().find(|(wd, _, _)| *wd == event.wd))
+        else {
+            return Some(false);
+        };
+        let path = folder.join(&name);
+        Some(
+            // A ConfigMap's `..data`, `..data_tmp` and `..<timestamp>` entries.
+            name.to_string_lossy().starts_with("..")
+                || watch.named.iter().any(|n| n.file_name() == Some(name.as_os_str()) && folder_of(n) == *folder)
+                || (*journeys && crate::spec::load::is_journey_file_name(&path)),
+        )
+    }
+}
+
+/// Where inotify is not (other Unixes): no watch, the checks compare metadata.
+#[cfg(not(target_os = "linux"))]
+struct FileWatch;
+
+#[cfg(not(target_os = "linux"))]
+impl FileWatch {
+    fn start(_: &std::path::Path, _: &[PathBuf]) -> Option<FileWatch> {
+        None
+    }
+
+    async fn next_of(_: &mut Option<FileWatch>) -> Option<bool> {
+        std::future::pending().await
+    }
+}
+
+/// The folder a file is in (`.` for a bare name).
 #[cfg(unix)]
-fn watch_files(
-    config: &std::path::Path,
-    paths: &[PathBuf],
-    changed: &Arc<AtomicBool>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    let folder_of = |path: &std::path::Path| match path.parent() {
+fn folder_of(path: &std::path::Path) -> PathBuf {
+    match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    // Files named (the config, journey files given one by one), by their folder;
-    // journey folders, where every `*.yaml`/`*.yml` counts.
-    let mut named: Vec<PathBuf> = vec![config.to_path_buf()];
-    let mut journey_folders = Vec::new();
-    for path in paths {
-        if path.is_dir() { journey_folders.push(path.clone()) } else { named.push(path.clone()) }
-    }
-    let folders: std::collections::BTreeSet<PathBuf> =
-        named.iter().map(|p| folder_of(p)).chain(journey_folders.iter().cloned()).collect();
-    let is_read = move |path: &std::path::Path| {
-        let Some(parent) = path.parent() else { return true };
-        let name = path.file_name().unwrap_or_default();
-        // A ConfigMap's `..data`, `..data_tmp` and `..<timestamp>` entries.
-        name.to_string_lossy().starts_with("..")
-            || named.iter().any(|n| n.file_name() == Some(name) && folder_of(n) == parent)
-            || (journey_folders.iter().any(|f| f == parent) && crate::spec::load::is_journey_file_name(path))
-    };
-    let flag = changed.clone();
-    let watched = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match event {
-            // Reading a file (ours included) is no change; a write closed is one.
-            Ok(event) => {
-                !matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
-                    // No path: events were lost (the queue overflowed), or the folder went.
-                    && (event.paths.is_empty() || event.paths.iter().any(|p| is_read(p)))
-            }
-            Err(_) => true,
-        };
-        if relevant {
-            flag.store(true, Ordering::Release);
-        }
-    })
-    .and_then(|mut watcher| {
-        for folder in &folders {
-            watcher.watch(folder, notify::RecursiveMode::NonRecursive)?;
-        }
-        Ok(watcher)
-    });
-    match watched {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                "cannot watch the config's and journeys' folders for changes; comparing every file's metadata every \
-                 reload_check instead"
-            );
-            None
-        }
     }
 }
 
@@ -717,24 +783,28 @@ async fn record(shared: &Shared, result: RunResult) {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    /// Waits up to 5 s for the watcher's flag; the flag is cleared.
-    fn flagged(changed: &AtomicBool) -> bool {
-        let until = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < until {
-            if changed.swap(false, Ordering::AcqRel) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
+    /// Whether a change to a file the agent reads is reported within 5 s.
+    async fn flagged(watch: &mut Option<FileWatch>) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), async { while FileWatch::next_of(watch).await != Some(true) {} })
+            .await
+            .is_ok()
     }
 
-    #[test]
-    fn the_watcher_flags_changes_to_the_files_read_and_nothing_else() {
+    /// Whether nothing that counts is reported within 300 ms.
+    async fn quiet(watch: &mut Option<FileWatch>) -> bool {
+        tokio::time::timeout(Duration::from_millis(300), async {
+            while FileWatch::next_of(watch).await != Some(true) {}
+        })
+        .await
+        .is_err()
+    }
+
+    #[tokio::test]
+    async fn the_watch_reports_changes_to_the_files_read_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("fediprobe.yaml");
         let journeys = dir.path().join("journeys");
@@ -742,47 +812,49 @@ mod tests {
         std::fs::write(&config, "probe: {}\n").unwrap();
         let journey = journeys.join("home.yaml");
         std::fs::write(&journey, "name: home\n").unwrap();
-        let changed = Arc::new(AtomicBool::new(false));
-        let watcher = watch_files(&config, std::slice::from_ref(&journeys), &changed).expect("a watcher");
+        let mut watch = FileWatch::start(&config, std::slice::from_ref(&journeys));
+        assert!(watch.is_some(), "a watch");
 
         // Our own reads (the contents check) are not changes.
         files_fingerprint(&config, std::slice::from_ref(&journeys));
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!changed.load(Ordering::Acquire), "reading the files is no change");
-
+        assert!(quiet(&mut watch).await, "reading the files is no change");
         // Other files beside the config or among the journeys (a log, a spool).
-        std::fs::write(dir.path().join("agent.log"), "a line\n").unwrap();
+        let mut log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         std::fs::write(journeys.join("notes.txt"), "not a journey\n").unwrap();
         std::fs::create_dir(dir.path().join("spool")).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!changed.load(Ordering::Acquire), "files the agent does not read are no change");
+        assert!(quiet(&mut watch).await, "files the agent does not read are no change");
+        // A log written to while open is not even an event.
+        use std::io::Write as _;
+        writeln!(log, "a line").unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), FileWatch::next_of(&mut watch)).await.is_err(),
+            "writes to an open file are not reported"
+        );
 
         // An in-place edit of the same size.
         std::fs::write(&journey, "name: hone\n").unwrap();
-        assert!(flagged(&changed), "an edit in place");
-        // A ConfigMap-style swap: a new file renamed over the old one.
+        assert!(flagged(&mut watch).await, "an edit in place");
+        // A new file renamed over the journey.
         let next = journeys.join("..home.tmp");
         std::fs::write(&next, "name: home2\n").unwrap();
         std::fs::rename(&next, &journey).unwrap();
-        assert!(flagged(&changed), "a rename over the file");
+        assert!(flagged(&mut watch).await, "a rename over the file");
         // A new journey file.
         std::fs::write(journeys.join("post.yml"), "name: post\n").unwrap();
-        assert!(flagged(&changed), "a new journey file");
+        assert!(flagged(&mut watch).await, "a new journey file");
         // The config, in its own folder.
         std::fs::write(&config, "probe: { region: eu }\n").unwrap();
-        assert!(flagged(&changed), "the config");
+        assert!(flagged(&mut watch).await, "the config");
         // A ConfigMap's update: its `..data` symlink swapped.
         std::os::unix::fs::symlink("..2026_11_30", dir.path().join("..data_tmp")).unwrap();
         std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
-        assert!(flagged(&changed), "a ConfigMap's swapped symlink");
-        drop(watcher);
+        assert!(flagged(&mut watch).await, "a ConfigMap's swapped symlink");
     }
 
-    #[test]
-    fn a_folder_that_cannot_be_watched_means_no_watcher() {
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_watched_means_no_watch() {
         let dir = tempfile::tempdir().unwrap();
-        let changed = Arc::new(AtomicBool::new(false));
         let missing = dir.path().join("gone").join("journeys");
-        assert!(watch_files(&dir.path().join("fediprobe.yaml"), &[missing], &changed).is_none());
+        assert!(FileWatch::start(&dir.path().join("fediprobe.yaml"), &[missing]).is_none());
     }
 }
