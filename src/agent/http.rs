@@ -54,7 +54,10 @@ type ScheduleFamily = (&'static str, &'static str, fn(&JourneyStatus) -> f64, Me
 impl Collector for ScheduleSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(shared) = self.0.upgrade() else { return Ok(()) };
-        let statuses: Vec<Arc<JourneyStatus>> = lock(&shared.generation).schedules.statuses().to_vec();
+        // The exposition is locked, then the generation; nothing takes them the
+        // other way round.
+        let generation = lock(&shared.generation);
+        let statuses = generation.schedules.statuses();
         let families: [ScheduleFamily; 4] = [
             (
                 "fediprobe_schedule_last_run_timestamp_seconds",
@@ -85,14 +88,12 @@ impl Collector for ScheduleSeries {
         ];
         for (name, help, value, kind) in families {
             let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-            for status in &statuses {
+            for status in statuses {
                 // A copy run as another account than the primary one is told apart by
                 // `account`; the primary's series keep the label set they always had.
-                let mut labels = vec![("journey", status.name.as_str())];
-                if let Some(account) = &status.account {
-                    labels.push(("account", account.as_str()));
-                }
-                let labels = labels.as_slice();
+                let account = status.account.as_deref();
+                let both = [("journey", status.name.as_str()), ("account", account.unwrap_or_default())];
+                let labels = &both[..if account.is_some() { 2 } else { 1 }];
                 let family = metric.encode_family(&labels)?;
                 let v = value(status);
                 match kind {

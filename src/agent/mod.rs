@@ -605,12 +605,11 @@ impl FileWatch {
         else {
             return Some(false);
         };
-        let path = folder.join(&name);
         Some(
             // A ConfigMap's `..data`, `..data_tmp` and `..<timestamp>` entries.
             name.to_string_lossy().starts_with("..")
                 || watch.named.iter().any(|n| n.file_name() == Some(name.as_os_str()) && folder_of(n) == *folder)
-                || (*journeys && crate::spec::load::is_journey_file_name(&path)),
+                || (*journeys && crate::spec::load::is_journey_file_name(std::path::Path::new(&name))),
         )
     }
 }
@@ -631,7 +630,7 @@ impl FileWatch {
 }
 
 /// The folder a file is in (`.` for a bare name).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn folder_of(path: &std::path::Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
