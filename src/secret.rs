@@ -294,7 +294,49 @@ impl Drop for ScrubbedEvent {
             return;
         }
         let text = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().lock().write_all(scrub(&text).as_bytes());
+        let clean = scrub(&text);
+        let held = HELD_LINES.with_borrow_mut(|held| match held {
+            Some(lines) => {
+                lines.extend_from_slice(clean.as_bytes());
+                true
+            }
+            None => false,
+        });
+        if !held {
+            let _ = std::io::stderr().lock().write_all(clean.as_bytes());
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's scrubbed lines while [`ScrubbedStderr::together`] holds them.
+    static HELD_LINES: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl ScrubbedStderr {
+    /// Runs `f` with the log lines this thread writes meanwhile held, then writes
+    /// them to standard error at once, in order (also if `f` panics): the agent
+    /// logs a batch of runs with one system call instead of one per run. Lines from
+    /// other threads are not held; a nested call joins the outer one.
+    pub fn together<T>(f: impl FnOnce() -> T) -> T {
+        /// Writes the held lines when dropped.
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                use std::io::Write as _;
+                if let Some(lines) = HELD_LINES.with_borrow_mut(Option::take)
+                    && !lines.is_empty()
+                {
+                    let _ = std::io::stderr().lock().write_all(&lines);
+                }
+            }
+        }
+        if HELD_LINES.with_borrow(Option::is_some) {
+            return f();
+        }
+        HELD_LINES.with_borrow_mut(|held| *held = Some(Vec::new()));
+        let _release = Release;
+        f()
     }
 }
 
@@ -456,5 +498,28 @@ mod tests {
         private_file(&token, b"y").unwrap();
         assert_eq!(mode(&token), 0o600);
         assert_eq!(std::fs::read(&token).unwrap(), b"y");
+    }
+
+    #[test]
+    fn lines_held_together_are_scrubbed_kept_in_order_and_released() {
+        use std::io::Write as _;
+        let _secret = Secret::new("hunter2-held-secret");
+        use tracing_subscriber::fmt::MakeWriter as _;
+        let event = |text: &str| {
+            let mut event = ScrubbedStderr.make_writer();
+            event.write_all(text.as_bytes()).unwrap();
+        };
+        let held = ScrubbedStderr::together(|| {
+            event("first hunter2-held-secret\n");
+            // A nested call joins the outer one: nothing is written early.
+            ScrubbedStderr::together(|| event("second\n"));
+            HELD_LINES.with_borrow(Clone::clone)
+        });
+        assert_eq!(held.as_deref(), Some(format!("first {REDACTED}\nsecond\n").as_bytes()));
+        assert!(HELD_LINES.with_borrow(Option::is_none), "released at the end");
+        // Released when the closure panics, too.
+        let panicked = std::panic::catch_unwind(|| ScrubbedStderr::together(|| panic!("mid-batch")));
+        assert!(panicked.is_err());
+        assert!(HELD_LINES.with_borrow(Option::is_none), "released after a panic");
     }
 }
