@@ -795,10 +795,15 @@ fn logged_runs(log: &str) -> Vec<(String, f64)> {
 /// side by side with different names do not fire at the same instants (with the
 /// same name, each run of one met the other's at the server, which spins its
 /// last millisecond: two spinning requests held both cores of a 2-core machine).
-fn write_every_second_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize, probe: &str) -> PathBuf {
+/// `per_delay` journeys per delay, each once a minute at its own offset (the
+/// default spread): a run or two a second per delay, each journey at another
+/// phase of the minute. (Three journeys per delay each every second fired at three
+/// fixed phases of every second, so one that happened to meet the other agent's
+/// or the bench's own work met it at every run, and moved an agent's median.)
+fn write_every_minute_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize, probe: &str) -> PathBuf {
     let journeys: Vec<(String, &str, String)> = delays
         .iter()
-        .flat_map(|d| (0..per_delay).map(move |i| (format!("d{d}-{i}"), "* * * * * *", format!("/delay/{d}"))))
+        .flat_map(|d| (0..per_delay).map(move |i| (format!("d{d}-{i}"), "* * * * *", format!("/delay/{d}"))))
         .collect();
     write_config_named(dir, base_url, &journeys, probe)
 }
@@ -922,17 +927,19 @@ fn shipped() {
     }
 
     if wanted("run") {
-        // 2. `fediprobe run` firing every second, curl and blackbox_exporter once a
-        //    second each in the same period, /metrics scraped every 15 s. With
+        // 2. `fediprobe run` with 120 journeys per delay each once a minute (two
+        //    runs a second per delay, at 120 phases of the minute), curl and
+        //    blackbox_exporter once a second each in the same period at a random
+        //    phase of each second, /metrics scraped every 15 s. With
         //    `SHIPPED_BEFORE`, the earlier build runs as a second agent beside it.
         let agents_binaries = shipped_binaries(false);
         let secs: u64 = std::env::var("SHIPPED_AGENT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
         const AGENT_DELAYS: [u64; 3] = [0, 10, 100];
-        const PER_DELAY: usize = 3;
+        const PER_DELAY: usize = 120;
         let mut agents = Vec::new();
         for (label, binary) in &agents_binaries {
             let sub = dir.path().join(format!("agent-jitter-{label}"));
-            let config = write_every_second_config(&sub, &base, &AGENT_DELAYS, PER_DELAY, &label.replace(' ', "-"));
+            let config = write_every_minute_config(&sub, &base, &AGENT_DELAYS, PER_DELAY, &label.replace(' ', "-"));
             let log = sub.join("agent.log");
             let (agent, port) = start_agent(binary, &config, &log);
             agents.push((label.clone(), agent, port, log));
@@ -961,8 +968,14 @@ fn shipped() {
                 curl[i].push(curl_duration(&url) * 1e3 - *delay as f64);
                 bb[i].push(blackbox.probe(&url).0 * 1e3 - *delay as f64);
             }
+            // The next second's probes (and scrape) start at a random point of it:
+            // the agents fire each journey at a fixed offset within every second,
+            // and at a fixed phase curl's process start-up (or a scrape) would meet
+            // the same journeys' runs every second, for the whole section.
             second += 1;
-            if let Some(left) = (started + Duration::from_secs(second)).checked_duration_since(Instant::now()) {
+            let phase = Duration::from_millis(rand::random_range(0..600));
+            let next = started + Duration::from_secs(second) + phase;
+            if let Some(left) = next.checked_duration_since(Instant::now()) {
                 std::thread::sleep(left);
             }
         }
@@ -973,7 +986,7 @@ fn shipped() {
             let _ = agent.wait();
         }
         println!(
-            "\n## Timing overhead: reported − D (ms), `fediprobe run` ({PER_DELAY} journeys per D, each every second, `/metrics` scraped every 15 s) beside curl and blackbox_exporter once a second per D, {secs} s\n"
+            "\n## Timing overhead: reported − D (ms), `fediprobe run` ({PER_DELAY} journeys per D, each every minute, `/metrics` scraped every 15 s) beside curl and blackbox_exporter once a second per D, {secs} s\n"
         );
         let mut header = String::from("| D |");
         for (label, _, _, _) in &agents {
