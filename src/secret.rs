@@ -503,8 +503,8 @@ mod tests {
     #[test]
     fn lines_held_together_are_scrubbed_kept_in_order_and_released() {
         use std::io::Write as _;
-        let _secret = Secret::new("hunter2-held-secret");
         use tracing_subscriber::fmt::MakeWriter as _;
+        let _secret = Secret::new("hunter2-held-secret");
         let event = |text: &str| {
             let mut event = ScrubbedStderr.make_writer();
             event.write_all(text.as_bytes()).unwrap();
