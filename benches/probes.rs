@@ -788,18 +788,16 @@ fn logged_runs(log: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// A config for `fediprobe run` with `per_delay` journeys per D, each firing
-/// every second (`* * * * * *`) against `/delay/D`.
-/// Every-second journeys, `per_delay` for each delay. `probe` names the probe:
-/// the journeys' offsets in the second derive from it, so two agents measured
-/// side by side with different names do not fire at the same instants (with the
-/// same name, each run of one met the other's at the server, which spins its
-/// last millisecond: two spinning requests held both cores of a 2-core machine).
-/// `per_delay` journeys per delay, each once a minute at its own offset (the
-/// default spread): a run or two a second per delay, each journey at another
-/// phase of the minute. (Three journeys per delay each every second fired at three
-/// fixed phases of every second, so one that happened to meet the other agent's
-/// or the bench's own work met it at every run, and moved an agent's median.)
+/// A config for `fediprobe run` with `per_delay` journeys per D against
+/// `/delay/D`, each once a minute (`* * * * *`) at its own offset (the default
+/// spread): a run or two a second per delay, each journey at another phase of
+/// the minute. (Three journeys per delay each every second fired at three fixed
+/// phases of every second, so one that happened to meet the other agent's or the
+/// bench's own work met it at every run, and moved an agent's median.) `probe`
+/// names the probe: the offsets derive from it, so two agents measured side by
+/// side with different names do not fire at the same instants (with the same
+/// name, each run of one met the other's at the server, which spins its last
+/// millisecond: two spinning requests held both cores of a 2-core machine).
 fn write_every_minute_config(dir: &Path, base_url: &str, delays: &[u64], per_delay: usize, probe: &str) -> PathBuf {
     let journeys: Vec<(String, &str, String)> = delays
         .iter()

@@ -32,8 +32,6 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
     }
 }
 
-/// Ready from the moment the endpoints answer (the config loaded, the schedules
-/// started) until shutdown begins. Nothing else moves it: see the module doc.
 /// The per-journey schedule series, read from the scheduler's statuses while
 /// `/metrics` is encoded (a `prometheus-client` collector): nothing is stored
 /// per journey between scrapes, and a journey a reload removed has no series
@@ -106,6 +104,8 @@ impl Collector for ScheduleSeries {
     }
 }
 
+/// Ready from the moment the endpoints answer (the config loaded, the schedules
+/// started) until shutdown begins. Nothing else moves it: see the module doc.
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.stopping.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n");
