@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,7 +24,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::phases::{Phase, Recorder, WriteClock};
+use super::phases::{IoClock, Phase, Recorder};
+use super::received::ReceiveTimes;
 use super::result::{Reason, StepError};
 
 /// How long a connection attempt to one address runs alone before the next
@@ -161,7 +162,7 @@ impl OriginKey {
 pub(crate) struct Connection {
     pub(crate) origin: OriginKey,
     pub(crate) sender: Sender,
-    pub(crate) writes: Arc<WriteClock>,
+    pub(crate) clock: Arc<IoClock>,
 }
 
 pub(crate) enum Sender {
@@ -274,8 +275,8 @@ pub(crate) async fn open(
         .map_err(|e| StepError::new(Reason::Connect, format!("cannot connect to {}: {e}", origin_text(origin))))?;
     // Requests are written whole; Nagle's algorithm would only delay them.
     let _ = tcp.set_nodelay(true);
-    let writes = Arc::new(WriteClock::default());
-    let io = TimedIo { inner: tcp, writes: writes.clone() };
+    let clock = Arc::new(IoClock::default());
+    let io = TimedIo::new(tcp, clock.clone());
     let sender = if origin.https {
         phases.enter(Phase::Tls);
         let config = tls.config()?;
@@ -297,7 +298,7 @@ pub(crate) async fn open(
     } else {
         Sender::Http1(super::h1::Connection::new(super::h1::Io::Plain(io)))
     };
-    Ok(Connection { origin: origin.clone(), sender, writes })
+    Ok(Connection { origin: origin.clone(), sender, clock })
 }
 
 fn origin_text(origin: &OriginKey) -> String {
@@ -367,16 +368,42 @@ pub(crate) fn classify_io(error: &io::Error) -> Reason {
     }
 }
 
-/// The TCP stream with every successful write noted on the connection's
-/// [`WriteClock`]. It sits under TLS, so it sees bytes as they reach the socket.
+/// The TCP stream with every successful write and read noted on the connection's
+/// [`IoClock`]: a read as the instant the kernel received its bytes where that is
+/// known ([`ReceiveTimes`]), else as the instant it was read. It sits under TLS,
+/// so it sees bytes as they reach and leave the socket.
 pub(crate) struct TimedIo {
     pub(crate) inner: TcpStream,
-    writes: Arc<WriteClock>,
+    clock: Arc<IoClock>,
+    received: Option<ReceiveTimes>,
+}
+
+impl TimedIo {
+    pub(crate) fn new(inner: TcpStream, clock: Arc<IoClock>) -> TimedIo {
+        let received = ReceiveTimes::enable(&inner);
+        TimedIo { inner, clock, received }
+    }
+
+    fn wrote(&mut self) {
+        self.clock.wrote();
+        if let Some(received) = &mut self.received {
+            received.wrote();
+        }
+    }
 }
 
 impl AsyncRead for TimedIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let read = match &mut this.received {
+            Some(received) => received.poll_read(&this.inner, cx, buf),
+            None => Pin::new(&mut this.inner).poll_read(cx, buf).map_ok(|()| None),
+        };
+        // An end of stream, an error, or bytes with no stamp: known when read.
+        read.map(|read| {
+            this.clock.received(read.as_ref().ok().copied().flatten().unwrap_or_else(Instant::now));
+            read.map(|_| ())
+        })
     }
 }
 
@@ -384,7 +411,7 @@ impl AsyncWrite for TimedIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.writes.wrote();
+            self.wrote();
         }
         polled
     }
@@ -396,7 +423,7 @@ impl AsyncWrite for TimedIo {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.writes.wrote();
+            self.wrote();
         }
         polled
     }

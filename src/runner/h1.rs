@@ -24,7 +24,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::connect::{TimedIo, classify_io};
-use super::phases::{Phase, Recorder};
+use super::phases::Recorder;
 use super::result::Reason;
 
 /// The most header lines a response head may have.
@@ -156,7 +156,7 @@ impl Connection {
         self.write(head, body).await.map_err(|e| Error::NoResponse(e.to_string()))?;
         let mut buf = Vec::new();
         let (status, headers, version_1_0, head_len) = self.read_head(&mut buf).await?;
-        recorder.enter(Phase::Transfer);
+        recorder.head_received();
         buf.drain(..head_len);
         let mut keep_alive = keep_alive(&headers, version_1_0);
         let body = if head_request || status == 204 || status == 304 {

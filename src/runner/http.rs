@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use super::connect::{self, Connection, OriginKey, Sender, Tls};
 use super::h1;
-use super::phases::{Phase, Phases, Recorder};
+use super::phases::{Phases, Recorder};
 use super::result::{Reason, StepError};
 use crate::secret::Secret;
 
@@ -175,7 +175,7 @@ async fn exchange(
         None => (Box::pin(connect::open(&origin, &client.tls, &client.resolver, &client.recorder)).await?, false),
     };
     let message = build(method, url, headers, bearer, body, &connection)?;
-    client.recorder.enter_send(connection.writes.clone());
+    client.recorder.enter_send(connection.clock.clone());
     let response = match send_on(&mut connection, &message, method, url, &client.recorder).await {
         // The server closed an idle connection as the request went out: nothing of
         // it was answered. Sent again on a new connection when that cannot do
@@ -184,7 +184,7 @@ async fn exchange(
             tracing::debug!(error = ?e, "a reused connection closed under the request; sending it on a new one");
             connection = Box::pin(connect::open(&origin, &client.tls, &client.resolver, &client.recorder)).await?;
             let message = build(method, url, headers, bearer, body, &connection)?;
-            client.recorder.enter_send(connection.writes.clone());
+            client.recorder.enter_send(connection.clock.clone());
             send_on(&mut connection, &message, method, url, &client.recorder).await
         }
         other => other,
@@ -283,7 +283,7 @@ async fn send_http2(
             return Err(if unsent { Sent::Unsent(describe(&error)) } else { failed(error) });
         }
     };
-    recorder.enter(Phase::Transfer);
+    recorder.head_received();
     let (parts, incoming) = head.into_parts();
     let body = read_body(incoming, &parts.headers, method, url).await.map_err(Sent::Failed)?;
     Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })

@@ -21,6 +21,7 @@ mod h1;
 pub mod http;
 pub mod multipart;
 pub mod phases;
+mod received;
 pub mod result;
 pub mod stream;
 pub mod sweep;
@@ -100,6 +101,10 @@ struct RunState<'a> {
     /// Instances whose REST API accepted the probe's token in this run (a 2xx to a
     /// request that carried it): evidence that a streaming 401 is not the token's.
     token_accepted: std::collections::HashSet<String>,
+    /// The time the run's steps spent reading answers after they had arrived
+    /// ([`Phases::after_arrival`]): the probe's delay, taken out of the run's
+    /// duration as it is out of each step's.
+    after_arrival: Duration,
 }
 
 impl Runner {
@@ -202,6 +207,7 @@ impl Runner {
             openings: HashMap::new(),
             step_ends: HashMap::new(),
             token_accepted: Default::default(),
+            after_arrival: Duration::ZERO,
         };
 
         let start = Instant::now();
@@ -228,7 +234,7 @@ impl Runner {
             }
             steps.push(result);
         }
-        let duration = end - start;
+        let duration = (end - start).saturating_sub(state.after_arrival);
 
         let mut cleanup = Vec::new();
         for step in &journey.cleanup {
@@ -330,24 +336,33 @@ impl Runner {
             return result;
         }
         let start = Instant::now();
-        let outcome = match &step.kind {
+        // The step's clock ends when its last answer arrived, not when the probe
+        // read it: `after_arrival` is the time between the two.
+        let (outcome, after_arrival) = match &step.kind {
             // Boxed: a future is as large as its largest state, and every run in
             // flight carries its own, so the stream and parallel steps' large states
             // are allocated only by the runs that have such a step, while it runs.
+            // A stream step waits for its frame while its fallback's polls run beside
+            // the wait, so their reads are no end of its clock: nothing taken out.
             StepKind::Stream(spec) => {
-                Box::pin(self.stream_step(state, step, spec, &instance, deadline, &mut result)).await
+                (Box::pin(self.stream_step(state, step, spec, &instance, deadline, &mut result)).await, Duration::ZERO)
             }
             StepKind::Parallel(members) => Box::pin(self.parallel_step(state, members, deadline, &mut result)).await,
-            _ => self.attempt_step(state, &state.client, step, &instance, deadline, &mut result).await,
+            _ => {
+                let outcome = self.attempt_step(state, &state.client, step, &instance, deadline, &mut result).await;
+                (outcome, read_after_arrival(&result))
+            }
         };
-        result.duration = start.elapsed();
+        result.duration = start.elapsed().saturating_sub(after_arrival);
+        state.after_arrival += after_arrival;
         let sent_token = step.kind.request().is_some_and(|r| r.auth) && !matches!(step.kind, StepKind::Stream(_));
         if sent_token && result.http_status.is_some_and(|s| (200..300).contains(&s)) {
             state.token_accepted.insert(instance.clone());
         }
         // Opening a stream happened before the step it opened before; it is this step's work.
         if let Some((took, phases)) = state.openings.remove(&step.name) {
-            result.duration += took;
+            result.duration += took.saturating_sub(phases.after_arrival);
+            state.after_arrival += phases.after_arrival;
             result.phases.get_or_insert_default().add(&phases);
         }
         // A prerequisite check is the probe's set-up only when the answer says so: its
@@ -385,13 +400,15 @@ impl Runner {
     /// Runs a `parallel` group's members at once, each on its own new
     /// connection (as an app's concurrent requests over HTTP/1.1), and collects
     /// their captures. The group fails with its first failing member's error.
+    /// Also returns the time since the group's last answer arrived: the group's
+    /// clock ends there.
     async fn parallel_step(
         &self,
         state: &mut RunState<'_>,
         members: &[Step],
         deadline: Option<Instant>,
         result: &mut StepResult,
-    ) -> Result<Vec<(String, String)>, StepError> {
+    ) -> (Result<Vec<(String, String)>, StepError>, Duration) {
         let shared: &RunState<'_> = state;
         let runs = members.iter().map(|member| async move {
             let instance = shared.journey.step_instance(member).to_owned();
@@ -399,17 +416,20 @@ impl Runner {
             let client = http::Client::with_resolver(self.tls.clone(), self.resolver.clone());
             let start = Instant::now();
             let outcome = self.attempt_step(shared, &client, member, &instance, deadline, &mut member_result).await;
-            member_result.duration = start.elapsed();
+            member_result.duration = start.elapsed().saturating_sub(read_after_arrival(&member_result));
             if let Err(error) = &outcome {
                 member_result.status = StepStatus::Failed;
                 member_result.error = Some(error.clone());
             }
-            (member, member_result, outcome)
+            let arrived = start + member_result.duration;
+            (member, member_result, outcome, arrived)
         });
         let done = futures_util::future::join_all(runs).await;
+        let now = Instant::now();
+        let after_arrival = done.iter().map(|(.., arrived)| *arrived).max().map_or(Duration::ZERO, |a| now - a);
         let mut captured = Vec::new();
         let mut first_error = None;
-        for (member, member_result, outcome) in done {
+        for (member, member_result, outcome, _) in done {
             result.attempts += member_result.attempts;
             let sent_token = member.kind.request().is_some_and(|r| r.auth);
             if sent_token && member_result.http_status.is_some_and(|s| (200..300).contains(&s)) {
@@ -425,10 +445,11 @@ impl Runner {
             }
             result.parallel.push(member_result);
         }
-        match first_error {
+        let outcome = match first_error {
             Some(error) => Err(error),
             None => Ok(captured),
-        }
+        };
+        (outcome, after_arrival)
     }
 
     async fn attempt_step(
@@ -737,6 +758,11 @@ impl Runner {
             follow_redirects: spec.follow_redirects,
         })
     }
+}
+
+/// The time a step's exchanges spent being read after their answers had arrived.
+fn read_after_arrival(result: &StepResult) -> Duration {
+    result.phases.map_or(Duration::ZERO, |p| p.after_arrival)
 }
 
 /// Whether a failure may be the probe's own network rather than the instance:

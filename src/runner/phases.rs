@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -64,6 +64,12 @@ pub struct Phases {
     pub ttfb: Duration,
     #[serde(serialize_with = "seconds")]
     pub transfer: Duration,
+    /// Not a phase: the time from the kernel receiving an exchange's last byte
+    /// to the probe reading it and closing the exchange (a busy or late thread:
+    /// the probe's own delay). Left out of [`Phases::total`] and of the step's
+    /// duration; not reported.
+    #[serde(skip)]
+    pub after_arrival: Duration,
 }
 
 impl Phases {
@@ -98,6 +104,7 @@ impl Phases {
         for phase in Phase::ALL {
             *self.slot(phase) += other.get(phase);
         }
+        self.after_arrival += other.after_arrival;
     }
 }
 
@@ -105,27 +112,55 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// The instant of a connection's latest write to its socket, set by the
-/// connection's I/O wrapper (which runs in the connection's own task) and read by
-/// the recorder to split [`Phase::Send`] from [`Phase::Ttfb`].
+/// What a connection's I/O wrapper saw last, set by the wrapper (which runs in
+/// the connection's own task, or the run's for HTTP/1.1) and read by the
+/// recorder: the latest writes, the last of which before the answer came splits
+/// [`Phase::Send`] from [`Phase::Ttfb`], and the instant the latest read's bytes
+/// were received, where the response head's and last byte's phases end.
 #[derive(Debug, Default)]
-pub(crate) struct WriteClock {
-    /// Nanoseconds since [`epoch`], plus one (zero: nothing written yet).
-    last_write: AtomicU64,
+pub(crate) struct IoClock {
+    /// The latest [`WRITES_KEPT`] writes, each in nanoseconds since [`epoch`]
+    /// plus one (zero: none), the latest at `writes % WRITES_KEPT`.
+    last_writes: [AtomicU64; WRITES_KEPT],
+    writes: AtomicUsize,
+    /// The same for the latest read: when the kernel received its bytes where
+    /// that is known, else when it was read (an end of stream, an error).
+    last_received: AtomicU64,
 }
 
-impl WriteClock {
+/// How many of a connection's latest writes are kept: an HTTP/2 connection
+/// writes after the answer arrives (flow control, acknowledgements) before the
+/// exchange closes, and those writes are no part of sending the request.
+const WRITES_KEPT: usize = 4;
+
+impl IoClock {
     pub(crate) fn wrote(&self) {
-        let nanos = epoch().elapsed().as_nanos() as u64 + 1;
-        self.last_write.store(nanos, Ordering::Relaxed);
+        let slot = self.writes.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % WRITES_KEPT;
+        self.last_writes[slot].store(since_epoch(Instant::now()), Ordering::Relaxed);
     }
 
-    fn last_write(&self) -> Option<Instant> {
-        match self.last_write.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(epoch() + Duration::from_nanos(n - 1)),
-        }
+    pub(crate) fn received(&self, at: Instant) {
+        self.last_received.fetch_max(since_epoch(at), Ordering::Relaxed);
     }
+
+    /// The latest write kept that was not after `at`.
+    fn last_write_by(&self, at: Instant) -> Option<Instant> {
+        self.last_writes.iter().filter_map(|w| from_epoch(w.load(Ordering::Relaxed))).filter(|w| *w <= at).max()
+    }
+
+    fn last_received(&self) -> Option<Instant> {
+        from_epoch(self.last_received.load(Ordering::Relaxed))
+    }
+}
+
+/// `at` as nanoseconds since [`epoch`] plus one (an instant before the epoch as
+/// the epoch itself).
+fn since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_nanos() as u64 + 1
+}
+
+fn from_epoch(nanos: u64) -> Option<Instant> {
+    nanos.checked_sub(1).map(|n| epoch() + Duration::from_nanos(n))
 }
 
 fn epoch() -> Instant {
@@ -147,29 +182,45 @@ pub(crate) struct Recorder {
 struct RecorderState {
     open: Option<Open>,
     done: Phases,
+    /// The clock of the connection an exchange is under way on, from its
+    /// [`Phase::Send`] to its end.
+    connection: Option<Arc<IoClock>>,
 }
 
 #[derive(Debug)]
 struct Open {
     phase: Phase,
     since: Instant,
-    /// For [`Phase::Send`]: the connection's write clock, which tells where writing
-    /// the request ended and waiting for the response began.
-    writes: Option<Arc<WriteClock>>,
 }
 
 impl RecorderState {
     fn close(&mut self, at: Instant) {
         let Some(open) = self.open.take() else { return };
         let at = at.max(open.since);
-        match (open.phase, open.writes.and_then(|w| w.last_write())) {
+        let written = self.connection.as_ref().and_then(|c| c.last_write_by(at));
+        match (open.phase, written) {
+            // The time after the request's last byte went out is waiting for the answer.
             (Phase::Send, Some(written)) if written > open.since => {
-                let written = written.min(at);
                 self.done.send += written - open.since;
                 self.done.ttfb += at - written;
             }
             (phase, _) => *self.done.slot(phase) += at - open.since,
         }
+    }
+
+    /// When what the exchange has read so far arrived: the connection's latest
+    /// receive, if it came while the open phase was open, else `now`.
+    fn arrival(&self, now: Instant) -> Instant {
+        let since = self.open.as_ref().map(|o| o.since);
+        let received = self.connection.as_ref().and_then(|c| c.last_received());
+        match (since, received) {
+            (Some(since), Some(received)) if received >= since => received.min(now),
+            _ => now,
+        }
+    }
+
+    fn open(&mut self, phase: Phase, since: Instant) {
+        self.open = Some(Open { phase, since });
     }
 }
 
@@ -181,31 +232,49 @@ impl Recorder {
 
     /// Closes the open phase now and opens `phase`.
     pub(crate) fn enter(&self, phase: Phase) {
-        self.enter_with(phase, None);
-    }
-
-    /// Opens [`Phase::Send`] on a connection whose writes `clock` sees; when it
-    /// closes, the time after the last write before that counts as [`Phase::Ttfb`].
-    pub(crate) fn enter_send(&self, clock: Arc<WriteClock>) {
-        self.enter_with(Phase::Send, Some(clock));
-    }
-
-    fn enter_with(&self, phase: Phase, writes: Option<Arc<WriteClock>>) {
         let now = Instant::now();
         let mut state = self.lock();
         state.close(now);
-        state.open = Some(Open { phase, since: now, writes });
+        state.open(phase, now);
     }
 
-    /// Closes the open phase now: the exchange is over.
+    /// Opens [`Phase::Send`] of an exchange on the connection whose I/O `clock`
+    /// sees: when it closes, the time after the last write before that counts as
+    /// [`Phase::Ttfb`].
+    pub(crate) fn enter_send(&self, clock: Arc<IoClock>) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.close(now);
+        state.connection = Some(clock);
+        state.open(Phase::Send, now);
+    }
+
+    /// The response head has been read: the open phase closes, and
+    /// [`Phase::Transfer`] opens, when the bytes read so far arrived.
+    pub(crate) fn head_received(&self) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let arrived = state.arrival(now);
+        state.close(arrived);
+        state.open(Phase::Transfer, arrived);
+    }
+
+    /// The exchange is over: the open phase closes when the bytes read last
+    /// arrived; the time since then is [`Phases::after_arrival`].
     pub(crate) fn finish(&self) {
-        self.lock().close(Instant::now());
+        let now = Instant::now();
+        let mut state = self.lock();
+        let arrived = state.arrival(now);
+        state.close(arrived);
+        state.done.after_arrival += now - arrived;
+        state.connection = None;
     }
 
     /// The phases recorded since the last call, closing the open phase now.
     pub(crate) fn take(&self) -> Phases {
         let mut state = self.lock();
         state.close(Instant::now());
+        state.connection = None;
         std::mem::take(&mut state.done)
     }
 }
@@ -231,11 +300,18 @@ mod tests {
         assert_eq!(recorder.take(), Phases::default(), "taking resets");
     }
 
+    /// A recorder with an exchange's `send` opened on a new connection's clock,
+    /// and an instant taken just before.
+    fn exchange() -> (Recorder, Arc<IoClock>, Instant) {
+        let (recorder, clock) = (Recorder::default(), Arc::new(IoClock::default()));
+        let began = Instant::now();
+        recorder.enter_send(clock.clone());
+        (recorder, clock, began)
+    }
+
     #[test]
     fn the_last_write_splits_sending_from_waiting() {
-        let recorder = Recorder::default();
-        let clock = Arc::new(WriteClock::default());
-        recorder.enter_send(clock.clone());
+        let (recorder, clock, _) = exchange();
         std::thread::sleep(Duration::from_millis(2));
         clock.wrote();
         std::thread::sleep(Duration::from_millis(5));
@@ -243,5 +319,61 @@ mod tests {
         let phases = recorder.take();
         assert!(phases.send >= Duration::from_millis(2), "{phases:?}");
         assert!(phases.ttfb >= Duration::from_millis(5), "{phases:?}");
+    }
+
+    #[test]
+    fn the_exchange_ends_when_its_last_bytes_arrived_not_when_they_were_read() {
+        let (recorder, clock, began) = exchange();
+        clock.wrote();
+        std::thread::sleep(Duration::from_millis(3));
+        let head = Instant::now();
+        clock.received(head);
+        std::thread::sleep(Duration::from_millis(5));
+        recorder.head_received();
+        let last = head + Duration::from_millis(2);
+        clock.received(last);
+        // Received earlier than the latest: the latest stands.
+        clock.received(head);
+        std::thread::sleep(Duration::from_millis(5));
+        recorder.finish();
+        let phases = recorder.take();
+        assert!(phases.ttfb >= Duration::from_millis(3) && phases.ttfb <= head - began, "{phases:?}");
+        assert_eq!(phases.transfer, last - head, "{phases:?}");
+        assert!(phases.after_arrival >= Duration::from_millis(8), "{phases:?}");
+    }
+
+    #[test]
+    fn a_write_after_the_answer_arrived_is_no_part_of_sending() {
+        let (recorder, clock, began) = exchange();
+        std::thread::sleep(Duration::from_millis(2));
+        clock.wrote();
+        std::thread::sleep(Duration::from_millis(5));
+        let answered = Instant::now();
+        clock.received(answered);
+        // HTTP/2 flow control, acknowledgements: written after the answer came.
+        for _ in 0..WRITES_KEPT - 1 {
+            clock.wrote();
+        }
+        recorder.head_received();
+        recorder.finish();
+        let phases = recorder.take();
+        assert!(phases.send >= Duration::from_millis(2), "{phases:?}");
+        assert!(phases.send + Duration::from_millis(5) <= answered - began, "{phases:?}");
+        assert!(phases.ttfb >= Duration::from_millis(5), "{phases:?}");
+    }
+
+    #[test]
+    fn a_receive_before_the_exchange_began_is_not_its_arrival() {
+        let recorder = Recorder::default();
+        let clock = Arc::new(IoClock::default());
+        clock.received(Instant::now());
+        std::thread::sleep(Duration::from_millis(2));
+        recorder.enter_send(clock.clone());
+        clock.wrote();
+        std::thread::sleep(Duration::from_millis(3));
+        recorder.finish();
+        let phases = recorder.take();
+        assert_eq!(phases.after_arrival, Duration::ZERO, "{phases:?}");
+        assert!(phases.ttfb >= Duration::from_millis(3), "{phases:?}");
     }
 }
