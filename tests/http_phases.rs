@@ -329,12 +329,12 @@ fn assert_the_busy_time_is_not_counted(result: &RunResult) {
     assert_phases_add_up(step, result);
 }
 
-#[test]
-fn an_answer_read_late_by_a_busy_probe_counts_when_it_arrived() {
-    let request_came = Arc::new(Notify::new());
+/// A plain HTTP/1.1 server on a thread of its own for one connection: it reads
+/// the request head, calls `before_answering`, answers 200 `ok`, and waits for
+/// the probe to close. Returns its URL.
+fn one_answer_server(before_answering: impl FnOnce() + Send + 'static) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let told = request_came.clone();
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         let (mut socket, _) = listener.accept().unwrap();
@@ -345,11 +345,20 @@ fn an_answer_read_late_by_a_busy_probe_counts_when_it_arrived() {
             assert!(n > 0, "the probe closed before its request was complete");
             request.extend_from_slice(&buf[..n]);
         }
+        before_answering();
+        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").unwrap();
+        let _ = socket.read(&mut buf);
+    });
+    url
+}
+
+#[test]
+fn an_answer_read_late_by_a_busy_probe_counts_when_it_arrived() {
+    let request_came = Arc::new(Notify::new());
+    let told = request_came.clone();
+    let url = one_answer_server(move || {
         told.notify_one();
         std::thread::sleep(SERVER_WAIT);
-        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").unwrap();
-        // Until the probe closes.
-        let _ = socket.read(&mut buf);
     });
     let result = run_on_a_thread_busy_when_the_answer_comes(Runner::new(vec![main_target(&url)]), request_came);
     assert_the_busy_time_is_not_counted(&result);
@@ -367,4 +376,32 @@ fn an_answer_read_late_by_a_busy_probe_counts_when_it_arrived_over_tls() {
         let result = run_on_a_thread_busy_when_the_answer_comes(runner, request_came);
         assert_the_busy_time_is_not_counted(&result);
     }
+}
+
+/// The TCP handshake ends when the kernel got the SYN-ACK (its own measure of
+/// the handshake), not when the probe's thread, busy with something else, saw
+/// the connection up: here the thread is held busy from the moment the run
+/// waits for its connection (the first moment it waits at all) for [`BUSY`],
+/// while the server answers at once.
+#[test]
+fn a_connection_seen_late_by_a_busy_probe_counts_when_its_handshake_ended() {
+    let url = one_answer_server(|| {});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let result = runtime.block_on(async {
+        // Runs as soon as the run first waits: for its TCP connection.
+        let busy = tokio::spawn(async { std::thread::sleep(BUSY) });
+        let result = Runner::new(vec![main_target(&url)]).run(&one_request()).await;
+        busy.await.unwrap();
+        result
+    });
+    assert_eq!(result.outcome, Outcome::Success, "{}", show(&result));
+    let step = &result.steps[0];
+    let phases = step.phases.unwrap();
+    assert!(
+        phases.connect < BUSY / 2 && step.duration < BUSY / 2 && result.duration < BUSY / 2,
+        "the thread was busy for {BUSY:?} after the handshake ended, and that was counted: {}",
+        show(&result)
+    );
+    assert!(phases.connect > Duration::ZERO, "{phases:?}");
+    assert!(phases.total() <= step.duration, "{}", show(&result));
 }

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::phases::{IoClock, Phase, Recorder};
-use super::received::ReceiveTimes;
+use super::received::{ReceiveTimes, handshake_rtt};
 use super::result::{Reason, StepError};
 
 /// How long a connection attempt to one address runs alone before the next
@@ -255,6 +255,7 @@ pub async fn tcp(resolver: &Resolver, host: &url::Host<String>, port: u16) -> Re
     let addresses = resolver.addresses(host, port).await?;
     connect_any(&addresses)
         .await
+        .map(|(tcp, _)| tcp)
         .map_err(|e| StepError::new(Reason::Connect, format!("cannot connect to {host}:{port}: {e}")))
 }
 
@@ -270,9 +271,14 @@ pub(crate) async fn open(
     }
     let addresses = resolver.addresses(&origin.host, origin.port).await?;
     phases.enter(Phase::Connect);
-    let tcp = connect_any(&addresses)
+    let (tcp, attempt_began) = connect_any(&addresses)
         .await
         .map_err(|e| StepError::new(Reason::Connect, format!("cannot connect to {}: {e}", origin_text(origin))))?;
+    // The handshake ended when the SYN-ACK came, which may be well before this
+    // thread got round to seeing the connection up.
+    if let Some(rtt) = handshake_rtt(&tcp) {
+        phases.connected(attempt_began + rtt);
+    }
     // Requests are written whole; Nagle's algorithm would only delay them.
     let _ = tcp.set_nodelay(true);
     let clock = Arc::new(IoClock::default());
@@ -319,13 +325,17 @@ where
     Ok(Sender::Http2(sender, task.abort_handle()))
 }
 
-/// Connects to the first address that answers. Each address gets
-/// [`NEXT_ADDRESS_AFTER`] alone before the next one is tried alongside it, and a
-/// refused address hands over at once, so a host with a broken IPv6 route still
-/// connects over IPv4 quickly.
-async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
+/// Connects to the first address that answers, and says when the attempt
+/// that did began. Each address gets [`NEXT_ADDRESS_AFTER`] alone before the
+/// next one is tried alongside it, and a refused address hands over at once, so
+/// a host with a broken IPv6 route still connects over IPv4 quickly.
+async fn connect_any(addresses: &[SocketAddr]) -> io::Result<(TcpStream, Instant)> {
+    let attempt = |address: SocketAddr| async move {
+        let began = Instant::now();
+        TcpStream::connect(address).await.map(|tcp| (tcp, began))
+    };
     if let [only] = addresses {
-        return TcpStream::connect(only).await;
+        return attempt(*only).await;
     }
     let mut attempts = tokio::task::JoinSet::new();
     let mut next = 0;
@@ -334,7 +344,7 @@ async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
         if attempts.is_empty() {
             match addresses.get(next) {
                 Some(address) => {
-                    attempts.spawn(TcpStream::connect(*address));
+                    attempts.spawn(attempt(*address));
                     next += 1;
                 }
                 None => {
@@ -349,7 +359,7 @@ async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
                 Err(e) => last_error = Some(io::Error::other(e)),
             },
             () = tokio::time::sleep(NEXT_ADDRESS_AFTER), if next < addresses.len() => {
-                attempts.spawn(TcpStream::connect(addresses[next]));
+                attempts.spawn(attempt(addresses[next]));
                 next += 1;
             }
         }

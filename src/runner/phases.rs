@@ -65,7 +65,8 @@ pub struct Phases {
     #[serde(serialize_with = "seconds")]
     pub transfer: Duration,
     /// Not a phase: the time from the kernel receiving an exchange's last byte
-    /// to the probe reading it and closing the exchange (a busy or late thread:
+    /// to the probe reading it and closing the exchange, and from the kernel
+    /// completing a TCP handshake to the probe going on (a busy or late thread:
     /// the probe's own delay). Left out of [`Phases::total`] and of the step's
     /// duration; not reported.
     #[serde(skip)]
@@ -247,6 +248,18 @@ impl Recorder {
         state.close(now);
         state.connection = Some(clock);
         state.open(Phase::Send, now);
+    }
+
+    /// The TCP handshake ended `at` (the kernel's measure of it, earlier than
+    /// the moment the probe saw the connection up): the open phase closes
+    /// there, and the time since then is [`Phases::after_arrival`]. The next
+    /// phase opens when it is entered.
+    pub(crate) fn connected(&self, at: Instant) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let at = state.open.as_ref().map_or(now, |open| at.max(open.since).min(now));
+        state.close(at);
+        state.done.after_arrival += now - at;
     }
 
     /// The response head has been read: the open phase closes, and

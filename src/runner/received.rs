@@ -32,7 +32,14 @@ pub const MAX_CLOCK_DRIFT: Duration = Duration::from_millis(1);
 const MAX_READ: usize = 64 * 1024;
 
 #[cfg(target_os = "linux")]
-pub(crate) use linux::ReceiveTimes;
+pub(crate) use linux::{ReceiveTimes, handshake_rtt};
+
+/// The kernel's measure of a new connection's TCP handshake (SYN sent to
+/// SYN-ACK received): none where the kernel does not say.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn handshake_rtt(_: &tokio::net::TcpStream) -> Option<Duration> {
+    None
+}
 
 /// Where stamps are not available: never enabled.
 #[cfg(not(target_os = "linux"))]
@@ -164,6 +171,24 @@ mod linux {
     /// How many packets the connection has received out of order
     /// (`tcpi_rcv_ooopack`, Linux 5.4 on): `None` when the kernel does not say.
     fn out_of_order_packets(socket: BorrowedFd<'_>) -> Option<u32> {
+        let (info, len) = tcp_info(socket)?;
+        (len >= std::mem::offset_of!(libc::tcp_info, tcpi_rcv_ooopack) + 4).then_some(info.tcpi_rcv_ooopack)
+    }
+
+    /// The round trip the kernel measured on a connection that has just been
+    /// set up: its TCP handshake, SYN sent to SYN-ACK received (the first
+    /// sample is the smoothed value as it stands). `None` when a SYN was sent
+    /// again (the sample would be the last SYN's, hiding the wait before it)
+    /// or the kernel does not say.
+    pub(crate) fn handshake_rtt(stream: &TcpStream) -> Option<std::time::Duration> {
+        let (info, len) = tcp_info(stream.as_fd())?;
+        let needed = std::mem::offset_of!(libc::tcp_info, tcpi_total_retrans) + 4;
+        (len >= needed && info.tcpi_total_retrans == 0 && info.tcpi_rtt > 0)
+            .then(|| std::time::Duration::from_micros(info.tcpi_rtt.into()))
+    }
+
+    /// The connection's `TCP_INFO` and how many bytes of it the kernel filled.
+    fn tcp_info(socket: BorrowedFd<'_>) -> Option<(libc::tcp_info, usize)> {
         let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         // SAFETY: `info` has room for `len` bytes, the most `getsockopt` writes;
@@ -175,9 +200,7 @@ mod linux {
             return None;
         }
         // SAFETY: zeroed, then partly written by the kernel: integers only, all valid.
-        let info = unsafe { info.assume_init() };
-        let needed = std::mem::offset_of!(libc::tcp_info, tcpi_rcv_ooopack) + std::mem::size_of::<u32>();
-        (len as usize >= needed).then_some(info.tcpi_rcv_ooopack)
+        Some((unsafe { info.assume_init() }, len as usize))
     }
 }
 
