@@ -96,7 +96,7 @@ struct RunState<'a> {
     /// included), by the stream step's name: charged to that step, not to the step
     /// it opened before.
     openings: HashMap<String, (Duration, Phases)>,
-    /// When each step that ran ended, for delivery delays.
+    /// When each step that ran ended (its last answer arrived), for delivery delays.
     step_ends: HashMap<String, Instant>,
     /// Instances whose REST API accepted the probe's token in this run (a 2xx to a
     /// request that carried it): evidence that a streaming 401 is not the token's.
@@ -220,6 +220,7 @@ impl Runner {
                 steps.push(skipped(journey, step, "an earlier step failed"));
                 continue;
             }
+            let read_late_before = state.after_arrival;
             let result = tokio::select! {
                 result = async {
                     self.open_streams_before(&mut state, step).await;
@@ -228,7 +229,10 @@ impl Runner {
                 () = cancel.cancelled() => cancelled(journey, step),
             };
             end = Instant::now();
-            state.step_ends.insert(step.name.clone(), end);
+            // A delivery delay counts from when the post's answer arrived, as the
+            // frame that ends it is stamped with when it arrived.
+            let read_late = state.after_arrival - read_late_before;
+            state.step_ends.insert(step.name.clone(), end.checked_sub(read_late).unwrap_or(end));
             if let Some(error) = &result.error {
                 failed = Some((step.name.clone(), error.clone()));
             }

@@ -144,6 +144,11 @@ impl IoClock {
         self.last_received.fetch_max(since_epoch(at), Ordering::Relaxed);
     }
 
+    /// How long ago the latest read's bytes were received (zero before any read).
+    pub(crate) fn received_ago(&self) -> Duration {
+        self.last_received().map_or(Duration::ZERO, |at| at.elapsed())
+    }
+
     /// The latest write kept that was not after `at`.
     fn last_write_by(&self, at: Instant) -> Option<Instant> {
         self.last_writes.iter().filter_map(|w| from_epoch(w.load(Ordering::Relaxed))).filter(|w| *w <= at).max()

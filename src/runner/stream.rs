@@ -23,6 +23,7 @@
 //!   is then marked `poll`), and the stream's failure is recorded with its reason.
 //! - Nothing matching before `within` is a failure with reason `not_delivered`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,7 +33,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::check;
+use super::connect::TimedIo;
 use super::http::{self, Response};
+use super::phases::IoClock;
 use super::result::{Reason, StepError};
 use super::target::Target;
 use crate::spec::journey::StreamSpec;
@@ -220,11 +223,14 @@ pub async fn open(client: &http::Client, target: &Target, spec: &StreamSpec) -> 
     let port = url.port_or_known_default().unwrap_or(80);
     let tcp = super::connect::tcp(client.resolver(), &host.to_owned(), port).await.map_err(OpenError::Unusable)?;
     let _ = tcp.set_nodelay(true);
-    let (socket, _) = tokio_tungstenite::client_async_tls_with_config(request, tcp, None, connector)
+    // Frames are stamped with the kernel's receive time of their bytes.
+    let clock = Arc::new(IoClock::default());
+    let io = TimedIo::new(tcp, clock.clone());
+    let (socket, _) = tokio_tungstenite::client_async_tls_with_config(request, io, None, connector)
         .await
         .map_err(|e| upgrade_error(&what, e))?;
     let (tx, frames) = mpsc::unbounded_channel();
-    let task = tokio::spawn(read_frames(socket, tx, spec.silence));
+    let task = tokio::spawn(read_frames(socket, clock, tx, spec.silence));
     Ok(OpenStream { frames, task })
 }
 
@@ -287,8 +293,12 @@ fn upgrade_error(what: &str, error: tungstenite::Error) -> OpenError {
     }
 }
 
+/// Reads the stream's frames into `tx`, each event stamped with when its bytes
+/// arrived (`clock` is the connection's: the latest read's receive time, which
+/// is no earlier than the frame's) rather than when this task read it.
 async fn read_frames<S>(
     mut socket: tokio_tungstenite::WebSocketStream<S>,
+    clock: Arc<IoClock>,
     tx: mpsc::UnboundedSender<Frame>,
     silence: std::time::Duration,
 ) where
@@ -309,7 +319,8 @@ async fn read_frames<S>(
                 return;
             }
         };
-        let at = Instant::now();
+        let now = Instant::now();
+        let at = now.checked_sub(clock.received_ago()).unwrap_or(now);
         let frame = match message {
             Ok(Message::Text(text)) => match parse_frame(&text) {
                 Some((event, payload)) => Frame::Event { at, event, payload },
@@ -567,6 +578,50 @@ pub fn check_response(
 mod tests {
     use super::*;
     use crate::secret::Secret;
+
+    /// An event frame is stamped with when it arrived, not when the reading task
+    /// (held up here by a thread kept busy from just before the frame is sent)
+    /// got round to it: a delivery delay must not include the probe's own wait.
+    #[test]
+    fn a_frame_is_stamped_when_it_arrived_not_when_a_busy_thread_read_it() {
+        const BUSY: Duration = Duration::from_millis(400);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let about_to_send = Arc::new(tokio::sync::Notify::new());
+        let sent_at = Arc::new(std::sync::Mutex::new(None));
+        let (told, stamp) = (about_to_send.clone(), sent_at.clone());
+        // The server on a thread of its own: the busy probe thread must not hold it up.
+        std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut socket = tungstenite::accept(socket).unwrap();
+            told.notify_one();
+            std::thread::sleep(Duration::from_millis(50));
+            *stamp.lock().unwrap() = Some(std::time::Instant::now());
+            socket.send(Message::text(r#"{"stream":["user"],"event":"update","payload":"{}"}"#)).unwrap();
+            socket.flush().unwrap();
+            std::thread::sleep(BUSY * 2);
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let at = runtime.block_on(async {
+            let clock = Arc::new(IoClock::default());
+            let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+            let io = TimedIo::new(tcp, clock.clone());
+            let (socket, _) = tokio_tungstenite::client_async(format!("ws://{address}/"), io).await.unwrap();
+            let (tx, mut frames) = mpsc::unbounded_channel();
+            let reader = tokio::spawn(read_frames(socket, clock, tx, Duration::from_secs(10)));
+            about_to_send.notified().await;
+            std::thread::sleep(BUSY);
+            let frame = frames.recv().await;
+            reader.abort();
+            match frame {
+                Some(Frame::Event { at, .. }) => at.into_std(),
+                _ => panic!("no event frame"),
+            }
+        });
+        let sent = sent_at.lock().unwrap().expect("the server sent the frame");
+        assert!(at >= sent, "stamped before it was sent");
+        assert!(at - sent < BUSY / 2, "stamped {:?} after it was sent: the busy thread's wait was counted", at - sent);
+    }
 
     fn target(url: &str, allowed: &[&str]) -> Target {
         let mut t = Target::new("main", url.parse().unwrap(), "probe", Secret::new("unused-stream-host-token"));
