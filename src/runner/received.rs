@@ -18,6 +18,11 @@
 //!   no stamp in the answer).
 //!
 //! Elsewhere (not Linux, or the option refused) reads are not stamped.
+//!
+//! The same goes for a new connection's TCP handshake: the kernel does not
+//! stamp it, but measures it ([`handshake_rtt`]: `TCP_INFO`'s first round-trip
+//! sample, SYN sent to SYN-ACK received), so `connect` ends at the attempt's
+//! start plus that, not when the thread saw the connection up.
 
 use std::time::{Duration, Instant};
 
