@@ -102,8 +102,8 @@ struct RunState<'a> {
     /// request that carried it): evidence that a streaming 401 is not the token's.
     token_accepted: std::collections::HashSet<String>,
     /// The time the run's steps spent reading answers after they had arrived
-    /// ([`Phases::after_arrival`]): the probe's delay, taken out of the run's
-    /// duration as it is out of each step's.
+    /// ([`Phases::after_arrival`]): the probe's delay, taken off a step's end to
+    /// find when its answer arrived (`step_ends`).
     after_arrival: Duration,
 }
 
@@ -214,7 +214,6 @@ impl Runner {
         let deadline = start + journey.deadline;
         let mut steps = Vec::new();
         let mut failed: Option<(String, StepError)> = None;
-        let mut end = start;
         for step in &journey.steps {
             if failed.is_some() {
                 steps.push(skipped(journey, step, "an earlier step failed"));
@@ -228,7 +227,7 @@ impl Runner {
                 } => result,
                 () = cancel.cancelled() => cancelled(journey, step),
             };
-            end = Instant::now();
+            let end = Instant::now();
             // A delivery delay counts from when the post's answer arrived, as the
             // frame that ends it is stamped with when it arrived.
             let read_late = state.after_arrival - read_late_before;
@@ -238,7 +237,10 @@ impl Runner {
             }
             steps.push(result);
         }
-        let duration = (end - start).saturating_sub(state.after_arrival);
+        // The run's clock is its steps': the instance's time and the network's,
+        // not the probe's between them (preparing the next request, checking the
+        // last answer). A skipped step's is zero.
+        let duration = steps.iter().map(|s| s.duration).sum();
 
         let mut cleanup = Vec::new();
         for step in &journey.cleanup {
@@ -340,24 +342,27 @@ impl Runner {
             return result;
         }
         let start = Instant::now();
-        // The step's clock ends when its last answer arrived, not when the probe
-        // read it: `after_arrival` is the time between the two.
-        let (outcome, after_arrival) = match &step.kind {
+        // A request step's clock runs from its request's first phase to its last
+        // answer's arrival (`Phases::clocked`): the probe's own work before the
+        // request and after the answer is not the instance's. `after_arrival` is
+        // the time from the last answer's arrival to the probe reading it.
+        let (outcome, clocked, after_arrival) = match &step.kind {
             // Boxed: a future is as large as its largest state, and every run in
             // flight carries its own, so the stream and parallel steps' large states
             // are allocated only by the runs that have such a step, while it runs.
             // A stream step waits for its frame while its fallback's polls run beside
             // the wait, so their reads are no end of its clock: nothing taken out.
             StepKind::Stream(spec) => {
-                (Box::pin(self.stream_step(state, step, spec, &instance, deadline, &mut result)).await, Duration::ZERO)
+                let outcome = Box::pin(self.stream_step(state, step, spec, &instance, deadline, &mut result)).await;
+                (outcome, None, Duration::ZERO)
             }
             StepKind::Parallel(members) => Box::pin(self.parallel_step(state, members, deadline, &mut result)).await,
             _ => {
                 let outcome = self.attempt_step(state, &state.client, step, &instance, deadline, &mut result).await;
-                (outcome, read_after_arrival(&result))
+                (outcome, result.phases.and_then(|p| p.clocked()), read_after_arrival(&result))
             }
         };
-        result.duration = start.elapsed().saturating_sub(after_arrival);
+        result.duration = clocked.unwrap_or_else(|| start.elapsed().saturating_sub(after_arrival));
         state.after_arrival += after_arrival;
         let sent_token = step.kind.request().is_some_and(|r| r.auth) && !matches!(step.kind, StepKind::Stream(_));
         if sent_token && result.http_status.is_some_and(|s| (200..300).contains(&s)) {
@@ -404,15 +409,15 @@ impl Runner {
     /// Runs a `parallel` group's members at once, each on its own new
     /// connection (as an app's concurrent requests over HTTP/1.1), and collects
     /// their captures. The group fails with its first failing member's error.
-    /// Also returns the time since the group's last answer arrived: the group's
-    /// clock ends there.
+    /// Also returns the group's clock, from its first request's first phase to
+    /// its last answer's arrival, and the time since that arrival.
     async fn parallel_step(
         &self,
         state: &mut RunState<'_>,
         members: &[Step],
         deadline: Option<Instant>,
         result: &mut StepResult,
-    ) -> (Result<Vec<(String, String)>, StepError>, Duration) {
+    ) -> (Result<Vec<(String, String)>, StepError>, Option<Duration>, Duration) {
         let shared: &RunState<'_> = state;
         let runs = members.iter().map(|member| async move {
             let instance = shared.journey.step_instance(member).to_owned();
@@ -420,17 +425,25 @@ impl Runner {
             let client = http::Client::with_resolver(self.tls.clone(), self.resolver.clone());
             let start = Instant::now();
             let outcome = self.attempt_step(shared, &client, member, &instance, deadline, &mut member_result).await;
-            member_result.duration = start.elapsed().saturating_sub(read_after_arrival(&member_result));
+            let phases = member_result.phases.unwrap_or_default();
+            // Its request began at its first phase, and its clock ended at its answer.
+            let began = phases.span.map_or(start, |(began, _)| Instant::from_std(began));
+            member_result.duration =
+                phases.clocked().unwrap_or_else(|| start.elapsed().saturating_sub(phases.after_arrival));
             if let Err(error) = &outcome {
                 member_result.status = StepStatus::Failed;
                 member_result.error = Some(error.clone());
             }
-            let arrived = start + member_result.duration;
-            (member, member_result, outcome, arrived)
+            (member, member_result, outcome, began)
         });
         let done = futures_util::future::join_all(runs).await;
         let now = Instant::now();
-        let after_arrival = done.iter().map(|(.., arrived)| *arrived).max().map_or(Duration::ZERO, |a| now - a);
+        let began = done.iter().map(|(.., began)| *began).min();
+        let arrived = done.iter().map(|(_, member, _, began)| *began + member.duration).max();
+        let (clocked, after_arrival) = match (began, arrived) {
+            (Some(began), Some(arrived)) => (Some(arrived.saturating_duration_since(began)), now - arrived.min(now)),
+            _ => (None, Duration::ZERO),
+        };
         let mut captured = Vec::new();
         let mut first_error = None;
         for (member, member_result, outcome, _) in done {
@@ -453,7 +466,7 @@ impl Runner {
             Some(error) => Err(error),
             None => Ok(captured),
         };
-        (outcome, after_arrival)
+        (outcome, clocked, after_arrival)
     }
 
     async fn attempt_step(

@@ -71,6 +71,14 @@ pub struct Phases {
     /// duration; not reported.
     #[serde(skip)]
     pub after_arrival: Duration,
+    /// Not a phase: from the moment the first phase opened (the request began
+    /// to go out: its DNS, its TCP connect, or its first byte on a reused
+    /// connection) to the moment the probe closed the last one. Less
+    /// [`Phases::after_arrival`], this is the step's clock: the probe's own work
+    /// before the request (templates, the URL) and after the answer (checks,
+    /// captures) stays out of it. `None` when no exchange began.
+    #[serde(skip)]
+    pub span: Option<(Instant, Instant)>,
 }
 
 impl Phases {
@@ -106,6 +114,17 @@ impl Phases {
             *self.slot(phase) += other.get(phase);
         }
         self.after_arrival += other.after_arrival;
+        self.span = match (self.span, other.span) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (span, other) => span.or(other),
+        };
+    }
+
+    /// The time from the first phase's opening to the last one's closing, less
+    /// the probe's own delays within ([`Phases::span`]): the phases' sum for one
+    /// exchange, and for several (a poll's attempts) the time between them too.
+    pub fn clocked(&self) -> Option<Duration> {
+        self.span.map(|(began, ended)| (ended - began).saturating_sub(self.after_arrival))
     }
 }
 
@@ -191,6 +210,9 @@ struct RecorderState {
     /// The clock of the connection an exchange is under way on, from its
     /// [`Phase::Send`] to its end.
     connection: Option<Arc<IoClock>>,
+    /// When the probe went on after a handshake it saw late ([`Recorder::connected`]):
+    /// the time until the next phase opens is its own too.
+    went_on: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -226,7 +248,19 @@ impl RecorderState {
     }
 
     fn open(&mut self, phase: Phase, since: Instant) {
+        if let Some(went_on) = self.went_on.take() {
+            self.done.after_arrival += since.saturating_duration_since(went_on);
+        }
+        self.done.span.get_or_insert((since, since));
         self.open = Some(Open { phase, since });
+    }
+
+    /// The probe has closed the exchange's phases `now`: the span ends here.
+    fn ended(&mut self, now: Instant) {
+        if let Some((_, end)) = &mut self.done.span {
+            *end = now;
+        }
+        self.went_on = None;
     }
 }
 
@@ -265,6 +299,8 @@ impl Recorder {
         let at = state.open.as_ref().map_or(now, |open| at.max(open.since).min(now));
         state.close(at);
         state.done.after_arrival += now - at;
+        state.ended(now);
+        state.went_on = Some(now);
     }
 
     /// The response head has been read: the open phase closes, and
@@ -285,13 +321,20 @@ impl Recorder {
         let arrived = state.arrival(now);
         state.close(arrived);
         state.done.after_arrival += now - arrived;
+        state.ended(now);
         state.connection = None;
     }
 
-    /// The phases recorded since the last call, closing the open phase now.
+    /// The phases recorded since the last call, closing the open phase now
+    /// (an exchange cut short: its span ends here too).
     pub(crate) fn take(&self) -> Phases {
         let mut state = self.lock();
-        state.close(Instant::now());
+        if state.open.is_some() {
+            let now = Instant::now();
+            state.close(now);
+            state.ended(now);
+        }
+        state.went_on = None;
         state.connection = None;
         std::mem::take(&mut state.done)
     }
@@ -378,6 +421,36 @@ mod tests {
         assert!(phases.send >= Duration::from_millis(2), "{phases:?}");
         assert!(phases.send + Duration::from_millis(5) <= answered - began, "{phases:?}");
         assert!(phases.ttfb >= Duration::from_millis(5), "{phases:?}");
+    }
+
+    #[test]
+    fn the_clock_is_the_phases_alone_not_the_probes_work_before_between_or_after_them() {
+        let recorder = Recorder::default();
+        let start = Instant::now();
+        // Preparing the request: no phase open yet.
+        std::thread::sleep(Duration::from_millis(4));
+        recorder.enter(Phase::Connect);
+        std::thread::sleep(Duration::from_millis(2));
+        let handshake_ended = Instant::now();
+        // The probe sees the connection up late, and goes on slowly to the request.
+        std::thread::sleep(Duration::from_millis(3));
+        recorder.connected(handshake_ended);
+        std::thread::sleep(Duration::from_millis(3));
+        let clock = Arc::new(IoClock::default());
+        recorder.enter_send(clock.clone());
+        clock.wrote();
+        std::thread::sleep(Duration::from_millis(2));
+        clock.received(Instant::now());
+        recorder.head_received();
+        recorder.finish();
+        // Checking the answer: after the exchange.
+        std::thread::sleep(Duration::from_millis(4));
+        let phases = recorder.take();
+        assert!(phases.after_arrival >= Duration::from_millis(6), "{phases:?}");
+        assert_eq!(phases.clocked(), Some(phases.total()), "{phases:?}");
+        // The probe's own 14 ms (preparing, going on, checking) are out of it.
+        assert!(phases.total() + Duration::from_millis(14) <= start.elapsed(), "{phases:?}");
+        assert_eq!(Recorder::default().take().clocked(), None, "no exchange, no clock");
     }
 
     #[test]

@@ -188,8 +188,10 @@ pub struct StepResult {
     /// The instance the step talked to.
     pub instance: String,
     pub status: StepStatus,
-    /// From the first request byte sent to the last response byte read (all
-    /// attempts of a poll, redirects followed included).
+    /// A request step: from its first request's first phase (the request going
+    /// out) to its last answer's arrival, all attempts of a poll and the waits
+    /// between them, redirects followed included (`Phases::clocked`). A
+    /// `stream` step: the wait for its event, its stream's opening included.
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
     /// Requests made (more than one for a poll).
@@ -199,8 +201,8 @@ pub struct StepResult {
     pub http_status: Option<u16>,
     /// Where the time of the step's HTTP exchanges went, summed over all its
     /// attempts and redirects (like `duration`). Absent when no request was made.
-    /// The phases add up to `duration` less the probe's own work between
-    /// exchanges and, for a poll, the waits between attempts.
+    /// For one exchange they add up to `duration`; for a poll, `duration` also
+    /// has the waits between attempts and the probe's work between them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Phases>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -285,7 +287,8 @@ pub struct RunResult {
     pub account: String,
     /// Wall-clock time at the start of the run: the samples' timestamp.
     pub started_at: chrono::DateTime<chrono::Utc>,
-    /// Monotonic time from the first step's start to the last step's end (cleanup excluded).
+    /// The sum of the steps' durations (cleanup excluded), monotonic: the
+    /// probe's own work between steps is not in it.
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
     pub outcome: Outcome,
