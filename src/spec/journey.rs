@@ -26,8 +26,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
 /// What a journey's duration covers, unless the journey says otherwise.
-pub const DEFAULT_MEASURES: &str = "from the first request's first byte sent to the last step's last \
-response byte read, at the probe, including DNS, TCP and TLS on a fresh connection; cleanup excluded";
+pub const DEFAULT_MEASURES: &str = "each step from its request going out to its last response byte \
+received, at the probe, including DNS, TCP and TLS on a fresh connection, summed over the steps; the \
+probe's own work and cleanup excluded";
 
 #[derive(Debug, Clone)]
 pub struct Journey {
