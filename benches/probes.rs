@@ -1063,6 +1063,13 @@ fn shipped() {
         // blocking sockets (connect, write, read the answer, close), its own CPU.
         let bare_base = base.clone();
         let bare = std::thread::spawn(move || bare_requests(&bare_base, JOURNEYS, Duration::from_secs(secs)));
+        // The peer: blackbox_exporter probing the same URL at the same rate, each
+        // probe asked for as Prometheus asks (`/probe?target=…`), its own CPU.
+        let peer_target = server.url("/delay/0");
+        let peer_port = blackbox.port;
+        let peer_before = blackbox.usage();
+        let peer =
+            std::thread::spawn(move || blackbox_probes(peer_port, &peer_target, JOURNEYS, Duration::from_secs(secs)));
         let mut scrapes = 0usize;
         let mut next_scrape = started;
         let mut loads = Vec::new();
@@ -1073,6 +1080,8 @@ fn shipped() {
                     f.scrape_bytes = http_get(f.port, "/metrics").len();
                     f.scrape_cpu += Usage::of(f.agent.id()).cpu - cpu_before;
                 }
+                // blackbox_exporter's own /metrics, scraped as the agent's is.
+                http_get(blackbox.port, "/metrics");
                 loads.push(load_average());
                 scrapes += 1;
                 next_scrape += Duration::from_secs(15);
@@ -1109,6 +1118,16 @@ fn shipped() {
                 f.scrape_cpu.as_secs_f64() * 1e3 / scrapes.max(1) as f64
             );
         }
+        let probes = peer.join().unwrap();
+        let peer_after = blackbox.usage();
+        let peer_cpu = (peer_after.cpu - peer_before.cpu).as_secs_f64();
+        println!(
+            "| blackbox_exporter (`/probe` of the same URL at the same rate, its /metrics scraped too) | — | {probes} | {:.0} µs | {:.2} % | {:.1} MiB | {:.1} MiB | — | — | — |",
+            peer_cpu / probes.max(1) as f64 * 1e6,
+            peer_cpu / elapsed * 100.0,
+            mib(peer_after.peak_rss_kib),
+            mib(peer_after.rss_kib)
+        );
         let (requests, cpu) = bare.join().unwrap();
         println!(
             "| bare sockets (one thread, blocking std::net, the same request) | — | {requests} | {:.0} µs | {:.2} % | — | — | — | — | — |",
@@ -1122,6 +1141,23 @@ fn shipped() {
 /// `journeys` requests a minute to `base` + `/delay/0` for `length`, evenly
 /// spaced, each on a new connection closed after its answer: the work of an agent's
 /// runs without the agent. Returns the requests made and the thread's CPU time.
+/// blackbox_exporter asked to probe `target` `journeys` times a minute for
+/// `length`, as Prometheus would with one scrape job per target: the probes made.
+fn blackbox_probes(port: u16, target: &str, journeys: usize, length: Duration) -> usize {
+    let every = Duration::from_secs(60) / journeys as u32;
+    let path = format!("/probe?module=http_2xx&target={target}");
+    let started = Instant::now();
+    let mut probes = 0;
+    while started.elapsed() < length {
+        assert!(http_get(port, &path).contains("probe_success 1"), "blackbox_exporter's probe of {target} failed");
+        probes += 1;
+        if let Some(wait) = (every * probes as u32).checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    probes
+}
+
 fn bare_requests(base: &str, journeys: usize, length: Duration) -> (usize, Duration) {
     let authority = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
     let request =
