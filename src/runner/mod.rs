@@ -359,7 +359,7 @@ impl Runner {
             StepKind::Parallel(members) => Box::pin(self.parallel_step(state, members, deadline, &mut result)).await,
             _ => {
                 let outcome = self.attempt_step(state, &state.client, step, &instance, deadline, &mut result).await;
-                (outcome, result.phases.and_then(|p| p.clocked()), read_after_arrival(&result))
+                (outcome, Some(request_clock(start, &result)), read_after_arrival(&result))
             }
         };
         result.duration = clocked.unwrap_or_else(|| start.elapsed().saturating_sub(after_arrival));
@@ -425,11 +425,9 @@ impl Runner {
             let client = http::Client::with_resolver(self.tls.clone(), self.resolver.clone());
             let start = Instant::now();
             let outcome = self.attempt_step(shared, &client, member, &instance, deadline, &mut member_result).await;
-            let phases = member_result.phases.unwrap_or_default();
             // Its request began at its first phase, and its clock ended at its answer.
-            let began = phases.span.map_or(start, |(began, _)| Instant::from_std(began));
-            member_result.duration =
-                phases.clocked().unwrap_or_else(|| start.elapsed().saturating_sub(phases.after_arrival));
+            let began = member_result.phases.and_then(|p| p.span).map_or(start, |(began, _)| Instant::from_std(began));
+            member_result.duration = request_clock(start, &member_result);
             if let Err(error) = &outcome {
                 member_result.status = StepStatus::Failed;
                 member_result.error = Some(error.clone());
@@ -778,6 +776,15 @@ impl Runner {
 }
 
 /// The time a step's exchanges spent being read after their answers had arrived.
+/// A request step's clock: its phases' ([`Phases::clocked`]), or, when no
+/// exchange began, the time since `start`.
+fn request_clock(start: Instant, result: &StepResult) -> Duration {
+    result
+        .phases
+        .and_then(|p| p.clocked())
+        .unwrap_or_else(|| start.elapsed().saturating_sub(read_after_arrival(result)))
+}
+
 fn read_after_arrival(result: &StepResult) -> Duration {
     result.phases.map_or(Duration::ZERO, |p| p.after_arrival)
 }

@@ -66,9 +66,9 @@ pub struct Phases {
     pub transfer: Duration,
     /// Not a phase: the time from the kernel receiving an exchange's last byte
     /// to the probe reading it and closing the exchange, and from the kernel
-    /// completing a TCP handshake to the probe going on (a busy or late thread:
-    /// the probe's own delay). Left out of [`Phases::total`] and of the step's
-    /// duration; not reported.
+    /// completing a TCP handshake to the probe opening its next phase (a busy or
+    /// late thread: the probe's own delay). Left out of [`Phases::total`] and of
+    /// the step's duration; not reported.
     #[serde(skip)]
     pub after_arrival: Duration,
     /// Not a phase: from the moment the first phase opened (the request began
